@@ -1,0 +1,1 @@
+"""Communs governance: roster, proposals, ballots, tallies and licence policy (pure code)."""

@@ -1,0 +1,1 @@
+"""Communs node: the asyncio shell (config, lifecycle, admin HTTP, CLI, replication)."""

@@ -1,0 +1,1 @@
+"""Communs protocol: records, canonical encoding, signatures, identifiers, wire codecs, overlay adapter."""

@@ -1,0 +1,93 @@
+"""Canonical msgpack: one value, one encoding, and nothing else accepted.
+
+Signatures and content ids are computed over bytes, so two nodes must agree on the bytes
+of a value. Rather than a hand-written canonical encoder and a matching validator, we
+encode with msgpack's packer (which always picks the shortest integer and length forms),
+sort map keys, and on decoding re-encode the value and require the very same bytes. That
+single comparison rejects unsorted or duplicate keys, over-long integer forms, str/bin
+confusion and trailing bytes, without a second grammar to keep in step.
+
+Values allowed: None, bool, int (64-bit), str, bytes, list, and maps with str keys.
+Floats and extension types are refused: they have several encodings of one value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from .errors import DecodeError
+
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+MAX_DEPTH = 16
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+
+
+def _check(value: Any, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise DecodeError("value is nested too deeply")
+    if value is None or isinstance(value, bool | str | bytes):
+        return
+    if isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise DecodeError("integer out of 64-bit range")
+        return
+    if isinstance(value, list | tuple):
+        for item in value:
+            _check(item, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise DecodeError("map keys must be strings")
+            _check(item, depth + 1)
+        return
+    raise DecodeError(f"type {type(value).__name__} cannot be encoded canonically")
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value, key=lambda k: k.encode())}
+    if isinstance(value, list | tuple):
+        return [_sorted(v) for v in value]
+    return value
+
+
+def encode(value: Any) -> bytes:
+    """Encode `value` canonically; raises DecodeError for values with no canonical form."""
+    _check(value, 0)
+    out: bytes = msgpack.packb(_sorted(value), use_bin_type=True)
+    return out
+
+
+def decode(data: bytes, max_bytes: int = MAX_RECORD_BYTES) -> Any:
+    """Decode canonical bytes; anything not byte-for-byte canonical raises DecodeError."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError("expected bytes")
+    data = bytes(data)
+    if len(data) > max_bytes:
+        raise DecodeError(f"encoding is {len(data)} bytes, over the limit of {max_bytes}")
+    if not data:
+        raise DecodeError("empty input")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_str_len=max_bytes,
+            max_bin_len=max_bytes,
+            max_array_len=max_bytes,
+            max_map_len=max_bytes,
+            max_ext_len=0,
+        )
+    except msgpack.ExtraData as exc:
+        raise DecodeError("trailing bytes after the value") from exc
+    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
+        raise DecodeError(f"not valid msgpack: {exc}") from exc
+    _check(value, 0)
+    if encode(value) != data:
+        raise DecodeError("encoding is not canonical")
+    return value

@@ -1,0 +1,1 @@
+"""Communs storage: the SQLite catalog and the content-addressed chunk store."""
