@@ -40,13 +40,13 @@ from license_expression import (
     get_spdx_licensing,
 )
 
+from .errors import LicenceError
+
+__all__ = ["MAX_EXPRESSION_CHARS", "LicenceError", "check_expression", "check_id", "satisfiable"]
+
 MAX_EXPRESSION_CHARS = 1000
 _IDSTRING = re.compile(r"[A-Za-z0-9.\-]+\+?")
 _LICENSEREF = re.compile(r"licenseref-([A-Za-z0-9.\-]+)", re.IGNORECASE)
-
-
-class LicenceError(ValueError):
-    """A licence expression or id was refused; `str(err)` is one sentence saying why."""
 
 
 @functools.cache
