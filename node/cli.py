@@ -1,0 +1,282 @@
+"""The `communs` command line.
+
+Every command takes `--data DIR` and, where it prints something, `--json`. Errors go to stderr
+as one sentence with a non-zero exit; a traceback is a bug. Commands that talk to a running node
+go through the admin API (`client.py`); `init`, `member keygen` and `run` work on the folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .config import ConfigError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    raise CliError(message, code)
+
+
+def emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str] | str | None = None) -> None:
+    """Print `data` as JSON with --json, else as text for a person."""
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    if text is None:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    elif callable(text):
+        print(text(data))
+    else:
+        print(text)
+
+
+def data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data).expanduser()
+
+
+def client(args: argparse.Namespace, timeout: float = 30.0) -> Any:
+    from .client import AdminClient
+
+    return AdminClient.for_folder(data_dir(args), timeout=timeout)
+
+
+# ---- init / run ----------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> None:
+    from communs.protocol import keys
+
+    from .config import Config
+    from .datadir import init_folder, read_public_key
+
+    root = data_dir(args)
+    cfg = Config()
+    if args.name is not None:
+        cfg.name = args.name
+    else:
+        cfg.name = root.resolve().name or "communs-node"
+    if args.listen:
+        cfg.listen = list(args.listen)
+    if args.admin:
+        cfg.admin = args.admin
+    cfg.bootstrap = list(args.bootstrap or [])
+    cfg.federation = args.federation
+    cfg.mdns = bool(args.mdns)
+    if args.no_dht:
+        cfg.dht = False
+    if args.allow_remote_admin:
+        cfg.admin_allow_remote = True
+    founders = []
+    for i, path in enumerate(args.founder or []):
+        pub = read_public_key(Path(path))
+        name = Path(path).name.removesuffix(".pub").removesuffix(".key") or f"founder-{i + 1}"
+        founders.append((pub, name))
+    if len({k for k, _ in founders}) != len(founders):
+        fail("the same founder key was given twice")
+    roster = init_folder(root, cfg, founders or None)
+    node_pub = _node_public(root)
+    result = {
+        "data": str(root),
+        "peer_id": keys.peer_id(node_pub),
+        "founders": [{"key": k.hex(), "name": n} for k, n in roster],
+        "operator_key": str(root / "operator.key") if not founders else None,
+    }
+
+    def text(r: dict[str, Any]) -> str:
+        lines = [f"Initialised a Communs node in {r['data']}", f"  peer id: {r['peer_id']}"]
+        if r["operator_key"]:
+            lines.append(f"  operator member key: {r['operator_key']} (keep it safe; it votes for you)")
+        lines.append(f"Start it with: communs run --data {r['data']}")
+        return "\n".join(lines)
+
+    emit(args, result, text)
+
+
+def _node_public(root: Path) -> bytes:
+    from .datadir import read_private_key
+
+    return read_private_key(root / "node.key", "node key").public
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .logs import setup_logging
+
+    root = data_dir(args)
+    cfg = load_config(root)  # fail early and clearly, before importing libp2p
+    setup_logging(args.log_level or cfg.log_level, args.log_format or cfg.log_format)
+    from .service import StartupError, run_node
+
+    try:
+        import uvloop
+
+        runner: Callable[..., Any] = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        import asyncio
+
+        runner = asyncio.run
+    try:
+        code = runner(run_node(root))
+    except StartupError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        code = 0
+    if code:
+        sys.exit(code)
+
+
+# ---- status / peers ------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    c = client(args)
+    doc = c.get("/api/v1/status")
+    try:
+        doc["replication"] = c.get("/api/v1/replication")
+    except Exception:  # noqa: BLE001 - older node or feature absent: status still useful
+        pass
+
+    def text(d: dict[str, Any]) -> str:
+        lines = [
+            f"node      {d.get('name', '')}  (Communs {d['version']}, up {int(d['uptime_s'])} s)",
+            f"peer id   {d['peer_id']}",
+            "listening " + ("\n          ".join(d["listen_addrs"]) or "-"),
+            f"peers     {d.get('peers', 0)}",
+        ]
+        if "datasets" in d:
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(d["datasets"].items())) or "none"
+            lines.append(f"datasets  {counts}")
+        for job in (d.get("replication") or {}).get("active", []):
+            pct = 100 * job["bytes_done"] / job["bytes_total"] if job["bytes_total"] else 100.0
+            lines.append(f"fetching  {job['title']} ({job['id'][:16]}…) {pct:5.1f}% "
+                         f"{job['bytes_done']}/{job['bytes_total']} bytes from {len(job.get('sources', []))} peer(s)")
+        return "\n".join(lines)
+
+    emit(args, doc, text)
+
+
+def cmd_peers(args: argparse.Namespace) -> None:
+    peers = client(args).get("/api/v1/peers")
+
+    def text(ps: list[dict[str, Any]]) -> str:
+        if not ps:
+            return "no connected peers"
+        lines = []
+        for p in ps:
+            lines.append(p["peer_id"])
+            for a in p["addrs"]:
+                lines.append(f"  {a}")
+        return "\n".join(lines)
+
+    emit(args, peers, text)
+
+
+# ---- members -------------------------------------------------------------------------------------
+
+
+def cmd_member_keygen(args: argparse.Namespace) -> None:
+    from communs.protocol import keys
+
+    from .config import write_atomic, write_private
+
+    out = Path(args.out).expanduser()
+    pub_path = out.with_name(out.name + ".pub")
+    if out.exists() or pub_path.exists():
+        fail(f"{out} already exists; refusing to overwrite a key")
+    if not out.parent.is_dir():
+        fail(f"folder {out.parent} does not exist")
+    key = keys.SigningKey.generate()
+    write_private(out, keys.format_private(key))
+    write_atomic(pub_path, keys.format_public(key.public))
+    emit(args, {"key": str(out), "public_key_file": str(pub_path), "public_key": key.public.hex()},
+         lambda r: f"member key written to {r['key']} (mode 0600)\npublic key: {r['public_key_file']}")
+
+
+# ---- parser --------------------------------------------------------------------------------------
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", default="./data", metavar="DIR", help="the node's data folder (default ./data)")
+    common.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+    parser = argparse.ArgumentParser(
+        prog="communs", description="Communs: a federated, peer-to-peer data-commons node.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"communs {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("init", parents=[common], help="create a new node folder")
+    p.add_argument("--name")
+    p.add_argument("--listen", action="append", metavar="MULTIADDR")
+    p.add_argument("--admin", metavar="HOST:PORT")
+    p.add_argument("--bootstrap", action="append", metavar="MULTIADDR")
+    p.add_argument("--federation", default="communs")
+    p.add_argument("--founder", action="append", metavar="PUBKEYFILE")
+    p.add_argument("--mdns", action="store_true")
+    p.add_argument("--no-dht", action="store_true", help="do not run the Kademlia DHT")
+    p.add_argument("--allow-remote-admin", action="store_true",
+                   help="allow the admin endpoint on a non-loopback address")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("run", parents=[common], help="run the node in the foreground")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", choices=["text", "json"])
+    p.set_defaults(func=cmd_run)
+
+    sub.add_parser("status", parents=[common], help="the running node's state").set_defaults(func=cmd_status)
+    sub.add_parser("peers", parents=[common], help="connected peers").set_defaults(func=cmd_peers)
+
+    p = sub.add_parser("member", parents=[common], help="member keys")
+    msub = p.add_subparsers(dest="member_command", metavar="SUBCOMMAND")
+    msub.required = True
+    k = msub.add_parser("keygen", parents=[common], help="create a member key pair")
+    k.add_argument("--out", required=True, metavar="FILE")
+    k.set_defaults(func=cmd_member_keygen)
+
+    from . import cli_datasets, cli_governance
+
+    cli_datasets.add_commands(sub, common)
+    cli_governance.add_commands(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .client import ClientError
+
+    try:
+        args.func(args)
+    except CliError as exc:
+        print(f"communs: error: {exc}", file=sys.stderr)
+        sys.exit(exc.code)
+    except (ConfigError, ClientError) as exc:
+        print(f"communs: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        print("communs: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(EXIT_ERROR)
+
+
+if __name__ == "__main__":
+    main()

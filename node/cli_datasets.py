@@ -1,0 +1,10 @@
+"""CLI commands for datasets: publish, datasets, get, verify."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    return None

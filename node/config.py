@@ -1,0 +1,209 @@
+"""The node's data folder and its `config.toml`.
+
+Everything a node owns lives in one folder, so that a backup is a copy of that folder and
+two nodes on one machine never share a file. Every value read from `config.toml` is checked
+here, at load, so that a typo is reported as one sentence naming the key, not as a traceback
+deep inside libp2p or aiohttp later.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+CONFIG_FILE = "config.toml"
+NODE_KEY_FILE = "node.key"
+ADMIN_TOKEN_FILE = "admin.token"
+OPERATOR_KEY_FILE = "operator.key"
+CATALOG_FILE = "catalog.sqlite"
+CHUNKS_DIR = "chunks"
+NODE_JSON = "node.json"
+LOCK_FILE = "node.lock"
+
+DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/7470"
+DEFAULT_ADMIN = "127.0.0.1:7471"
+DEFAULT_FEDERATION = "communs"
+_FEDERATION_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(Exception):
+    """The data folder or its config is missing, damaged or invalid; one sentence says which."""
+
+
+@dataclass
+class Config:
+    name: str = "communs-node"
+    federation: str = DEFAULT_FEDERATION
+    listen: list[str] = field(default_factory=lambda: [DEFAULT_LISTEN])
+    bootstrap: list[str] = field(default_factory=list)
+    mdns: bool = False
+    dht: bool = True
+    admin: str = DEFAULT_ADMIN
+    admin_allow_remote: bool = False
+    log_level: str = "info"
+    log_format: str = "text"
+    max_request_bytes: int = 1 << 20
+
+    @property
+    def topic(self) -> str:
+        return f"/communs/{self.federation}/announce/1"
+
+    def to_toml(self) -> str:
+        doc = {
+            "node": {"name": self.name, "federation": self.federation, "listen": self.listen,
+                     "bootstrap": self.bootstrap, "mdns": self.mdns, "dht": self.dht},
+            "admin": {"listen": self.admin, "allow_remote": self.admin_allow_remote},
+            "log": {"level": self.log_level, "format": self.log_format},
+        }
+        return "# Communs node configuration. See README.md, 'Operator's guide'.\n" + tomli_w.dumps(doc)
+
+    def validate(self) -> None:
+        check_name(self.name)
+        check_federation(self.federation)
+        if not self.listen:
+            raise ConfigError("node.listen must name at least one multiaddr")
+        for addr in self.listen:
+            check_listen_multiaddr(addr)
+        for addr in self.bootstrap:
+            check_peer_multiaddr(addr)
+        host, _port = parse_host_port(self.admin)
+        if not self.admin_allow_remote and not is_loopback(host):
+            raise ConfigError(
+                f"admin.listen {self.admin} is not a loopback address; set admin.allow_remote = true "
+                "in config.toml to expose the admin API beyond this machine")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}, not '{self.log_level}'")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log.format must be 'text' or 'json', not '{self.log_format}'")
+
+
+def check_name(name: str) -> None:
+    if not isinstance(name, str) or not 1 <= len(name) <= 100 or any(ord(c) < 32 for c in name):
+        raise ConfigError("the node name must be 1 to 100 printable characters")
+
+
+def check_federation(name: str) -> None:
+    if not isinstance(name, str) or not _FEDERATION_RE.match(name):
+        raise ConfigError(
+            f"federation '{name}' is invalid: use 1 to 63 lowercase letters, digits, '.', '_' or '-'")
+
+
+def _parse_multiaddr(addr: str, what: str) -> Any:
+    import multiaddr  # imported here: it is light, but the CLI's `--help` should not pay for it
+
+    if not isinstance(addr, str):
+        raise ConfigError(f"{what} must be a string multiaddr")
+    try:
+        return multiaddr.Multiaddr(addr)
+    except Exception as exc:  # multiaddr raises several unrelated types
+        raise ConfigError(f"{what} '{addr}' is not a valid multiaddr ({exc})") from exc
+
+
+def check_listen_multiaddr(addr: str) -> None:
+    ma = _parse_multiaddr(addr, "listen address")
+    protos = [p.name for p in ma.protocols()]
+    if len(protos) != 2 or protos[0] not in ("ip4", "ip6") or protos[1] != "tcp":
+        raise ConfigError(f"listen address '{addr}' must be of the form /ip4/ADDR/tcp/PORT or /ip6/ADDR/tcp/PORT")
+    port = int(ma.value_for_protocol("tcp"))
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"listen address '{addr}' has an invalid port")
+
+
+def check_peer_multiaddr(addr: str) -> None:
+    ma = _parse_multiaddr(addr, "bootstrap address")
+    protos = [p.name for p in ma.protocols()]
+    if "p2p" not in protos or "tcp" not in protos:
+        raise ConfigError(
+            f"bootstrap address '{addr}' must include a TCP port and the peer id, "
+            "e.g. /ip4/192.0.2.1/tcp/7470/p2p/12D3KooW...")
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    if not isinstance(text, str) or ":" not in text:
+        raise ConfigError(f"admin address '{text}' must be HOST:PORT, e.g. 127.0.0.1:7471")
+    host, _, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"admin address '{text}' has an invalid port") from None
+    if not 0 <= port <= 65535 or not host:
+        raise ConfigError(f"admin address '{text}' must be HOST:PORT with a port from 0 to 65535")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_SCHEMA: dict[str, dict[str, tuple[str, type | tuple[type, ...]]]] = {
+    "node": {"name": ("name", str), "federation": ("federation", str), "listen": ("listen", list),
+             "bootstrap": ("bootstrap", list), "mdns": ("mdns", bool), "dht": ("dht", bool)},
+    "admin": {"listen": ("admin", str), "allow_remote": ("admin_allow_remote", bool),
+              "max_request_bytes": ("max_request_bytes", int)},
+    "log": {"level": ("log_level", str), "format": ("log_format", str)},
+}
+
+
+def load_config(data_dir: Path) -> Config:
+    path = data_dir / CONFIG_FILE
+    if not data_dir.is_dir():
+        raise ConfigError(f"{data_dir} is not a Communs node folder (run 'communs init --data {data_dir}' first)")
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing: {data_dir} is not an initialised node folder")
+    try:
+        doc = tomllib.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    cfg = Config()
+    for section, value in doc.items():
+        if section not in _SCHEMA or not isinstance(value, dict):
+            raise ConfigError(f"{path}: unknown section [{section}]")
+        for key, item in value.items():
+            if key not in _SCHEMA[section]:
+                raise ConfigError(f"{path}: unknown key {section}.{key}")
+            attr, typ = _SCHEMA[section][key]
+            if not isinstance(item, typ) or (typ is int and isinstance(item, bool)):
+                raise ConfigError(f"{path}: {section}.{key} has the wrong type")
+            if typ is list and not all(isinstance(x, str) for x in item):
+                raise ConfigError(f"{path}: {section}.{key} must be a list of strings")
+            setattr(cfg, attr, item)
+    try:
+        cfg.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return cfg
+
+
+def write_private(path: Path, text: str) -> None:
+    """Create a secret file with mode 0600 from the start (never world-readable, even briefly)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

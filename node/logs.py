@@ -1,0 +1,58 @@
+"""One log format for the node and for py-libp2p.
+
+py-libp2p sets its `libp2p` logger to not propagate and leaves it without handlers, so its
+warnings reach stderr through Python's last-resort handler in another format, and a stray
+`logging.basicConfig()` in a dependency can add a second root handler that prints every line
+twice. We own the root logger instead: one handler, our format, `libp2p` propagating into it
+at a level one step quieter than the node's (its INFO is chatty and mostly internal).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_NOISY = ("libp2p", "multiaddr", "zeroconf", "aiohttp.access", "async_service", "aiosqlite")
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def setup_logging(level: str = "info", fmt: str = "text") -> None:
+    numeric = _LEVELS.get(level, logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    logging.basicConfig(level=numeric, handlers=[handler], force=True)
+    quieter = logging.DEBUG if numeric <= logging.DEBUG else logging.WARNING
+    for name in _NOISY:
+        lg = logging.getLogger(name)
+        lg.handlers.clear()
+        lg.propagate = True
+        lg.setLevel(quieter if name != "aiohttp.access" else logging.WARNING)
+    # libp2p logs routine dial failures to absent peers at WARNING; they are retried by us.
+    if numeric > logging.DEBUG:
+        for name in ("libp2p.network.swarm", "libp2p.transport.tcp", "libp2p.transport.tcp.tcp",
+                     "libp2p.pubsub.pubsub", "libp2p.host.basic_host", "libp2p.kad_dht"):
+            logging.getLogger(name).setLevel(logging.ERROR)

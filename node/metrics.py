@@ -1,0 +1,33 @@
+"""Prometheus metrics, one registry per node (tests run several nodes; a global one would mix them)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.peers = Gauge("communs_peers", "Connected libp2p peers", registry=r)
+        self.messages = Counter("communs_gossip_messages_total", "Gossip messages by outcome",
+                                ["outcome", "reason"], registry=r)
+        self.stream_requests = Counter("communs_stream_requests_total", "Stream requests served",
+                                       ["protocol", "outcome"], registry=r)
+        self.bytes_in = Counter("communs_bytes_fetched_total", "Chunk bytes fetched from peers", registry=r)
+        self.bytes_out = Counter("communs_bytes_served_total", "Chunk bytes served to peers", registry=r)
+        self.chunks_rejected = Counter("communs_chunks_rejected_total",
+                                       "Chunks received that did not match their hash", registry=r)
+        self.datasets = Gauge("communs_datasets", "Known dataset versions by state", ["state"], registry=r)
+        self.datasets_complete = Counter("communs_datasets_completed_total",
+                                         "Dataset versions replicated to completion", registry=r)
+        self.replication_queue = Gauge("communs_replication_queue", "Dataset versions waiting or in progress",
+                                       registry=r)
+        self.governance = Counter("communs_governance_events_total", "Governance events by kind",
+                                  ["kind"], registry=r)
+        self.api_requests = Counter("communs_api_requests_total", "Admin API requests by status class",
+                                    ["status"], registry=r)
+        self.sync_records = Counter("communs_sync_records_total", "Manifests learned by catalog sync",
+                                    registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

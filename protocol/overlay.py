@@ -1,0 +1,670 @@
+"""The libp2p overlay adapter: the one module that imports trio and libp2p.
+
+py-libp2p is written for trio; the node runs on asyncio (uvloop). Rather than a second
+thread with locks, trio runs as a *guest* of the asyncio loop
+(`trio.lowlevel.start_guest_run`): trio's scheduler ticks inside asyncio callbacks, in
+the same thread. Two small primitives cross the boundary:
+
+* `_to_trio(fn, *args)`: run a trio coroutine in the adapter's nursery and await its result
+  from asyncio (cancelling the asyncio side cancels the trio task);
+* `_to_asyncio(coro)`: from trio, run an asyncio coroutine and await its result (cancelling
+  the trio side cancels the asyncio task).
+
+Everything else in the node sees only asyncio objects: `Overlay`, `Stream`, `PeerInfo`,
+`Message`. No libp2p or trio object leaves this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.crypto.ed25519 import Ed25519PrivateKey
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import X25519PrivateKey
+from libp2p.custom_types import TProtocol
+from libp2p.network.config import ConnectionConfig
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo as LibPeerInfo
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub import gossipsub as gossipsub_mod
+from libp2p.pubsub import pubsub as pubsub_mod
+from libp2p.pubsub import rpc_queue as rpc_queue_mod
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.tools.anyio_service import background_trio_service
+
+log = logging.getLogger("communs.overlay")
+
+T = TypeVar("T")
+
+GOSSIP_PROTOCOLS = [
+    gossipsub_mod.PROTOCOL_ID_V12,
+    gossipsub_mod.PROTOCOL_ID_V11,
+    gossipsub_mod.PROTOCOL_ID,
+]
+
+
+# py-libp2p 0.8.1 keeps 32 RPCs per peer outbound and 32 messages per subscription, and drops
+# the rest silently: a node announcing a few hundred datasets at once would lose most of them
+# (see ../shared/interop/README.md). Larger queues, plus pacing in `publish`, keep every one.
+_QUEUE_SIZE = 4096
+pubsub_mod.SUBSCRIPTION_CHANNEL_SIZE = _QUEUE_SIZE
+
+
+class _LargeRpcQueue(rpc_queue_mod.RpcQueue):
+    def __init__(self, max_size: int = _QUEUE_SIZE, **kwargs: Any) -> None:
+        super().__init__(max_size=max_size, **kwargs)
+
+
+pubsub_mod.RpcQueue = _LargeRpcQueue  # type: ignore[misc]
+PUBLISH_RATE = 200.0  # messages per second, per node; a burst beyond is queued, not dropped
+
+
+class OverlayError(Exception):
+    """A network operation failed; the message says which and why, in one sentence."""
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    peer_id: str
+    addrs: list[str]
+    protocols: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Message:
+    """A gossip message that passed the topic validator."""
+
+    topic: str
+    data: bytes
+    sender: str  # the peer that forwarded it to us
+
+
+# A topic validator: pure, synchronous; returns None to accept or a short reason to reject.
+Validator = Callable[[bytes, str], str | None]
+StreamHandler = Callable[["Stream"], Awaitable[None]]
+
+
+class Stream:
+    """An asyncio view of one libp2p stream. Reads and writes are proxied into trio."""
+
+    def __init__(self, overlay: Overlay, inner: Any, peer_id: str, protocol: str) -> None:
+        self._overlay = overlay
+        self._inner = inner
+        self.peer_id = peer_id
+        self.protocol = protocol
+        self._buffer = bytearray()
+        self._eof = False
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        """Up to `max_bytes`; b"" at end of stream (py-libp2p signals it with StreamEOF)."""
+        if self._buffer:
+            out = bytes(self._buffer[:max_bytes])
+            del self._buffer[:max_bytes]
+            return out
+        if self._eof:
+            return b""
+        data: bytes = await self._overlay._to_trio(self._read_trio, max_bytes)
+        if not data:
+            self._eof = True
+        return data
+
+    async def _read_trio(self, max_bytes: int) -> bytes:
+        try:
+            data = await self._inner.read(max_bytes)
+        except Exception as exc:  # StreamEOF, StreamReset, closed: all are "no more data"
+            if type(exc).__name__ in ("StreamEOF", "StreamClosed"):
+                return b""
+            raise OverlayError(f"stream from {self.peer_id} failed: {exc or type(exc).__name__}") from exc
+        return bytes(data or b"")
+
+    async def read_exactly(self, n: int) -> bytes:
+        out = bytearray()
+        while len(out) < n:
+            chunk = await self.read(min(n - len(out), 1 << 20))
+            if not chunk:
+                raise OverlayError(f"stream from {self.peer_id} ended early")
+            out += chunk
+        return bytes(out)
+
+    def unread(self, data: bytes) -> None:
+        """Give back bytes read past a frame boundary."""
+        self._buffer[:0] = data
+
+    async def write(self, data: bytes) -> None:
+        await self._overlay._to_trio(self._write_trio, data)
+
+    async def _write_trio(self, data: bytes) -> None:
+        try:
+            await self._inner.write(data)
+        except Exception as exc:
+            raise OverlayError(f"stream to {self.peer_id} failed: {exc or type(exc).__name__}") from exc
+
+    async def close_write(self) -> None:
+        """Half-close: tell the remote we are done writing."""
+        with contextlib.suppress(Exception):
+            await self._overlay._to_trio(self._inner.close_write if hasattr(self._inner, "close_write")
+                                         else self._inner.close)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._overlay._to_trio(self._inner.close)
+
+    async def reset(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._overlay._to_trio(self._inner.reset)
+
+
+def _key_pair(seed: bytes) -> KeyPair:
+    private = Ed25519PrivateKey.from_bytes(seed)
+    return KeyPair(private, private.get_public_key())
+
+
+class Overlay:
+    """A libp2p host (TCP + Noise + Yamux, identify, ping, gossipsub, Kademlia) for asyncio code.
+
+    Lifecycle: `await start()` (returns when listening), `await stop()`.
+    """
+
+    def __init__(
+        self,
+        seed: bytes,
+        listen: list[str],
+        *,
+        enable_dht: bool = True,
+        enable_mdns: bool = False,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self._seed = seed
+        self._listen = [multiaddr.Multiaddr(a) for a in listen]
+        self._enable_dht = enable_dht
+        self._enable_mdns = enable_mdns
+        self._connect_timeout = connect_timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._token: Any = None
+        self._nursery: trio.Nursery | None = None
+        self._host: Any = None
+        self._pubsub: Any = None
+        self._gossip: Any = None
+        self._dht: Any = None
+        self._stop_event: trio.Event | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._done: asyncio.Future[None] | None = None
+        self._handlers: dict[str, StreamHandler] = {}
+        self._subscriptions: dict[str, asyncio.Queue[Message]] = {}
+        self._validators: dict[str, Validator] = {}
+        self.on_connect: Callable[[str], None] | None = None
+        self.on_disconnect: Callable[[str], None] | None = None
+        self.on_reject: Callable[[str, str, str], None] | None = None  # topic, peer, reason
+        self.peer_id: str = ""
+        self._next_publish = 0.0
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._ready = self._loop.create_future()
+        self._done = self._loop.create_future()
+        loop = self._loop
+        done = self._done
+
+        def on_done(outcome: Any) -> None:
+            if done.done():
+                return
+            try:
+                outcome.unwrap()
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side
+                done.set_exception(exc if isinstance(exc, Exception) else OverlayError(repr(exc)))
+                if self._ready is not None and not self._ready.done():
+                    self._ready.set_exception(
+                        exc if isinstance(exc, Exception) else OverlayError(repr(exc)))
+            else:
+                done.set_result(None)
+                if self._ready is not None and not self._ready.done():
+                    self._ready.set_exception(OverlayError("the overlay stopped before it was ready"))
+
+        trio.lowlevel.start_guest_run(
+            self._trio_main,
+            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+            run_sync_soon_not_threadsafe=loop.call_soon,
+            done_callback=on_done,
+            host_uses_signal_set_wakeup_fd=True,
+            restrict_keyboard_interrupt_to_checkpoints=True,
+        )
+        await self._ready
+
+    async def stop(self) -> None:
+        if self._done is None or self._done.done():
+            return
+        if self._token is not None and self._stop_event is not None:
+            with contextlib.suppress(trio.RunFinishedError, RuntimeError):
+                self._token.run_sync_soon(self._stop_event.set)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._done), 4.0)
+        except (TimeoutError, asyncio.TimeoutError):
+            log.warning("libp2p did not stop within 4 s; cancelling it")
+        except Exception as exc:  # noqa: BLE001
+            log.debug("libp2p stopped with %r", exc)
+
+    async def _trio_main(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._stop_event = trio.Event()
+        key_pair = _key_pair(self._seed)
+        noise_key = X25519PrivateKey.new()
+        host = new_host(
+            key_pair=key_pair,
+            sec_opt={NOISE_PROTOCOL_ID: NoiseTransport(key_pair, noise_privkey=noise_key)},
+            muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+            listen_addrs=self._listen,
+            enable_mDNS=self._enable_mdns,
+            connection_config=ConnectionConfig(max_connections_per_peer=1,
+                                               dial_timeout=self._connect_timeout),
+        )
+        self._host = host
+        self.peer_id = host.get_id().to_base58()
+        gossip = gossipsub_mod.GossipSub(
+            protocols=GOSSIP_PROTOCOLS,
+            degree=6,
+            degree_low=4,
+            degree_high=12,
+            heartbeat_initial_delay=0.1,
+            heartbeat_interval=1,
+            # py-libp2p's default of 10 msg/s per topic also throttles our own publishes; the
+            # application paces and validates instead.
+            max_messages_per_topic_per_second=1000.0,
+            max_pending_messages_per_peer=1000,
+        )
+        pubsub = Pubsub(host, gossip, strict_signing=True, max_concurrent_validator_count=64)
+        self._pubsub, self._gossip = pubsub, gossip
+        try:
+            async with host.run(listen_addrs=self._listen), trio.open_nursery() as nursery:
+                self._nursery = nursery
+                host.get_network().register_notifee(_Notifee(self))
+                async with background_trio_service(pubsub), background_trio_service(gossip):
+                    await pubsub.wait_until_ready()
+                    if self._enable_dht:
+                        from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+
+                        self._dht = KadDHT(host, DHTMode.SERVER, enable_random_walk=True)
+                        async with background_trio_service(self._dht):
+                            await self._serve_until_stopped()
+                    else:
+                        await self._serve_until_stopped()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._nursery = None
+
+    async def _serve_until_stopped(self) -> None:
+        assert self._ready is not None and self._stop_event is not None
+        if not self._ready.done():
+            self._ready.set_result(None)
+        await self._stop_event.wait()
+
+    # ---- the two bridge primitives -------------------------------------------------------------
+
+    def _to_trio(self, fn: Callable[..., Awaitable[T]], *args: Any) -> asyncio.Future[T]:
+        """Run `fn(*args)` as a trio task; the returned asyncio future carries its result."""
+        assert self._loop is not None
+        fut: asyncio.Future[T] = self._loop.create_future()
+        if self._nursery is None or self._token is None:
+            fut.set_exception(OverlayError("the overlay is not running"))
+            return fut
+        scope = trio.CancelScope()
+
+        async def runner() -> None:
+            try:
+                with scope:
+                    result = await fn(*args)
+                    if not fut.done():
+                        fut.set_result(result)
+                    return
+                if not fut.done():
+                    fut.cancel()
+            except Exception as exc:  # noqa: BLE001 - delivered to the awaiting asyncio side
+                if not fut.done():
+                    fut.set_exception(exc)
+
+        def cancel_if_abandoned(f: asyncio.Future[T]) -> None:
+            if f.cancelled() and self._token is not None:
+                with contextlib.suppress(trio.RunFinishedError, RuntimeError):
+                    self._token.run_sync_soon(scope.cancel)
+
+        fut.add_done_callback(cancel_if_abandoned)
+        nursery = self._nursery
+
+        def spawn() -> None:
+            try:
+                nursery.start_soon(runner)
+            except RuntimeError:
+                if not fut.done():
+                    fut.set_exception(OverlayError("the overlay is stopping"))
+
+        try:
+            self._token.run_sync_soon(spawn)
+        except (trio.RunFinishedError, RuntimeError):
+            fut.set_exception(OverlayError("the overlay is not running"))
+        return fut
+
+    async def _to_asyncio(self, coro: Coroutine[Any, Any, T]) -> T:
+        """From trio: run an asyncio coroutine and wait for it."""
+        assert self._loop is not None and self._token is not None
+        done = trio.Event()
+        task = self._loop.create_task(coro)
+        token = self._token
+
+        def wake(_: asyncio.Task[T]) -> None:
+            with contextlib.suppress(trio.RunFinishedError, RuntimeError):
+                token.run_sync_soon(done.set)
+
+        task.add_done_callback(wake)
+        try:
+            await done.wait()
+        except trio.Cancelled:
+            task.cancel()
+            raise
+        return task.result()
+
+    # ---- peers and connections -----------------------------------------------------------------
+
+    def listen_addrs(self) -> list[str]:
+        """Full multiaddrs, with /p2p/<peer id>, on which this node can be dialled."""
+        if self._host is None:
+            return []
+        out = []
+        for addr in self._host.get_addrs():
+            text = str(addr)
+            if "/p2p/" not in text:
+                text = f"{text}/p2p/{self.peer_id}"
+            out.append(text)
+        return out
+
+    async def connect(self, addr: str) -> str:
+        """Dial a full multiaddr (with /p2p/<id>); returns the peer id."""
+        try:
+            info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
+        except Exception as exc:
+            raise OverlayError(f"'{addr}' is not a dialable multiaddr with /p2p/<peer id>: {exc}") from exc
+
+        async def dial() -> str:
+            with trio.fail_after(self._connect_timeout):
+                await self._host.connect(info)
+            return str(info.peer_id.to_base58())
+
+        try:
+            return await self._to_trio(dial)
+        except trio.TooSlowError as exc:
+            raise OverlayError(f"dialling {addr} timed out") from exc
+        except OverlayError:
+            raise
+        except Exception as exc:
+            raise OverlayError(f"could not connect to {addr}: {exc or type(exc).__name__}") from exc
+
+    async def disconnect(self, peer_id: str) -> None:
+        async def close() -> None:
+            await self._host.disconnect(ID.from_base58(peer_id))
+
+        with contextlib.suppress(Exception):
+            await self._to_trio(close)
+
+    def peers(self) -> list[PeerInfo]:
+        """Connected peers with their known addresses and protocols."""
+        if self._host is None:
+            return []
+        store = self._host.get_peerstore()
+        out = []
+        for pid in self._host.get_connected_peers():
+            try:
+                addrs = [str(a) for a in store.addrs(pid)]
+            except Exception:  # noqa: BLE001 - peerstore raises for unknown peers
+                addrs = []
+            try:
+                protos = sorted(str(p) for p in store.get_protocols(pid))
+            except Exception:  # noqa: BLE001
+                protos = []
+            out.append(PeerInfo(pid.to_base58(), addrs, protos))
+        return out
+
+    def is_connected(self, peer_id: str) -> bool:
+        if self._host is None:
+            return False
+        try:
+            return ID.from_base58(peer_id) in set(self._host.get_connected_peers())
+        except Exception:  # noqa: BLE001
+            return False
+
+    async def ping(self, peer_id: str, timeout: float = 5.0) -> float:
+        """Round-trip time in seconds over /ipfs/ping/1.0.0."""
+        from libp2p.host.ping import PingService
+
+        async def do_ping() -> float:
+            with trio.fail_after(timeout):
+                rtts = await PingService(self._host).ping(ID.from_base58(peer_id), ping_amt=1)
+            return float(rtts[0]) / 1e6 if rtts else math.nan
+
+        try:
+            return await self._to_trio(do_ping)
+        except Exception as exc:
+            raise OverlayError(f"ping to {peer_id} failed: {exc or type(exc).__name__}") from exc
+
+    # ---- streams -------------------------------------------------------------------------------
+
+    def serve(self, protocol: str, handler: StreamHandler) -> None:
+        """Answer incoming streams of `protocol` with an asyncio handler."""
+        self._handlers[protocol] = handler
+
+        async def trio_handler(inner: Any) -> None:
+            try:
+                peer = inner.muxed_conn.peer_id.to_base58()
+            except Exception:  # noqa: BLE001
+                peer = "unknown"
+            stream = Stream(self, inner, peer, protocol)
+            try:
+                await self._to_asyncio(handler(stream))
+            except Exception as exc:  # noqa: BLE001 - one bad stream must not hurt the host
+                log.debug("handler for %s from %s failed: %s", protocol, peer, exc)
+                with contextlib.suppress(Exception):
+                    await inner.reset()
+                return
+            with contextlib.suppress(Exception):
+                await inner.close()
+
+        def register() -> None:
+            self._host.set_stream_handler(TProtocol(protocol), trio_handler)
+
+        assert self._token is not None
+        self._token.run_sync_soon(register)
+
+    async def open_stream(self, peer_id: str, protocols: list[str], timeout: float = 10.0) -> Stream:
+        async def open_() -> Stream:
+            with trio.fail_after(timeout):
+                inner = await self._host.new_stream(ID.from_base58(peer_id),
+                                                    [TProtocol(p) for p in protocols])
+            return Stream(self, inner, peer_id, str(inner.get_protocol()))
+
+        try:
+            return await self._to_trio(open_)
+        except trio.TooSlowError as exc:
+            raise OverlayError(f"opening a stream to {peer_id} timed out") from exc
+        except OverlayError:
+            raise
+        except Exception as exc:
+            raise OverlayError(f"could not open {protocols[0]} to {peer_id}: {exc or type(exc).__name__}") \
+                from exc
+
+    async def push_identify(self) -> None:
+        """Tell connected peers about newly registered protocols (py-libp2p only pushes on address change)."""
+        async def push() -> None:
+            with contextlib.suppress(Exception):
+                await self._host._push_identify_to_all_peers()
+
+        with contextlib.suppress(Exception):
+            await self._to_trio(push)
+
+    # ---- gossip --------------------------------------------------------------------------------
+
+    async def subscribe(self, topic: str, validator: Validator) -> AsyncIterator[Message]:
+        """Subscribe; `validator` runs on every message before it is accepted or relayed."""
+        queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=10000)
+        self._subscriptions[topic] = queue
+        self._validators[topic] = validator
+
+        def trio_validator(forwarder: Any, msg: Any) -> bool:
+            sender = forwarder.to_base58() if hasattr(forwarder, "to_base58") else str(forwarder)
+            try:
+                reason = validator(bytes(msg.data), sender)
+            except Exception as exc:  # noqa: BLE001 - a validator bug rejects, never crashes the router
+                reason = f"validator error: {exc}"
+            if reason is not None:
+                if self.on_reject is not None:
+                    self.on_reject(topic, sender, reason)
+                return False
+            return True
+
+        async def sub() -> None:
+            self._pubsub.set_topic_validator(topic, trio_validator, False)
+            subscription = await self._pubsub.subscribe(topic)
+            assert self._nursery is not None
+            self._nursery.start_soon(self._pump, topic, subscription, queue)
+
+        await self._to_trio(sub)
+        return self._iterate(queue)
+
+    async def _pump(self, topic: str, subscription: Any, queue: asyncio.Queue[Message]) -> None:
+        while True:
+            msg = await subscription.get()
+            try:
+                sender = ID(msg.from_id).to_base58()
+            except Exception:  # noqa: BLE001
+                sender = "unknown"
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(Message(topic, bytes(msg.data), sender))
+
+    @staticmethod
+    async def _iterate(queue: asyncio.Queue[Message]) -> AsyncIterator[Message]:
+        while True:
+            yield await queue.get()
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        """Publish, paced to `PUBLISH_RATE` so bursts queue here instead of being dropped below."""
+        now = time.monotonic()
+        slot = max(now, self._next_publish)
+        self._next_publish = slot + 1.0 / PUBLISH_RATE
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+        async def pub() -> None:
+            await self._pubsub.publish(topic, data)
+
+        await self._to_trio(pub)
+
+    def topic_peers(self, topic: str) -> list[str]:
+        if self._pubsub is None:
+            return []
+        return [p.to_base58() for p in self._pubsub.peer_topics.get(topic, set())]
+
+    # ---- DHT -----------------------------------------------------------------------------------
+
+    async def provide(self, key: str) -> bool:
+        if self._dht is None:
+            return False
+
+        async def prov() -> bool:
+            with trio.move_on_after(30):
+                return bool(await self._dht.provide(key))
+            return False
+
+        try:
+            return await self._to_trio(prov)
+        except Exception as exc:  # noqa: BLE001
+            log.debug("provide %s failed: %s", key, exc)
+            return False
+
+    async def find_providers(self, key: str, count: int = 20, timeout: float = 15.0) -> list[PeerInfo]:
+        if self._dht is None:
+            return []
+
+        async def find() -> list[PeerInfo]:
+            with trio.move_on_after(timeout):
+                found = await self._dht.find_providers(key, count)
+                return [PeerInfo(p.peer_id.to_base58(), [str(a) for a in p.addrs]) for p in found]
+            return []
+
+        try:
+            return await self._to_trio(find)
+        except Exception as exc:  # noqa: BLE001
+            log.debug("find_providers %s failed: %s", key, exc)
+            return []
+
+    async def add_dht_peer(self, peer_id: str) -> None:
+        if self._dht is None:
+            return
+
+        async def add() -> None:
+            with contextlib.suppress(Exception):
+                await self._dht.add_peer(ID.from_base58(peer_id))
+
+        with contextlib.suppress(Exception):
+            await self._to_trio(add)
+
+    def known_peers(self) -> list[PeerInfo]:
+        """Every peer in the peerstore with addresses (learned from identify, the DHT, mDNS)."""
+        if self._host is None:
+            return []
+        store = self._host.get_peerstore()
+        out = []
+        for pid in store.peers_with_addrs():
+            if pid == self._host.get_id():
+                continue
+            try:
+                out.append(PeerInfo(pid.to_base58(), [str(a) for a in store.addrs(pid)]))
+            except Exception:  # noqa: BLE001
+                continue
+        return out
+
+
+class _Notifee:
+    """Connection events from the swarm, forwarded to the overlay's callbacks."""
+
+    def __init__(self, overlay: Overlay) -> None:
+        self._overlay = overlay
+
+    async def opened_stream(self, network: Any, stream: Any) -> None:
+        pass
+
+    async def closed_stream(self, network: Any, stream: Any) -> None:
+        pass
+
+    async def connected(self, network: Any, conn: Any) -> None:
+        cb = self._overlay.on_connect
+        if cb is not None:
+            with contextlib.suppress(Exception):
+                cb(conn.muxed_conn.peer_id.to_base58())
+
+    async def disconnected(self, network: Any, conn: Any) -> None:
+        cb = self._overlay.on_disconnect
+        if cb is not None:
+            with contextlib.suppress(Exception):
+                cb(conn.muxed_conn.peer_id.to_base58())
+
+    async def listen(self, network: Any, multiaddr: Any) -> None:
+        pass
+
+    async def listen_close(self, network: Any, multiaddr: Any) -> None:
+        pass
+
+
+def monotonic() -> float:
+    return time.monotonic()
