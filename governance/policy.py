@@ -51,7 +51,7 @@ class Decision:
 
 @dataclass(frozen=True)
 class Policy:
-    """One licence policy, normalised. Build it with `parse_rules` or `from_dict`, which validate."""
+    """One licence policy. Construction validates and normalises; PolicyError names the fault."""
 
     accept_licences: tuple[str, ...] = ()
     refuse_licences: tuple[str, ...] = ()
@@ -59,6 +59,20 @@ class Policy:
     storage_quota_bytes: int | None = None
     trusted_publishers: Trusted = "any"
     refused_publishers: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Validate and normalise every field, so that every Policy value is canonical."""
+        put = object.__setattr__
+        put(self, "accept_licences", _licence_ids("accept_licences", self.accept_licences))
+        put(self, "refuse_licences", _licence_ids("refuse_licences", self.refuse_licences))
+        put(self, "max_dataset_bytes", _size("max_dataset_bytes", self.max_dataset_bytes))
+        put(self, "storage_quota_bytes", _size("storage_quota_bytes", self.storage_quota_bytes))
+        trusted: Any = self.trusted_publishers
+        if trusted != "any":
+            if isinstance(trusted, str):
+                raise PolicyError('trusted_publishers must be "any" or a list of peer ids')
+            put(self, "trusted_publishers", _peer_ids("trusted_publishers", trusted))
+        put(self, "refused_publishers", _peer_ids("refused_publishers", self.refused_publishers))
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical map carried in a policy proposal: every key present, lists sorted."""
@@ -92,31 +106,19 @@ class Policy:
         for key in REQUIRED:
             if key not in value:
                 raise PolicyError(f"the licence policy must set {key}")
-        trusted_raw = value.get("trusted_publishers", "any")
-        trusted: Trusted
-        if trusted_raw == "any":
-            trusted = "any"
-        elif isinstance(trusted_raw, str):
-            raise PolicyError('trusted_publishers must be "any" or a list of peer ids')
-        else:
-            trusted = _peer_ids("trusted_publishers", trusted_raw)
         return cls(
-            accept_licences=_licence_ids("accept_licences", value["accept_licences"]),
-            refuse_licences=_licence_ids("refuse_licences", value.get("refuse_licences", [])),
-            max_dataset_bytes=_size("max_dataset_bytes", value.get("max_dataset_bytes")),
-            storage_quota_bytes=_size("storage_quota_bytes", value.get("storage_quota_bytes")),
-            trusted_publishers=trusted,
-            refused_publishers=_peer_ids("refused_publishers", value.get("refused_publishers", [])),
+            accept_licences=value["accept_licences"],
+            refuse_licences=value.get("refuse_licences", ()),
+            max_dataset_bytes=value.get("max_dataset_bytes"),
+            storage_quota_bytes=value.get("storage_quota_bytes"),
+            trusted_publishers=value.get("trusted_publishers", "any"),
+            refused_publishers=value.get("refused_publishers", ()),
         )
 
     def to_toml(self) -> str:
         """The policy as a RULES.toml text (for `communs policy` and to edit into a new proposal)."""
         table = {k: v for k, v in self.to_dict().items() if v is not None}
         return tomli_w.dumps(table)
-
-
-DEFAULT_POLICY = Policy()
-"""A new node's policy: no licence accepted, so nothing is wanted but the node's own datasets."""
 
 
 def parse_rules(text: str) -> Policy:
@@ -183,6 +185,10 @@ def _type_name(value: Any) -> str:
     names = {bool: "a boolean", int: "an integer", float: "a number with a fraction", str: "a string",
              list: "a list", tuple: "a list", dict: "a table"}
     return names.get(type(value), f"a {type(value).__name__}")
+
+
+DEFAULT_POLICY = Policy()
+"""A new node's policy: no licence accepted, so nothing is wanted but the node's own datasets."""
 
 
 def evaluate(policy: Policy, *, licence: str, size: int, publisher_peer_id: str, own: bool) -> Decision:
