@@ -1,0 +1,552 @@
+"""The signed records that cross the network: dataset manifests and gossip announcements.
+
+A record is a canonical msgpack map with a `"type"` and a schema version `"v"`, an exact
+set of fields, and an Ed25519 signature in `"sig"` over the same map without `"sig"`
+(domain `"<type>/<v>"`, see keys.signing_bytes). Its id is the BLAKE3 digest of its full
+encoding, signature included: Ed25519 is deterministic, so one signed value has one id.
+
+Constructing a record object validates every field (types exact, sizes bounded), so an
+instance is always well formed; `decode` adds the canonical-bytes and signature checks.
+Everything wrong raises a RecordError subclass with one sentence, and nothing else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal, NamedTuple
+
+import msgpack
+
+from . import encoding, ids, keys
+from .errors import DecodeError, RecordError
+from .paths import check_path, check_tree
+
+MANIFEST_TYPE = "manifest"
+MANIFEST_VERSION = 1
+MANIFEST_DOMAIN = "manifest/1"
+ANNOUNCE_TYPE = "announce"
+ANNOUNCE_VERSION = 1
+ANNOUNCE_DOMAIN = "announce/1"
+DATASET_ID_DOMAIN = b"communs/dataset-id\x00"
+
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+MAX_ANNOUNCE_BYTES = 1024
+MAX_TITLE_CHARS = 200
+MAX_DESCRIPTION_CHARS = 10_000
+MAX_KEYWORDS = 50
+MAX_KEYWORD_CHARS = 64
+MAX_LICENCE_CHARS = 500
+MAX_FILES = 100_000
+MAX_CHUNKS_PER_FILE = 262_144
+MAX_CHUNK_SIZE = 8 * 1024 * 1024
+MAX_UINT = 2**63 - 1
+MIN_NONCE_BYTES = 16
+MAX_NONCE_BYTES = 64
+
+ANNOUNCE_KINDS = ("publish", "hold")
+ANNOUNCE_MAX_AGE = 600
+ANNOUNCE_MAX_SKEW = 120
+
+_LINE_BAD = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_TEXT_BAD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+class StaleError(RecordError):
+    """A well-formed, correctly signed record that is too old or dated too far in the future."""
+
+
+# --- field checks shared by the record types -------------------------------------------------
+
+
+def _bytes(rec: str, name: str, value: object, size: int) -> bytes:
+    if type(value) is not bytes or len(value) != size:
+        raise DecodeError(f"{rec} field '{name}' must be {size} bytes")
+    return value
+
+
+def _opt_bytes(rec: str, name: str, value: object, size: int) -> bytes | None:
+    return None if value is None else _bytes(rec, name, value, size)
+
+
+def _uint(rec: str, name: str, value: object, low: int = 0, high: int = MAX_UINT) -> int:
+    if type(value) is not int:
+        raise DecodeError(f"{rec} field '{name}' must be an integer")
+    if not low <= value <= high:
+        raise DecodeError(f"{rec} field '{name}' must be between {low} and {high}")
+    return value
+
+
+def _line(rec: str, name: str, value: object, low: int, high: int) -> str:
+    """A one-line text: no control characters at all."""
+    if type(value) is not str:
+        raise DecodeError(f"{rec} field '{name}' must be a string")
+    if not low <= len(value) <= high:
+        raise DecodeError(f"{rec} field '{name}' must be {low} to {high} characters long")
+    if _LINE_BAD.search(value):
+        raise DecodeError(f"{rec} field '{name}' must not contain control characters")
+    return value
+
+
+def _text(rec: str, name: str, value: object, high: int) -> str:
+    """A multi-line text: tab, line feed and carriage return allowed, no other control character."""
+    if type(value) is not str:
+        raise DecodeError(f"{rec} field '{name}' must be a string")
+    if len(value) > high:
+        raise DecodeError(f"{rec} field '{name}' must be at most {high} characters long")
+    if _TEXT_BAD.search(value):
+        raise DecodeError(f"{rec} field '{name}' must not contain control characters other than newlines")
+    return value
+
+
+def _as_tuple(rec: str, name: str, value: object) -> tuple[Any, ...]:
+    if isinstance(value, tuple):
+        return value
+    if isinstance(value, list):
+        return tuple(value)
+    raise DecodeError(f"{rec} field '{name}' must be a list")
+
+
+def _open_map(data: object, rec: str, max_bytes: int, fields: frozenset[str], version: int) -> dict[str, Any]:
+    """Decode canonical bytes into a map with exactly `fields` plus type and v."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError(f"a {rec} record must be given as bytes")
+    value = encoding.decode(bytes(data), max_bytes=max_bytes)
+    if not isinstance(value, dict):
+        raise DecodeError(f"a {rec} record must be a map")
+    if value.get("type") != rec:
+        raise DecodeError(f"record type is {_short(value.get('type'))}, expected {rec!r}")
+    if value.get("v") != version or type(value.get("v")) is not int:
+        raise DecodeError(f"unsupported {rec} schema version {_short(value.get('v'))}")
+    keys_ = set(value) - {"type", "v"}
+    missing = fields - keys_
+    if missing:
+        raise DecodeError(f"{rec} record lacks field '{min(missing)}'")
+    unknown = keys_ - fields
+    if unknown:
+        raise DecodeError(f"{rec} record has unknown field {_short(min(unknown))}")
+    return value
+
+
+def _map_header(count: int) -> bytes:
+    return bytes([0x80 | count]) if count <= 15 else b"\xde" + count.to_bytes(2, "big")
+
+
+def _unsigned_bytes(data: bytes, value: dict[str, Any]) -> bytes:
+    """The canonical encoding of `value` without "sig", cut out of its canonical encoding `data`.
+
+    Re-encoding the map would cost as much as decoding it. Because `data` is canonical (keys
+    in byte order, shortest forms), the entries after "sig" are a few scalars whose encoding we
+    know; what lies between the map header and the "sig" entry is copied unchanged.
+    """
+    tail = b"".join(
+        msgpack.packb(k, use_bin_type=True) + msgpack.packb(value[k], use_bin_type=True)
+        for k in sorted(value, key=str.encode) if k.encode() > b"sig"
+    )
+    sig_entry = msgpack.packb("sig", use_bin_type=True) + msgpack.packb(value["sig"], use_bin_type=True)
+    head = _map_header(len(value))
+    end = len(data) - len(tail) - len(sig_entry)
+    if not data.startswith(head) or data[end:end + len(sig_entry)] != sig_entry:
+        raise DecodeError("record encoding is not laid out canonically")
+    return _map_header(len(value) - 1) + data[len(head):end] + tail
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# --- manifests --------------------------------------------------------------------------------
+
+
+class ChunkRef(NamedTuple):
+    """One content-defined chunk of a file: its BLAKE3 digest and its size in bytes."""
+
+    digest: bytes
+    size: int
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a dataset: a checked relative path, its size, and its chunks in order."""
+
+    path: str
+    size: int
+    chunks: tuple[ChunkRef, ...] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        check_path(self.path)
+        raw = _as_tuple("manifest", "chunks", self.chunks)
+        if len(raw) > MAX_CHUNKS_PER_FILE:
+            raise DecodeError(f"file {self.path!r} has more than {MAX_CHUNKS_PER_FILE} chunks")
+        chunks = []
+        total = 0
+        for item in raw:
+            if not isinstance(item, tuple | list) or len(item) != 2:
+                raise DecodeError(f"a chunk of file {self.path!r} must be a [digest, size] pair")
+            digest, size = item
+            if type(digest) is not bytes or len(digest) != ids.DIGEST_SIZE:
+                raise DecodeError(f"a chunk digest of file {self.path!r} must be 32 bytes")
+            if type(size) is not int or not 1 <= size <= MAX_CHUNK_SIZE:
+                raise DecodeError(f"a chunk size of file {self.path!r} must be 1 to {MAX_CHUNK_SIZE} bytes")
+            total += size
+            chunks.append(item if type(item) is ChunkRef else ChunkRef(digest, size))
+        object.__setattr__(self, "chunks", tuple(chunks))
+        if type(self.size) is not int or self.size != total:
+            raise DecodeError(f"file {self.path!r} size does not equal the sum of its chunk sizes")
+
+    @classmethod
+    def of(cls, path: str, chunks: Iterable[tuple[bytes, int]]) -> FileEntry:
+        """A file entry whose size is the sum of its chunks."""
+        chunk_list = [ChunkRef(d, s) for d, s in chunks]
+        return cls(path, sum(c.size for c in chunk_list), tuple(chunk_list))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "chunks": [[c.digest, c.size] for c in self.chunks]}
+
+    @classmethod
+    def from_dict(cls, value: object) -> FileEntry:
+        if not isinstance(value, dict) or set(value) != {"path", "size", "chunks"}:
+            raise DecodeError("a manifest file entry must be a map of exactly path, size and chunks")
+        chunks = value["chunks"]
+        if not isinstance(chunks, list):
+            raise DecodeError("a manifest file entry's chunks must be a list")
+        return cls(value["path"], value["size"], tuple(chunks))
+
+
+_MANIFEST_FIELDS = frozenset(
+    ["dataset", "version", "prev", "publisher", "seq", "log_prev", "title", "description", "keywords",
+     "licence", "created", "files", "size", "sig"]
+)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One signed version of a dataset, and one entry of its publisher's append-only log."""
+
+    dataset: bytes
+    version: int
+    prev: bytes | None
+    publisher: bytes
+    seq: int
+    log_prev: bytes | None
+    title: str
+    description: str
+    keywords: tuple[str, ...]
+    licence: str
+    created: int
+    files: tuple[FileEntry, ...] = field(repr=False)
+    size: int
+    sig: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        r = "manifest"
+        _bytes(r, "dataset", self.dataset, ids.DIGEST_SIZE)
+        _uint(r, "version", self.version, 1)
+        _opt_bytes(r, "prev", self.prev, ids.DIGEST_SIZE)
+        if (self.prev is None) != (self.version == 1):
+            raise DecodeError("manifest field 'prev' must be absent for version 1 and present after")
+        _bytes(r, "publisher", self.publisher, keys.PUBLIC_KEY_SIZE)
+        _uint(r, "seq", self.seq, 1)
+        _opt_bytes(r, "log_prev", self.log_prev, ids.DIGEST_SIZE)
+        if (self.log_prev is None) != (self.seq == 1):
+            raise DecodeError("manifest field 'log_prev' must be absent for seq 1 and present after")
+        _line(r, "title", self.title, 1, MAX_TITLE_CHARS)
+        _text(r, "description", self.description, MAX_DESCRIPTION_CHARS)
+        keywords = _as_tuple(r, "keywords", self.keywords)
+        if len(keywords) > MAX_KEYWORDS:
+            raise DecodeError(f"manifest has more than {MAX_KEYWORDS} keywords")
+        for word in keywords:
+            _line(r, "keywords", word, 1, MAX_KEYWORD_CHARS)
+        if len(set(keywords)) != len(keywords):
+            raise DecodeError("manifest keywords must not repeat")
+        object.__setattr__(self, "keywords", keywords)
+        _line(r, "licence", self.licence, 1, MAX_LICENCE_CHARS)
+        _uint(r, "created", self.created)
+        files = _as_tuple(r, "files", self.files)
+        if len(files) > MAX_FILES:
+            raise DecodeError(f"manifest has more than {MAX_FILES} files")
+        previous = None
+        for entry in files:
+            if type(entry) is not FileEntry:
+                raise DecodeError("manifest field 'files' must hold file entries")
+            if previous is not None and entry.path <= previous:
+                raise DecodeError("manifest files must be sorted by path, without duplicates")
+            previous = entry.path
+        check_tree(e.path for e in files)
+        object.__setattr__(self, "files", files)
+        _uint(r, "size", self.size)
+        if self.size != sum(e.size for e in files):
+            raise DecodeError("manifest size does not equal the sum of its file sizes")
+        _bytes(r, "sig", self.sig, keys.SIGNATURE_SIZE)
+
+    # -- building and signing
+
+    @classmethod
+    def create(
+        cls,
+        key: keys.SigningKey,
+        *,
+        dataset: bytes,
+        version: int,
+        prev: bytes | None,
+        seq: int,
+        log_prev: bytes | None,
+        title: str,
+        licence: str,
+        created: int,
+        files: Iterable[FileEntry],
+        description: str = "",
+        keywords: Sequence[str] = (),
+    ) -> Manifest:
+        """Build and sign a manifest for `key` (the publishing node); files are sorted here."""
+        file_list = tuple(files)
+        if all(type(e) is FileEntry for e in file_list):
+            file_list = tuple(sorted(file_list, key=lambda e: e.path))
+        unsigned = cls(
+            dataset=dataset, version=version, prev=prev, publisher=key.public, seq=seq, log_prev=log_prev,
+            title=title, description=description, keywords=tuple(keywords), licence=licence, created=created,
+            files=file_list, size=sum(e.size for e in file_list if type(e) is FileEntry),
+            sig=bytes(keys.SIGNATURE_SIZE),
+        )
+        sig = key.sign(MANIFEST_DOMAIN, encoding.encode(unsigned._body()))
+        signed = cls(**{**unsigned._fields(), "sig": sig})
+        signed._encoded  # noqa: B018 -- enforce the size limit now, not at first use
+        return signed
+
+    def _fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _MANIFEST_FIELDS}
+
+    def _body(self) -> dict[str, Any]:
+        return {
+            "type": MANIFEST_TYPE,
+            "v": MANIFEST_VERSION,
+            "dataset": self.dataset,
+            "version": self.version,
+            "prev": self.prev,
+            "publisher": self.publisher,
+            "seq": self.seq,
+            "log_prev": self.log_prev,
+            "title": self.title,
+            "description": self.description,
+            "keywords": list(self.keywords),
+            "licence": self.licence,
+            "created": self.created,
+            "files": [e.to_dict() for e in self.files],
+            "size": self.size,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical map, signature included (bytes stay bytes)."""
+        return {**self._body(), "sig": self.sig}
+
+    @cached_property
+    def _encoded(self) -> bytes:
+        data = encoding.encode(self.to_dict())
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise DecodeError(f"manifest encoding is {len(data)} bytes, over the limit {MAX_MANIFEST_BYTES}")
+        return data
+
+    def encode(self) -> bytes:
+        return self._encoded
+
+    @cached_property
+    def id(self) -> bytes:
+        """BLAKE3 of the full encoding: the manifest's identity everywhere."""
+        return ids.digest(self._encoded)
+
+    @property
+    def cid(self) -> str:
+        return ids.cid_str(self.id)
+
+    @property
+    def publisher_peer_id(self) -> str:
+        return keys.peer_id(self.publisher)
+
+    def chunk_digests(self) -> tuple[bytes, ...]:
+        """Every chunk digest the dataset needs, once each, in order of first use."""
+        return tuple(dict.fromkeys(c.digest for e in self.files for c in e.chunks))
+
+    def verify(self) -> None:
+        """Raise SignatureError unless `sig` is the publisher's signature of this manifest."""
+        keys.verify(self.publisher, MANIFEST_DOMAIN, encoding.encode(self._body()), self.sig)
+
+    @classmethod
+    def decode(cls, data: bytes, *, verify: bool = True) -> Manifest:
+        """Parse and check a manifest from untrusted bytes; `verify=False` only for bytes already verified."""
+        m = _open_map(data, MANIFEST_TYPE, MAX_MANIFEST_BYTES, _MANIFEST_FIELDS, MANIFEST_VERSION)
+        files = m["files"]
+        if not isinstance(files, list):
+            raise DecodeError("manifest field 'files' must be a list")
+        if len(files) > MAX_FILES:
+            raise DecodeError(f"manifest has more than {MAX_FILES} files")
+        keywords = m["keywords"]
+        if not isinstance(keywords, list):
+            raise DecodeError("manifest field 'keywords' must be a list")
+        manifest = cls(
+            dataset=m["dataset"], version=m["version"], prev=m["prev"], publisher=m["publisher"],
+            seq=m["seq"], log_prev=m["log_prev"], title=m["title"], description=m["description"],
+            keywords=tuple(keywords), licence=m["licence"], created=m["created"],
+            files=tuple(FileEntry.from_dict(f) for f in files), size=m["size"], sig=m["sig"],
+        )
+        raw = bytes(data)
+        manifest.__dict__["_encoded"] = raw
+        if verify:
+            keys.verify(manifest.publisher, MANIFEST_DOMAIN, _unsigned_bytes(raw, m), manifest.sig)
+        return manifest
+
+    def __repr__(self) -> str:
+        return (f"Manifest(id={self.cid}, dataset={ids.cid_str(self.dataset)}, version={self.version}, "
+                f"seq={self.seq}, files={len(self.files)}, size={self.size})")
+
+
+def decode_manifest(data: bytes, *, verify: bool = True) -> Manifest:
+    return Manifest.decode(data, verify=verify)
+
+
+def new_dataset_id(publisher: bytes, nonce: bytes) -> bytes:
+    """A fresh dataset id: BLAKE3(b"communs/dataset-id\\x00" + publisher + nonce).
+
+    Nothing can check it later (the nonce is not published); binding it to the publisher only
+    makes accidental collisions between publishers impossible. Use 16 or more random bytes.
+    """
+    if type(publisher) is not bytes or len(publisher) != keys.PUBLIC_KEY_SIZE:
+        raise DecodeError("publisher must be a 32-byte public key")
+    if type(nonce) is not bytes or not MIN_NONCE_BYTES <= len(nonce) <= MAX_NONCE_BYTES:
+        raise DecodeError(f"nonce must be {MIN_NONCE_BYTES} to {MAX_NONCE_BYTES} bytes")
+    return ids.digest(DATASET_ID_DOMAIN + publisher + nonce)
+
+
+def check_next_version(previous: Manifest, manifest: Manifest) -> None:
+    """Raise DecodeError unless `manifest` is a valid next version of `previous`'s dataset."""
+    if manifest.dataset != previous.dataset:
+        raise DecodeError("new version belongs to another dataset")
+    if manifest.publisher != previous.publisher:
+        raise DecodeError("new version is signed by another publisher than the dataset's")
+    if manifest.version != previous.version + 1:
+        raise DecodeError(f"new version is {manifest.version}, expected {previous.version + 1}")
+    if manifest.prev != previous.id:
+        raise DecodeError("new version does not link to the previous version's manifest")
+
+
+# --- announcements -------------------------------------------------------------------------------
+
+AnnounceKind = Literal["publish", "hold"]
+
+_ANNOUNCE_FIELDS = frozenset(["node", "kind", "manifest", "dataset", "publisher", "seq", "size", "ts", "sig"])
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """A small signed gossip record: `node` published (or now holds a full copy of) a manifest."""
+
+    node: bytes
+    kind: str
+    manifest: bytes
+    dataset: bytes
+    publisher: bytes
+    seq: int
+    size: int
+    ts: int
+    sig: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        r = "announcement"
+        _bytes(r, "node", self.node, keys.PUBLIC_KEY_SIZE)
+        if type(self.kind) is not str or self.kind not in ANNOUNCE_KINDS:
+            raise DecodeError("announcement field 'kind' must be 'publish' or 'hold'")
+        _bytes(r, "manifest", self.manifest, ids.DIGEST_SIZE)
+        _bytes(r, "dataset", self.dataset, ids.DIGEST_SIZE)
+        _bytes(r, "publisher", self.publisher, keys.PUBLIC_KEY_SIZE)
+        if self.kind == "publish" and self.node != self.publisher:
+            raise DecodeError("a 'publish' announcement must come from the manifest's publisher")
+        _uint(r, "seq", self.seq, 1)
+        _uint(r, "size", self.size)
+        _uint(r, "ts", self.ts)
+        _bytes(r, "sig", self.sig, keys.SIGNATURE_SIZE)
+
+    @classmethod
+    def create(cls, key: keys.SigningKey, *, kind: AnnounceKind, manifest: Manifest, ts: int) -> Announcement:
+        """Sign an announcement by `key`'s node about `manifest`."""
+        unsigned = cls(
+            node=key.public, kind=kind, manifest=manifest.id, dataset=manifest.dataset,
+            publisher=manifest.publisher, seq=manifest.seq, size=manifest.size, ts=ts,
+            sig=bytes(keys.SIGNATURE_SIZE),
+        )
+        sig = key.sign(ANNOUNCE_DOMAIN, encoding.encode(unsigned._body()))
+        return cls(**{**{n: getattr(unsigned, n) for n in _ANNOUNCE_FIELDS}, "sig": sig})
+
+    def _body(self) -> dict[str, Any]:
+        return {
+            "type": ANNOUNCE_TYPE,
+            "v": ANNOUNCE_VERSION,
+            "node": self.node,
+            "kind": self.kind,
+            "manifest": self.manifest,
+            "dataset": self.dataset,
+            "publisher": self.publisher,
+            "seq": self.seq,
+            "size": self.size,
+            "ts": self.ts,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self._body(), "sig": self.sig}
+
+    @cached_property
+    def _encoded(self) -> bytes:
+        return encoding.encode(self.to_dict())
+
+    def encode(self) -> bytes:
+        return self._encoded
+
+    @cached_property
+    def id(self) -> bytes:
+        return ids.digest(self._encoded)
+
+    @property
+    def node_peer_id(self) -> str:
+        return keys.peer_id(self.node)
+
+    def verify(self) -> None:
+        keys.verify(self.node, ANNOUNCE_DOMAIN, encoding.encode(self._body()), self.sig)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Announcement:
+        """Parse, check and verify an announcement from untrusted bytes (e.g. a gossip message)."""
+        m = _open_map(data, ANNOUNCE_TYPE, MAX_ANNOUNCE_BYTES, _ANNOUNCE_FIELDS, ANNOUNCE_VERSION)
+        ann = cls(**{n: m[n] for n in _ANNOUNCE_FIELDS})
+        raw = bytes(data)
+        ann.__dict__["_encoded"] = raw
+        keys.verify(ann.node, ANNOUNCE_DOMAIN, _unsigned_bytes(raw, m), ann.sig)
+        return ann
+
+
+def decode_announcement(data: bytes) -> Announcement:
+    return Announcement.decode(data)
+
+
+def check_fresh(
+    ann: Announcement, now: int, max_age: int = ANNOUNCE_MAX_AGE, max_skew: int = ANNOUNCE_MAX_SKEW
+) -> None:
+    """Raise StaleError if `ann` is older than `max_age` seconds or more than `max_skew` in the future.
+
+    This bounds how long a captured announcement can be replayed; within the window, the
+    receiver drops repeats by announcement id.
+    """
+    if ann.ts > now + max_skew:
+        raise StaleError(f"announcement is dated {ann.ts - now} s in the future")
+    if ann.ts < now - max_age:
+        raise StaleError(f"announcement is {now - ann.ts} s old, over the limit of {max_age} s")
+
+
+def check_announces(ann: Announcement, manifest: Manifest) -> None:
+    """Raise DecodeError unless `manifest` is the very manifest `ann` names, with the same facts."""
+    if manifest.id != ann.manifest:
+        raise DecodeError("manifest id does not match the announcement")
+    if (manifest.dataset, manifest.publisher, manifest.seq, manifest.size) != (
+        ann.dataset, ann.publisher, ann.seq, ann.size
+    ):
+        raise DecodeError("manifest does not match the facts of its announcement")
