@@ -1,0 +1,284 @@
+"""The decision rules: who may propose and vote, how ballots are counted, and what a passed proposal does.
+
+Everything here is a pure function of records and `now` (unix seconds, given by the caller),
+so any node, or anyone holding an exported log, computes the same answers.
+
+The contract's rules, exactly:
+
+- Quorum, for every kind: at least half the roster has voted (`2 * voted >= members`);
+  abstentions count toward the quorum.
+- Policy and quota proposals pass when yes votes are more than half of yes + no
+  (`2 * yes > yes + no`).
+- Roster changes (member-add, member-remove) need two thirds of yes + no:
+  `3 * yes >= 2 * (yes + no)` and at least one yes. "Two thirds" is read as *at least* two
+  thirds, so two yes of three pass; the `yes > 0` guard stops a roster change passing with
+  only abstentions (0 >= 0).
+- A proposal closes at its closing time, or as soon as every member of its roster has voted.
+- A member may change their ballot until the close; the last one counts: the highest `ts`,
+  ties broken by the higher ballot id, so the result never depends on arrival order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from communs.protocol import encoding, ids, keys
+from communs.protocol.errors import DecodeError
+
+from .errors import PolicyError, RejectedError
+from .policy import DEFAULT_POLICY, Policy
+from .records import Ballot, Proposal, Roster
+
+MAX_CLOCK_SKEW = 300
+"""Seconds a ballot's own timestamp may run ahead of the node's clock."""
+
+Outcome = Literal["open", "passed", "rejected"]
+
+
+def _who(key: bytes) -> str:
+    return keys.peer_id(key)
+
+
+def _pid(proposal: Proposal) -> str:
+    return proposal.cid
+
+
+_STATE_FIELDS = frozenset(["roster", "policy", "policy_version", "policy_proposal"])
+
+
+@dataclass(frozen=True)
+class GovernanceState:
+    """What governance has decided so far: the roster, the policy in force and where it came from."""
+
+    roster: Roster
+    policy: Policy = DEFAULT_POLICY
+    policy_version: int = 0
+    policy_proposal: bytes | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "roster": self.roster.to_dict(),
+            "policy": self.policy.to_dict(),
+            "policy_version": self.policy_version,
+            "policy_proposal": self.policy_proposal,
+        }
+
+    @classmethod
+    def from_dict(cls, value: Any) -> GovernanceState:
+        if not isinstance(value, dict) or set(value) != _STATE_FIELDS:
+            raise DecodeError("a governance state must be a map of roster, policy, policy_version and "
+                              "policy_proposal")
+        version = value["policy_version"]
+        if type(version) is not int or version < 0:
+            raise DecodeError("policy_version must be a non-negative integer")
+        source = value["policy_proposal"]
+        if source is not None and (type(source) is not bytes or len(source) != ids.DIGEST_SIZE):
+            raise DecodeError("policy_proposal must be a 32-byte proposal id or nil")
+        try:
+            policy = Policy.from_dict(value["policy"])
+        except PolicyError as exc:
+            raise DecodeError(str(exc)) from exc
+        return cls(Roster.from_dict(value["roster"]), policy, version, source)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The count of one proposal's ballots, and what it means under the decision rules."""
+
+    proposal: bytes
+    roster: bytes
+    members: int
+    yes: int
+    no: int
+    abstain: int
+    quorum: int
+    rule: Literal["majority", "two-thirds"]
+    quorum_met: bool
+    threshold_met: bool
+    closed: bool
+    closed_at: int | None
+    outcome: Outcome
+    counted: tuple[bytes, ...]
+
+    @property
+    def voted(self) -> int:
+        return self.yes + self.no + self.abstain
+
+    @property
+    def passing(self) -> bool:
+        """Whether the proposal would pass if it closed now."""
+        return self.quorum_met and self.threshold_met
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical map recorded in the governance log (independent of `now` once closed)."""
+        return {
+            "proposal": self.proposal,
+            "roster": self.roster,
+            "members": self.members,
+            "yes": self.yes,
+            "no": self.no,
+            "abstain": self.abstain,
+            "quorum": self.quorum,
+            "rule": self.rule,
+            "quorum_met": self.quorum_met,
+            "threshold_met": self.threshold_met,
+            "closed": self.closed,
+            "closed_at": self.closed_at,
+            "outcome": self.outcome,
+            "counted": list(self.counted),
+        }
+
+    def describe(self) -> str:
+        """The tally in words, for the CLI and the API."""
+        rule = "more than half of yes + no" if self.rule == "majority" else "two thirds of yes + no"
+        return (f"{self.yes} yes, {self.no} no, {self.abstain} abstain of {self.members} members "
+                f"(quorum {self.quorum}, needs {rule}): {self.outcome}")
+
+
+def validate_proposal(proposal: Proposal, roster: Roster, now: int) -> None:
+    """Raise unless `proposal` may be opened now under `roster`, the roster in force.
+
+    A SignatureError (a RecordError) for a bad signature, a RejectedError naming the rule for
+    anything else. The proposal must name the roster in force: a proposal voted under an older
+    roster would let a removed member vote.
+    """
+    proposal.verify()
+    if proposal.roster != roster.hash:
+        raise RejectedError(f"proposal {_pid(proposal)} names a roster that is not the roster in force")
+    if proposal.proposer not in roster:
+        raise RejectedError(f"proposer {_who(proposal.proposer)} is not a member of the roster")
+    if proposal.closes <= now:
+        raise RejectedError(f"proposal {_pid(proposal)} closes at {proposal.closes}, which is already past")
+    if proposal.kind == "policy":
+        try:
+            proposal.policy  # noqa: B018 -- parsing is the check
+        except PolicyError as exc:
+            raise RejectedError(f"proposal {_pid(proposal)} is not a valid licence policy: {exc}") from exc
+    elif proposal.kind in ("member-add", "member-remove"):
+        _check_roster_change(proposal, roster)
+
+
+def _check_roster_change(proposal: Proposal, roster: Roster) -> None:
+    key = proposal.member_key
+    if proposal.kind == "member-add" and key in roster:
+        raise RejectedError(f"member {_who(key)} is already on the roster")
+    if proposal.kind == "member-remove":
+        if key not in roster:
+            raise RejectedError(f"{_who(key)} is not a member of the roster")
+        if len(roster) == 1:
+            raise RejectedError(f"removing {_who(key)} would leave the roster empty")
+
+
+def validate_ballot(
+    ballot: Ballot, proposal: Proposal, roster: Roster, now: int, ballots: Iterable[Ballot] = ()
+) -> None:
+    """Raise unless `ballot` may be recorded now on `proposal` (voted under `roster`).
+
+    `ballots` are the ballots already recorded on the proposal: they decide whether it has
+    already closed early (every member voted) and whether this ballot is newer than the
+    member's last one (an older one would be recorded but never count).
+    """
+    ballot.verify()
+    if ballot.proposal != proposal.id:
+        raise RejectedError(f"ballot is for proposal {ids.cid_str(ballot.proposal)}, not {_pid(proposal)}")
+    if proposal.roster != roster.hash:
+        raise RejectedError(f"the roster given is not the roster proposal {_pid(proposal)} is voted under")
+    if ballot.member not in roster:
+        raise RejectedError(f"{_who(ballot.member)} is not a member of the roster proposal "
+                            f"{_pid(proposal)} is voted under")
+    if now < proposal.opens:
+        raise RejectedError(f"proposal {_pid(proposal)} does not open until {proposal.opens}")
+    if now >= proposal.closes:
+        raise RejectedError(f"proposal {_pid(proposal)} closed at {proposal.closes}")
+    if not proposal.opens <= ballot.ts < proposal.closes:
+        raise RejectedError(f"ballot is dated {ballot.ts}, outside the voting period of proposal "
+                            f"{_pid(proposal)} ({proposal.opens} to {proposal.closes})")
+    if ballot.ts > now + MAX_CLOCK_SKEW:
+        raise RejectedError(f"ballot is dated {ballot.ts}, more than {MAX_CLOCK_SKEW} s ahead of this "
+                            "node's clock")
+    earlier = [b for b in ballots if b.proposal == proposal.id]
+    if any(b.id == ballot.id for b in earlier):
+        raise RejectedError("this ballot is already recorded")
+    if tally(proposal, roster, earlier, now).closed:
+        raise RejectedError(f"proposal {_pid(proposal)} is closed: every member has voted")
+    own = [b for b in earlier if b.member == ballot.member]
+    if own:
+        last = max(own, key=_order)
+        if _order(ballot) < _order(last):
+            raise RejectedError(f"a later ballot from this member is already recorded (dated {last.ts}); "
+                                "a new ballot must be dated later")
+
+
+def _order(ballot: Ballot) -> tuple[int, bytes]:
+    return ballot.ts, ballot.id
+
+
+def tally(proposal: Proposal, roster: Roster, ballots: Iterable[Ballot], now: int) -> Tally:
+    """Count `ballots` on `proposal` at time `now`. Order of `ballots` does not matter.
+
+    Only ballots on this proposal, from members of its roster, dated inside its voting period
+    count (signatures are the caller's to have checked: ballots come from `Ballot.decode` or
+    passed `validate_ballot`). When every member has voted, the proposal closed at the moment
+    the last of them first voted; a ballot dated after that moment does not count.
+    """
+    if proposal.roster != roster.hash:
+        raise RejectedError(f"the roster given is not the roster proposal {_pid(proposal)} is voted under")
+    by_member: dict[bytes, list[Ballot]] = {}
+    for b in ballots:
+        if b.proposal == proposal.id and b.member in roster and proposal.opens <= b.ts < proposal.closes:
+            by_member.setdefault(b.member, []).append(b)
+    all_voted = len(by_member) == len(roster)
+    end = proposal.closes
+    if all_voted:
+        end = min(end, max(min(b.ts for b in own) for own in by_member.values()))
+    last = {m: max((b for b in own if b.ts <= end), key=_order) for m, own in by_member.items()}
+    choices = [b.choice for b in last.values()]
+    yes, no, abstain = (choices.count(c) for c in ("yes", "no", "abstain"))
+    members = len(roster)
+    quorum = (members + 1) // 2
+    quorum_met = 2 * (yes + no + abstain) >= members
+    if proposal.is_roster_change:
+        rule: Literal["majority", "two-thirds"] = "two-thirds"
+        threshold_met = yes > 0 and 3 * yes >= 2 * (yes + no)
+    else:
+        rule = "majority"
+        threshold_met = 2 * yes > yes + no
+    closed = all_voted or now >= proposal.closes
+    outcome: Outcome = "open"
+    closed_at = end if closed else None
+    if closed:
+        outcome = "passed" if quorum_met and threshold_met else "rejected"
+    return Tally(
+        proposal=proposal.id, roster=roster.hash, members=members, yes=yes, no=no, abstain=abstain,
+        quorum=quorum, rule=rule, quorum_met=quorum_met, threshold_met=threshold_met, closed=closed,
+        closed_at=closed_at, outcome=outcome, counted=tuple(sorted(b.id for b in last.values())),
+    )
+
+
+def enact(state: GovernanceState, proposal: Proposal) -> GovernanceState:
+    """The state after a passed `proposal` takes effect; RejectedError if it no longer applies.
+
+    A roster change can stop applying between its opening and its close (another proposal
+    added the same member first, or removed the last other member); the caller records that
+    it was not enacted and why.
+    """
+    if proposal.kind == "policy":
+        return dataclasses.replace(state, policy=proposal.policy, policy_version=state.policy_version + 1,
+                                   policy_proposal=proposal.id)
+    if proposal.kind == "quota":
+        quota = proposal.body["storage_quota_bytes"]
+        return dataclasses.replace(state, policy=dataclasses.replace(state.policy, storage_quota_bytes=quota),
+                                   policy_version=state.policy_version + 1, policy_proposal=proposal.id)
+    _check_roster_change(proposal, state.roster)
+    key = proposal.member_key
+    if proposal.kind == "member-add":
+        return dataclasses.replace(state, roster=state.roster.with_member(key, proposal.body["name"]))
+    return dataclasses.replace(state, roster=state.roster.without_member(key))
+
+
+def state_bytes(state: GovernanceState) -> bytes:
+    """Canonical bytes of a state, to compare recorded and recomputed enactments."""
+    return encoding.encode(state.to_dict())
