@@ -1,0 +1,548 @@
+"""Codecs for Communs' request/response protocols on libp2p streams, without any I/O.
+
+Every message is a frame: an unsigned LEB128 varint giving the payload length, then the
+payload, a canonical msgpack map whose "t" names the message. The one exception is a chunk's
+body on `/communs/chunks/1`: its header frame gives the size, and exactly that many raw bytes
+follow, so a large chunk crosses the stream without being copied into a msgpack value.
+
+Builders return bytes to write; `FrameReader` is fed whatever the stream returned and hands
+back whole messages (h11-style), so the overlay's stream handlers stay a loop of
+read -> feed -> next_event. Every limit is checked as early as the bytes allow (a frame's
+declared length before its payload arrives). Anything wrong raises DecodeError, and nothing else.
+See protocol/README.md for the normative description.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from . import encoding, ids, keys, log, records
+from .errors import DecodeError
+
+MANIFEST_PROTOCOL = "/communs/manifest/1"
+CHUNKS_PROTOCOL = "/communs/chunks/1"
+SYNC_PROTOCOL = "/communs/sync/1"
+PROTOCOLS = (MANIFEST_PROTOCOL, CHUNKS_PROTOCOL, SYNC_PROTOCOL)
+
+MAX_MANIFEST_IDS = 256
+MAX_CHUNK_IDS = 1024
+MAX_CHUNK_SIZE = records.MAX_CHUNK_SIZE
+MAX_RANGE = log.MAX_RANGE
+MAX_HEADS = 100_000
+MAX_ERROR_CHARS = 500
+RECORDS_FRAME_BUDGET = 1024 * 1024  # records per frame are packed up to about this many bytes
+ERROR_CODES = ("not-found", "bad-request", "busy", "too-large")
+_MAX_VARINT_BYTES = 4  # 2**28: above every frame limit
+
+# Largest payload (bytes after the length prefix) each side may send, per protocol.
+MAX_REQUEST_FRAME = {MANIFEST_PROTOCOL: 16 * 1024, CHUNKS_PROTOCOL: 64 * 1024, SYNC_PROTOCOL: 1024}
+MAX_RESPONSE_FRAME = {
+    MANIFEST_PROTOCOL: records.MAX_MANIFEST_BYTES + 4096,
+    CHUNKS_PROTOCOL: 4096,
+    SYNC_PROTOCOL: records.MAX_MANIFEST_BYTES + 4096,
+}
+
+# Timeouts and per-peer limits the stream handlers apply (seconds); README.md states them as the protocol's.
+OPEN_TIMEOUT = 10.0  # open a stream and negotiate the protocol
+REQUEST_TIMEOUT = 10.0  # server: a whole request frame; client: the first frame of the answer
+IDLE_TIMEOUT = 30.0  # no byte at all for this long in the middle of an answer: reset the stream
+STREAM_IDLE_TIMEOUT = 60.0  # server: close a stream that carries no new request for this long
+MAX_STREAMS_PER_PEER = 8  # per protocol; more concurrent streams from one peer are answered "busy"
+
+Side = Literal["request", "response"]
+_FEDERATION = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+def announce_topic(federation: str) -> str:
+    """The gossipsub topic carrying one encoded Announcement per message."""
+    if not isinstance(federation, str) or not _FEDERATION.match(federation):
+        raise DecodeError("a federation name is 1 to 63 lowercase letters, digits, '.', '_' or '-'")
+    return f"/communs/{federation}/announce/1"
+
+
+# --- varints -----------------------------------------------------------------------------------
+
+
+def encode_varint(n: int) -> bytes:
+    """Unsigned LEB128, shortest form."""
+    if n < 0:
+        raise ValueError("a varint is unsigned")
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def frame(payload: bytes) -> bytes:
+    return encode_varint(len(payload)) + payload
+
+
+# --- field checks ------------------------------------------------------------------------------
+
+
+def _digest(value: object, what: str) -> bytes:
+    if type(value) is not bytes or len(value) != ids.DIGEST_SIZE:
+        raise DecodeError(f"{what} must be 32 bytes")
+    return value
+
+
+def _int(value: object, what: str, low: int, high: int) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise DecodeError(f"{what} must be an integer from {low} to {high}")
+    return value
+
+
+def _ids(value: object, most: int, what: str) -> tuple[bytes, ...]:
+    if not isinstance(value, list | tuple) or not 1 <= len(value) <= most:
+        raise DecodeError(f"{what} must list 1 to {most} ids")
+    out = tuple(_digest(v, "every id") for v in value)
+    if len(set(out)) != len(out):
+        raise DecodeError(f"{what} must not repeat an id")
+    return out
+
+
+def _fields(m: dict[str, Any], t: str, required: frozenset[str], optional: frozenset[str]) -> None:
+    have = set(m) - {"t"}
+    missing = required - have
+    if missing:
+        raise DecodeError(f"'{t}' message lacks field '{min(missing)}'")
+    unknown = have - required - optional
+    if unknown:
+        raise DecodeError(f"'{t}' message has unknown field {min(unknown)!r:.40}")
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+class Message:
+    """A framed message: `to_map()` is its canonical map; `T` its "t" value."""
+
+    T: ClassVar[str]
+    FIELDS: ClassVar[frozenset[str]] = frozenset()
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset()
+
+    def to_map(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_map(cls, m: dict[str, Any]) -> Message:
+        raise NotImplementedError
+
+    def encode(self) -> bytes:
+        """The whole frame: length prefix and payload."""
+        return frame(encoding.encode(self.to_map()))
+
+
+@dataclass(frozen=True)
+class ManifestGet(Message):
+    """Request on /communs/manifest/1: the manifests with these ids, answered one frame per id, in order."""
+
+    ids: tuple[bytes, ...]
+    T: ClassVar[str] = "get"
+    FIELDS: ClassVar[frozenset[str]] = frozenset(["ids"])
+    MAX_IDS: ClassVar[int] = MAX_MANIFEST_IDS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ids", _ids(self.ids, self.MAX_IDS, "a get request"))
+
+    def to_map(self) -> dict[str, Any]:
+        return {"t": self.T, "ids": list(self.ids)}
+
+    @classmethod
+    def from_map(cls, m: dict[str, Any]) -> Message:
+        return cls(m["ids"])
+
+
+@dataclass(frozen=True)
+class ChunksGet(ManifestGet):
+    """Request on /communs/chunks/1: these chunks, streamed in order, then "end"."""
+
+    MAX_IDS: ClassVar[int] = MAX_CHUNK_IDS
+
+
+@dataclass(frozen=True)
+class ManifestRecord(Message):
+    """One requested manifest: its id and its encoding (the receiver decodes and checks both)."""
+
+    id: bytes
+    record: bytes
+    T: ClassVar[str] = "manifest"
+    FIELDS: ClassVar[frozenset[str]] = frozenset(["id", "record"])
+
+    def __post_init__(self) -> None:
+        _digest(self.id, "a manifest id")
+        if type(self.record) is not bytes or not 1 <= len(self.record) <= records.MAX_MANIFEST_BYTES:
+            raise DecodeError(f"a manifest record must be 1 to {records.MAX_MANIFEST_BYTES} bytes")
+
+    def to_map(self) -> dict[str, Any]:
+        return {"t": self.T, "id": self.id, "record": self.record}
+
+    @classmethod
+    def from_map(cls, m: dict[str, Any]) -> Message:
+        return cls(m["id"], m["record"])
+
+
+@dataclass(frozen=True)
+class ErrorAnswer(Message):
+    """An error. With `id`: that one id failed and the answer goes on; without: the answer ends here."""
+
+    code: str
+    msg: str
+    id: bytes | None = None
+    T: ClassVar[str] = "error"
+    FIELDS: ClassVar[frozenset[str]] = frozenset(["code", "msg"])
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset(["id"])
+
+    def __post_init__(self) -> None:
+        if type(self.code) is not str or self.code not in ERROR_CODES:
+            raise DecodeError(f"an error code must be one of {', '.join(ERROR_CODES)}")
+        if type(self.msg) is not str or len(self.msg) > MAX_ERROR_CHARS:
+            raise DecodeError(f"an error message must be a string of at most {MAX_ERROR_CHARS} characters")
+        if self.id is not None:
+            _digest(self.id, "an error's id")
+
+    def to_map(self) -> dict[str, Any]:
+        m: dict[str, Any] = {"t": self.T, "code": self.code, "msg": self.msg}
+        if self.id is not None:
+            m["id"] = self.id
+        return m
+
+    @classmethod
+    def from_map(cls, m: dict[str, Any]) -> Message:
+        if "id" in m and m["id"] is None:
+            raise DecodeError("an error's id is left out, not null, when there is none")
+        return cls(m["code"], m["msg"], m.get("id"))
+
+
+@dataclass(frozen=True)
+class ChunkHeader(Message):
+    """Announces exactly `size` raw bytes, the chunk named `id`, right after this frame."""
+
+    id: bytes
+    size: int
+    T: ClassVar[str] = "chunk"
+    FIELDS: ClassVar[frozenset[str]] = frozenset(["id", "size"])
+
+    def __post_init__(self) -> None:
+        _digest(self.id, "a chunk id")
+        _int(self.size, "a chunk size", 1, MAX_CHUNK_SIZE)
+
+    def to_map(self) -> dict[str, Any]:
+        return {"t": self.T, "id": self.id, "size": self.size}
+
+    @classmethod
+    def from_map(cls, m: dict[str, Any]) -> Message:
+        return cls(m["id"], m["size"])
+
+
+@dataclass(frozen=True)
+class End(Message):
+    """Closes a multi-frame answer (chunks, sync range)."""
+
+    T: ClassVar[str] = "end"
+
+    def to_map(self) -> dict[str, Any]:
+        return {"t": self.T}
+
+    @classmethod
+    def from_map(cls, m: dict[str, Any]) -> Message:
+        return cls()
+
+
+@dataclass(frozen=True)
+class HeadsRequest(Message):
+    """Request on /communs/sync/1: the sender's contiguous log head per publisher."""
+
+    T: ClassVar[str] = "heads"
+
+    def to_map(self) -> dict[str, Any]:
+        return {"t": self.T}
+
+    @classmethod
+    def from_map(cls, m: dict[str, Any]) -> Message:
+        return cls()
+
+
+@dataclass(frozen=True)
+class Heads(Message):
+    """Answer to HeadsRequest: (publisher key, contiguous head seq), sorted by key, each key once."""
+
+    heads: tuple[tuple[bytes, int], ...]
+    T: ClassVar[str] = "heads"
+    FIELDS: ClassVar[frozenset[str]] = frozenset(["heads"])
+
+    def __post_init__(self) -> None:
+        raw = self.heads
+        if not isinstance(raw, list | tuple) or len(raw) > MAX_HEADS:
+            raise DecodeError(f"heads must be a list of at most {MAX_HEADS} entries")
+        out = []
+        previous = b""
+        for entry in raw:
+            if not isinstance(entry, list | tuple) or len(entry) != 2:
+                raise DecodeError("each head must be a [publisher, seq] pair")
+            pk, seq = entry
+            if type(pk) is not bytes or len(pk) != keys.PUBLIC_KEY_SIZE:
+                raise DecodeError("a head's publisher must be 32 bytes")
+            _int(seq, "a head's seq", 1, records.MAX_UINT)
+            if pk <= previous:
+                raise DecodeError("heads must be sorted by publisher, each publisher once")
+            previous = pk
+            out.append((pk, seq))
+        object.__setattr__(self, "heads", tuple(out))
+
+    @classmethod
+    def of(cls, heads: dict[bytes, int]) -> Heads:
+        """From a publisher -> head map, leaving out empty logs."""
+        return cls(tuple(sorted((pk, seq) for pk, seq in heads.items() if seq > 0)))
+
+    def to_map(self) -> dict[str, Any]:
+        return {"t": self.T, "heads": [[pk, seq] for pk, seq in self.heads]}
+
+    @classmethod
+    def from_map(cls, m: dict[str, Any]) -> Message:
+        return cls(m["heads"])
+
+
+@dataclass(frozen=True)
+class RangeRequest(Message):
+    """Request on /communs/sync/1: `publisher`'s log records from seq `first` to `last` inclusive."""
+
+    publisher: bytes
+    first: int
+    last: int
+    T: ClassVar[str] = "range"
+    FIELDS: ClassVar[frozenset[str]] = frozenset(["publisher", "from", "to"])
+
+    def __post_init__(self) -> None:
+        if type(self.publisher) is not bytes or len(self.publisher) != keys.PUBLIC_KEY_SIZE:
+            raise DecodeError("a range's publisher must be 32 bytes")
+        _int(self.first, "a range's 'from'", 1, records.MAX_UINT)
+        _int(self.last, "a range's 'to'", self.first, records.MAX_UINT)
+        if self.last - self.first + 1 > MAX_RANGE:
+            raise DecodeError(f"a range covers at most {MAX_RANGE} records")
+
+    def to_map(self) -> dict[str, Any]:
+        return {"t": self.T, "publisher": self.publisher, "from": self.first, "to": self.last}
+
+    @classmethod
+    def from_map(cls, m: dict[str, Any]) -> Message:
+        return cls(m["publisher"], m["from"], m["to"])
+
+
+@dataclass(frozen=True)
+class Records(Message):
+    """Part of the answer to a RangeRequest: encoded manifests in ascending seq."""
+
+    records: tuple[bytes, ...]
+    T: ClassVar[str] = "records"
+    FIELDS: ClassVar[frozenset[str]] = frozenset(["records"])
+
+    def __post_init__(self) -> None:
+        raw = self.records
+        if not isinstance(raw, list | tuple) or not 1 <= len(raw) <= MAX_RANGE:
+            raise DecodeError(f"a records frame must hold 1 to {MAX_RANGE} records")
+        for rec in raw:
+            if type(rec) is not bytes or not 1 <= len(rec) <= records.MAX_MANIFEST_BYTES:
+                raise DecodeError(f"each record must be 1 to {records.MAX_MANIFEST_BYTES} bytes")
+        object.__setattr__(self, "records", tuple(raw))
+
+    def to_map(self) -> dict[str, Any]:
+        return {"t": self.T, "records": list(self.records)}
+
+    @classmethod
+    def from_map(cls, m: dict[str, Any]) -> Message:
+        return cls(m["records"])
+
+
+@dataclass(frozen=True)
+class RawBytes:
+    """Event: a piece of a chunk body; `remaining` bytes of it are still to come (0: complete)."""
+
+    data: bytes
+    remaining: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Event (FrameReader with `assemble=True`): a whole chunk body, not yet verified against its id."""
+
+    id: bytes
+    data: bytes
+
+
+Event = Message | RawBytes | Chunk
+
+_REQUESTS: dict[str, dict[str, type[Message]]] = {
+    MANIFEST_PROTOCOL: {"get": ManifestGet},
+    CHUNKS_PROTOCOL: {"get": ChunksGet},
+    SYNC_PROTOCOL: {"heads": HeadsRequest, "range": RangeRequest},
+}
+_RESPONSES: dict[str, dict[str, type[Message]]] = {
+    MANIFEST_PROTOCOL: {"manifest": ManifestRecord, "error": ErrorAnswer},
+    CHUNKS_PROTOCOL: {"chunk": ChunkHeader, "error": ErrorAnswer, "end": End},
+    SYNC_PROTOCOL: {"heads": Heads, "records": Records, "end": End, "error": ErrorAnswer},
+}
+
+
+def decode_message(protocol: str, side: Side, payload: bytes) -> Message:
+    """Decode one frame payload (without its length prefix) read on `protocol`."""
+    table = (_REQUESTS if side == "request" else _RESPONSES).get(protocol)
+    if table is None:
+        raise ValueError(f"unknown protocol {protocol!r} or side {side!r}")
+    limit = (MAX_REQUEST_FRAME if side == "request" else MAX_RESPONSE_FRAME)[protocol]
+    m = encoding.decode(payload, max_bytes=limit)
+    if not isinstance(m, dict):
+        raise DecodeError("a message must be a map")
+    t = m.get("t")
+    cls = table.get(t) if type(t) is str else None
+    if cls is None:
+        raise DecodeError(f"unexpected {side} message type {t!r:.40} on {protocol}")
+    _fields(m, cls.T, cls.FIELDS, cls.OPTIONAL)
+    return cls.from_map(m)
+
+
+# --- builders for multi-frame answers ------------------------------------------------------
+
+
+def chunk_frames(chunk_id: bytes, data: bytes | memoryview) -> tuple[bytes, bytes | memoryview]:
+    """The header frame and the body of one chunk answer: write both, in order, without joining them."""
+    return ChunkHeader(chunk_id, len(data)).encode(), data
+
+
+def records_frames(encoded: Sequence[bytes], budget: int = RECORDS_FRAME_BUDGET) -> list[bytes]:
+    """The answer to a range request: records frames of about `budget` bytes, then "end"."""
+    frames: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
+    for rec in encoded:
+        if batch and (size + len(rec) > budget or len(batch) == MAX_RANGE):
+            frames.append(Records(tuple(batch)).encode())
+            batch, size = [], 0
+        batch.append(rec)
+        size += len(rec)
+    if batch:
+        frames.append(Records(tuple(batch)).encode())
+    frames.append(End().encode())
+    return frames
+
+
+# --- the reader ---------------------------------------------------------------------------------
+
+
+class FrameReader:
+    """Incremental, sans-I/O parser of one direction of one stream protocol.
+
+    `side="request"` parses what a client sends (a server's reader); `side="response"` what a
+    server answers. Feed it the bytes read from the stream, then call `next_event()` until it
+    returns None (it needs more bytes). On /communs/chunks/1 answers, a ChunkHeader is followed
+    by RawBytes pieces of its body, or, with `assemble=True`, the header and body come as one
+    Chunk event. Call `close()` at the stream's end: it raises if a frame or body was cut off.
+    """
+
+    def __init__(self, protocol: str, side: Side, *, assemble: bool = False) -> None:
+        if protocol not in PROTOCOLS or side not in ("request", "response"):
+            raise ValueError(f"unknown protocol {protocol!r} or side {side!r}")
+        self.protocol = protocol
+        self.side: Side = side
+        self.max_frame = (MAX_REQUEST_FRAME if side == "request" else MAX_RESPONSE_FRAME)[protocol]
+        self.assemble = assemble
+        self._buf = bytearray()
+        self._pos = 0
+        self._body: ChunkHeader | None = None  # a chunk body is being read
+        self._body_left = 0
+        self._failed: DecodeError | None = None
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf) - self._pos
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        if self._pos and self._pos >= len(self._buf) // 2:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    def next_event(self) -> Event | None:
+        """The next whole message or body piece, or None until more bytes are fed."""
+        if self._failed is not None:
+            raise self._failed
+        try:
+            return self._next()
+        except DecodeError as exc:
+            self._failed = exc  # the stream is out of step: every later call fails the same way
+            raise
+
+    def _next(self) -> Event | None:
+        if self._body is not None:
+            return self._body_event()
+        header = self._frame_length()
+        if header is None:
+            return None
+        prefix, length = header
+        start = self._pos + prefix
+        if len(self._buf) - start < length:
+            return None
+        payload = bytes(self._buf[start:start + length])
+        msg = decode_message(self.protocol, self.side, payload)
+        self._pos = start + length
+        if isinstance(msg, ChunkHeader):
+            self._body, self._body_left = msg, msg.size
+            if self.assemble:
+                return self._body_event()
+        return msg
+
+    def _frame_length(self) -> tuple[int, int] | None:
+        value = 0
+        buf, pos = self._buf, self._pos
+        for i in range(_MAX_VARINT_BYTES):
+            if pos + i >= len(buf):
+                return None
+            byte = buf[pos + i]
+            value |= (byte & 0x7F) << (7 * i)
+            if value > self.max_frame:
+                raise DecodeError(f"frame is over the limit of {self.max_frame} bytes on {self.protocol}")
+            if not byte & 0x80:
+                if byte == 0 and i > 0:
+                    raise DecodeError("frame length is not in its shortest form")
+                if value == 0:
+                    raise DecodeError("empty frame")
+                return i + 1, value
+        raise DecodeError("frame length prefix is too long")
+
+    def _body_event(self) -> RawBytes | Chunk | None:
+        assert self._body is not None
+        available = len(self._buf) - self._pos
+        if self.assemble:
+            if available < self._body_left:
+                return None
+            data = bytes(self._buf[self._pos:self._pos + self._body_left])
+            chunk = Chunk(self._body.id, data)
+            self._pos += self._body_left
+            self._body, self._body_left = None, 0
+            return chunk
+        if available == 0:
+            return None
+        take = min(available, self._body_left)
+        data = bytes(self._buf[self._pos:self._pos + take])
+        self._pos += take
+        self._body_left -= take
+        if self._body_left == 0:
+            self._body = None
+        return RawBytes(data, self._body_left)
+
+    def close(self) -> None:
+        """The stream ended: fine between frames, an error in the middle of one."""
+        if self._failed is not None:
+            raise self._failed
+        if self._body is not None:
+            raise DecodeError("stream ended in the middle of a chunk")
+        if self.buffered:
+            raise DecodeError("stream ended in the middle of a frame")
