@@ -116,7 +116,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     from .logs import setup_logging
 
     root = data_dir(args)
+    if args.init_if_missing and not (root / "config.toml").exists():
+        _init_default(root, args)
     cfg = load_config(root)  # fail early and clearly, before importing libp2p
+    import communs.protocol.overlay  # noqa: F401 - libp2p resets its loggers at import; configure after
+
     setup_logging(args.log_level or cfg.log_level, args.log_format or cfg.log_format)
     from .service import StartupError, run_node
 
@@ -136,6 +140,36 @@ def cmd_run(args: argparse.Namespace) -> None:
         code = 0
     if code:
         sys.exit(code)
+
+
+def _init_default(root: Path, args: argparse.Namespace) -> None:
+    """First start in a container: a node with default settings plus any --bootstrap given."""
+    from .config import Config
+    from .datadir import init_folder
+
+    cfg = Config(name=args.name or root.resolve().name or "communs-node")
+    cfg.bootstrap = list(args.bootstrap or [])
+    if args.mdns:
+        cfg.mdns = True
+    init_folder(root, cfg, None)
+    print(f"initialised a new node in {root}", file=sys.stderr)
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> None:
+    """Exit 0 when the node in DIR answers /healthz; for container health checks and scripts."""
+    import urllib.request
+
+    from .client import AdminClient
+
+    c = AdminClient.for_folder(data_dir(args), timeout=5.0)
+    try:
+        with urllib.request.urlopen(c.base_url + "/healthz", timeout=5.0) as resp:
+            ok = json.loads(resp.read()).get("ok") is True
+    except (OSError, ValueError) as exc:
+        fail(f"the node's /healthz did not answer: {exc}")
+    if not ok:
+        fail("the node's /healthz did not say ok")
+    emit(args, {"ok": True}, "ok")
 
 
 # ---- status / peers ------------------------------------------------------------------------------
@@ -239,7 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", parents=[common], help="run the node in the foreground")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=["text", "json"])
+    p.add_argument("--init-if-missing", action="store_true",
+                   help="initialise DIR with default settings first if it holds no node (for containers)")
+    p.add_argument("--name", help="with --init-if-missing: the node's name")
+    p.add_argument("--bootstrap", action="append", metavar="MULTIADDR",
+                   help="with --init-if-missing: a bootstrap peer")
+    p.add_argument("--mdns", action="store_true", help="with --init-if-missing: enable mDNS")
     p.set_defaults(func=cmd_run)
+    sub.add_parser("healthcheck", parents=[common],
+                   help="exit 0 if the running node answers /healthz").set_defaults(func=cmd_healthcheck)
 
     sub.add_parser("status", parents=[common], help="the running node's state").set_defaults(func=cmd_status)
     sub.add_parser("peers", parents=[common], help="connected peers").set_defaults(func=cmd_peers)

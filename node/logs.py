@@ -40,9 +40,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False)
 
 
+class _QuietDependencies(logging.Filter):
+    """Below `threshold`, let through only the node's own records (py-libp2p sets levels on its
+    module loggers itself, so a level on the `libp2p` parent alone does not hold)."""
+
+    def __init__(self, threshold: int) -> None:
+        super().__init__()
+        self.threshold = threshold
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.threshold or record.name.startswith("communs")
+
+
 def setup_logging(level: str = "info", fmt: str = "text") -> None:
     numeric = _LEVELS.get(level, logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
+    if numeric > logging.DEBUG:
+        handler.addFilter(_QuietDependencies(logging.WARNING))
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logging.basicConfig(level=numeric, handlers=[handler], force=True)
     quieter = logging.DEBUG if numeric <= logging.DEBUG else logging.WARNING

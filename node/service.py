@@ -152,6 +152,8 @@ class Node:
         from communs.protocol.overlay import Overlay, OverlayError
 
         cfg = self.config
+        for addr in cfg.listen:
+            _probe_listen(addr)
         self.overlay = Overlay(self.key.seed, cfg.listen, enable_dht=cfg.dht, enable_mdns=cfg.mdns)
         try:
             await self.overlay.start()
@@ -214,6 +216,25 @@ class Node:
                     reported.discard(addr)
                     backoff[addr] = BOOTSTRAP_BACKOFF_MIN
             await asyncio.sleep(0.5)
+
+
+def _probe_listen(addr: str) -> None:
+    """Bind the libp2p listen address once ourselves, to report 'address in use' precisely."""
+    import socket
+
+    parts = addr.strip("/").split("/")
+    family = socket.AF_INET6 if parts[0] == "ip6" else socket.AF_INET
+    host, port = parts[1], int(parts[3])
+    if port == 0:
+        return
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        raise StartupError(f"could not listen on {addr}: {exc.strerror}") from None
+    finally:
+        sock.close()
 
 
 def _reason(exc: BaseException) -> str:

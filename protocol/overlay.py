@@ -270,8 +270,12 @@ class Overlay:
             muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
             listen_addrs=self._listen,
             enable_mDNS=self._enable_mdns,
-            connection_config=ConnectionConfig(max_connections_per_peer=1,
-                                               dial_timeout=self._connect_timeout),
+            # One connection per peer also removes py-libp2p's fixed 250 ms dial delay. The auto-connector's
+            # default target of 50 connections would dial every address it ever heard of; the node keeps
+            # its bootstrap peers and those who dial it, and the DHT finds the rest.
+            connection_config=ConnectionConfig(max_connections_per_peer=1, dial_timeout=self._connect_timeout,
+                                               min_connections=0, low_watermark=0, high_watermark=200,
+                                               max_connections=300),
         )
         self._host = host
         self.peer_id = host.get_id().to_base58()
@@ -309,6 +313,11 @@ class Overlay:
 
     async def _serve_until_stopped(self) -> None:
         assert self._ready is not None and self._stop_event is not None
+        bound = self._host.get_transport_addrs()
+        if len(bound) < len(self._listen):
+            # py-libp2p logs a failed listen and carries on; a node that cannot be dialled must not.
+            raise OverlayError(f"could only listen on {len(bound)} of {len(self._listen)} addresses "
+                               "(address in use or not available)")
         if not self._ready.done():
             self._ready.set_result(None)
         await self._stop_event.wait()
@@ -399,6 +408,9 @@ class Overlay:
             raise OverlayError(f"'{addr}' is not a dialable multiaddr with /p2p/<peer id>: {exc}") from exc
 
         async def dial() -> str:
+            # The caller runs its own backoff; py-libp2p's 60 s negative cache would defeat it.
+            with contextlib.suppress(Exception):
+                self._host.get_network().unblock_peer(info.peer_id)
             with trio.fail_after(self._connect_timeout):
                 await self._host.connect(info)
             return str(info.peer_id.to_base58())

@@ -1,0 +1,30 @@
+"""Shared fixtures: a factory of real node processes, all stopped at teardown."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.nodes import NodeProc
+
+
+@pytest.fixture
+def nodes(tmp_path: Path) -> Iterator[list[NodeProc]]:
+    started: list[NodeProc] = []
+    yield started
+    for n in started:
+        n.kill()
+
+
+@pytest.fixture
+def make_node(tmp_path: Path, nodes: list[NodeProc]):  # type: ignore[no-untyped-def]
+    def make(name: str, *init_args: str, start: bool = True) -> NodeProc:
+        node = NodeProc.init(tmp_path, name, *init_args)
+        nodes.append(node)
+        if start:
+            node.start()
+        return node
+
+    return make
