@@ -139,6 +139,39 @@ async def peers(request: web.Request) -> web.Response:
     return json_response(out)
 
 
+async def connect_peer(request: web.Request) -> web.Response:
+    """Dial a peer by full multiaddr, as `ipfs swarm connect` does; the node keeps it only as long as
+    libp2p does (bootstrap peers in config.toml are kept for good)."""
+    from communs.protocol.overlay import OverlayError
+
+    from .config import ConfigError, check_peer_multiaddr
+
+    body = await read_json(request)
+    addr = body.get("addr")
+    if not isinstance(addr, str):
+        raise ApiError(400, "'addr' must be a multiaddr string ending in /p2p/<peer id>")
+    try:
+        check_peer_multiaddr(addr)
+        peer_id = await node_of(request).overlay.connect(addr)
+    except (ConfigError, OverlayError) as exc:
+        raise ApiError(400 if isinstance(exc, ConfigError) else 502, str(exc)) from None
+    return json_response({"peer_id": peer_id}, status=200)
+
+
+async def ping_peer(request: web.Request) -> web.Response:
+    from communs.protocol.overlay import OverlayError
+
+    node = node_of(request)
+    peer_id = request.match_info["peer_id"]
+    if not node.overlay.is_connected(peer_id):
+        raise ApiError(404, f"peer {peer_id} is not connected")
+    try:
+        rtt = await node.overlay.ping(peer_id)
+    except OverlayError as exc:
+        raise ApiError(502, str(exc)) from None
+    return json_response({"peer_id": peer_id, "rtt_ms": round(rtt * 1000, 3)})
+
+
 async def metrics(request: web.Request) -> web.Response:
     node = node_of(request)
     for service in node.services:
@@ -167,6 +200,8 @@ def build_app(node: Node) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/peers", peers)
+    app.router.add_post("/api/v1/peers", connect_peer)
+    app.router.add_post("/api/v1/peers/{peer_id}/ping", ping_peer)
     app.router.add_get("/api/v1/openapi.json", openapi)
     for name in ROUTE_MODULES:
         importlib.import_module(name).register(app)

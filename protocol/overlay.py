@@ -462,9 +462,12 @@ class Overlay:
         from libp2p.host.ping import PingService
 
         async def do_ping() -> float:
+            # py-libp2p reports whole milliseconds (0 on loopback); time the round trip ourselves.
             with trio.fail_after(timeout):
+                t0 = time.monotonic()
                 rtts = await PingService(self._host).ping(ID.from_base58(peer_id), ping_amt=1)
-            return float(rtts[0]) / 1e6 if rtts else math.nan
+                elapsed = time.monotonic() - t0
+            return elapsed if rtts else math.nan
 
         try:
             return await self._to_trio(do_ping)
