@@ -390,3 +390,40 @@ def test_fuzz_mutated_valid_streams(data: st.DataObject) -> None:
     for _ in range(data.draw(st.integers(1, 4))):
         raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
     _drain(CHUNKS_PROTOCOL, "response", bytes(raw), data.draw(st.integers(1, 100)), data.draw(st.booleans()))
+
+
+# --- the README's test vectors stay true ------------------------------------------------------
+
+
+def _readme_vector(name: str) -> tuple[bytes, str | None]:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "protocol" / "README.md").read_text()
+    block = text.split(f"<!-- vector:{name} -->\n", 1)[1]
+    lines = block.split("\n\n", 1)
+    hexdata = "".join(line.strip() for line in lines[0].splitlines())
+    rest = lines[1] if len(lines) > 1 else ""
+    cid = rest.split("id: ", 1)[1].split()[0] if rest.lstrip().startswith("id: ") else None
+    return bytes.fromhex(hexdata), cid
+
+
+def test_readme_vectors() -> None:
+    manifest_bytes, manifest_cid = _readme_vector("manifest")
+    m = records.Manifest.decode(manifest_bytes)
+    assert m.cid == manifest_cid
+    assert m.publisher == KEY.public == bytes.fromhex(
+        "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8")
+    assert m.publisher_peer_id == "12D3KooWA4Xop1JaT3MHxwYMkCepYsv4iPVopMXwCz5iHYdBfeSB"
+    assert m.dataset == records.new_dataset_id(KEY.public, bytes(16))
+    rebuilt = records.Manifest.create(
+        KEY, dataset=m.dataset, version=1, prev=None, seq=1, log_prev=None, title="Example",
+        licence="CC0-1.0", created=1700000000, keywords=["example"],
+        files=[records.FileEntry.of("data/a.csv", [(ids.digest(b"hello"), 5)])],
+    )
+    assert rebuilt.encode() == manifest_bytes
+    assert encoding.encode(m._body()).startswith(bytes.fromhex("8fa76372"))
+    ann_bytes, ann_cid = _readme_vector("announce")
+    ann = records.Announcement.decode(ann_bytes)
+    assert ids.cid_str(ann.id) == ann_cid and ann.manifest == m.id and ann.ts == 1700000060
+    get_frame, _ = _readme_vector("get")
+    assert get_frame == ManifestGet((m.id,)).encode()
