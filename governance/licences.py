@@ -91,6 +91,15 @@ def _parse(text: str) -> Any:
     """The parsed expression tree with every symbol canonical, or LicenceError."""
     if not isinstance(text, str):
         raise LicenceError("a licence expression must be text")
+    return _parse_text(text)
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_text(text: str) -> Any:
+    """Cached: a policy change re-evaluates every known manifest, and most share a few licences.
+
+    The trees are never modified after parsing; errors are not cached (they raise).
+    """
     if len(text) > MAX_EXPRESSION_CHARS:
         raise LicenceError(f"licence expression is longer than {MAX_EXPRESSION_CHARS} characters")
     if not text.strip():
@@ -157,6 +166,8 @@ def _keys(ids: Iterable[str]) -> frozenset[str]:
     """Comparison keys of a policy list: canonical ids, casefolded (LicenseRef- ids too)."""
     out = set()
     for item in ids:
+        if not isinstance(item, str):
+            continue
         try:
             out.add(_canonical_id(item).lower())
         except LicenceError:

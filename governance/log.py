@@ -166,6 +166,28 @@ class ProposalStatus:
             return self.tally
         return tally(self.proposal, self.roster, self.ballots, now)
 
+    def to_json(self, now: int) -> dict[str, Any]:
+        """The proposal for the admin API and `communs proposals`: ids as CIDv1, keys as peer ids."""
+        p = self.proposal
+        body = dict(p.body)
+        if "key" in body:
+            body["key"] = keys.peer_id(body["key"])
+        return {
+            "id": p.cid,
+            "kind": p.kind,
+            "summary": p.summary(),
+            "body": body,
+            "proposer": keys.peer_id(p.proposer),
+            "proposer_name": self.roster.name_of(p.proposer),
+            "roster": ids.cid_str(p.roster),
+            "opens": p.opens,
+            "closes": p.closes,
+            "ballots": [{"id": b.cid, "member": keys.peer_id(b.member), "choice": b.choice, "ts": b.ts}
+                        for b in sorted(self.ballots, key=lambda b: (b.ts, b.id))],
+            "tally": self.current(now).to_json(),
+            "enacted": self.enacted,
+        }
+
 
 class Ledger:
     """The governance log and the state it implies; the node's only way to change governance.

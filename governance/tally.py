@@ -58,6 +58,14 @@ class GovernanceState:
     policy_version: int = 0
     policy_proposal: bytes | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        """For `GET /api/v1/policy`: the policy in force, its version and the proposal that enacted it."""
+        return {
+            "policy": self.policy.to_dict(),
+            "version": self.policy_version,
+            "proposal": ids.cid_str(self.policy_proposal) if self.policy_proposal else None,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "roster": self.roster.to_dict(),
@@ -129,6 +137,17 @@ class Tally:
             "closed_at": self.closed_at,
             "outcome": self.outcome,
             "counted": list(self.counted),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The tally for the admin API: ids as CIDv1 text, plus `passing` and the summary in words."""
+        return {
+            **self.to_dict(),
+            "proposal": ids.cid_str(self.proposal),
+            "roster": ids.cid_str(self.roster),
+            "counted": [ids.cid_str(c) for c in self.counted],
+            "passing": self.passing,
+            "summary": self.describe(),
         }
 
     def describe(self) -> str:

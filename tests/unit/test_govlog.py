@@ -301,3 +301,15 @@ def test_time_cannot_go_backwards() -> None:
     ledger = Ledger.found(NODE, FOUNDERS, at=500)
     with pytest.raises(ValueError, match="backwards"):
         append(ledger.head, "tally", {}, 499, NODE)
+
+
+def test_json_views_are_json(stored: list[bytes]) -> None:
+    import json
+
+    ledger = Ledger.load(stored)
+    views = [s.to_json(3500) for s in ledger.proposals.values()]
+    text = json.dumps({"proposals": views, "policy": ledger.current.to_json()})
+    assert "member-add" in text and views[0]["tally"]["outcome"] == "passed"
+    assert views[0]["proposer"] == keys.peer_id(A.public) and views[0]["proposer_name"] == "Ana"
+    assert views[-1]["tally"]["outcome"] == "open" and views[-1]["enacted"] is None
+    assert ledger.current.to_json()["proposal"] == views[0]["id"] and ledger.current.to_json()["version"] == 1
