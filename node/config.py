@@ -180,7 +180,7 @@ def load_config(data_dir: Path) -> Config:
             attr, typ = _SCHEMA[section][key]
             if not isinstance(item, typ) or (typ is int and isinstance(item, bool)):
                 raise ConfigError(f"{path}: {section}.{key} has the wrong type")
-            if typ is list and not all(isinstance(x, str) for x in item):
+            if isinstance(item, list) and not all(isinstance(x, str) for x in item):
                 raise ConfigError(f"{path}: {section}.{key} must be a list of strings")
             setattr(cfg, attr, item)
     try:

@@ -132,7 +132,7 @@ class RunLock:
         self._fh: IO[str] | None = None
 
     def acquire(self) -> None:
-        fh = open(self._path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the node's lifetime
+        fh = open(self._path, "a+", encoding="utf-8")
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

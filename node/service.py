@@ -204,7 +204,7 @@ class Node:
                     continue
                 try:
                     await self.overlay.connect(addr)
-                except Exception as exc:  # noqa: BLE001 - logged, retried
+                except Exception as exc:
                     if addr not in reported:
                         log.warning("bootstrap peer %s unreachable (%s); retrying with backoff", addr,
                                     _reason(exc))

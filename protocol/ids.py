@@ -16,7 +16,7 @@ DIGEST_SIZE = 32
 _CID_PREFIX = bytes([0x01, 0x55, 0x1E, 0x20])
 
 
-def digest(data: bytes | memoryview) -> bytes:
+def digest(data: bytes | bytearray | memoryview) -> bytes:
     """BLAKE3-256 of `data`."""
     return blake3.blake3(data).digest()
 

@@ -34,7 +34,6 @@ from libp2p.crypto.x25519 import X25519PrivateKey
 from libp2p.custom_types import TProtocol
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
-from libp2p.peer.peerinfo import PeerInfo as LibPeerInfo
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub import gossipsub as gossipsub_mod
 from libp2p.pubsub import pubsub as pubsub_mod
@@ -69,7 +68,7 @@ class _LargeRpcQueue(rpc_queue_mod.RpcQueue):
         super().__init__(max_size=max_size, **kwargs)
 
 
-pubsub_mod.RpcQueue = _LargeRpcQueue  # type: ignore[misc]
+pubsub_mod.RpcQueue = _LargeRpcQueue  # type: ignore[misc,assignment]
 PUBLISH_RATE = 200.0  # messages per second, per node; a burst beyond is queued, not dropped
 
 
@@ -95,7 +94,7 @@ class Message:
 
 # A topic validator: pure, synchronous; returns None to accept or a short reason to reject.
 Validator = Callable[[bytes, str], str | None]
-StreamHandler = Callable[["Stream"], Awaitable[None]]
+StreamHandler = Callable[["Stream"], Coroutine[Any, Any, None]]
 
 
 class Stream:
@@ -226,7 +225,7 @@ class Overlay:
                 return
             try:
                 outcome.unwrap()
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side
+            except BaseException as exc:
                 done.set_exception(exc if isinstance(exc, Exception) else OverlayError(repr(exc)))
                 if self._ready is not None and not self._ready.done():
                     self._ready.set_exception(
@@ -236,10 +235,16 @@ class Overlay:
                 if self._ready is not None and not self._ready.done():
                     self._ready.set_exception(OverlayError("the overlay stopped before it was ready"))
 
+        def soon_threadsafe(fn: Callable[[], None]) -> None:
+            loop.call_soon_threadsafe(fn)
+
+        def soon(fn: Callable[[], None]) -> None:
+            loop.call_soon(fn)
+
         trio.lowlevel.start_guest_run(
             self._trio_main,
-            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
-            run_sync_soon_not_threadsafe=loop.call_soon,
+            run_sync_soon_threadsafe=soon_threadsafe,
+            run_sync_soon_not_threadsafe=soon,
             done_callback=on_done,
             host_uses_signal_set_wakeup_fd=True,
             restrict_keyboard_interrupt_to_checkpoints=True,
@@ -254,9 +259,9 @@ class Overlay:
                 self._token.run_sync_soon(self._stop_event.set)
         try:
             await asyncio.wait_for(asyncio.shield(self._done), 4.0)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             log.warning("libp2p did not stop within 4 s; cancelling it")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.debug("libp2p stopped with %r", exc)
 
     async def _trio_main(self) -> None:
@@ -296,7 +301,7 @@ class Overlay:
         try:
             async with host.run(listen_addrs=self._listen), trio.open_nursery() as nursery:
                 self._nursery = nursery
-                host.get_network().register_notifee(_Notifee(self))
+                host.get_network().register_notifee(_Notifee(self))  # type: ignore[arg-type]
                 async with background_trio_service(pubsub), background_trio_service(gossip):
                     await pubsub.wait_until_ready()
                     if self._enable_dht:
@@ -342,7 +347,7 @@ class Overlay:
                     return
                 if not fut.done():
                     fut.cancel()
-            except Exception as exc:  # noqa: BLE001 - delivered to the awaiting asyncio side
+            except Exception as exc:
                 if not fut.done():
                     fut.set_exception(exc)
 
@@ -440,11 +445,11 @@ class Overlay:
         for pid in self._host.get_connected_peers():
             try:
                 addrs = [str(a) for a in store.addrs(pid)]
-            except Exception:  # noqa: BLE001 - peerstore raises for unknown peers
+            except Exception:
                 addrs = []
             try:
                 protos = sorted(str(p) for p in store.get_protocols(pid))
-            except Exception:  # noqa: BLE001
+            except Exception:
                 protos = []
             out.append(PeerInfo(pid.to_base58(), addrs, protos))
         return out
@@ -454,7 +459,7 @@ class Overlay:
             return False
         try:
             return ID.from_base58(peer_id) in set(self._host.get_connected_peers())
-        except Exception:  # noqa: BLE001
+        except Exception:
             return False
 
     async def ping(self, peer_id: str, timeout: float = 5.0) -> float:
@@ -483,12 +488,12 @@ class Overlay:
         async def trio_handler(inner: Any) -> None:
             try:
                 peer = inner.muxed_conn.peer_id.to_base58()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 peer = "unknown"
             stream = Stream(self, inner, peer, protocol)
             try:
                 await self._to_asyncio(handler(stream))
-            except Exception as exc:  # noqa: BLE001 - one bad stream must not hurt the host
+            except Exception as exc:
                 log.debug("handler for %s from %s failed: %s", protocol, peer, exc)
                 with contextlib.suppress(Exception):
                     await inner.reset()
@@ -540,7 +545,7 @@ class Overlay:
             sender = forwarder.to_base58() if hasattr(forwarder, "to_base58") else str(forwarder)
             try:
                 reason = validator(bytes(msg.data), sender)
-            except Exception as exc:  # noqa: BLE001 - a validator bug rejects, never crashes the router
+            except Exception as exc:
                 reason = f"validator error: {exc}"
             if reason is not None:
                 if self.on_reject is not None:
@@ -562,7 +567,7 @@ class Overlay:
             msg = await subscription.get()
             try:
                 sender = ID(msg.from_id).to_base58()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 sender = "unknown"
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(Message(topic, bytes(msg.data), sender))
@@ -603,7 +608,7 @@ class Overlay:
 
         try:
             return await self._to_trio(prov)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.debug("provide %s failed: %s", key, exc)
             return False
 
@@ -619,7 +624,7 @@ class Overlay:
 
         try:
             return await self._to_trio(find)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.debug("find_providers %s failed: %s", key, exc)
             return []
 
@@ -645,7 +650,7 @@ class Overlay:
                 continue
             try:
                 out.append(PeerInfo(pid.to_base58(), [str(a) for a in store.addrs(pid)]))
-            except Exception:  # noqa: BLE001
+            except Exception:
                 continue
         return out
 

@@ -42,7 +42,7 @@ def wait_for(pred: Callable[[], Any], timeout: float = 20.0, interval: float = 0
     while time.monotonic() < deadline:
         try:
             last = pred()
-        except Exception as exc:  # noqa: BLE001 - the condition may fail until it holds
+        except Exception as exc:
             last = exc
         else:
             if last:
@@ -67,7 +67,7 @@ class NodeProc:
 
     def start(self, wait: bool = True, timeout: float = 30.0, extra: tuple[str, ...] = ()) -> NodeProc:
         (self.data / "node.json").unlink(missing_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        log = open(self.log_path, "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen([*COMMUNS, "run", "--data", str(self.data), *extra],
                                      stdout=log, stderr=subprocess.STDOUT, env=env)
