@@ -1,15 +1,15 @@
 """The content-addressed chunk store: an interface, and its local-filesystem implementation.
 
-`ChunkStore` is small on purpose, so that an object store (S3-compatible) can implement it later: a chunk is
-named by its BLAKE3-256 digest, written once, verified when read. The API is synchronous: the node calls it from
-a thread pool, and every method is safe to call from several threads at once.
+`ChunkStore` is small on purpose, so that an object store (S3-compatible) can implement it later: a chunk
+is named by its BLAKE3-256 digest, written once, verified when read. The API is synchronous: the node calls
+it from a thread pool, and every method is safe to call from several threads at once.
 
-The crash story of `FsChunkStore` (principle 3 of design.md): a chunk is written to a temporary file in `tmp/`
-on the same filesystem, fsynced, then renamed to its final name, so a file under a final name is always
-complete and its bytes are on disk. The rename itself is made durable by fsyncing the folder that holds it
-(and the parent of any folder created for it) before `put` returns, or at `flush()` / the end of a batch for
-the batched paths; only after that may a caller record the chunk as stored in the catalog. Temporary files left
-by a crash are deleted at the next open, when no other process has the store open.
+The crash story of `FsChunkStore` (principle 3 of design.md): a chunk is written to a temporary file in
+`tmp/` on the same filesystem, fsynced, then renamed to its final name, so a file under a final name is
+always complete and its bytes are on disk. The rename itself is made durable by fsyncing the folder that
+holds it (and the parent of any folder created for it) before `put` returns, or at `flush()` / the end of a
+batch for the batched paths; only after that may a caller record the chunk as stored in the catalog.
+Temporary files left by a crash are deleted at the next open, when no other process has the store open.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -36,6 +36,8 @@ from .errors import ChunkCorrupt, ChunkMissing, StorageError, StorageFull
 
 ProgressCallback = Callable[[int, int], None]
 """Called as `progress(bytes_done, bytes_total)` from the calling thread."""
+
+Buffer = bytes | bytearray | memoryview
 
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 _HEX_LEN = DIGEST_SIZE * 2
@@ -67,17 +69,17 @@ class ChunkStore(abc.ABC):
         default, the chunk is quarantined so that it is never served again and can be fetched anew)."""
 
     @abc.abstractmethod
-    def put(self, d: bytes, data: bytes | bytearray | memoryview, *, durable: bool = True) -> bool:
-        """Store `data` under `d` after checking that it hashes to `d` (ChunkCorrupt otherwise, nothing stored).
+    def put(self, d: bytes, data: Buffer, *, durable: bool = True) -> bool:
+        """Store `data` under `d` after checking that it hashes to `d` (else ChunkCorrupt, nothing stored).
 
-        False if the chunk was already there. With `durable` (the default) the chunk survives a power cut once
-        this returns; without, only after `flush()`.
+        False if the chunk was already there. With `durable` (the default) the chunk survives a power cut
+        once this returns; without, only after `flush()`. StorageFull when the disk is full.
         """
 
     @abc.abstractmethod
     def delete(self, d: bytes) -> bool:
-        """Remove a chunk; False if it was not there. Not made durable: a chunk that comes back after a crash
-        is harmless and collected again."""
+        """Remove a chunk; False if it was not there. Not made durable: a chunk that comes back after a
+        crash is harmless and collected again."""
 
     @abc.abstractmethod
     def iter_digests(self) -> Iterator[bytes]:
@@ -98,7 +100,7 @@ class ChunkStore(abc.ABC):
     def flush(self) -> None:  # noqa: B027 - a no-op is right for stores whose writes are durable at once
         """Make every earlier `put(..., durable=False)` durable."""
 
-    def close(self) -> None:  # noqa: B027
+    def close(self) -> None:  # noqa: B027 - a no-op is right for stores that hold nothing
         """Release what the store holds (threads, locks)."""
 
     def __enter__(self) -> ChunkStore:
@@ -107,8 +109,8 @@ class ChunkStore(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def put_many(self, items: Iterable[tuple[bytes, bytes | bytearray | memoryview]]) -> list[bool]:
-        """Store several chunks, durable when this returns; one bool per item as in `put`."""
+    def put_many(self, items: Iterable[tuple[bytes, Buffer]]) -> list[bool]:
+        """Store several chunks, all durable when this returns; one bool per item as in `put`."""
         created = [self.put(d, data, durable=False) for d, data in items]
         self.flush()
         return created
@@ -153,10 +155,11 @@ class ChunkStore(abc.ABC):
 class FsChunkStore(ChunkStore):
     """Chunks as files under `root/chunks/ab/cd/<hex digest>`.
 
-    Two levels of 256 folders keep every folder small (a million chunks, a terabyte, is ~15 files per folder).
+    Two levels of 256 folders keep every folder small (a million chunks, about a terabyte, is ~15 files per
+    folder).
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, writers: int = 4) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, writers: int = 4, windows: int = 4) -> None:
         self.root = Path(root)
         self._chunks = self.root / "chunks"
         self._tmp = self.root / "tmp"
@@ -172,6 +175,8 @@ class FsChunkStore(ChunkStore):
         self._total: int | None = None
         self._counter = itertools.count()
         self._executor: ThreadPoolExecutor | None = None
+        self._windows: chunker.WindowPool | None = None
+        self._window_count = windows
         self._lock_fd: int | None = None
         try:
             created_root = not self.root.exists()
@@ -191,7 +196,8 @@ class FsChunkStore(ChunkStore):
     # -- open / close ------------------------------------------------------------------------------------
 
     def _clean_temporaries(self) -> None:
-        """Delete leftovers of a crash, but only when no other process has the store open (it may be writing)."""
+        """Delete the leftovers of a crash, but only when no other process has the store open (it could be
+        writing them). Every open store holds a shared lock; only an opener that gets it exclusive cleans."""
         assert self._lock_fd is not None
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -205,20 +211,27 @@ class FsChunkStore(ChunkStore):
                 except FileNotFoundError:
                     pass
         finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)  # converted atomically enough: only shared holders can join
+            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
         if self._pending_dirs:
             try:
                 self.flush()
             except StorageError:
                 pass
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        self._windows = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+    def _window_pool(self) -> chunker.WindowPool:
+        with self._lock:
+            if self._windows is None:
+                self._windows = chunker.WindowPool(self._window_count)
+            return self._windows
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -229,7 +242,7 @@ class FsChunkStore(ChunkStore):
     # -- naming ------------------------------------------------------------------------------------------
 
     def path_of(self, d: bytes) -> Path:
-        """Where the chunk `d` lives (for tests and tools; callers should not write there)."""
+        """Where the chunk `d` lives (for tests and tools; nobody else should write there)."""
         _check_digest(d)
         h = d.hex()
         return self._chunks / h[:2] / h[2:4] / h
@@ -237,7 +250,7 @@ class FsChunkStore(ChunkStore):
     @contextmanager
     def _exclusive(self, d: bytes) -> Iterator[None]:
         """One operation at a time per digest: two puts of the same chunk write it once, and a delete never
-        interleaves with a put of the same chunk."""
+        interleaves with a put of the same chunk. Different chunks never wait for each other."""
         while True:
             with self._lock:
                 ev = self._busy.get(d)
@@ -275,8 +288,8 @@ class FsChunkStore(ChunkStore):
             where = ""
             if quarantine_bad and self.quarantine(d):
                 where = "; it was moved to quarantine"
-            raise ChunkCorrupt(f"chunk {cid_str(d)} is corrupt on disk (its content does not match its hash)"
-                               f"{where}")
+            raise ChunkCorrupt(f"chunk {cid_str(d)} is corrupt on disk (its content does not match its "
+                               f"hash){where}")
         return data
 
     def iter_digests(self) -> Iterator[bytes]:
@@ -300,8 +313,8 @@ class FsChunkStore(ChunkStore):
             except ChunkMissing:
                 pass
         with self._lock:
-            # Writes during the scan may be counted twice or not at all; the node uses the catalog for its
-            # quota and this figure for reports, so a rare small drift until the next open is acceptable.
+            # Writes during this first scan may be counted twice or not at all; the node keeps its quota
+            # from the catalog and uses this figure for reports, so a rare drift until reopening is fine.
             if self._total is None:
                 self._total = total
             return self._total
@@ -311,12 +324,17 @@ class FsChunkStore(ChunkStore):
             if self._total is not None:
                 self._total += delta
 
+    def quarantined(self) -> list[Path]:
+        """The files in quarantine (for reports and tests)."""
+        return sorted(p for p in self._quarantine.iterdir() if p.is_file())
+
     # -- writing -----------------------------------------------------------------------------------------
 
-    def put(self, d: bytes, data: bytes | bytearray | memoryview, *, durable: bool = True) -> bool:
+    def put(self, d: bytes, data: Buffer, *, durable: bool = True) -> bool:
         _check_digest(d)
         if digest(data) != d:
-            raise ChunkCorrupt(f"the data offered for chunk {cid_str(d)} does not hash to it; nothing was stored")
+            raise ChunkCorrupt(f"the data offered for chunk {cid_str(d)} does not hash to it; "
+                               "nothing was stored")
         created, dirs = self._store(d, data)
         if durable:
             self._sync_dirs(dirs)
@@ -325,7 +343,7 @@ class FsChunkStore(ChunkStore):
                 self._pending_dirs.update(dirs)
         return created
 
-    def put_many(self, items: Iterable[tuple[bytes, bytes | bytearray | memoryview]]) -> list[bool]:
+    def put_many(self, items: Iterable[tuple[bytes, Buffer]]) -> list[bool]:
         pool = self._pool()
         futures = []
         for d, data in items:
@@ -340,9 +358,9 @@ class FsChunkStore(ChunkStore):
             dirs, self._pending_dirs = self._pending_dirs, set()
         self._sync_dirs(dirs)
 
-    def _store(self, d: bytes, data: bytes | bytearray | memoryview) -> tuple[bool, set[Path]]:
-        """Write a verified chunk if absent. Returns whether it was created and the folders to fsync before
-        the chunk may be called durable."""
+    def _store(self, d: bytes, data: Buffer) -> tuple[bool, set[Path]]:
+        """Write an already verified chunk if absent. Returns whether it was created, and the folders to
+        fsync before the chunk may be called durable."""
         final = self.path_of(d)
         with self._exclusive(d):
             if final.exists():
@@ -382,8 +400,8 @@ class FsChunkStore(ChunkStore):
     def _folders_to_sync(self, final: Path, *, renamed: bool) -> set[Path]:
         """The folders whose fsync makes the path of `final` durable.
 
-        An entry (file or folder) is durable once its parent folder was fsynced after the entry appeared: so a
-        folder is synced when an entry was just added to it (a rename, a fresh sub-folder), or when this
+        An entry (file or folder) is durable once its parent folder was fsynced after the entry appeared: so
+        a folder is synced when an entry was just added to it (a rename, a fresh sub-folder), or when this
         process never synced it (it may hold entries of a process that crashed before syncing them).
         """
         leaf = final.parent
@@ -408,340 +426,12 @@ class FsChunkStore(ChunkStore):
                 for folder in dirs:
                     _fsync_dir(folder)
             else:
-                pool = self._pool()
-                _results([pool.submit(_fsync_dir, folder) for folder in dirs])
+                _results([self._pool().submit(_fsync_dir, folder) for folder in dirs])
         except OSError as exc:
             raise _os_error(exc, "syncing chunk folders") from exc
         with self._lock:
             self._synced.update(dirs)
             self._fresh.difference_update(covered)
-
-    def delete(self, d: bytes) -> bool:
-        """Remove a chunk; False if it was not there. Not made durable: a chunk that comes back after a crash
-        is harmless and collected again."""
-
-    @abc.abstractmethod
-    def iter_digests(self) -> Iterator[bytes]:
-        """Every stored digest, in no particular order."""
-
-    @abc.abstractmethod
-    def size_of(self, d: bytes) -> int:
-        """The stored size of a chunk; ChunkMissing if absent."""
-
-    @abc.abstractmethod
-    def quarantine(self, d: bytes) -> bool:
-        """Move a (bad) chunk out of the store, kept aside for inspection; False if it was not there."""
-
-    @abc.abstractmethod
-    def total_bytes(self) -> int:
-        """The bytes of all stored chunks."""
-
-    def flush(self) -> None:  # noqa: B027 - a no-op is right for stores whose writes are durable at once
-        """Make every earlier `put(..., durable=False)` durable."""
-
-    def close(self) -> None:  # noqa: B027
-        """Release what the store holds (threads, locks)."""
-
-    def __enter__(self) -> ChunkStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def put_many(self, items: Iterable[tuple[bytes, bytes | bytearray | memoryview]]) -> list[bool]:
-        """Store several chunks, durable when this returns; one bool per item as in `put`."""
-        created = [self.put(d, data, durable=False) for d, data in items]
-        self.flush()
-        return created
-
-    def ingest_file(self, path: str | os.PathLike[str],
-                    progress_cb: ProgressCallback | None = None) -> list[tuple[bytes, int]]:
-        """Chunk a file and store every chunk not already there, for publishing.
-
-        Returns the file's chunk list, `(digest, size)` in order; every chunk in it is durably stored when
-        this returns.
-        """
-        with open(path, "rb", buffering=0) as stream:
-            total = os.fstat(stream.fileno()).st_size
-            out: list[tuple[bytes, int]] = []
-            done = 0
-            for piece in chunker.iter_pieces(stream):
-                d = digest(piece.data)
-                self.put(d, piece.data, durable=False)
-                out.append((d, piece.length))
-                done += piece.length
-                if progress_cb is not None:
-                    progress_cb(done, total)
-        self.flush()
-        return out
-
-    def scrub(self, progress_cb: ProgressCallback | None = None) -> list[bytes]:
-        """Re-hash every stored chunk; the bad ones are quarantined and returned (for `communs verify`)."""
-        digests = list(self.iter_digests())
-        bad: list[bytes] = []
-        for i, d in enumerate(digests, 1):
-            try:
-                self.get(d)
-            except ChunkCorrupt:
-                bad.append(d)
-            except ChunkMissing:
-                pass  # deleted meanwhile
-            if progress_cb is not None:
-                progress_cb(i, len(digests))
-        return bad
-
-
-class FsChunkStore(ChunkStore):
-    """Chunks as files under `root/chunks/ab/cd/<hex digest>`.
-
-    Two levels of 256 folders keep every folder small (a million chunks, a terabyte, is ~15 files per folder).
-    """
-
-    def __init__(self, root: str | os.PathLike[str], *, writers: int = 4) -> None:
-        self.root = Path(root)
-        self._chunks = self.root / "chunks"
-        self._tmp = self.root / "tmp"
-        self._quarantine = self.root / "quarantine"
-        self._writers = max(1, writers)
-        self._lock = threading.Lock()
-        self._busy: dict[bytes, threading.Event] = {}
-        self._pending_dirs: set[Path] = set()
-        # Folders fsynced by this process (their entries at that time are durable), and folders created by
-        # this process whose parent has not been fsynced since.
-        self._synced: set[Path] = set()
-        self._fresh: set[Path] = set()
-        self._total: int | None = None
-        self._counter = itertools.count()
-        self._executor: ThreadPoolExecutor | None = None
-        self._lock_fd: int | None = None
-        try:
-            created_root = not self.root.exists()
-            self.root.mkdir(parents=True, exist_ok=True)
-            for sub in (self._chunks, self._tmp, self._quarantine):
-                sub.mkdir(exist_ok=True)
-            self._lock_fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            self._clean_temporaries()
-            _fsync_dir(self.root)
-            if created_root:
-                _fsync_dir(self.root.parent)
-        except OSError as exc:
-            self.close()
-            raise _os_error(exc, f"opening the chunk store in {self.root}") from exc
-        self._synced.add(self.root)
-
-    # -- open / close ------------------------------------------------------------------------------------
-
-    def _clean_temporaries(self) -> None:
-        """Delete leftovers of a crash, but only when no other process has the store open (it may be writing)."""
-        assert self._lock_fd is not None
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
-            return
-        try:
-            for entry in os.scandir(self._tmp):
-                try:
-                    os.unlink(entry.path)
-                except FileNotFoundError:
-                    pass
-        finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)  # converted atomically enough: only shared holders can join
-
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
-        if self._pending_dirs:
-            try:
-                self.flush()
-            except StorageError:
-                pass
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    def _pool(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(self._writers, thread_name_prefix="chunkstore")
-            return self._executor
-
-    # -- naming ------------------------------------------------------------------------------------------
-
-    def path_of(self, d: bytes) -> Path:
-        """Where the chunk `d` lives (for tests and tools; callers should not write there)."""
-        _check_digest(d)
-        h = d.hex()
-        return self._chunks / h[:2] / h[2:4] / h
-
-    @contextmanager
-    def _exclusive(self, d: bytes) -> Iterator[None]:
-        """One operation at a time per digest: two puts of the same chunk write it once, and a delete never
-        interleaves with a put of the same chunk."""
-        while True:
-            with self._lock:
-                ev = self._busy.get(d)
-                if ev is None:
-                    self._busy[d] = threading.Event()
-                    break
-            ev.wait()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._busy.pop(d).set()
-
-    # -- reading -----------------------------------------------------------------------------------------
-
-    def has(self, d: bytes) -> bool:
-        return self.path_of(d).is_file()
-
-    def size_of(self, d: bytes) -> int:
-        try:
-            return self.path_of(d).stat().st_size
-        except FileNotFoundError:
-            raise ChunkMissing(f"chunk {cid_str(d)} is not stored here") from None
-
-    def get(self, d: bytes, *, verify: bool = True, quarantine_bad: bool = True) -> bytes:
-        path = self.path_of(d)
-        try:
-            with open(path, "rb", buffering=0) as f:
-                data = f.read()
-        except FileNotFoundError:
-            raise ChunkMissing(f"chunk {cid_str(d)} is not stored here") from None
-        except OSError as exc:
-            raise _os_error(exc, f"reading chunk {cid_str(d)}") from exc
-        if verify and digest(data) != d:
-            where = ""
-            if quarantine_bad and self.quarantine(d):
-                where = "; it was moved to quarantine"
-            raise ChunkCorrupt(f"chunk {cid_str(d)} is corrupt on disk (its content does not match its hash)"
-                               f"{where}")
-        return data
-
-    def iter_digests(self) -> Iterator[bytes]:
-        for top in _scandirs(self._chunks):
-            for mid in _scandirs(top.path):
-                for entry in _scandir(mid.path):
-                    if len(entry.name) == _HEX_LEN and entry.is_file(follow_symlinks=False):
-                        try:
-                            yield bytes.fromhex(entry.name)
-                        except ValueError:
-                            continue
-
-    def total_bytes(self) -> int:
-        with self._lock:
-            if self._total is not None:
-                return self._total
-        total = 0
-        for d in self.iter_digests():
-            try:
-                total += self.size_of(d)
-            except ChunkMissing:
-                pass
-        with self._lock:
-            # Writes during the scan may be counted twice or not at all; the node uses the catalog for its
-            # quota and this figure for reports, so a rare small drift until the next open is acceptable.
-            if self._total is None:
-                self._total = total
-            return self._total
-
-    def _account(self, delta: int) -> None:
-        with self._lock:
-            if self._total is not None:
-                self._total += delta
-
-    # -- writing -----------------------------------------------------------------------------------------
-
-    def put(self, d: bytes, data: bytes | bytearray | memoryview, *, durable: bool = True) -> bool:
-        _check_digest(d)
-        if digest(data) != d:
-            raise ChunkCorrupt(f"the data offered for chunk {cid_str(d)} does not hash to it; nothing was stored")
-        created, dirs = self._store(d, data)
-        if durable:
-            self._sync_dirs(dirs)
-        else:
-            with self._lock:
-                self._pending_dirs.update(dirs)
-        return created
-
-    def put_many(self, items: Iterable[tuple[bytes, bytes | bytearray | memoryview]]) -> list[bool]:
-        pool = self._pool()
-        futures = []
-        for d, data in items:
-            _check_digest(d)
-            futures.append(pool.submit(self.put, d, data, durable=False))
-        created = _results(futures)
-        self.flush()
-        return created
-
-    def flush(self) -> None:
-        with self._lock:
-            dirs, self._pending_dirs = self._pending_dirs, set()
-        self._sync_dirs(dirs)
-
-    def _store(self, d: bytes, data: bytes | bytearray | memoryview) -> tuple[bool, set[Path]]:
-        """Write a verified chunk if absent. Returns whether it was created and the folders to fsync."""
-        final = self.path_of(d)
-        with self._exclusive(d):
-            if final.exists():
-                return False, set()
-            tmp = self._tmp / f"{d.hex()}.{os.getpid()}.{next(self._counter)}.tmp"
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-                try:
-                    _write_all(fd, data)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                dirs = self._make_parents(final)
-                os.rename(tmp, final)
-            except BaseException as exc:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                if isinstance(exc, OSError):
-                    raise _os_error(exc, f"writing chunk {cid_str(d)}") from exc
-                raise
-        self._account(len(data))
-        dirs.add(final.parent)
-        return True, dirs
-
-    def _make_parents(self, final: Path) -> set[Path]:
-        """Create the chunk's fan-out folders if needed; returns the folders whose entries must be fsynced so
-        that the path survives a crash."""
-        to_sync: set[Path] = set()
-        for folder in (final.parent.parent, final.parent):
-            if folder in self._durable_dirs:
-                continue
-            try:
-                os.mkdir(folder)
-            except FileExistsError:
-                pass
-            # Whether this thread created it or found it (made by another thread, or by a process that may
-            # have crashed before syncing it), its entry in the parent is synced before anyone relies on it.
-            to_sync.add(folder.parent)
-            to_sync.add(folder)
-        return to_sync
-
-    def _sync_dirs(self, dirs: set[Path]) -> None:
-        if not dirs:
-            return
-        try:
-            if len(dirs) == 1:
-                for folder in dirs:
-                    _fsync_dir(folder)
-            else:
-                pool = self._pool()
-                _results([pool.submit(_fsync_dir, folder) for folder in dirs])
-        except OSError as exc:
-            raise _os_error(exc, "syncing chunk folders") from exc
-        with self._lock:
-            # A synced folder's own entry is durable once its parent was synced too; fan-out folders are
-            # added with their parent in `_make_parents`, so both are in `dirs` together.
-            self._durable_dirs.update(f for f in dirs if f.parent in dirs or f.parent in self._durable_dirs)
 
     def delete(self, d: bytes) -> bool:
         path = self.path_of(d)
@@ -769,36 +459,36 @@ class FsChunkStore(ChunkStore):
         self._account(-size)
         return True
 
-    def quarantined(self) -> list[Path]:
-        """The files in quarantine (for reports and tests)."""
-        return sorted(p for p in self._quarantine.iterdir() if p.is_file())
-
     # -- publishing --------------------------------------------------------------------------------------
 
     def ingest_file(self, path: str | os.PathLike[str],
-                    progress_cb: ProgressCallback | None = None, *,
-                    max_in_flight: int = 16) -> list[tuple[bytes, int]]:
+                    progress_cb: ProgressCallback | None = None) -> list[tuple[bytes, int]]:
         """Chunk, hash and store a file as a pipeline, for publishing throughput.
 
-        The calling thread reads and cuts (FastCDC releases the GIL); writer threads hash (BLAKE3 releases the
-        GIL), write, fsync and rename each new chunk, so the disk always has several files being flushed;
-        the folders are fsynced once at the end. `max_in_flight` bounds the chunks in memory (each piece keeps
-        its 16 MiB read window alive), hence memory whatever the file size.
+        The calling thread reads and cuts (FastCDC releases the GIL); writer threads hash (BLAKE3 releases
+        the GIL), write, fsync and rename each new chunk, so the disk always has several files being
+        flushed; the folders are fsynced once, at the end. Reads go into the store's pool of windows, which
+        bounds memory whatever the file size and avoids page faults on fresh buffers.
         """
         pool = self._pool()
-        slots = threading.BoundedSemaphore(max_in_flight)
+        windows = self._window_pool()
         futures: deque[Future[tuple[bytes, int, set[Path]]]] = deque()
         out: list[tuple[bytes, int]] = []
         dirs: set[Path] = set()
         done = 0
+        total = 0
+
+        abort = threading.Event()
 
         def job(piece: chunker.Piece) -> tuple[bytes, int, set[Path]]:
             try:
+                if abort.is_set():
+                    raise StorageError("publishing was interrupted")
                 d = digest(piece.data)
                 _created, touched = self._store(d, piece.data)
                 return d, piece.length, touched
             finally:
-                slots.release()
+                piece.release()
 
         def collect(fut: Future[tuple[bytes, int, set[Path]]]) -> None:
             nonlocal done
@@ -819,23 +509,22 @@ class FsChunkStore(ChunkStore):
                     os.posix_fadvise(stream.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
                 except (AttributeError, OSError):
                     pass
-                for piece in chunker.iter_pieces(stream):
-                    slots.acquire()
-                    futures.append(pool.submit(job, piece))
-                    del piece
-                    while futures and futures[0].done():
-                        collect(futures.popleft())
+                with closing(chunker.iter_pieces(stream, pool=windows)) as pieces:
+                    for piece in pieces:
+                        futures.append(pool.submit(job, piece))
+                        del piece
+                        while futures and futures[0].done():
+                            collect(futures.popleft())
             while futures:
                 collect(futures.popleft())
         except BaseException:
+            # Every queued job still runs (and returns its window to the pool) but writes nothing more.
+            abort.set()
             for fut in futures:
-                fut.cancel()
-            for fut in futures:
-                if not fut.cancelled():
-                    try:
-                        fut.result()
-                    except BaseException:  # noqa: S110 - the first error is the one reported
-                        pass
+                try:
+                    fut.result()
+                except BaseException:
+                    pass  # the first error is the one reported
             raise
         self._sync_dirs(dirs)
         return out
@@ -843,7 +532,7 @@ class FsChunkStore(ChunkStore):
 
 # -- helpers -----------------------------------------------------------------------------------------------
 
-def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+def _write_all(fd: int, data: Buffer) -> None:
     view = memoryview(data).cast("B")
     while view:
         n = os.write(fd, view)
@@ -870,7 +559,7 @@ def _scandirs(path: str | os.PathLike[str]) -> list[os.DirEntry[str]]:
 
 
 def _results(futures: Sequence[Future[_T]]) -> list[_T]:
-    """Wait for every future (so no write is left running) and raise the first error."""
+    """Wait for every future (so no write is left running behind an error) and raise the first error."""
     first: BaseException | None = None
     out: list[_T] = []
     for fut in futures:
