@@ -92,17 +92,18 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).casefold())
 
 
-def check_tree(paths: Iterable[str]) -> None:
+def check_tree(paths: Iterable[str], *, each_checked: bool = False) -> None:
     """Raise PathError if these file paths cannot all exist side by side on every filesystem.
 
     Refused: the same path twice, a file that is also a folder of another file ("a", "a/b"),
     and two different names for one file or folder under case folding ("Data/x", "data/y").
-    Each path is checked with `check_path` first.
+    Each path is checked with `check_path` first, unless the caller did (`each_checked`).
     """
     # folded prefix -> (prefix as written, is a file)
     seen: dict[str, tuple[str, bool]] = {}
     for path in paths:
-        check_path(path)
+        if not each_checked:
+            check_path(path)
         segments = path.split("/")
         written = ""
         folded = ""

@@ -275,7 +275,7 @@ class Manifest:
             if previous is not None and entry.path <= previous:
                 raise DecodeError("manifest files must be sorted by path, without duplicates")
             previous = entry.path
-        check_tree(e.path for e in files)
+        check_tree((e.path for e in files), each_checked=True)  # FileEntry checked each path
         object.__setattr__(self, "files", files)
         _uint(r, "size", self.size)
         if self.size != sum(e.size for e in files):
