@@ -26,7 +26,11 @@ log = logging.getLogger("communs.admin")
 
 NODE_KEY: web.AppKey[Node] = web.AppKey("node")
 PUBLIC_PATHS = frozenset({"/healthz"})
-ROUTE_MODULES: list[str] = []
+ROUTE_MODULES: list[str] = [
+    "communs.node.api_datasets",
+    "communs.node.api_governance",
+    "communs.node.api_replication",
+]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -48,6 +48,12 @@ class Node:
         self.admin_url = ""
         self.services: list[Any] = []  # started in order, stopped in reverse
         self.metrics: Any = None
+        # set by the services of wiring.py
+        self.storage: Any = None
+        self.governance: Any = None
+        self.datasets: Any = None
+        self.exchange: Any = None
+        self.replication: Any = None
 
     # ---- properties used by the API --------------------------------------------------------------
 

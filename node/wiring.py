@@ -1,5 +1,10 @@
-"""Which services a node runs, in start order. Each has async `start()`/`stop()` and may have
-`overlay_ready()`, called once libp2p listens."""
+"""Which services a node runs, in start order.
+
+Each service has async `start()`/`stop()`, and may have `overlay_ready()` (called once libp2p
+listens), `status() -> dict` (merged into `/api/v1/status`) and `refresh_metrics()`. Services
+find each other through the node's attributes (`node.storage`, `node.governance`, ...), set in
+their constructors, so the order here is the only dependency graph to read.
+"""
 
 from __future__ import annotations
 
@@ -10,4 +15,16 @@ if TYPE_CHECKING:
 
 
 def build_services(node: Node) -> list[Any]:
-    return []
+    from .exchange import ExchangeService
+    from .governance_service import GovernanceService
+    from .publishing import DatasetsService
+    from .replication import ReplicationService
+    from .storage_service import StorageService
+
+    return [
+        StorageService(node),      # node.storage: catalog + chunk store
+        GovernanceService(node),   # node.governance: roster, proposals, policy in force
+        DatasetsService(node),     # node.datasets: publish, list, get, verify, states
+        ExchangeService(node),     # node.exchange: gossip announcements, stream protocols, sync
+        ReplicationService(node),  # node.replication: fetch what the policy wants
+    ]
