@@ -1,0 +1,697 @@
+"""The catalog: what the node knows (manifests, forks, governance log) and holds (chunks), in SQLite.
+
+Why these settings:
+- WAL mode: readers never block the writer, and a commit is one sequential append.
+- `synchronous=FULL`: in WAL mode NORMAL can lose the last commits on a power cut. For most rows that is
+  harmless (a manifest is fetched again), but not for this node's own records: forgetting a published
+  manifest or an enacted vote could make the node sign a second record with the same `seq` (a fork, proof
+  against its own key) or lose governance history. FULL costs one fsync per transaction, and the heavy
+  paths (catalog sync, chunk marks) are batched into few transactions.
+- One connection, one lock: every method runs alone, and every write is one explicit `BEGIN IMMEDIATE`
+  transaction (`transaction()`), so a logical step is all or nothing, whatever crashes.
+
+The catalog knows nothing of record classes: callers pass raw encoded records and the columns extracted
+from them (`ManifestRow`), so the schema stays generic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiosqlite
+from communs.protocol.log import LogEntry
+
+from .errors import CatalogError, StorageFull
+from .schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from communs.protocol.records import Manifest
+
+# States whose chunks are kept: a chunk used by none of these may be deleted.
+KEPT_STATES: frozenset[str] = frozenset({"own", "complete", "in-progress", "wanted"})
+
+_MAX_VARS = 500  # parameters per statement, well under SQLite's limit
+
+
+class PutOutcome(enum.Enum):
+    INSERTED = "inserted"
+    KNOWN = "known"  # this very manifest (same id) was already there
+    CONFLICT = "conflict"  # another manifest holds the same publisher and seq: a fork, not stored
+
+
+class ManifestConflict(CatalogError):
+    """Another manifest already holds this publisher's seq."""
+
+    def __init__(self, message: str, existing: bytes) -> None:
+        super().__init__(message)
+        self.existing = existing
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """A manifest to store: its encoded signed record and the columns the node queries by.
+
+    `chunks` is every distinct chunk the dataset needs, as `(digest, size)`.
+    """
+
+    id: bytes
+    dataset: bytes
+    version: int
+    publisher: bytes
+    seq: int
+    log_prev: bytes | None
+    raw: bytes
+    title: str
+    licence: str
+    size: int
+    created: int
+    received_at: int
+    state: str
+    reason: str = ""
+    own: bool = False
+    chunks: Sequence[tuple[bytes, int]] = field(default=(), repr=False)
+
+    @classmethod
+    def from_manifest(cls, m: Manifest, raw: bytes, *, received_at: int, state: str, reason: str = "",
+                      own: bool = False) -> ManifestRow:
+        """The row of a decoded `protocol.records.Manifest`."""
+        sizes: dict[bytes, int] = {}
+        for entry in m.files:
+            for c in entry.chunks:
+                sizes.setdefault(c.digest, c.size)
+        return cls(id=m.id, dataset=m.dataset, version=m.version, publisher=m.publisher, seq=m.seq,
+                   log_prev=m.log_prev, raw=raw, title=m.title, licence=m.licence, size=m.size,
+                   created=m.created, received_at=received_at, state=state, reason=reason, own=own,
+                   chunks=list(sizes.items()))
+
+
+@dataclass(frozen=True)
+class ManifestInfo:
+    """A stored manifest; `raw` is None when the listing did not ask for it."""
+
+    id: bytes
+    dataset: bytes
+    version: int
+    publisher: bytes
+    seq: int
+    log_prev: bytes | None
+    title: str
+    licence: str
+    size: int
+    created: int
+    received_at: int
+    own: bool
+    state: str
+    reason: str
+    raw: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class ForkRecord:
+    """Two manifests one publisher's key signed that cannot both belong to its log."""
+
+    publisher: bytes
+    seq: int
+    id_a: bytes
+    raw_a: bytes
+    id_b: bytes
+    raw_b: bytes
+    reason: str
+    detected_at: int
+
+
+@dataclass(frozen=True)
+class GovRow:
+    """One entry of the governance log, as stored."""
+
+    seq: int
+    hash: bytes
+    prev: bytes | None
+    kind: str
+    raw: bytes
+    at: int
+
+
+@dataclass(frozen=True)
+class LogView:
+    """What `protocol.log.place` needs about a publisher's log around `seq` (pass as keyword arguments)."""
+
+    head: int
+    at_seq: LogEntry | None
+    before: LogEntry | None
+    after: LogEntry | None
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    peer: str
+    last_seen: int
+    failures: int
+    banned: bool
+    ban_reason: str
+
+
+@dataclass(frozen=True)
+class ReplicationRow:
+    """A dataset being fetched; `bytes_done` is what is stored of its chunks, so it survives crashes."""
+
+    manifest: bytes
+    bytes_done: int
+    bytes_total: int
+    started_at: int
+    updated_at: int
+    last_error: str
+
+
+_MANIFEST_COLUMNS = ("id, dataset, version, publisher, seq, log_prev, title, licence, size, created, "
+                     "received_at, own, state, reason")
+
+
+def _info(row: Sequence[Any], raw: bytes | None = None) -> ManifestInfo:
+    return ManifestInfo(id=row[0], dataset=row[1], version=row[2], publisher=row[3], seq=row[4],
+                        log_prev=row[5], title=row[6], licence=row[7], size=row[8], created=row[9],
+                        received_at=row[10], own=bool(row[11]), state=row[12], reason=row[13], raw=raw)
+
+
+def _batches(items: Sequence[Any], n: int = _MAX_VARS) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i: i + n]
+
+
+def _db_error(exc: sqlite3.Error, what: str) -> Exception:
+    text = str(exc)
+    if "full" in text.lower():
+        return StorageFull(f"the disk is full: the catalog could not be updated ({what})")
+    if "malformed" in text.lower() or "not a database" in text.lower():
+        return CatalogError(f"the catalog file is damaged ({text}) while {what}")
+    if text.startswith("the governance log is append-only"):
+        return CatalogError(text)
+    return CatalogError(f"catalog failure while {what}: {text}")
+
+
+class Catalog:
+    """The node's SQLite catalog. Open with `await Catalog.open(path)`; every method is a coroutine."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    # -- open / close ------------------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: str | Path) -> Catalog:
+        """Open (creating if absent) and migrate the catalog; CatalogError with one sentence otherwise."""
+        path = Path(path)
+        if path.exists() and not path.is_file():
+            raise CatalogError(f"{path} is not a Communs catalog (it is not a file)")
+        try:
+            db = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise CatalogError(f"cannot open the catalog {path}: {exc}") from exc
+        try:
+            await _prepare(db, path)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, path)
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._db.close()
+
+    async def __aenter__(self) -> Catalog:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def transaction(self, what: str = "writing") -> AsyncIterator[aiosqlite.Connection]:
+        """One logical step: `BEGIN IMMEDIATE` ... `COMMIT`, rolled back on any error. Not reentrant."""
+        async with self._lock:
+            db = self._db
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _db_error(exc, what) from exc
+            try:
+                yield db
+            except BaseException as exc:
+                try:
+                    await db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the transaction may already be gone; the original error says why
+                if isinstance(exc, sqlite3.Error):
+                    raise _db_error(exc, what) from exc
+                raise
+            try:
+                await db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                try:
+                    await db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise _db_error(exc, what) from exc
+
+    @asynccontextmanager
+    async def _reading(self, what: str = "reading") -> AsyncIterator[aiosqlite.Connection]:
+        """Reads take the lock too, so they never see another coroutine's uncommitted transaction."""
+        async with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                raise _db_error(exc, what) from exc
+
+    async def _all(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
+        async with self._reading() as db, db.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def _one(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
+        async with self._reading() as db, db.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def integrity_check(self) -> list[str]:
+        """SQLite's own check of the file; an empty list when it is sound."""
+        rows = await self._all("PRAGMA integrity_check")
+        problems = [r[0] for r in rows]
+        return [] if problems == ["ok"] else problems
+
+    # -- manifests ---------------------------------------------------------------------------------------
+
+    async def put_manifest(self, row: ManifestRow) -> bool:
+        """Store a manifest; False if it was already there (idempotent). ManifestConflict if another
+        manifest holds the same publisher and seq (the caller records a fork instead)."""
+        [(outcome, existing)] = await self._put_batch([row])
+        if outcome is PutOutcome.CONFLICT:
+            assert existing is not None
+            raise ManifestConflict(f"the publisher's log already holds another manifest at seq {row.seq}",
+                                   existing)
+        return outcome is PutOutcome.INSERTED
+
+    async def put_manifests_batch(self, rows: Sequence[ManifestRow]) -> list[PutOutcome]:
+        """Store many manifests in one transaction (catalog sync); one outcome per row, in order.
+
+        Conflicting rows (another id at the same publisher and seq, in the catalog or earlier in the batch)
+        are not stored; `manifest_at` gives the one that is, for fork evidence.
+        """
+        return [outcome for outcome, _ in await self._put_batch(rows)]
+
+    async def _put_batch(self, rows: Sequence[ManifestRow]) -> list[tuple[PutOutcome, bytes | None]]:
+        if not rows:
+            return []
+        async with self.transaction("storing manifests") as db:
+            known_ids: set[bytes] = set()
+            for part in _batches([r.id for r in rows]):
+                sql = f"SELECT id FROM manifests WHERE id IN ({','.join('?' * len(part))})"
+                async with db.execute(sql, part) as cur:
+                    known_ids.update(r[0] for r in await cur.fetchall())
+            slots: dict[tuple[bytes, int], bytes] = {}
+            pairs = list({(r.publisher, r.seq) for r in rows})
+            for part in _batches(pairs, _MAX_VARS // 2):
+                values = ",".join("(?,?)" for _ in part)
+                sql = f"SELECT publisher, seq, id FROM manifests WHERE (publisher, seq) IN (VALUES {values})"
+                async with db.execute(sql, [x for pair in part for x in pair]) as cur:
+                    slots.update(((p, s), i) for p, s, i in await cur.fetchall())
+            outcomes: list[tuple[PutOutcome, bytes | None]] = []
+            new: list[ManifestRow] = []
+            for r in rows:
+                holder = slots.get((r.publisher, r.seq))
+                if r.id in known_ids:
+                    outcomes.append((PutOutcome.KNOWN, r.id))
+                elif holder is not None and holder != r.id:
+                    outcomes.append((PutOutcome.CONFLICT, holder))
+                else:
+                    outcomes.append((PutOutcome.INSERTED, None))
+                    new.append(r)
+                    known_ids.add(r.id)
+                    slots[(r.publisher, r.seq)] = r.id
+            if new:
+                await db.executemany(
+                    f"INSERT INTO manifests ({_MANIFEST_COLUMNS}, raw) VALUES ({','.join('?' * 15)})",
+                    [(r.id, r.dataset, r.version, r.publisher, r.seq, r.log_prev, r.title, r.licence, r.size,
+                      r.created, r.received_at, int(r.own), r.state, r.reason, r.raw) for r in new])
+                await db.executemany(
+                    "INSERT INTO chunks (digest, size) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING",
+                    [(d, size) for r in new for d, size in r.chunks])
+                await db.executemany(
+                    "INSERT OR IGNORE INTO manifest_chunks (manifest, digest) VALUES (?, ?)",
+                    [(r.id, d) for r in new for d, _ in r.chunks])
+            return outcomes
+
+    async def get_manifest(self, manifest_id: bytes) -> ManifestInfo | None:
+        row = await self._one(f"SELECT {_MANIFEST_COLUMNS}, raw FROM manifests WHERE id = ?", (manifest_id,))
+        return None if row is None else _info(row, row[14])
+
+    async def manifest_at(self, publisher: bytes, seq: int) -> ManifestInfo | None:
+        """The manifest at one place of a publisher's log, with its raw record."""
+        row = await self._one(f"SELECT {_MANIFEST_COLUMNS}, raw FROM manifests WHERE publisher = ? AND seq = ?",
+                              (publisher, seq))
+        return None if row is None else _info(row, row[14])
+
+    async def list_manifests(self, *, state: str | None = None, dataset: bytes | None = None,
+                             with_raw: bool = False) -> list[ManifestInfo]:
+        """Manifests, newest first (by creation time), optionally of one state or one dataset."""
+        where: list[str] = []
+        params: list[Any] = []
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        if dataset is not None:
+            where.append("dataset = ?")
+            params.append(dataset)
+        sql = (f"SELECT {_MANIFEST_COLUMNS}{', raw' if with_raw else ''} FROM manifests"
+               f"{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY created DESC, id")
+        rows = await self._all(sql, params)
+        return [_info(r, r[14] if with_raw else None) for r in rows]
+
+    async def latest_version(self, dataset: bytes) -> ManifestInfo | None:
+        """The highest version held of a dataset (for publishing its next version)."""
+        row = await self._one(f"SELECT {_MANIFEST_COLUMNS}, raw FROM manifests WHERE dataset = ? "
+                              "ORDER BY version DESC LIMIT 1", (dataset,))
+        return None if row is None else _info(row, row[14])
+
+    async def set_state(self, manifest_id: bytes, state: str, reason: str = "") -> None:
+        """Set a manifest's state and the reason in words; CatalogError for an unknown manifest."""
+        async with self.transaction("setting a manifest's state") as db:
+            cur = await db.execute("UPDATE manifests SET state = ?, reason = ? WHERE id = ?",
+                                   (state, reason, manifest_id))
+            if cur.rowcount == 0:
+                raise CatalogError("no such manifest in the catalog")
+
+    async def set_states(self, changes: Iterable[tuple[bytes, str, str]]) -> None:
+        """Several `(id, state, reason)` at once (a policy enactment re-evaluates everything)."""
+        async with self.transaction("setting manifest states") as db:
+            await db.executemany("UPDATE manifests SET state = ?, reason = ? WHERE id = ?",
+                                 [(s, r, i) for i, s, r in changes])
+
+    # -- per-publisher logs ------------------------------------------------------------------------------
+
+    async def heads(self) -> dict[bytes, int]:
+        """Each publisher's highest held seq (there may be gaps below it)."""
+        return dict(await self._all("SELECT publisher, MAX(seq) FROM manifests GROUP BY publisher"))
+
+    async def contiguous_heads(self) -> dict[bytes, int]:
+        """Each publisher's highest seq with every record from 1 to it held: what catalog sync compares.
+        Publishers whose seq 1 is missing are absent (their contiguous head is 0)."""
+        rows = await self._all(
+            "SELECT m.publisher, MIN(m.seq) FROM manifests m "
+            "WHERE NOT EXISTS (SELECT 1 FROM manifests n WHERE n.publisher = m.publisher AND n.seq = m.seq + 1) "
+            "AND EXISTS (SELECT 1 FROM manifests o WHERE o.publisher = m.publisher AND o.seq = 1) "
+            "GROUP BY m.publisher")
+        return dict(rows)
+
+    async def contiguous_head(self, publisher: bytes) -> int:
+        row = await self._one(
+            "SELECT MIN(m.seq) FROM manifests m WHERE m.publisher = :p "
+            "AND NOT EXISTS (SELECT 1 FROM manifests n WHERE n.publisher = :p AND n.seq = m.seq + 1) "
+            "AND EXISTS (SELECT 1 FROM manifests o WHERE o.publisher = :p AND o.seq = 1)",
+            {"p": publisher})
+        return int(row[0] or 0)
+
+    async def manifests_range(self, publisher: bytes, from_seq: int, to_seq: int, *,
+                              limit: int | None = None) -> list[ManifestInfo]:
+        """A publisher's held manifests with from_seq <= seq <= to_seq, by seq, with their raw records."""
+        sql = (f"SELECT {_MANIFEST_COLUMNS}, raw FROM manifests WHERE publisher = ? AND seq BETWEEN ? AND ? "
+               "ORDER BY seq")
+        params: list[Any] = [publisher, from_seq, to_seq]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_info(r, r[14]) for r in await self._all(sql, params)]
+
+    async def log_view(self, publisher: bytes, seq: int) -> LogView:
+        """The publisher's head and held entries at seq - 1, seq and seq + 1, for `protocol.log.place`."""
+        async with self._reading() as db:
+            async with db.execute("SELECT MAX(seq) FROM manifests WHERE publisher = ?", (publisher,)) as cur:
+                row = await cur.fetchone()
+            head = int(row[0] or 0) if row else 0
+            async with db.execute("SELECT seq, id, log_prev FROM manifests WHERE publisher = ? "
+                                  "AND seq BETWEEN ? AND ?", (publisher, seq - 1, seq + 1)) as cur:
+                near = {s: LogEntry(s, i, p) for s, i, p in await cur.fetchall()}
+        return LogView(head=head, at_seq=near.get(seq), before=near.get(seq - 1), after=near.get(seq + 1))
+
+    # -- forks -------------------------------------------------------------------------------------------
+
+    async def record_fork(self, publisher: bytes, seq: int, id_a: bytes, raw_a: bytes, id_b: bytes,
+                          raw_b: bytes, *, detected_at: int, reason: str = "") -> bool:
+        """Keep the proof that a key signed two histories; False if this pair was already recorded."""
+        if id_a == id_b:
+            raise CatalogError("a fork needs two different manifests")
+        if id_b < id_a:
+            id_a, raw_a, id_b, raw_b = id_b, raw_b, id_a, raw_a
+        async with self.transaction("recording a fork") as db:
+            cur = await db.execute(
+                "INSERT OR IGNORE INTO forks (publisher, seq, id_a, raw_a, id_b, raw_b, reason, detected_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (publisher, seq, id_a, raw_a, id_b, raw_b, reason, detected_at))
+            return cur.rowcount == 1
+
+    async def forks(self, publisher: bytes | None = None) -> list[ForkRecord]:
+        sql = "SELECT publisher, seq, id_a, raw_a, id_b, raw_b, reason, detected_at FROM forks"
+        params: tuple[Any, ...] = ()
+        if publisher is not None:
+            sql += " WHERE publisher = ?"
+            params = (publisher,)
+        return [ForkRecord(*r) for r in await self._all(sql + " ORDER BY detected_at, seq", params)]
+
+    async def forked_publishers(self) -> set[bytes]:
+        """Publishers whose key was caught signing two histories (flagged in the API, distrusted)."""
+        return {r[0] for r in await self._all("SELECT DISTINCT publisher FROM forks")}
+
+    # -- chunks ------------------------------------------------------------------------------------------
+
+    async def mark_chunk_stored(self, digest: bytes, size: int) -> None:
+        await self.mark_chunks_stored([(digest, size)])
+
+    async def mark_chunks_stored(self, chunks: Iterable[tuple[bytes, int]]) -> None:
+        """Record chunks as durably stored (only after the chunk store said so)."""
+        async with self.transaction("marking chunks stored") as db:
+            await db.executemany(
+                "INSERT INTO chunks (digest, size, stored) VALUES (?, ?, 1) "
+                "ON CONFLICT (digest) DO UPDATE SET stored = 1, size = excluded.size", list(chunks))
+
+    async def mark_chunks_gone(self, digests: Iterable[bytes]) -> None:
+        """Record chunks as no longer stored (deleted, or quarantined as corrupt); rows no manifest uses
+        are dropped."""
+        items = [(d,) for d in digests]
+        async with self.transaction("marking chunks deleted") as db:
+            await db.executemany("UPDATE chunks SET stored = 0 WHERE digest = ?", items)
+            await db.executemany(
+                "DELETE FROM chunks WHERE digest = ? AND NOT EXISTS "
+                "(SELECT 1 FROM manifest_chunks mc WHERE mc.digest = chunks.digest)", items)
+
+    async def is_chunk_stored(self, digest: bytes) -> bool:
+        row = await self._one("SELECT stored FROM chunks WHERE digest = ?", (digest,))
+        return bool(row and row[0])
+
+    async def manifest_chunks(self, manifest_id: bytes) -> list[tuple[bytes, int]]:
+        """Every distinct chunk a manifest uses, `(digest, size)`."""
+        return [(d, s) for d, s in await self._all(
+            "SELECT c.digest, c.size FROM manifest_chunks mc JOIN chunks c ON c.digest = mc.digest "
+            "WHERE mc.manifest = ?", (manifest_id,))]
+
+    async def missing_chunks(self, manifest_id: bytes) -> list[tuple[bytes, int]]:
+        """The chunks of a manifest not stored here yet, `(digest, size)`."""
+        return [(d, s) for d, s in await self._all(
+            "SELECT c.digest, c.size FROM manifest_chunks mc JOIN chunks c ON c.digest = mc.digest "
+            "WHERE mc.manifest = ? AND c.stored = 0", (manifest_id,))]
+
+    async def progress(self, manifest_id: bytes) -> tuple[int, int]:
+        """`(bytes stored, bytes total)` of a manifest's distinct chunks."""
+        row = await self._one(
+            "SELECT COALESCE(SUM(CASE WHEN c.stored THEN c.size ELSE 0 END), 0), COALESCE(SUM(c.size), 0) "
+            "FROM manifest_chunks mc JOIN chunks c ON c.digest = mc.digest WHERE mc.manifest = ?",
+            (manifest_id,))
+        return int(row[0]), int(row[1])
+
+    async def missing_bytes(self, manifest_id: bytes) -> int:
+        """Bytes still to store for a manifest (chunks shared with stored data do not count): for quotas."""
+        done, total = await self.progress(manifest_id)
+        return total - done
+
+    async def chunks_in_use(self) -> set[bytes]:
+        """Digests used by at least one manifest in a kept state."""
+        marks = ",".join("?" * len(KEPT_STATES))
+        rows = await self._all(
+            "SELECT DISTINCT mc.digest FROM manifest_chunks mc JOIN manifests m ON m.id = mc.manifest "
+            f"WHERE m.state IN ({marks})", sorted(KEPT_STATES))
+        return {r[0] for r in rows}
+
+    async def unreferenced_chunks(self) -> list[tuple[bytes, int]]:
+        """Stored chunks that no manifest in a kept state uses: what release may delete."""
+        marks = ",".join("?" * len(KEPT_STATES))
+        rows = await self._all(
+            "SELECT c.digest, c.size FROM chunks c WHERE c.stored = 1 AND NOT EXISTS ("
+            "SELECT 1 FROM manifest_chunks mc JOIN manifests m ON m.id = mc.manifest "
+            f"WHERE mc.digest = c.digest AND m.state IN ({marks}))", sorted(KEPT_STATES))
+        return [(d, s) for d, s in rows]
+
+    async def used_bytes(self) -> int:
+        """Bytes of all chunks stored here (what the storage quota limits)."""
+        row = await self._one("SELECT COALESCE(SUM(size), 0) FROM chunks WHERE stored = 1")
+        return int(row[0])
+
+    # -- governance log ----------------------------------------------------------------------------------
+
+    async def gov_append(self, seq: int, hash: bytes, prev: bytes | None, kind: str, raw: bytes,
+                         at: int) -> None:
+        """Append one entry; it must follow the last one (seq + 1, prev = its hash)."""
+        async with self.transaction("appending to the governance log") as db:
+            async with db.execute("SELECT seq, hash FROM gov_log ORDER BY seq DESC LIMIT 1") as cur:
+                last = await cur.fetchone()
+            expected_seq, expected_prev = (0, None) if last is None else (last[0] + 1, last[1])
+            if seq != expected_seq:
+                raise CatalogError(f"governance log entry {seq} does not follow the last one "
+                                   f"(expected entry {expected_seq})")
+            if prev != expected_prev:
+                raise CatalogError(f"governance log entry {seq} does not link to the previous entry's hash")
+            await db.execute("INSERT INTO gov_log (seq, hash, prev, kind, raw, at) VALUES (?, ?, ?, ?, ?, ?)",
+                             (seq, hash, prev, kind, raw, at))
+
+    async def gov_entries(self, from_seq: int = 0) -> list[GovRow]:
+        return [GovRow(*r) for r in await self._all(
+            "SELECT seq, hash, prev, kind, raw, at FROM gov_log WHERE seq >= ? ORDER BY seq", (from_seq,))]
+
+    async def gov_head(self) -> GovRow | None:
+        row = await self._one("SELECT seq, hash, prev, kind, raw, at FROM gov_log ORDER BY seq DESC LIMIT 1")
+        return None if row is None else GovRow(*row)
+
+    # -- replication -------------------------------------------------------------------------------------
+
+    async def replication_start(self, manifest_id: bytes, bytes_total: int, now: int) -> None:
+        async with self.transaction("starting a replication") as db:
+            await db.execute(
+                "INSERT INTO replication (manifest, bytes_total, started_at, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (manifest) DO UPDATE SET bytes_total = excluded.bytes_total, "
+                "updated_at = excluded.updated_at", (manifest_id, bytes_total, now, now))
+
+    async def replication_update(self, manifest_id: bytes, now: int, error: str | None = None) -> None:
+        """Touch a replication; `error` replaces the last error ("" clears it, None keeps it)."""
+        async with self.transaction("updating a replication") as db:
+            if error is None:
+                await db.execute("UPDATE replication SET updated_at = ? WHERE manifest = ?", (now, manifest_id))
+            else:
+                await db.execute("UPDATE replication SET updated_at = ?, last_error = ? WHERE manifest = ?",
+                                 (now, error, manifest_id))
+
+    async def replication_finish(self, manifest_id: bytes, *, state: str | None = None,
+                                 reason: str = "") -> None:
+        """End a replication (complete or released), optionally setting the manifest's state in the same
+        transaction."""
+        async with self.transaction("finishing a replication") as db:
+            await db.execute("DELETE FROM replication WHERE manifest = ?", (manifest_id,))
+            await db.execute("DELETE FROM sources WHERE manifest = ?", (manifest_id,))
+            if state is not None:
+                await db.execute("UPDATE manifests SET state = ?, reason = ? WHERE id = ?",
+                                 (state, reason, manifest_id))
+
+    async def replications(self) -> list[ReplicationRow]:
+        rows = await self._all(
+            "SELECT r.manifest, "
+            "COALESCE((SELECT SUM(c.size) FROM manifest_chunks mc JOIN chunks c ON c.digest = mc.digest "
+            "WHERE mc.manifest = r.manifest AND c.stored = 1), 0), "
+            "r.bytes_total, r.started_at, r.updated_at, r.last_error FROM replication r ORDER BY r.started_at")
+        return [ReplicationRow(*r) for r in rows]
+
+    async def source_seen(self, manifest_id: bytes, peer: str, now: int) -> None:
+        async with self.transaction("recording a source") as db:
+            await db.execute(
+                "INSERT INTO sources (manifest, peer, last_seen) VALUES (?, ?, ?) "
+                "ON CONFLICT (manifest, peer) DO UPDATE SET last_seen = excluded.last_seen",
+                (manifest_id, peer, now))
+
+    async def source_failed(self, manifest_id: bytes, peer: str, now: int, *, ban: bool = False,
+                            reason: str = "") -> None:
+        """Count a failure of a source; `ban` drops it for this dataset (it sent a bad chunk)."""
+        async with self.transaction("recording a source failure") as db:
+            await db.execute(
+                "INSERT INTO sources (manifest, peer, last_seen, failures, banned, ban_reason) "
+                "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (manifest, peer) DO UPDATE SET "
+                "failures = failures + 1, banned = MAX(banned, excluded.banned), "
+                "ban_reason = CASE WHEN excluded.banned THEN excluded.ban_reason ELSE ban_reason END",
+                (manifest_id, peer, now, int(ban), reason))
+
+    async def sources(self, manifest_id: bytes) -> list[SourceRow]:
+        rows = await self._all("SELECT peer, last_seen, failures, banned, ban_reason FROM sources "
+                               "WHERE manifest = ? ORDER BY failures, last_seen DESC", (manifest_id,))
+        return [SourceRow(p, s, f, bool(b), r) for p, s, f, b, r in rows]
+
+    # -- small node state --------------------------------------------------------------------------------
+
+    async def kv_get(self, key: str) -> bytes | None:
+        row = await self._one("SELECT value FROM kv WHERE key = ?", (key,))
+        return None if row is None else bytes(row[0])
+
+    async def kv_set(self, key: str, value: bytes) -> None:
+        async with self.transaction("saving node state") as db:
+            await db.execute("INSERT INTO kv (key, value) VALUES (?, ?) "
+                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    async def kv_delete(self, key: str) -> None:
+        async with self.transaction("saving node state") as db:
+            await db.execute("DELETE FROM kv WHERE key = ?", (key,))
+
+
+async def _prepare(db: aiosqlite.Connection, path: Path) -> None:
+    """Check that the file is a Communs catalog this code can read, set the connection up, migrate."""
+    not_ours = f"{path} is not a Communs catalog"
+    try:
+        async with db.execute("PRAGMA application_id") as cur:
+            app_row = await cur.fetchone()
+        async with db.execute("PRAGMA user_version") as cur:
+            version_row = await cur.fetchone()
+        async with db.execute("SELECT count(*) FROM sqlite_master") as cur:
+            objects_row = await cur.fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise CatalogError(f"{not_ours} (not an SQLite database, or a damaged one: {exc})") from exc
+    app_id = app_row[0] if app_row else 0
+    version = version_row[0] if version_row else 0
+    objects = objects_row[0] if objects_row else 0
+    if app_id != APPLICATION_ID and not (app_id == 0 and version == 0 and objects == 0):
+        raise CatalogError(f"{not_ours} (it is another application's SQLite database)")
+    if version > SCHEMA_VERSION:
+        raise CatalogError(f"{path} was written by a newer Communs (catalog schema {version}; this version "
+                           f"reads up to {SCHEMA_VERSION}): upgrade Communs to open it")
+    try:
+        async with db.execute("PRAGMA journal_mode = WAL") as cur:
+            mode = await cur.fetchone()
+        if not mode or str(mode[0]).lower() != "wal":
+            raise CatalogError(f"the catalog {path} cannot use write-ahead logging (journal mode {mode})")
+        await db.execute("PRAGMA synchronous = FULL")
+        await db.execute("PRAGMA foreign_keys = ON")
+        await db.execute("PRAGMA busy_timeout = 5000")
+    except sqlite3.Error as exc:
+        raise CatalogError(f"cannot set up the catalog {path}: {exc}") from exc
+    if version < SCHEMA_VERSION:
+        await _migrate(db, path)
+
+
+async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
+    """Run every pending migration in one transaction: all of them, or none."""
+    try:
+        await db.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise CatalogError(f"cannot migrate the catalog {path}: {exc}") from exc
+    try:
+        async with db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        current = row[0] if row else 0  # re-read inside the lock: another process may have migrated
+        for number in range(current + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[number - 1]:
+                await db.execute(statement)
+        await db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        await db.execute("COMMIT")
+    except sqlite3.Error as exc:
+        try:
+            await db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        raise CatalogError(f"migrating the catalog {path} to schema {SCHEMA_VERSION} failed: {exc}") from exc

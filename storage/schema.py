@@ -1,0 +1,122 @@
+"""The catalog's SQLite schema, as an ordered list of migrations.
+
+Migration N (1-based) takes a catalog from `PRAGMA user_version` N-1 to N. They run at open, all pending
+ones in one transaction, so a crash mid-upgrade leaves the old schema intact. Never edit a released
+migration: append a new one.
+
+Design choices:
+- A chunk's use by manifests is a plain relation (`manifest_chunks`), not a reference count: "which chunks
+  does no kept dataset use" is one query, and there is no counter to get wrong across a crash.
+- `replication` keeps no byte counter either: bytes done are the sizes of the manifest's chunks marked
+  stored, so progress survives a crash without extra writes.
+- The governance log refuses UPDATE and DELETE in the database itself (triggers), not only in code.
+"""
+
+from __future__ import annotations
+
+# 'Cmns': marks the file as a Communs catalog, so that another application's database is refused.
+APPLICATION_ID = 0x436D6E73
+
+MIGRATIONS: list[list[str]] = [
+    # 1: the first schema.
+    [
+        """
+        CREATE TABLE manifests (
+            id          BLOB PRIMARY KEY,
+            dataset     BLOB NOT NULL,
+            version     INTEGER NOT NULL,
+            publisher   BLOB NOT NULL,
+            seq         INTEGER NOT NULL CHECK (seq >= 1),
+            log_prev    BLOB,
+            raw         BLOB NOT NULL,
+            title       TEXT NOT NULL,
+            licence     TEXT NOT NULL,
+            size        INTEGER NOT NULL CHECK (size >= 0),
+            created     INTEGER NOT NULL,
+            received_at INTEGER NOT NULL,
+            own         INTEGER NOT NULL DEFAULT 0 CHECK (own IN (0, 1)),
+            state       TEXT NOT NULL,
+            reason      TEXT NOT NULL DEFAULT ''
+        )
+        """,
+        "CREATE UNIQUE INDEX manifests_publisher_seq ON manifests (publisher, seq)",
+        "CREATE INDEX manifests_dataset ON manifests (dataset, version)",
+        "CREATE INDEX manifests_state ON manifests (state)",
+        """
+        CREATE TABLE chunks (
+            digest BLOB PRIMARY KEY,
+            size   INTEGER NOT NULL CHECK (size >= 0),
+            stored INTEGER NOT NULL DEFAULT 0 CHECK (stored IN (0, 1))
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX chunks_stored ON chunks (stored)",
+        """
+        CREATE TABLE manifest_chunks (
+            manifest BLOB NOT NULL REFERENCES manifests (id) ON DELETE CASCADE,
+            digest   BLOB NOT NULL REFERENCES chunks (digest),
+            PRIMARY KEY (manifest, digest)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX manifest_chunks_digest ON manifest_chunks (digest)",
+        """
+        CREATE TABLE forks (
+            publisher   BLOB NOT NULL,
+            seq         INTEGER NOT NULL,
+            id_a        BLOB NOT NULL,
+            raw_a       BLOB NOT NULL,
+            id_b        BLOB NOT NULL,
+            raw_b       BLOB NOT NULL,
+            reason      TEXT NOT NULL DEFAULT '',
+            detected_at INTEGER NOT NULL,
+            PRIMARY KEY (publisher, id_a, id_b),
+            CHECK (id_a < id_b)
+        )
+        """,
+        """
+        CREATE TABLE gov_log (
+            seq  INTEGER PRIMARY KEY CHECK (seq >= 0),
+            hash BLOB NOT NULL UNIQUE,
+            prev BLOB,
+            kind TEXT NOT NULL,
+            raw  BLOB NOT NULL,
+            at   INTEGER NOT NULL
+        )
+        """,
+        """
+        CREATE TRIGGER gov_log_no_update BEFORE UPDATE ON gov_log
+        BEGIN SELECT RAISE(ABORT, 'the governance log is append-only: entries cannot be changed'); END
+        """,
+        """
+        CREATE TRIGGER gov_log_no_delete BEFORE DELETE ON gov_log
+        BEGIN SELECT RAISE(ABORT, 'the governance log is append-only: entries cannot be deleted'); END
+        """,
+        """
+        CREATE TABLE replication (
+            manifest    BLOB PRIMARY KEY REFERENCES manifests (id) ON DELETE CASCADE,
+            bytes_total INTEGER NOT NULL,
+            started_at  INTEGER NOT NULL,
+            updated_at  INTEGER NOT NULL,
+            last_error  TEXT NOT NULL DEFAULT ''
+        )
+        """,
+        """
+        CREATE TABLE sources (
+            manifest   BLOB NOT NULL REFERENCES manifests (id) ON DELETE CASCADE,
+            peer       TEXT NOT NULL,
+            last_seen  INTEGER NOT NULL,
+            failures   INTEGER NOT NULL DEFAULT 0,
+            banned     INTEGER NOT NULL DEFAULT 0 CHECK (banned IN (0, 1)),
+            ban_reason TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (manifest, peer)
+        )
+        """,
+        """
+        CREATE TABLE kv (
+            key   TEXT PRIMARY KEY,
+            value BLOB NOT NULL
+        )
+        """,
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
