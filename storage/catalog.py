@@ -555,6 +555,28 @@ class Catalog:
             await db.execute("INSERT INTO gov_log (seq, hash, prev, kind, raw, at) VALUES (?, ?, ?, ?, ?, ?)",
                              (seq, hash, prev, kind, raw, at))
 
+    async def gov_append_many(self, rows: Sequence[tuple[int, bytes, bytes | None, str, bytes, int]]) -> None:
+        """Append consecutive entries `(seq, hash, prev, kind, raw, at)` in one transaction: all or none.
+
+        A governance step (a ballot, the tally it completes, the enactment that follows) is one
+        decision; storing it in one transaction means a crash never leaves half of it.
+        """
+        if not rows:
+            return
+        async with self.transaction("appending to the governance log") as db:
+            async with db.execute("SELECT seq, hash FROM gov_log ORDER BY seq DESC LIMIT 1") as cur:
+                last = await cur.fetchone()
+            expected_seq, expected_prev = (0, None) if last is None else (last[0] + 1, last[1])
+            for seq, hash, prev, kind, raw, at in rows:
+                if seq != expected_seq:
+                    raise CatalogError(f"governance log entry {seq} does not follow the last one "
+                                       f"(expected entry {expected_seq})")
+                if prev != expected_prev:
+                    raise CatalogError(f"governance log entry {seq} does not link to the previous entry's hash")
+                await db.execute("INSERT INTO gov_log (seq, hash, prev, kind, raw, at) VALUES (?, ?, ?, ?, ?, ?)",
+                                 (seq, hash, prev, kind, raw, at))
+                expected_seq, expected_prev = seq + 1, hash
+
     async def gov_entries(self, from_seq: int = 0) -> list[GovRow]:
         return [GovRow(*r) for r in await self._all(
             "SELECT seq, hash, prev, kind, raw, at FROM gov_log WHERE seq >= ? ORDER BY seq", (from_seq,))]
