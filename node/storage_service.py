@@ -1,20 +1,42 @@
-"""Placeholder: this service is being written."""
+"""Opens the catalog and the chunk store for the node, and closes them last."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
+
+from communs.storage.catalog import Catalog
+from communs.storage.chunkstore import FsChunkStore
+from communs.storage.errors import StorageError
+
+from .config import CATALOG_FILE
 
 if TYPE_CHECKING:
     from .service import Node
+
+STORE_DIR = "store"
 
 
 class StorageService:
     def __init__(self, node: Node) -> None:
         self.node = node
         node.storage = self
+        self.catalog: Catalog
+        self.chunks: FsChunkStore
 
     async def start(self) -> None:
-        return None
+        from .service import StartupError
+
+        try:
+            self.catalog = await Catalog.open(self.node.root / CATALOG_FILE)
+        except StorageError as exc:
+            raise StartupError(str(exc)) from None
+        try:
+            self.chunks = await asyncio.to_thread(FsChunkStore, self.node.root / STORE_DIR)
+        except StorageError as exc:
+            await self.catalog.close()
+            raise StartupError(str(exc)) from None
 
     async def stop(self) -> None:
-        return None
+        await asyncio.to_thread(self.chunks.close)
+        await self.catalog.close()

@@ -372,6 +372,16 @@ class Catalog:
         rows = await self._all(sql, params)
         return [_info(r, r[14] if with_raw else None) for r in rows]
 
+    async def dataset_publishers(self, datasets: Iterable[bytes]) -> list[tuple[bytes, bytes]]:
+        """`(dataset, publisher)` of the manifests held for these datasets: a dataset id is bound to the
+        publisher of its first manifest, so another key's manifest for it is refused."""
+        items = list(set(datasets))
+        out: list[tuple[bytes, bytes]] = []
+        for part in _batches(items):
+            sql = f"SELECT DISTINCT dataset, publisher FROM manifests WHERE dataset IN ({','.join('?' * len(part))})"
+            out.extend((d, p) for d, p in await self._all(sql, list(part)))
+        return out
+
     async def latest_version(self, dataset: bytes) -> ManifestInfo | None:
         """The highest version held of a dataset (for publishing its next version)."""
         row = await self._one(f"SELECT {_MANIFEST_COLUMNS}, raw FROM manifests WHERE dataset = ? "
