@@ -37,7 +37,8 @@ def test_put_then_get_round_trips(store: FsChunkStore) -> None:
     assert store.has(d)
     assert store.get(d) == data
     assert store.size_of(d) == len(data)
-    assert store.path_of(d).parent.parent.parent.name == "chunks"
+    assert store.path_of(d).parent.name == d.hex()[:2]
+    assert store.path_of(d).parent.parent.name == "chunks"
     assert store.path_of(d).name == d.hex()
     assert store.put(d, data) is False  # already there
     assert list(store.iter_digests()) == [d]
@@ -288,3 +289,40 @@ def test_ingest_of_empty_file_and_a_full_disk(store: FsChunkStore, tmp_path: Pat
 def test_digest_must_be_32_bytes(store: FsChunkStore) -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         store.has(b"short")
+
+
+def test_a_chunk_is_fsynced_before_its_rename_and_its_folders_after(store: FsChunkStore,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[tuple[str, str]] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def rename(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        events.append(("rename", str(dst)))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(chunkstore.os, "fsync", fsync)
+    monkeypatch.setattr(chunkstore.os, "rename", rename)
+    d, data = _chunk(30)
+    store.put(d, data)
+    final = str(store.path_of(d))
+    chunks_dir = str(store.root / "chunks")
+    assert events[0][0] == "fsync" and "/tmp/" in events[0][1]  # the temporary file, complete
+    assert events[1] == ("rename", final)
+    assert {e for e in events[2:]} == {("fsync", str(store.path_of(d).parent)), ("fsync", chunks_dir)}
+    # A second chunk in the same (now durable) folder only needs that folder synced after its rename.
+    events.clear()
+    other = next(_chunk(i) for i in range(31, 5000) if _chunk(i)[0][:1] == d[:1])
+    store.put(*other)
+    assert [e[0] for e in events] == ["fsync", "rename", "fsync"]
+    assert events[2] == ("fsync", str(store.path_of(d).parent))
+    # Without `durable`, the folder sync waits for flush().
+    events.clear()
+    third = next(_chunk(i) for i in range(5000, 10000) if _chunk(i)[0][:1] == d[:1])
+    store.put(*third, durable=False)
+    assert [e[0] for e in events] == ["fsync", "rename"]
+    store.flush()
+    assert events[2] == ("fsync", str(store.path_of(d).parent))

@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Publish benchmark (issue 3): publishing a file of random bytes against `dd ... conv=fsync` of it.
+
+In one run, on the same disk: a file of random bytes is written once, then for each round
+`dd if=FILE of=COPY bs=1M conv=fsync` is timed, and so is the publish path into a fresh data folder
+(`measured_publish` below: chunking, hashing, crash-safe chunk writes, catalog insert). Both read the
+source file from the page cache (it was just written; dropping the cache needs root), and the system's
+dirty pages are flushed (`sync`) before each timed step so neither pays for the other's writes.
+Target: publish throughput >= 0.8 x dd's. Rounds alternate the two; the medians are compared.
+
+    .venv/bin/python scripts/bench/publish.py [--size-mib 1024] [--rounds 3] [--dir PARENT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from communs.protocol.ids import digest
+from communs.storage.catalog import Catalog, ManifestRow
+from communs.storage.chunkstore import FsChunkStore
+
+MiB = 1024 * 1024
+
+
+class Target:
+    """A fresh data folder's storage, opened before timing starts (a running node has them open)."""
+
+    def __init__(self, store: FsChunkStore, catalog: Catalog) -> None:
+        self.store = store
+        self.catalog = catalog
+
+    @classmethod
+    async def open(cls, folder: Path) -> Target:
+        return cls(FsChunkStore(folder / "chunks"), await Catalog.open(folder / "catalog.sqlite"))
+
+    async def close(self) -> None:
+        self.store.close()
+        await self.catalog.close()
+
+
+async def measured_publish(target: Target, path: Path) -> bytes:
+    """The timed step: what publishing a file costs. (The lead will swap in the node's real publish.)"""
+    loop = asyncio.get_running_loop()
+    chunks = await loop.run_in_executor(None, target.store.ingest_file, path)
+    size = sum(n for _, n in chunks)
+    distinct = dict(chunks)
+    raw = b"".join(d for d, _ in chunks)  # stands in for the signed manifest's encoding
+    mid = digest(raw)
+    row = ManifestRow(id=mid, dataset=digest(b"bench" + mid), version=1, publisher=b"\0" * 32, seq=1,
+                      log_prev=None, raw=raw, title=path.name, licence="CC0-1.0", size=size,
+                      created=int(time.time()), received_at=int(time.time()), state="own", own=True,
+                      chunks=list(distinct.items()))
+    await target.catalog.put_manifest(row)
+    await target.catalog.mark_chunks_stored(distinct.items())
+    return mid
+
+
+def write_random_file(path: Path, size: int) -> None:
+    block = 16 * MiB
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(block, left)
+            f.write(os.urandom(n))
+            left -= n
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def time_dd(src: Path, dst: Path) -> float:
+    dst.unlink(missing_ok=True)
+    os.sync()
+    start = time.perf_counter()
+    subprocess.run(["dd", f"if={src}", f"of={dst}", "bs=1M", "conv=fsync"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - start
+    dst.unlink()
+    return elapsed
+
+
+def fresh_folder(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+
+
+async def time_publish(src: Path, folder: Path) -> float:
+    fresh_folder(folder)
+    target = await Target.open(folder)
+    try:
+        os.sync()
+        start = time.perf_counter()
+        await measured_publish(target, src)
+        elapsed = time.perf_counter() - start
+    finally:
+        await target.close()
+    shutil.rmtree(folder)
+    return elapsed
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mib", type=int, default=1024, help="size of the random file (default 1024)")
+    parser.add_argument("--rounds", type=int, default=3, help="dd/publish pairs to time (default 3)")
+    parser.add_argument("--dir", type=Path, default=None, help="parent of the temporary folder (disk under test)")
+    args = parser.parse_args()
+    if shutil.which("dd") is None:
+        print("dd is not installed", file=sys.stderr)
+        return 2
+    size = args.size_mib * MiB
+    with tempfile.TemporaryDirectory(prefix="communs-bench-publish-", dir=args.dir) as tmp:
+        work = Path(tmp)
+        src = work / "random.bin"
+        print(f"writing {args.size_mib} MiB of random bytes to {src} ...")
+        write_random_file(src, size)
+        dd_times: list[float] = []
+        pub_times: list[float] = []
+        for i in range(args.rounds):
+            steps = [("dd", dd_times), ("publish", pub_times)]
+            if i % 2:
+                steps.reverse()
+            for name, times in steps:
+                if name == "dd":
+                    elapsed = time_dd(src, work / "copy.bin")
+                else:
+                    elapsed = await time_publish(src, work / "data")
+                times.append(elapsed)
+                print(f"round {i + 1}: {name:8s} {elapsed:6.2f} s  {size / elapsed / 1e6:7.0f} MB/s")
+    dd_rate = size / statistics.median(dd_times) / 1e6
+    pub_rate = size / statistics.median(pub_times) / 1e6
+    ratio = pub_rate / dd_rate
+    print()
+    print(f"file: {args.size_mib} MiB of random bytes, read from the page cache by both (just written)")
+    print(f"dd if=FILE of=COPY bs=1M conv=fsync : {dd_rate:7.0f} MB/s (median of {args.rounds})")
+    print(f"publish (chunk, hash, store, catalog): {pub_rate:7.0f} MB/s (median of {args.rounds})")
+    print(f"ratio publish/dd: {ratio:.2f} (target >= 0.80) {'OK' if ratio >= 0.8 else 'BELOW TARGET'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
