@@ -150,6 +150,7 @@ class DatasetsService:
         self.node = node
         node.datasets = self
         self.on_published: list[Callback] = []
+        self.on_complete: list[Callback] = []  # a replicated dataset became complete here
         self.on_wanted: list[Callable[[list[bytes]], Awaitable[None]]] = []
         self.on_unwanted: list[Callable[[list[bytes]], Awaitable[None]]] = []
         self.jobs: dict[int, PublishJob] = {}

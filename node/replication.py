@@ -1,20 +1,431 @@
-"""Placeholder: this service is being written."""
+"""Replication: fetch what the policy in force wants, from whoever holds it, verified to the byte.
+
+The scheduler keeps every manifest in state `in-progress` moving towards `complete`:
+
+* Order: newest versions first (the current data matters most), then smallest first (a small
+  dataset completes quickly and becomes a source for others), as BitTorrent's and bitswap's
+  operators tune them in practice.
+* Swarming: one worker per source peer pulls batches of missing chunks from a shared queue, so
+  several peers and several chunks are in flight at once, and a fast peer naturally takes more
+  batches than a slow one (work stealing is how "prefer the fastest sources" falls out without
+  a speed model to get wrong).
+* Verification: every chunk is hashed on receipt (exchange client) and again by the chunk store
+  before it is written. A peer that sends a chunk that does not match is banned as a source for
+  that dataset; its unfinished chunks go back in the queue for the others.
+* Resume: progress is the set of chunks marked stored in the catalog. A chunk written but not yet
+  marked when the process died is re-hashed on restart and marked, never fetched twice.
+* Quota: the policy's storage quota is checked before a dataset starts (counting what is already
+  reserved by running fetches); a dataset that does not fit waits, with that reason.
+* Release: a manifest the policy no longer wants is dropped, and the chunks that no kept manifest
+  uses are deleted. Own datasets are never released.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from communs.governance import policy as policy_mod
+from communs.protocol import ids, keys
+from communs.protocol.records import Manifest
+from communs.storage.errors import ChunkCorrupt, StorageError, StorageFull
+
+from .publishing import COMPLETE, IN_PROGRESS, OWN
 
 if TYPE_CHECKING:
     from .service import Node
+
+log = logging.getLogger("communs.replication")
+
+MAX_ACTIVE_DATASETS = 2
+MAX_SOURCES = 8
+BATCH_BYTES = 16 << 20
+BATCH_CHUNKS = 32
+RETRY_WAITING_S = 5.0
+SOURCE_RETRY_S = 10.0
+
+
+@dataclass
+class Fetch:
+    """One dataset being fetched: the shared queue of missing chunks and who is sending what."""
+
+    manifest: Manifest
+    total: int
+    done: int
+    queue: deque[tuple[bytes, int]]
+    in_flight: dict[bytes, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # peer -> "active" | "banned" | "failed" | "lacks"
+    lacking: dict[str, set[bytes]] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    bytes_fetched: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.manifest.cid, "dataset": ids.cid_str(self.manifest.dataset), "title": self.manifest.title,
+            "version": self.manifest.version, "bytes_done": self.done, "bytes_total": self.total,
+            "chunks_left": len(self.queue) + len(self.in_flight),
+            "sources": [{"peer_id": p, "state": s} for p, s in sorted(self.sources.items())],
+            "elapsed_s": round(time.monotonic() - self.started, 3),
+        }
 
 
 class ReplicationService:
     def __init__(self, node: Node) -> None:
         self.node = node
         node.replication = self
+        self.active: dict[bytes, Fetch] = {}
+        self.waiting: dict[bytes, str] = {}  # manifest id -> reason it waits
+        self._tasks: dict[bytes, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._reserved = 0
+
+    @property
+    def catalog(self) -> Any:
+        return self.node.storage.catalog
+
+    @property
+    def chunks(self) -> Any:
+        return self.node.storage.chunks
 
     async def start(self) -> None:
-        return None
+        ds = self.node.datasets
+        ds.on_wanted.append(self._wanted)
+        ds.on_unwanted.append(self._unwanted)
+
+    async def overlay_ready(self) -> None:
+        self.node.spawn(self._loop(), "replication")
 
     async def stop(self) -> None:
-        return None
+        for task in list(self._tasks.values()):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks.values()), timeout=1.5)
+
+    def poke(self) -> None:
+        """Something changed (a new peer, an announcement): look at waiting datasets again now."""
+        self._wake.set()
+
+    async def _wanted(self, _ids: list[bytes]) -> None:
+        self.poke()
+
+    async def _unwanted(self, manifest_ids: list[bytes]) -> None:
+        for mid in manifest_ids:
+            task = self._tasks.pop(mid, None)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self.active.pop(mid, None)
+            self.waiting.pop(mid, None)
+        await self.collect_garbage()
+
+    # ---- the scheduler ---------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        await self._resume_written_chunks()
+        while True:
+            try:
+                await self._schedule()
+            except StorageError as exc:
+                log.error("replication paused: %s", exc)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), RETRY_WAITING_S)
+
+    async def _candidates(self) -> list[Any]:
+        rows = await self.catalog.list_manifests(state=IN_PROGRESS)
+        # newest versions first, then smallest first
+        rows.sort(key=lambda r: (-r.created, r.size))
+        return rows
+
+    async def _schedule(self) -> None:
+        if self.node.metrics is not None:
+            self.node.metrics.replication_queue.set(len(await self.catalog.list_manifests(state=IN_PROGRESS)))
+        for info in await self._candidates():
+            if len(self.active) >= MAX_ACTIVE_DATASETS:
+                return
+            if info.id in self.active:
+                continue
+            missing = await self.catalog.missing_bytes(info.id)
+            if missing == 0:
+                await self._complete(info.id, info.raw)
+                continue
+            policy = self.node.datasets.policy()
+            used = await self.catalog.used_bytes()
+            fit = policy_mod.fits_quota(policy, used + self._reserved, missing)
+            if not fit.wanted:
+                reason = f"waiting: {fit.reason}"
+                if self.waiting.get(info.id) != reason:
+                    self.waiting[info.id] = reason
+                    await self.catalog.set_state(info.id, IN_PROGRESS, reason)
+                    log.info("%s waits: %s", info.title, fit.reason)
+                continue
+            full = await self.catalog.get_manifest(info.id)
+            if full is None or full.raw is None:
+                continue
+            manifest = Manifest.decode(full.raw, verify=False)
+            sources = await self._sources(manifest)
+            if not sources:
+                reason = "waiting for a peer that holds it"
+                if self.waiting.get(info.id) != reason:
+                    self.waiting[info.id] = reason
+                    await self.catalog.set_state(info.id, IN_PROGRESS, f"wanted; {reason}")
+                continue
+            self.waiting.pop(info.id, None)
+            self._reserved += missing
+            self._tasks[info.id] = self.node.spawn(self._run_fetch(manifest, sources, missing),
+                                                   f"fetch {manifest.cid[:16]}")
+
+    async def _sources(self, manifest: Manifest) -> list[str]:
+        banned = {s.peer for s in await self.catalog.sources(manifest.id) if s.banned}
+        exchange = self.node.exchange
+        found: set[str] = set()
+        finder = getattr(exchange, "find_sources", None)
+        if finder is not None:
+            with contextlib.suppress(Exception):
+                found = set(await finder(manifest))
+        if not found and self.node.overlay is not None:
+            found = {p.peer_id for p in self.node.overlay.peers()}
+        found.discard(self.node.peer_id)
+        return sorted(found - banned)[:MAX_SOURCES]
+
+    # ---- one dataset -----------------------------------------------------------------------------
+
+    async def _run_fetch(self, manifest: Manifest, sources: list[str], reserved: int) -> None:
+        try:
+            await self._fetch(manifest, sources)
+        except asyncio.CancelledError:
+            raise
+        except StorageFull as exc:
+            log.error("replication of %s stopped: %s", manifest.title, exc)
+            self.waiting[manifest.id] = str(exc)
+            await self.catalog.set_state(manifest.id, IN_PROGRESS, f"waiting: {exc}")
+        except Exception as exc:
+            log.error("replication of %s failed: %s", manifest.title, exc, exc_info=True)
+            await self.catalog.replication_update(manifest.id, int(time.time()), error=str(exc))
+        finally:
+            self._reserved -= reserved
+            self.active.pop(manifest.id, None)
+            self._tasks.pop(manifest.id, None)
+            self.poke()
+
+    async def _fetch(self, manifest: Manifest, sources: list[str]) -> None:
+        cat = self.catalog
+        missing = await cat.missing_chunks(manifest.id)
+        done, total = await cat.progress(manifest.id)
+        fetch = Fetch(manifest, total, done, deque(missing))
+        self.active[manifest.id] = fetch
+        now = int(time.time())
+        await cat.replication_start(manifest.id, total, now)
+        await cat.set_state(manifest.id, IN_PROGRESS,
+                            f"fetching from {len(sources)} peer(s)")
+        log.info("replicating %s (%s, %d bytes left of %d) from %d peer(s)", manifest.title, manifest.cid,
+                 total - done, total, len(sources))
+        workers = [asyncio.ensure_future(self._worker(fetch, peer)) for peer in sources]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+        left = await cat.missing_chunks(manifest.id)
+        if left:
+            reason = "wanted; waiting for a peer that holds the missing chunks"
+            self.waiting[manifest.id] = reason
+            await cat.set_state(manifest.id, IN_PROGRESS, f"{reason} ({len(left)} chunk(s) left)")
+            await cat.replication_update(manifest.id, int(time.time()), error="no source had every chunk")
+            return
+        await self._complete(manifest.id, manifest.encode())
+
+    async def _worker(self, fetch: Fetch, peer: str) -> None:
+        from .exchange_client import fetch_chunks
+        from .streamio import ExchangeError, PeerUnavailable, ProtocolViolation
+
+        fetch.sources[peer] = "active"
+        lacking = fetch.lacking.setdefault(peer, set())
+        while True:
+            batch = self._take(fetch, lacking)
+            if not batch:
+                if not fetch.in_flight:
+                    return
+                await asyncio.sleep(0.05)  # others still work; take their chunks back if they fail
+                if not fetch.queue:
+                    if not fetch.in_flight:
+                        return
+                    continue
+                continue
+            for d, _ in batch:
+                fetch.in_flight[d] = peer
+            sizes = dict(batch)
+            received: list[tuple[bytes, bytes]] = []
+            try:
+                async for d, data in fetch_chunks(self.node.overlay, peer, [d for d, _ in batch]):
+                    if data is None:
+                        lacking.add(d)
+                        fetch.in_flight.pop(d, None)
+                        fetch.queue.append((d, sizes[d]))
+                        continue
+                    received.append((d, data))
+                    if sum(len(x) for _, x in received) >= 4 << 20:
+                        await self._store(fetch, received, peer)
+                        received = []
+                await self._store(fetch, received, peer)
+            except ProtocolViolation as exc:
+                await self._store(fetch, received, peer)
+                self._requeue(fetch, peer, sizes)
+                fetch.sources[peer] = "banned"
+                if self.node.metrics is not None:
+                    self.node.metrics.chunks_rejected.inc()
+                log.warning("dropped %s as a source of %s: %s", peer, fetch.manifest.title, exc)
+                await self.catalog.source_failed(fetch.manifest.id, peer, int(time.time()), ban=True,
+                                                 reason=str(exc))
+                return
+            except (PeerUnavailable, ExchangeError) as exc:
+                await self._store(fetch, received, peer)
+                self._requeue(fetch, peer, sizes)
+                fetch.sources[peer] = "failed"
+                log.info("source %s of %s unavailable: %s", peer, fetch.manifest.title, exc)
+                await self.catalog.source_failed(fetch.manifest.id, peer, int(time.time()))
+                return
+            except BaseException:
+                self._requeue(fetch, peer, sizes)
+                raise
+            if lacking and all(d in lacking for d, _ in fetch.queue) and not fetch.in_flight:
+                fetch.sources[peer] = "lacks"
+                return
+
+    @staticmethod
+    def _take(fetch: Fetch, lacking: set[bytes]) -> list[tuple[bytes, int]]:
+        batch: list[tuple[bytes, int]] = []
+        size = 0
+        skipped: list[tuple[bytes, int]] = []
+        while fetch.queue and len(batch) < BATCH_CHUNKS and size < BATCH_BYTES:
+            item = fetch.queue.popleft()
+            if item[0] in lacking:
+                skipped.append(item)
+                continue
+            batch.append(item)
+            size += item[1]
+        fetch.queue.extendleft(reversed(skipped))
+        return batch
+
+    @staticmethod
+    def _requeue(fetch: Fetch, peer: str, sizes: dict[bytes, int]) -> None:
+        for d, who in list(fetch.in_flight.items()):
+            if who == peer and d in sizes:
+                del fetch.in_flight[d]
+                fetch.queue.appendleft((d, sizes[d]))
+
+    async def _store(self, fetch: Fetch, items: list[tuple[bytes, bytes]], peer: str) -> None:
+        if not items:
+            return
+
+        def write() -> list[tuple[bytes, int]]:
+            ok: list[tuple[bytes, int]] = []
+            for d, data in items:
+                try:
+                    self.chunks.put(d, data, durable=False)
+                except ChunkCorrupt:
+                    continue  # the exchange client already checks; never store a bad chunk anyway
+                ok.append((d, len(data)))
+            self.chunks.flush()
+            return ok
+
+        stored = await asyncio.to_thread(write)
+        await self.catalog.mark_chunks_stored(stored)
+        n = sum(s for _, s in stored)
+        for d, _ in stored:
+            fetch.in_flight.pop(d, None)
+        fetch.done += n
+        fetch.bytes_fetched += n
+        if self.node.metrics is not None:
+            self.node.metrics.bytes_in.inc(n)
+        await self.catalog.source_seen(fetch.manifest.id, peer, int(time.time()))
+
+    async def _complete(self, manifest_id: bytes, raw: bytes | None) -> None:
+        info = await self.catalog.get_manifest(manifest_id)
+        if info is None or info.state not in (IN_PROGRESS,):
+            return
+        decision_reason = info.reason
+        want, decision_reason = self.node.datasets.decide(
+            licence=info.licence, size=info.size, publisher=info.publisher,
+            forked=info.publisher in await self.catalog.forked_publishers())
+        if not want:
+            return
+        await self.catalog.replication_finish(manifest_id, state=COMPLETE, reason=f"complete; {decision_reason}")
+        self.waiting.pop(manifest_id, None)
+        if self.node.metrics is not None:
+            self.node.metrics.datasets_complete.inc()
+        log.info("replicated %s (%s) completely", info.title, ids.cid_str(manifest_id))
+        manifest = Manifest.decode(info.raw if info.raw is not None else raw or b"", verify=False)
+        for cb in getattr(self.node.datasets, "on_complete", []):
+            try:
+                await cb(manifest)
+            except Exception as exc:  # noqa: BLE001 - announcing is best effort
+                log.warning("after completing %s: %s", manifest.cid, exc)
+
+    # ---- resume and release ----------------------------------------------------------------------
+
+    async def _resume_written_chunks(self) -> None:
+        """Chunks written before a crash but not yet marked stored: re-hash and mark them, so they are
+        not fetched again."""
+        found: list[tuple[bytes, int]] = []
+        for info in await self.catalog.list_manifests():
+            if info.state not in (IN_PROGRESS, COMPLETE, OWN):
+                continue
+            for d, size in await self.catalog.missing_chunks(info.id):
+                if await asyncio.to_thread(self._intact, d):
+                    found.append((d, size))
+        if found:
+            await self.catalog.mark_chunks_stored(found)
+            log.info("resumed: %d chunk(s) written before the last stop were verified and kept", len(found))
+        # a complete dataset whose chunks went missing (e.g. `communs verify` quarantined some) resumes
+        for info in await self.catalog.list_manifests(state=COMPLETE):
+            if await self.catalog.missing_bytes(info.id):
+                await self.catalog.set_state(info.id, IN_PROGRESS, "wanted; some chunks must be fetched again")
+
+    def _intact(self, d: bytes) -> bool:
+        if not self.chunks.has(d):
+            return False
+        try:
+            self.chunks.get(d, verify=True, quarantine_bad=True)
+        except (ChunkCorrupt, StorageError):
+            return False
+        return True
+
+    async def collect_garbage(self) -> int:
+        """Delete stored chunks that no kept manifest uses; returns bytes freed."""
+        gone = await self.catalog.unreferenced_chunks()
+        if not gone:
+            return 0
+
+        def delete() -> None:
+            for d, _ in gone:
+                self.chunks.delete(d)
+
+        await asyncio.to_thread(delete)
+        await self.catalog.mark_chunks_gone([d for d, _ in gone])
+        freed = sum(s for _, s in gone)
+        log.info("released %d chunk(s), %d bytes, that no kept dataset uses", len(gone), freed)
+        return freed
+
+    # ---- reporting -------------------------------------------------------------------------------
+
+    async def report(self) -> dict[str, Any]:
+        waiting = []
+        for info in await self.catalog.list_manifests(state=IN_PROGRESS):
+            if info.id in self.active:
+                continue
+            done, total = await self.catalog.progress(info.id)
+            waiting.append({"id": ids.cid_str(info.id), "title": info.title, "bytes_done": done,
+                            "bytes_total": total, "reason": info.reason,
+                            "publisher": keys.peer_id(info.publisher)})
+        return {"active": [f.to_json() for f in self.active.values()], "waiting": waiting}
+
+    async def status(self) -> dict[str, Any]:
+        r = await self.report()
+        return {"replication": {"active": len(r["active"]), "waiting": len(r["waiting"])}}
