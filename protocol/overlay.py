@@ -17,6 +17,7 @@ Everything else in the node sees only asyncio objects: `Overlay`, `Stream`, `Pee
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -70,6 +71,7 @@ class _LargeRpcQueue(rpc_queue_mod.RpcQueue):
 
 pubsub_mod.RpcQueue = _LargeRpcQueue  # type: ignore[misc,assignment]
 PUBLISH_RATE = 200.0  # messages per second, per node; a burst beyond is queued, not dropped
+_FORWARDERS_KEPT = _QUEUE_SIZE
 
 
 class OverlayError(Exception):
@@ -89,7 +91,8 @@ class Message:
 
     topic: str
     data: bytes
-    sender: str  # the peer that forwarded it to us
+    sender: str  # the peer that forwarded it to us (ourselves for our own publishes)
+    origin: str = ""  # the peer that first published it (the libp2p `from` field)
 
 
 # A topic validator: pure, synchronous; returns None to accept or a short reason to reject.
@@ -210,6 +213,9 @@ class Overlay:
         self.on_reject: Callable[[str, str, str], None] | None = None  # topic, peer, reason
         self.peer_id: str = ""
         self._next_publish = 0.0
+        # Who forwarded each accepted message, keyed by (from, seqno): the validator sees the forwarder,
+        # the subscription only the origin, and a fetch after an announcement must ask a connected peer.
+        self._forwarders: collections.OrderedDict[tuple[bytes, bytes], str] = collections.OrderedDict()
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -549,8 +555,13 @@ class Overlay:
                 reason = f"validator error: {exc}"
             if reason is not None:
                 if self.on_reject is not None:
-                    self.on_reject(topic, sender, reason)
+                    with contextlib.suppress(Exception):
+                        self.on_reject(topic, sender, reason)
                 return False
+            forwarders = self._forwarders
+            forwarders[(bytes(msg.from_id), bytes(msg.seqno))] = sender
+            while len(forwarders) > _FORWARDERS_KEPT:
+                forwarders.popitem(last=False)
             return True
 
         async def sub() -> None:
@@ -566,11 +577,12 @@ class Overlay:
         while True:
             msg = await subscription.get()
             try:
-                sender = ID(msg.from_id).to_base58()
+                origin = ID(msg.from_id).to_base58()
             except Exception:
-                sender = "unknown"
+                origin = "unknown"
+            sender = self._forwarders.pop((bytes(msg.from_id), bytes(msg.seqno)), origin)
             with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(Message(topic, bytes(msg.data), sender))
+                queue.put_nowait(Message(topic, bytes(msg.data), sender, origin))
 
     @staticmethod
     async def _iterate(queue: asyncio.Queue[Message]) -> AsyncIterator[Message]:

@@ -1,0 +1,221 @@
+"""The client side of /communs/manifest/1, /communs/chunks/1 and /communs/sync/1.
+
+Every answer is checked before it is returned: each id is the one asked for, in order, and each
+chunk's or record's bytes hash to its id. Anything else raises ProtocolViolation (drop that peer as
+a source); a peer that cannot be reached, is busy or stalls raises PeerUnavailable (try later or
+elsewhere). Records are handed back as raw bytes: decoding and signature checks belong to the
+caller that stores them (`DatasetsService.ingest_manifests`), except for catalog sync, which checks
+a range as a chain (`protocol.log.verify_range`) and so decodes here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from communs.protocol import ids as ids_mod
+from communs.protocol import wire
+from communs.protocol.errors import DecodeError
+
+from .streamio import FrameTimeout, PeerBusy, PeerUnavailable, ProtocolViolation, next_event
+
+HASH_IN_THREAD = 512 * 1024  # chunks larger than this are hashed off the event loop
+
+
+async def open_stream(overlay: Any, peer: str, protocol: str) -> Any:
+    from communs.protocol.overlay import OverlayError
+
+    try:
+        return await overlay.open_stream(peer, [protocol], timeout=wire.OPEN_TIMEOUT)
+    except OverlayError as exc:
+        raise PeerUnavailable(str(exc), peer) from None
+
+
+class Conversation:
+    """One client stream: send requests, read their answers, with the client's deadlines."""
+
+    def __init__(self, stream: Any, peer: str, protocol: str, *, assemble: bool = False) -> None:
+        self.stream = stream
+        self.peer = peer
+        self.protocol = protocol
+        self.reader = wire.FrameReader(protocol, "response", assemble=assemble)
+
+    @classmethod
+    async def open(cls, overlay: Any, peer: str, protocol: str, *, assemble: bool = False) -> Conversation:
+        return cls(await open_stream(overlay, peer, protocol), peer, protocol, assemble=assemble)
+
+    async def send(self, message: wire.Message) -> None:
+        from communs.protocol.overlay import OverlayError
+
+        try:
+            await self.stream.write(message.encode())
+        except OverlayError as exc:
+            raise PeerUnavailable(str(exc), self.peer) from None
+
+    async def receive(self, first: bool) -> wire.Event:
+        """The next event of the current answer; the end of the stream here is a violation."""
+        from communs.protocol.overlay import OverlayError
+
+        try:
+            event = await next_event(
+                self.stream, self.reader,
+                idle_timeout=wire.REQUEST_TIMEOUT if first else wire.IDLE_TIMEOUT,
+                frame_timeout=wire.IDLE_TIMEOUT, stall_timeout=wire.IDLE_TIMEOUT)
+        except DecodeError as exc:
+            raise ProtocolViolation(f"peer {self.peer} sent a bad {self.protocol} answer: {exc}", self.peer) \
+                from None
+        except FrameTimeout:
+            raise PeerUnavailable(f"peer {self.peer} did not answer on {self.protocol} in time", self.peer) \
+                from None
+        except OverlayError as exc:
+            raise PeerUnavailable(str(exc), self.peer) from None
+        if event is None:
+            raise PeerUnavailable(f"peer {self.peer} closed the {self.protocol} stream before the end of "
+                                  "its answer", self.peer)
+        if isinstance(event, wire.ErrorAnswer) and event.id is None:
+            if event.code == "busy":
+                raise PeerBusy(f"peer {self.peer} is busy: {event.msg}", self.peer)
+            raise ProtocolViolation(f"peer {self.peer} answered {event.code}: {event.msg}", self.peer)
+        return event
+
+    async def close(self) -> None:
+        await self.stream.close_write()
+        await self.stream.close()
+
+    async def abort(self) -> None:
+        await self.stream.reset()
+
+
+def _violation(peer: str, what: str) -> ProtocolViolation:
+    return ProtocolViolation(f"peer {peer} {what}", peer)
+
+
+# ---- /communs/manifest/1 ---------------------------------------------------------------------------
+
+
+async def fetch_manifests(overlay: Any, peer: str, manifest_ids: Sequence[bytes]) -> dict[bytes, bytes]:
+    """The records `peer` holds among `manifest_ids` (id -> raw bytes, each hashing to its id); ids it
+    does not hold are left out. Asks in requests of at most 256 ids on one stream."""
+    wanted = list(dict.fromkeys(manifest_ids))
+    found: dict[bytes, bytes] = {}
+    if not wanted:
+        return found
+    conv = await Conversation.open(overlay, peer, wire.MANIFEST_PROTOCOL)
+    try:
+        for start in range(0, len(wanted), wire.MAX_MANIFEST_IDS):
+            batch = wanted[start:start + wire.MAX_MANIFEST_IDS]
+            await conv.send(wire.ManifestGet(tuple(batch)))
+            for i, mid in enumerate(batch):
+                event = await conv.receive(first=i == 0)
+                if isinstance(event, wire.ManifestRecord):
+                    if event.id != mid:
+                        raise _violation(peer, "answered a manifest out of order")
+                    if ids_mod.digest(event.record) != mid:
+                        raise _violation(peer, f"sent a record that does not hash to {ids_mod.cid_str(mid)}")
+                    found[mid] = event.record
+                elif isinstance(event, wire.ErrorAnswer) and event.id == mid and event.code == "not-found":
+                    continue
+                else:
+                    raise _violation(peer, f"sent an unexpected {type(event).__name__} in a manifest answer")
+        await conv.close()
+    except BaseException:
+        await conv.abort()
+        raise
+    return found
+
+
+# ---- /communs/chunks/1 -----------------------------------------------------------------------------
+
+
+async def fetch_chunks(overlay: Any, peer: str, chunk_ids: Sequence[bytes]) \
+        -> AsyncIterator[tuple[bytes, bytes | None]]:
+    """Stream `chunk_ids` from `peer` on one stream: yields `(id, bytes)` for each chunk, its BLAKE3
+    checked, or `(id, None)` when the peer does not hold it, in the order asked.
+
+    Requests of at most 1024 ids go one after another; the next is sent as soon as the previous
+    answer has been read (the protocol allows no overlap). Raises ProtocolViolation on a chunk that
+    does not match its id or any other breach, PeerUnavailable/PeerBusy otherwise.
+    """
+    wanted = list(dict.fromkeys(chunk_ids))
+    if not wanted:
+        return
+    conv = await Conversation.open(overlay, peer, wire.CHUNKS_PROTOCOL, assemble=True)
+    finished = False
+    try:
+        for start in range(0, len(wanted), wire.MAX_CHUNK_IDS):
+            batch = wanted[start:start + wire.MAX_CHUNK_IDS]
+            await conv.send(wire.ChunksGet(tuple(batch)))
+            for i, cid in enumerate(batch):
+                event = await conv.receive(first=i == 0)
+                if isinstance(event, wire.Chunk):
+                    if event.id != cid:
+                        raise _violation(peer, "answered a chunk that was not the next one asked for")
+                    data = event.data
+                    if len(data) > HASH_IN_THREAD:
+                        digest = await asyncio.to_thread(ids_mod.digest, data)
+                    else:
+                        digest = ids_mod.digest(data)
+                    if digest != cid:
+                        raise _violation(peer, f"sent a chunk that does not match its hash {ids_mod.cid_str(cid)}")
+                    yield cid, data
+                elif isinstance(event, wire.ErrorAnswer) and event.id == cid and event.code == "not-found":
+                    yield cid, None
+                else:
+                    raise _violation(peer, f"sent an unexpected {type(event).__name__} in a chunk answer")
+            end = await conv.receive(first=False)
+            if not isinstance(end, wire.End):
+                raise _violation(peer, "sent more than was asked in a chunk answer")
+        finished = True
+    finally:
+        if finished:
+            await conv.close()
+        else:  # an error, or the caller stopped iterating: do not leave the peer streaming to nobody
+            with contextlib.suppress(Exception):
+                await asyncio.shield(conv.abort())
+
+
+# ---- /communs/sync/1 -------------------------------------------------------------------------------
+
+
+class SyncSession:
+    """One /communs/sync/1 stream: the peer's heads, then ranges of a publisher's log."""
+
+    def __init__(self, conv: Conversation) -> None:
+        self.conv = conv
+        self.peer = conv.peer
+
+    @classmethod
+    async def open(cls, overlay: Any, peer: str) -> SyncSession:
+        return cls(await Conversation.open(overlay, peer, wire.SYNC_PROTOCOL))
+
+    async def heads(self) -> tuple[tuple[bytes, int], ...]:
+        await self.conv.send(wire.HeadsRequest())
+        event = await self.conv.receive(first=True)
+        if not isinstance(event, wire.Heads):
+            raise _violation(self.peer, f"answered a heads request with {type(event).__name__}")
+        return event.heads
+
+    async def range(self, publisher: bytes, first: int, last: int) -> list[bytes]:
+        """The raw records of `publisher` from seq `first` to at most `last`, as sent (unchecked)."""
+        await self.conv.send(wire.RangeRequest(publisher, first, last))
+        out: list[bytes] = []
+        limit = last - first + 1
+        first_frame = True
+        while True:
+            event = await self.conv.receive(first=first_frame)
+            first_frame = False
+            if isinstance(event, wire.End):
+                return out
+            if not isinstance(event, wire.Records):
+                raise _violation(self.peer, f"sent an unexpected {type(event).__name__} in a range answer")
+            out.extend(event.records)
+            if len(out) > limit:
+                raise _violation(self.peer, "sent more records than the range asked for")
+
+    async def close(self) -> None:
+        await self.conv.close()
+
+    async def abort(self) -> None:
+        await self.conv.abort()
