@@ -321,4 +321,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the package's copy of this module, not `__main__`: the feature modules import
+    # `communs.node.cli`, and its CliError must be the class that `main` catches.
+    from communs.node.cli import main as package_main
+
+    package_main()
