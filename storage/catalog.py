@@ -543,6 +543,11 @@ class Catalog:
             f"WHERE mc.digest = c.digest AND m.state IN ({marks}))", sorted(KEPT_STATES))
         return [(d, s) for d, s in rows]
 
+    async def stored_digests(self) -> set[bytes]:
+        """Every chunk the catalog records as stored: to reconcile with the chunk store after a crash
+        (chunks written by a publish or fetch whose catalog step never committed are on disk but not here)."""
+        return {r[0] for r in await self._all("SELECT digest FROM chunks WHERE stored = 1")}
+
     async def used_bytes(self) -> int:
         """Bytes of all chunks stored here (what the storage quota limits)."""
         row = await self._one("SELECT COALESCE(SUM(size), 0) FROM chunks WHERE stored = 1")

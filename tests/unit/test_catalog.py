@@ -120,6 +120,8 @@ async def test_another_applications_database_is_refused(tmp_path: Path) -> None:
 async def test_a_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="not a file"):
         await Catalog.open(tmp_path)
+    with pytest.raises(CatalogError, match="cannot open"):
+        await Catalog.open(tmp_path / "missing" / "catalog.sqlite")
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -306,6 +308,7 @@ async def test_chunk_accounting_and_unreferenced_chunks(cat: Catalog) -> None:
     assert await cat.progress(other.id) == (0, 10)
     assert await cat.missing_bytes(other.id) == 10
     assert await cat.used_bytes() == 250
+    assert await cat.stored_digests() == {chunk(i)[0] for i in (1, 2, 3)}
     assert await cat.unreferenced_chunks() == []
     assert await cat.chunks_in_use() == {chunk(i)[0] for i in (1, 2, 3, 4)}
     # A policy no longer wants `released`: only the chunk no kept dataset shares becomes collectable.
