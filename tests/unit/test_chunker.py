@@ -82,3 +82,23 @@ def test_empty_and_tiny_files(tmp_path: Path) -> None:
 def test_a_too_small_window_is_refused() -> None:
     with pytest.raises(ValueError, match="window"):
         list(chunker.iter_pieces(io.BytesIO(b"abc"), window_size=chunker.MAX_SIZE))
+
+
+def test_a_window_pool_gives_the_same_cuts_and_bounds_memory(content: bytes) -> None:
+    pool = chunker.WindowPool(count=2, size=2 * chunker.MAX_SIZE)
+    seen = []
+    for piece in chunker.iter_pieces(io.BytesIO(content), pool=pool):
+        seen.append((piece.offset, piece.length, digest(piece.data)))
+        piece.release()  # without this, reading would wait for a free window forever
+        assert len(piece.data) == 0
+    assert seen == [tuple(c) for c in chunker.chunk_bytes(content)]
+    assert len(pool.free) == 2  # every window came back
+
+
+def test_abandoning_the_iteration_returns_the_windows() -> None:
+    pool = chunker.WindowPool(count=2, size=2 * chunker.MAX_SIZE)
+    pieces = chunker.iter_pieces(io.BytesIO(_random_bytes(20 * MiB, seed=3)), pool=pool)
+    first = next(pieces)
+    first.release()
+    pieces.close()
+    assert len(pool.free) == 2
