@@ -17,6 +17,7 @@ import datetime
 import os
 import re
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -145,15 +146,23 @@ def cmd_vote(args: argparse.Namespace) -> None:
     c = client(args)
     doc = c.get(f"/api/v1/proposals/{args.proposal}")
     me = keys.peer_id(key.public)
-    own = [int(b["ts"]) for b in doc["ballots"] if b["member"] == me]
-    ts = max([int(doc["now"]), *(t + 1 for t in own)])  # a new ballot always supersedes my last one
+    last = max((int(b["ts"]) for b in doc["ballots"] if b["member"] == me), default=-1)
+    # A new ballot supersedes my last one only if dated later, and ballots dated after the moment
+    # the vote closed do not count, so never date one ahead of the node's clock: when I voted
+    # within this second, wait for the node's clock to pass it (at most about a second).
+    deadline = time.monotonic() + 3
+    while int(doc["now"]) <= last and time.monotonic() < deadline:
+        time.sleep(0.2)
+        doc = c.get(f"/api/v1/proposals/{args.proposal}")
+    ts = max(int(doc["now"]), last + 1)
     ballot = Ballot.create(key, proposal=pid, choice=args.choice, ts=ts)
     answer = c.post(f"/api/v1/proposals/{args.proposal}/ballots",
                     {"record": base64.b64encode(ballot.encode()).decode("ascii")})
 
     def text(a: dict[str, Any]) -> str:
         t = a["tally"]
-        return f"voted {a['choice']} on {a['proposal']}\n  tally so far: {t['summary']}"
+        so_far = "the vote is closed" if t["closed"] else "tally so far"
+        return f"voted {a['choice']} on {a['proposal']}\n  {so_far}: {t['summary']}"
 
     emit(args, answer, text)
 

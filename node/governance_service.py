@@ -207,7 +207,7 @@ class GovernanceService:
             proposal = await self._step(lambda ledger, now: ledger.submit_proposal(raw, now))
         except (RecordError, GovernanceError) as exc:
             self._count("rejected")
-            raise Refused(self._proposal_status(exc, raw), str(exc)) from None
+            raise Refused(self._proposal_status(exc, raw), _sentence(exc, "proposal", "proposer")) from None
         self._wake.set()  # its closing time may be the new next deadline
         log.info("proposal %s recorded: %s (closes at %d)", proposal.cid, proposal.summary(), proposal.closes)
         return proposal
@@ -218,7 +218,7 @@ class GovernanceService:
             return await self._step(lambda ledger, now: ledger.submit_ballot(raw, now, proposal_id=proposal_id))
         except (RecordError, GovernanceError) as exc:
             self._count("rejected")
-            raise Refused(self._ballot_status(exc, proposal_id, raw), str(exc)) from None
+            raise Refused(self._ballot_status(exc, proposal_id, raw), _sentence(exc, "ballot", "member")) from None
 
     def _proposal_status(self, exc: Exception, raw: bytes) -> int:
         if isinstance(exc, SignatureError):
@@ -366,6 +366,15 @@ class GovernanceService:
         else:
             what = f"{keys.peer_id(p.member_key)} left the roster, now {len(state.roster)} members"
         log.info("enacted proposal %s: %s", p.cid, what)
+
+
+def _sentence(exc: Exception, what: str, signer: str) -> str:
+    """The refusal in one sentence; record faults say which record they are about."""
+    if isinstance(exc, SignatureError):
+        return f"the {what} is not signed by the {signer} it names ({exc})"
+    if isinstance(exc, DecodeError):
+        return f"the {what} record is not valid: {exc}"
+    return str(exc)
 
 
 def _policy_summary(policy: Policy) -> str:
