@@ -78,8 +78,30 @@ def signed_raw(key: keys.SigningKey, domain: str, fields: dict[str, Any]) -> byt
 
 def test_three_members_policy_roster_change_and_audit(tmp_path: Path, make_node: Any) -> None:
     k = keygen(tmp_path, "alice", "bob", "carol", "dora")
-    node = make_node("coop", *(arg for n in ("alice", "bob", "carol") for arg in ("--founder", f"{k[n]}.pub")))
+    publisher = make_node("publisher")
+    node = make_node("coop", "--bootstrap", publisher.addr,
+                     *(arg for n in ("alice", "bob", "carol") for arg in ("--founder", f"{k[n]}.pub")))
     data = node.data
+
+    # Datasets the coop learns from another node, and one of its own.
+    for title, licence in (("open", "CC0-1.0"), ("non-commercial", "CC-BY-NC-4.0")):
+        src = tmp_path / "src" / title
+        src.mkdir(parents=True)
+        (src / "data.csv").write_text(f"{title}\n" + "1,2,3\n" * 1000)
+        cli_json(publisher.data, "publish", str(src), "--title", title, "--licence", licence)
+    own = tmp_path / "src" / "own"
+    own.mkdir()
+    (own / "notes.txt").write_text("ours\n")
+    cli_json(data, "publish", str(own), "--title", "own", "--licence", "LicenseRef-Coop-Internal")
+
+    def states() -> dict[str, tuple[str, str]]:
+        return {d["title"]: (d["state"], d["reason"]) for d in cli_json(data, "datasets")}
+
+    wait_for(lambda: len(states()) == 3, 30, what="the coop to learn the publisher's manifests")
+    before = states()  # a new node wants nothing but its own datasets
+    assert before["own"][0] == "own"
+    assert before["open"] == ("not-wanted", "the policy in force accepts no licence")
+    assert before["non-commercial"][0] == "not-wanted"
 
     members = cli_json(data, "members")
     assert sorted(m["name"] for m in members["members"]) == ["alice", "bob", "carol"]
@@ -100,6 +122,11 @@ def test_three_members_policy_roster_change_and_audit(tmp_path: Path, make_node:
     assert policy["version"] == 1 and policy["proposal"] == pid
     assert policy["policy"]["accept_licences"] == ["CC-BY-4.0", "CC0-1.0"]
     assert policy["policy"]["refuse_licences"] == ["CC-BY-NC-4.0"]
+    # the datasets' states follow the policy now in force
+    wait_for(lambda: states()["open"][0] == "complete", 60, what="the CC0 dataset to be replicated")
+    after = states()
+    assert after["own"][0] == "own"
+    assert after["non-commercial"][0] == "not-wanted" and "CC-BY-NC-4.0" in after["non-commercial"][1]
     assert "CC-BY-4.0" in cli(data, "policy").stdout
     listed = {p["id"]: p for p in cli_json(data, "proposals")}
     assert listed[pid]["enacted"] is True and listed[pid]["tally"]["outcome"] == "passed"
