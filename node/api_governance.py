@@ -13,7 +13,7 @@ import base64
 import binascii
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from communs.protocol import ids
@@ -138,3 +138,38 @@ def register(app: web.Application) -> None:
     app.router.add_get("/api/v1/policy", policy)
     app.router.add_get("/api/v1/governance/log", governance_log)
     app.router.add_get("/api/v1/governance/audit", governance_audit)
+
+
+def openapi_paths() -> dict[str, Any]:
+    """These routes in OpenAPI 3 form, for node/openapi.py to merge into the served description."""
+    err = {"description": "the caller's mistake: {\"error\": \"<one sentence>\"}",
+           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    record = {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["record"], "additionalProperties": False,
+        "properties": {"record": {"type": "string", "format": "byte",
+                                  "description": "base64 of the member-signed record's canonical encoding"}}}}}}
+    ok = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+    pid = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
+            "description": "the proposal id (CIDv1)"}]
+    return {
+        "/api/v1/members": {"get": {"summary": "the roster: members (key, peer id, name) and its hash",
+                                    "responses": {"200": ok}}},
+        "/api/v1/proposals": {
+            "get": {"summary": "every proposal with its tally so far", "responses": {"200": ok}},
+            "post": {"summary": "submit a member-signed proposal", "requestBody": record,
+                     "responses": {"201": ok, "400": err, "403": err, "409": err}},
+        },
+        "/api/v1/proposals/{id}": {"get": {"summary": "one proposal with its ballots and tally", "parameters": pid,
+                                           "responses": {"200": ok, "400": err, "404": err}}},
+        "/api/v1/proposals/{id}/ballots": {"post": {
+            "summary": "submit a member-signed ballot; answers the tally after it", "parameters": pid,
+            "requestBody": record, "responses": {"201": ok, "400": err, "403": err, "404": err, "409": err}}},
+        "/api/v1/policy": {"get": {"summary": "the licence policy in force, its version and the proposal that "
+                                              "enacted it", "responses": {"200": ok}}},
+        "/api/v1/governance/log": {"get": {
+            "summary": "the governance log in the export format of `communs audit --export`",
+            "responses": {"200": {"description": "the export file",
+                                  "content": {"application/octet-stream": {}}}}}},
+        "/api/v1/governance/audit": {"get": {"summary": "re-verify the stored governance log",
+                                             "responses": {"200": ok}}},
+    }

@@ -7,6 +7,7 @@ import base64
 import os
 import sqlite3
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -346,3 +347,13 @@ def test_node_stopped_across_the_closing_time_enacts_on_start(tmp_path: Path, ma
     assert policy["enacted_at"] >= closes
     assert f"enacted proposal {pid}" in node.log()
     assert cli_json(node.data, "audit")["ok"] is True
+    # the same log through the API: an audit, and the export anyone can verify
+    checked = node.get("/api/v1/governance/audit")
+    assert checked["ok"] is True and checked["node"] == node.peer_id
+    req = urllib.request.Request(node.info["admin_url"] + "/api/v1/governance/log",
+                                 headers={"Authorization": f"Bearer {node.token}"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.headers["Content-Type"] == "application/octet-stream"
+        exported = audit_export(resp.read())
+    assert exported.ok and exported.entries == checked["entries"] and exported.state is not None
+    assert exported.state.policy_version == 1
