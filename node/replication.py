@@ -48,6 +48,7 @@ BATCH_BYTES = 16 << 20
 BATCH_CHUNKS = 32
 RETRY_WAITING_S = 5.0
 SOURCE_RETRY_S = 10.0
+STORE_GROUP_BYTES = 4 << 20
 
 
 @dataclass
@@ -262,6 +263,14 @@ class ReplicationService:
                 fetch.in_flight[d] = peer
             sizes = dict(batch)
             received: list[tuple[bytes, bytes]] = []
+            # Writing to disk overlaps with reading the stream: up to two groups of chunks are being
+            # stored (in a thread) while the next ones arrive.
+            storing: list[asyncio.Future[None]] = []
+
+            async def drain(limit: int, storing: list[asyncio.Future[None]] = storing) -> None:
+                while len(storing) > limit:
+                    await storing.pop(0)
+
             try:
                 async for d, data in fetch_chunks(self.node.overlay, peer, [d for d, _ in batch]):
                     if data is None:
@@ -270,12 +279,15 @@ class ReplicationService:
                         fetch.queue.append((d, sizes[d]))
                         continue
                     received.append((d, data))
-                    if sum(len(x) for _, x in received) >= 4 << 20:
-                        await self._store(fetch, received, peer)
+                    if sum(len(x) for _, x in received) >= STORE_GROUP_BYTES:
+                        storing.append(asyncio.ensure_future(self._store(fetch, received, peer)))
                         received = []
-                await self._store(fetch, received, peer)
+                        await drain(2)
+                storing.append(asyncio.ensure_future(self._store(fetch, received, peer)))
+                await drain(0)
             except ProtocolViolation as exc:
                 await self._store(fetch, received, peer)
+                await drain(0)
                 self._requeue(fetch, peer, sizes)
                 fetch.sources[peer] = "banned"
                 if self.node.metrics is not None:
@@ -286,12 +298,15 @@ class ReplicationService:
                 return
             except (PeerUnavailable, ExchangeError) as exc:
                 await self._store(fetch, received, peer)
+                await drain(0)
                 self._requeue(fetch, peer, sizes)
                 fetch.sources[peer] = "failed"
                 log.info("source %s of %s unavailable: %s", peer, fetch.manifest.title, exc)
                 await self.catalog.source_failed(fetch.manifest.id, peer, int(time.time()))
                 return
             except BaseException:
+                for task in storing:
+                    task.cancel()
                 self._requeue(fetch, peer, sizes)
                 raise
             if lacking and all(d in lacking for d, _ in fetch.queue) and not fetch.in_flight:

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Replication benchmark (issue 6): two nodes on 127.0.0.1, a dataset of --size-mib (default 1024) random
+bytes published on A and replicated to B, timed from the enactment of B's policy to `complete`.
+
+In the same run, the baseline: a plain py-libp2p Noise+Yamux stream between two hosts in two processes
+(scripts/bench/raw_stream.py) carrying the same number of bytes. Prints both and the ratio; target >= 0.85.
+
+    .venv/bin/python scripts/bench/replicate.py [--size-mib 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent.parent))
+
+from tests.nodes import NodeProc, cli, cli_json, wait_for  # noqa: E402
+
+
+def raw_baseline(total: int) -> float:
+    server = subprocess.Popen([sys.executable, str(HERE / "raw_stream.py"), "serve"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        addr = server.stdout.readline().strip()
+        out = subprocess.run([sys.executable, str(HERE / "raw_stream.py"), "fetch", addr, str(total)],
+                             capture_output=True, text=True, check=True, timeout=600).stdout.split()
+        seconds, got = float(out[0]), int(out[1])
+        assert got == total, f"raw stream carried {got} of {total} bytes"
+        return seconds
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    args = ap.parse_args()
+    size = args.size_mib << 20
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        src = base / "dataset.bin"
+        with open(src, "wb") as fh:
+            for _ in range(args.size_mib):
+                fh.write(os.urandom(1 << 20))
+        a = NodeProc.init(base, "a")
+        a.start()
+        b = NodeProc.init(base, "b", "--bootstrap", a.addr)
+        try:
+            t0 = time.monotonic()
+            mid = cli_json(a.data, "publish", str(src), "--title", "bench", "--licence", "CC-BY-4.0",
+                           timeout=1800)["id"]
+            publish_s = time.monotonic() - t0
+            b.start()
+            wait_for(lambda: any(d["id"] == mid for d in b.get("/api/v1/datasets")), 60, what="b to list it")
+            rules = base / "rules.toml"
+            rules.write_text('accept_licences = ["CC-BY-4.0"]\n')
+            key = str(b.data / "operator.key")
+            pid = cli_json(b.data, "propose", "--key", key, "--kind", "policy", "--file", str(rules))["id"]
+            cli(b.data, "vote", pid, "yes", "--key", key)  # the sole member voted: enacted now
+            t0 = time.monotonic()
+            wait_for(lambda: b.get(f"/api/v1/datasets/{mid}")["state"] == "complete", 1800, interval=0.05,
+                     what="replication")
+            replicate_s = time.monotonic() - t0
+            verify = cli_json(b.data, "verify", timeout=1800)
+            assert verify["ok"], verify
+        finally:
+            b.stop()
+            a.stop()
+        raw_s = raw_baseline(size)
+    rep = size / replicate_s / 1e6
+    raw = size / raw_s / 1e6
+    print(json.dumps({"bytes": size, "publish_s": round(publish_s, 3), "replicate_s": round(replicate_s, 3),
+                      "raw_stream_s": round(raw_s, 3)}))
+    print(f"replication (enactment -> complete): {rep:8.1f} MB/s  ({replicate_s:.2f} s for {args.size_mib} MiB)")
+    print(f"raw py-libp2p Noise+Yamux stream:    {raw:8.1f} MB/s  ({raw_s:.2f} s)")
+    print(f"ratio: {rep / raw:.2f}  (target >= 0.85: {'met' if rep / raw >= 0.85 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
