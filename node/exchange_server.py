@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +27,10 @@ from communs.storage.errors import ChunkCorrupt, ChunkMissing, StorageError
 from .streamio import FrameTimeout, next_event
 
 log = logging.getLogger("communs.exchange")
+
+# Fault injection for tests only: serve chunks without checking them, as a lying peer would, so that
+# the receiving side's detection is exercised (tests/integration/test_faults.py). Never set it otherwise.
+_FAULT_SERVE_UNVERIFIED = os.environ.get("COMMUNS_FAULT_SERVE_UNVERIFIED") == "1"
 
 _WRITE_BATCH = 256 * 1024  # small frames are joined into writes of about this size
 SMALL_CHUNK = 64 * 1024  # a chunk up to this size is written with its header in one write
@@ -189,7 +194,7 @@ class StreamServer:
         """The verified bytes of a chunk or None (missing, corrupt and now quarantined, unreadable), and
         whether it was found corrupt."""
         try:
-            return bytes(self.chunks.get(cid, verify=True)), False
+            return bytes(self.chunks.get(cid, verify=not _FAULT_SERVE_UNVERIFIED)), False
         except ChunkMissing:
             return None, False
         except ChunkCorrupt as exc:
