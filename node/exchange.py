@@ -570,14 +570,15 @@ class ExchangeService:
                     await asyncio.sleep(delay)
                 if not self.node.overlay.is_connected(peer):
                     return
+                protocols = self._protocols_of(peer)
+                if protocols and wire.SYNC_PROTOCOL not in protocols:
+                    # identify says it is not a Communs node (a DHT-only peer, another application)
+                    self._not_communs[peer] = time.monotonic()
+                    return
                 try:
                     await self.sync_with(peer)
                     return
                 except PeerUnavailable as exc:
-                    if "could not open" in str(exc) or "protocol" in str(exc).lower():
-                        self._not_communs[peer] = time.monotonic()
-                        log.debug("peer %s does not speak %s: %s", peer, wire.SYNC_PROTOCOL, exc)
-                        return
                     self.counts["sync_failures"] += 1
                     log.debug("catalog sync with %s failed: %s", peer, exc)
                 except ExchangeError as exc:
@@ -586,6 +587,12 @@ class ExchangeService:
                     return
         finally:
             self._syncing.discard(peer)
+
+    def _protocols_of(self, peer: str) -> list[str]:
+        for info in self.node.overlay.peers():
+            if info.peer_id == peer:
+                return list(info.protocols)
+        return []
 
     def _on_connect(self, peer: str) -> None:
         """From libp2p's connection notifier: sync with the new peer (scheduled, never awaited here)."""
@@ -598,7 +605,10 @@ class ExchangeService:
             self.node.spawn(self._connected(peer), f"exchange-connect-{peer[-8:]}")
 
     async def _connected(self, peer: str) -> None:
-        await asyncio.sleep(0.3)  # let identify tell us the peer's protocols and addresses
+        for _ in range(20):  # let identify tell us the peer's protocols and addresses (about 10 ms here)
+            await asyncio.sleep(0.05)
+            if self._protocols_of(peer):
+                break
         await self.node.overlay.add_dht_peer(peer)
         await self._sync_guarded(peer, retries=SYNC_RETRY)
 

@@ -1,0 +1,386 @@
+"""Issue 4 through real node processes: gossip across a line of nodes, catalog sync of a late node, a burst
+of 200 announcements, a replica fetched over the chunk protocol, and every kind of hostile input."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from communs.protocol import encoding, ids, keys, wire
+from communs.protocol.records import Announcement, FileEntry, Manifest
+
+from tests.nodes import NodeProc, cli, cli_json, wait_for
+
+TOPIC = "/communs/communs/announce/1"
+
+
+def publish(node: NodeProc, path: Path, title: str, licence: str = "CC0-1.0") -> str:
+    status, body = node.api("POST", "/api/v1/datasets", {"path": str(path), "title": title, "licence": licence})
+    assert status == 201, body
+    return str(body["id"])
+
+
+def listed(node: NodeProc) -> set[str]:
+    return {d["id"] for d in node.get("/api/v1/datasets")}
+
+
+def exchange_status(node: NodeProc) -> dict[str, Any]:
+    doc = node.get("/api/v1/status")
+    return {"gossip": doc["gossip"], "sync": doc["sync"], "forks": doc["forks"]}
+
+
+def metric(node: NodeProc, name: str, **labels: str) -> float:
+    """Sum of a Prometheus counter's samples whose labels include `labels`."""
+    status, text = node.api("GET", "/metrics")
+    assert status == 200
+    total = 0.0
+    for m in re.finditer(rf"^{name}(?:\{{([^}}]*)\}})? ([0-9.e+]+)$", text, re.M):
+        have = m.group(1) or ""
+        if all(f'{k}="{v}"' in have for k, v in labels.items()):
+            total += float(m.group(2))
+    return total
+
+
+def files(tmp: Path, name: str, count: int, size: int = 200) -> list[Path]:
+    folder = tmp / name
+    folder.mkdir()
+    out = []
+    for i in range(count):
+        p = folder / f"{name}-{i}.txt"
+        p.write_bytes(f"{name} {i}\n".encode() + os.urandom(size))
+        out.append(p)
+    return out
+
+
+# ---- gossip and sync -------------------------------------------------------------------------------
+
+
+def test_dataset_crosses_a_line_of_five_nodes(tmp_path: Path, nodes: list[NodeProc]) -> None:
+    line: list[NodeProc] = []
+    for i in range(5):
+        extra = ("--bootstrap", line[-1].addr) if line else ()
+        n = NodeProc.init(tmp_path, f"n{i}", *extra)
+        nodes.append(n)
+        n.start()
+        line.append(n)
+    for prev, n in itertools.pairwise(line):
+        wait_for(lambda n=n, prev=prev: any(p["peer_id"] == prev.peer_id for p in n.get("/api/v1/peers")), 15,
+                 what=f"{n.data.name} connected to {prev.data.name}")
+    (src,) = files(tmp_path, "src", 1)
+    t0 = time.monotonic()
+    mid = publish(line[0], src, "across the line")
+    wait_for(lambda: mid in listed(line[-1]), 20, interval=0.05, what="the far end to list the dataset")
+    took = time.monotonic() - t0
+    far = line[-1].get("/api/v1/datasets")
+    assert [(d["id"], d["title"], d["publisher"], d["state"]) for d in far] == \
+        [(mid, "across the line", line[0].peer_id, "not-wanted")]
+    for n in line[1:]:
+        assert mid in listed(n)
+    assert took < 10, f"{took:.1f} s to cross 4 hops"
+
+
+def test_late_node_gets_fifty_manifests_by_sync(tmp_path: Path, nodes: list[NodeProc]) -> None:
+    a = NodeProc.init(tmp_path, "a")
+    nodes.append(a)
+    a.start()
+    ids_a = {publish(a, p, f"d{i}") for i, p in enumerate(files(tmp_path, "src", 50))}
+    assert len(ids_a) == 50
+    # py-libp2p replays the last few seconds of gossip to a new subscriber: wait it out, so only sync can help
+    time.sleep(6)
+    b = NodeProc.init(tmp_path, "b", "--bootstrap", a.addr)
+    nodes.append(b)
+    b.start()
+    wait_for(lambda: listed(b) == ids_a, 20, what="b to hold the 50 manifests")
+    st = exchange_status(b)
+    assert st["sync"]["records"] == 50, st
+    assert st["gossip"]["fetched"] == 0, st
+    # a record learned by sync is served on by its new holder: a third node syncing only from b gets all 50
+    c = NodeProc.init(tmp_path, "c", "--bootstrap", b.addr)
+    nodes.append(c)
+    c.start()
+    wait_for(lambda: listed(c) == ids_a, 20, what="c to hold the 50 manifests via b")
+    assert exchange_status(c)["sync"]["records"] == 50
+
+
+def test_two_hundred_announcements_reach_every_peer_by_gossip(tmp_path: Path, nodes: list[NodeProc]) -> None:
+    a = NodeProc.init(tmp_path, "a")
+    nodes.append(a)
+    a.start()
+    b = NodeProc.init(tmp_path, "b", "--bootstrap", a.addr)
+    nodes.append(b)
+    b.start()
+    c = NodeProc.init(tmp_path, "c", "--bootstrap", b.addr)
+    nodes.append(c)
+    c.start()
+    for n, other in ((b, a), (c, b)):
+        wait_for(lambda n=n, other=other: any(p["peer_id"] == other.peer_id for p in n.get("/api/v1/peers")), 15,
+                 what="connected")
+    time.sleep(1.5)  # the gossip mesh forms at the first heartbeats
+    sources = files(tmp_path, "burst", 200, size=50)
+    t0 = time.monotonic()
+    published = {publish(a, p, f"burst {i}") for i, p in enumerate(sources)}
+    publish_s = time.monotonic() - t0
+    for n in (b, c):
+        wait_for(lambda n=n: published <= listed(n), 40, interval=0.25, what=f"{n.data.name} to list all 200")
+    took = time.monotonic() - t0
+    # Every one of the 200 announcements reached every peer through gossip: each node's validator accepted
+    # exactly 200 (one per announcement; gossip never delivers a message twice). The manifests themselves were
+    # fetched after the announcement, or by a catalog sync with a peer discovery connected meanwhile.
+    for n in (b, c):
+        st = exchange_status(n)
+        assert st["gossip"]["accepted"] == 200, (n.data.name, st)
+        assert st["gossip"]["rejected"] == 0 and st["gossip"]["duplicate"] == 0, (n.data.name, st)
+        assert st["gossip"]["fetched"] + st["sync"]["records"] == 200, (n.data.name, st)
+    assert metric(a, "communs_gossip_messages_total", outcome="rejected") == 0
+    print(f"200 publishes in {publish_s:.1f} s; every peer listed all 200 after {took:.1f} s")
+
+
+def test_replica_is_fetched_over_the_chunk_protocol_and_reproduced(tmp_path: Path, nodes: list[NodeProc]) -> None:
+    a = NodeProc.init(tmp_path, "a")
+    nodes.append(a)
+    a.start()
+    b = NodeProc.init(tmp_path, "b", "--bootstrap", a.addr)
+    nodes.append(b)
+    b.start()
+    src = tmp_path / "tree"
+    (src / "sub").mkdir(parents=True)
+    (src / "big.bin").write_bytes(os.urandom(6 << 20))
+    (src / "sub" / "small.csv").write_text("a,b\n1,2\n")
+    (src / "empty").write_bytes(b"")
+    mid = cli_json(a.data, "publish", str(src), "--title", "tree", "--licence", "CC0-1.0")["id"]
+    wait_for(lambda: mid in listed(b), 15, what="b to learn the manifest")
+    rules = tmp_path / "rules.toml"
+    rules.write_text('accept_licences = ["CC0-1.0"]\n')
+    key = str(b.data / "operator.key")
+    pid = cli_json(b.data, "propose", "--key", key, "--kind", "policy", "--file", str(rules),
+                   "--closes-in", "1h")["id"]
+    cli(b.data, "vote", pid, "yes", "--key", key)
+    wait_for(lambda: {d["id"]: d["state"] for d in b.get("/api/v1/datasets")}.get(mid) == "complete", 60,
+             what="b to complete the replica")
+    out = tmp_path / "out"
+    cli(b.data, "get", mid, str(out))
+    for rel in ("big.bin", "sub/small.csv", "empty"):
+        assert (out / rel).read_bytes() == (src / rel).read_bytes(), rel
+    assert metric(a, "communs_bytes_served_total") >= 6 << 20
+    assert metric(a, "communs_stream_requests_total", protocol=wire.CHUNKS_PROTOCOL, outcome="ok") >= 1
+    # b announces that it holds the dataset: a learns b as a source (a "hold" announcement accepted)
+    wait_for(lambda: exchange_status(a)["gossip"]["accepted"] >= 1, 10, what="a to accept b's hold announcement")
+
+
+# ---- a raw libp2p peer, in this process: the stream protocols and hostile input ---------------------
+
+
+async def until(pred: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll a blocking predicate in a thread, so the in-process libp2p peer keeps running meanwhile."""
+    return await asyncio.to_thread(wait_for, pred, timeout, 0.1, what)
+
+
+async def raw_peer(seed: bytes | None = None) -> Any:
+    from communs.protocol.overlay import Overlay
+
+    key = keys.SigningKey.generate() if seed is None else keys.SigningKey(seed)
+    overlay = Overlay(key.seed, ["/ip4/127.0.0.1/tcp/0"], enable_dht=False)
+    await overlay.start()
+    overlay.key = key  # type: ignore[attr-defined]
+    return overlay
+
+
+async def exchange(overlay: Any, peer: str, protocol: str, data: bytes, read: bool = True) -> bytes:
+    """Open `protocol`, write raw bytes, half-close, and read whatever comes back until the end."""
+    stream = await overlay.open_stream(peer, [protocol])
+    await stream.write(data)
+    await stream.close_write()
+    out = bytearray()
+    if read:
+        while True:
+            try:
+                chunk = await asyncio.wait_for(stream.read(), 15)
+            except Exception:
+                break
+            if not chunk:
+                break
+            out += chunk
+    await stream.close()
+    return bytes(out)
+
+
+def answers(protocol: str, data: bytes) -> list[Any]:
+    reader = wire.FrameReader(protocol, "response", assemble=True)
+    reader.feed(data)
+    out = []
+    while (ev := reader.next_event()) is not None:
+        out.append(ev)
+    reader.close()
+    return out
+
+
+async def test_stream_protocols_against_a_node(tmp_path: Path, nodes: list[NodeProc]) -> None:
+    """A raw libp2p peer fetches a manifest and every chunk and rebuilds the files byte for byte, reads the
+    node's log over sync, and gets a clear answer for unknown ids and every malformed request."""
+    from communs.node.exchange_client import SyncSession, fetch_chunks, fetch_manifests
+
+    a = NodeProc.init(tmp_path, "a")
+    nodes.append(a)
+    await asyncio.to_thread(a.start)
+    src = tmp_path / "tree"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(5 << 20))
+    (src / "small.txt").write_text("small\n")
+    mid_text = await asyncio.to_thread(publish, a, src, "tree")
+    mid = ids.parse_cid(mid_text)
+    peer = await raw_peer()
+    try:
+        await peer.connect(a.addr)
+        unknown = os.urandom(32)
+        found = await fetch_manifests(peer, a.peer_id, [mid, unknown])
+        assert list(found) == [mid]
+        manifest = Manifest.decode(found[mid])
+        assert manifest.title == "tree" and manifest.publisher_peer_id == a.peer_id
+        wanted = [*manifest.chunk_digests(), unknown]
+        got: dict[bytes, bytes | None] = {}
+        async for cid, data in fetch_chunks(peer, a.peer_id, wanted):
+            got[cid] = data
+        assert list(got) == wanted and got[unknown] is None
+        for entry in manifest.files:
+            body = b"".join(got[c.digest] or b"" for c in entry.chunks)
+            assert body == (src / entry.path).read_bytes(), entry.path
+        session = await SyncSession.open(peer, a.peer_id)
+        heads = await session.heads()
+        assert heads == ((manifest.publisher, 1),)
+        assert await session.range(manifest.publisher, 1, 1000) == [found[mid]]
+        assert await session.range(os.urandom(32), 1, 5) == []
+        await session.close()
+
+        # malformed requests: each answered "bad-request" (or "too-large"), then the stream is closed
+        too_long = wire.encode_varint(wire.MAX_REQUEST_FRAME[wire.SYNC_PROTOCOL] + 1) + b"x" * 10
+        cases = [
+            (wire.MANIFEST_PROTOCOL, wire.frame(os.urandom(40))),
+            (wire.MANIFEST_PROTOCOL, wire.frame(encoding.encode({"t": "get", "ids": [os.urandom(32)] * 2}))),
+            (wire.MANIFEST_PROTOCOL, wire.frame(encoding.encode({"t": "get", "ids": [os.urandom(32)
+                                                                                    for _ in range(257)]}))),
+            (wire.CHUNKS_PROTOCOL, wire.frame(encoding.encode({"t": "chunk", "id": unknown, "size": 1}))),
+            (wire.CHUNKS_PROTOCOL, b"\x80\x80\x80\x80\x01"),
+            (wire.SYNC_PROTOCOL, too_long),
+            (wire.SYNC_PROTOCOL, wire.frame(encoding.encode({"t": "range", "publisher": unknown, "from": 5,
+                                                             "to": 2}))),
+            (wire.SYNC_PROTOCOL, b"\x05\x81"),  # the stream ends inside a frame
+        ]
+        for protocol, data in cases:
+            answer = answers(protocol, await exchange(peer, a.peer_id, protocol, data))
+            assert len(answer) == 1 and isinstance(answer[0], wire.ErrorAnswer), (protocol, data[:20], answer)
+            assert answer[0].code == "bad-request" and answer[0].id is None
+        # more than 8 concurrent streams of one protocol from one peer: "busy"
+        idle = [await peer.open_stream(a.peer_id, [wire.CHUNKS_PROTOCOL]) for _ in range(8)]
+        for s in idle:
+            await s.write(b"")  # open but silent: the server waits for their first request
+        await asyncio.sleep(0.3)
+        busy = answers(wire.CHUNKS_PROTOCOL, await exchange(peer, a.peer_id, wire.CHUNKS_PROTOCOL,
+                                                            wire.ChunksGet((unknown,)).encode()))
+        assert [(e.code, e.id) for e in busy] == [("busy", None)]
+        for s in idle:
+            await s.reset()
+        # the node still serves this peer properly
+        await asyncio.sleep(0.3)
+        assert list(await fetch_manifests(peer, a.peer_id, [mid])) == [mid]
+    finally:
+        await peer.stop()
+    bad = await asyncio.to_thread(metric, a, "communs_stream_requests_total", outcome="bad-request")
+    assert bad >= len(cases)
+    assert await asyncio.to_thread(metric, a, "communs_stream_requests_total", outcome="busy") >= 1
+    assert await asyncio.to_thread(metric, a, "communs_stream_requests_total", protocol=wire.MANIFEST_PROTOCOL,
+                                   outcome="not-found") >= 1
+
+
+def announcement(key: keys.SigningKey, *, ts: int | None = None, title: str = "x") -> tuple[Announcement, Manifest]:
+    chunk = os.urandom(100)
+    m = Manifest.create(key, dataset=os.urandom(32), version=1, prev=None, seq=1, log_prev=None, title=title,
+                        licence="CC0-1.0", created=int(time.time()),
+                        files=[FileEntry.of("a.bin", [(ids.digest(chunk), len(chunk))])])
+    return Announcement.create(key, kind="publish", manifest=m, ts=int(time.time()) if ts is None else ts), m
+
+
+async def test_hostile_gossip_is_rejected_counted_and_harmless(tmp_path: Path, nodes: list[NodeProc]) -> None:
+    a = NodeProc.init(tmp_path, "a")
+    nodes.append(a)
+    await asyncio.to_thread(a.start)
+    b = NodeProc.init(tmp_path, "b", "--bootstrap", a.addr)
+    nodes.append(b)
+    await asyncio.to_thread(b.start)
+    peer = await raw_peer()
+    key: keys.SigningKey = peer.key
+    served: list[bytes] = []
+
+    async def lying_manifest_server(stream: Any) -> None:
+        """Answers every manifest request with a record that does not hash to the id asked."""
+        reader = wire.FrameReader(wire.MANIFEST_PROTOCOL, "request")
+        while (data := await stream.read()):
+            reader.feed(data)
+            if (req := reader.next_event()) is not None:
+                assert isinstance(req, wire.ManifestGet)
+                for mid in req.ids:
+                    served.append(mid)
+                    _, other = announcement(key, title="switched")
+                    await stream.write(wire.ManifestRecord(mid, other.encode()).encode())
+        await stream.close()
+
+    try:
+        peer.serve(wire.MANIFEST_PROTOCOL, lying_manifest_server)
+        await peer.connect(a.addr)
+        await until(lambda: a.peer_id in peer.topic_peers(TOPIC), 15, "a to be seen subscribed to the topic")
+        good, _ = announcement(key)
+        forged = Announcement(**{**{f: getattr(good, f) for f in ("node", "kind", "manifest", "dataset",
+                                                                 "publisher", "seq", "size", "ts")},
+                                 "sig": bytes(64)})
+        stale, _ = announcement(key, ts=int(time.time()) - 3600)
+        future, _ = announcement(key, ts=int(time.time()) + 3600)
+        other = keys.SigningKey.generate()
+        _, theirs = announcement(other)
+        impostor = Announcement.create(key, kind="hold", manifest=theirs, ts=int(time.time()))
+        ok_hold = impostor  # a "hold" by anyone of anyone's manifest is well formed: accepted, then checked
+        hostile = {
+            "malformed": [os.urandom(120), b"", encoding.encode({"type": "announce", "v": 1})],
+            "too-large": [os.urandom(2000)],
+            "bad-signature": [forged.encode()],
+            "stale": [stale.encode(), future.encode()],
+        }
+        for payloads in hostile.values():
+            for data in payloads:
+                await peer.publish(TOPIC, data)
+        await peer.publish(TOPIC, good.encode())
+        await peer.publish(TOPIC, ok_hold.encode())
+        await asyncio.sleep(0.5)
+        await peer.publish(TOPIC, good.encode())  # the same announcement again, in a new gossip message
+        for reason, payloads in hostile.items():
+            await until(lambda reason=reason, n=len(payloads): metric(
+                a, "communs_gossip_messages_total", outcome="rejected", reason=reason) >= n, 15,
+                f"a to count {reason} rejections")
+        await until(lambda: metric(a, "communs_gossip_messages_total", outcome="duplicate") >= 1, 15,
+                    "a to drop the replay")
+        # a accepted the two well-formed ones, asked this peer for the manifest, and refused the lie
+        await until(lambda: good.manifest in served, 15, "a to ask the announcing peer for the manifest")
+        await asyncio.sleep(1.0)
+        # a flood of garbage: rejected and counted until the scoring gate drops the rest unread
+        for _ in range(150):
+            await peer.publish(TOPIC, os.urandom(64))
+        await until(lambda: metric(a, "communs_gossip_messages_total", outcome="rejected") >= 50, 15,
+                    "a to count the flood")
+    finally:
+        await peer.stop()
+    st_a = await asyncio.to_thread(exchange_status, a)
+    assert st_a["gossip"]["accepted"] == 2, st_a
+    assert await asyncio.to_thread(listed, a) == set()
+    # nothing invalid went past a: b saw only the two valid announcements, never a rejected one
+    st_b = await asyncio.to_thread(exchange_status, b)
+    assert st_b["gossip"]["rejected"] == 0 and st_b["gossip"]["duplicate"] == 0, st_b
+    assert await asyncio.to_thread(listed, b) == set()
+    # and a keeps serving honest peers: b publishes, a learns it at once
+    (tmp_path / "honest.txt").write_text("honest\n")
+    mid = await asyncio.to_thread(publish, b, tmp_path / "honest.txt", "honest")
+    await until(lambda: mid in listed(a), 15, "a to list b's dataset")
+    assert "Traceback" not in a.log()
