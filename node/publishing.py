@@ -360,8 +360,7 @@ class DatasetsService:
                     outcomes[i] = Outcome("known", "", m)
                     continue
                 follows = prev is not None and prev.seq + 1 == m.seq
-                if follows and m.log_prev != prev.id:
-                    assert prev is not None
+                if prev is not None and follows and m.log_prev != prev.id:
                     forks.append((m, raws[i], prev.id, "its log link contradicts the record before it"))
                     outcomes[i] = Outcome("fork", "contradicts another record of the same publisher", m)
                     continue
@@ -370,7 +369,7 @@ class DatasetsService:
                     # Ask the catalog about the neighbours only at the ends of a run of consecutive records:
                     # inside a run the links were checked above, and put_manifests_batch catches same-seq ones.
                     view = await cat.log_view(pub, m.seq)
-                    before = view.before if not follows else plog.entry_of(prev)  # type: ignore[arg-type]
+                    before = plog.entry_of(prev) if follows and prev is not None else view.before
                     placement = plog.place(m, head=view.head, at_seq=view.at_seq, before=before,
                                            after=view.after)
                     if placement.status is plog.LogStatus.KNOWN:
