@@ -1,9 +1,294 @@
-"""The OpenAPI 3 description of the admin API (filled as routes land)."""
+"""The OpenAPI 3 description of the admin API, served at /api/v1/openapi.json.
+
+It is written out by hand rather than generated from the handlers because it is a promise to
+operators' scripts and other implementations: a change here is a change of the contract, and
+tests/integration/test_api_hardening.py checks it against the running node both ways (every route
+the app serves is described, every described route is served, and schemathesis checks that
+answers match these schemas). Response objects list their required fields and types and leave
+further fields allowed, so a node may add information without breaking a client; errors are
+exactly `{"error": "<one sentence>"}`.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _err(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+def _obj(required: dict[str, Any], optional: dict[str, Any] | None = None, closed: bool = False,
+         description: str | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"type": "object", "required": sorted(required),
+                           "properties": {**required, **(optional or {})}}
+    if closed:
+        doc["additionalProperties"] = False
+    if description:
+        doc["description"] = description
+    return doc
+
+
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+_NN_INT = {"type": "integer", "minimum": 0}
+_BOOL = {"type": "boolean"}
+_NUM = {"type": "number"}
+_CID = {"type": "string", "description": "a CIDv1 (base32, starting with 'b') of a BLAKE3-256 digest"}
+_PEER = {"type": "string", "description": "a libp2p peer id (base58, e.g. 12D3KooW...)"}
+_STRS = {"type": "array", "items": _STR}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "nullable": True}
+
+
+def _schemas() -> dict[str, Any]:
+    tally = _obj({
+        "proposal": _CID, "roster": _CID, "members": _NN_INT, "yes": _NN_INT, "no": _NN_INT,
+        "abstain": _NN_INT, "quorum": _NN_INT, "rule": _STR, "quorum_met": _BOOL, "threshold_met": _BOOL,
+        "closed": _BOOL, "closed_at": _nullable(_INT),
+        "outcome": {"type": "string", "enum": ["open", "passed", "rejected"]},
+        "counted": {"type": "array", "items": _CID}, "passing": _BOOL, "summary": _STR,
+    }, description="the tally of a proposal so far; a pure function of the proposal and its ballots")
+    member = _obj({"key": {"type": "string", "pattern": "^[0-9a-f]{64}$",
+                           "description": "the member's Ed25519 public key, hex"},
+                   "peer_id": _PEER, "name": _STR})
+    proposal = _obj({
+        "id": _CID, "kind": _STR, "summary": _STR,
+        "body": {"type": "object", "description": "the proposed rule set; its keys depend on the kind"},
+        "proposer": _PEER, "roster": _CID, "opens": _INT, "closes": _INT,
+        "ballots": {"type": "array", "items": _obj({"id": _CID, "member": _PEER, "choice": {
+            "type": "string", "enum": ["yes", "no", "abstain"]}, "ts": _INT})},
+        "tally": _ref("Tally"),
+        "enacted": _nullable(_BOOL),
+    }, {"proposer_name": _nullable(_STR)})
+    summary_fields = {
+        "id": _CID, "dataset": _CID, "version": {"type": "integer", "minimum": 1}, "title": _STR,
+        "licence": {"type": "string", "description": "an SPDX licence expression"},
+        "publisher": _PEER, "size": _NN_INT, "state": _ref("State"),
+        "reason": {"type": "string", "description": "which rule decided the state, in words"},
+        "created": _INT, "seq": _NN_INT, "publisher_forked": _BOOL,
+    }
+    chunk = _obj({"id": _CID, "size": _NN_INT})
+    file_entry = _obj({"path": _STR, "size": _NN_INT, "chunks": {"type": "array", "items": chunk}})
+    job = _obj({"id": _INT, "path": _STR,
+                "state": {"type": "string", "enum": ["scanning", "chunking", "signing", "done", "failed"]},
+                "bytes_done": _NN_INT, "bytes_total": _NN_INT, "files_done": _NN_INT, "files_total": _NN_INT})
+    active = _obj({"id": _CID, "dataset": _CID, "title": _STR, "version": _INT, "bytes_done": _NN_INT,
+                   "bytes_total": _NN_INT, "chunks_left": _NN_INT, "elapsed_s": _NUM,
+                   "sources": {"type": "array", "items": _obj({"peer_id": _PEER, "state": _STR})}})
+    waiting = _obj({"id": _CID, "title": _STR, "bytes_done": _NN_INT, "bytes_total": _NN_INT,
+                    "reason": _STR, "publisher": _PEER})
+    return {
+        "Error": _obj({"error": {"type": "string", "minLength": 1,
+                                 "description": "one sentence saying what was wrong"}}, closed=True),
+        "Health": _obj({"ok": {"type": "boolean", "enum": [True]}}),
+        "Status": _obj({"peer_id": _PEER, "name": _STR, "federation": _STR, "listen_addrs": _STRS,
+                        "version": _STR, "uptime_s": {"type": "number", "minimum": 0}, "peers": _NN_INT},
+                       {"datasets": {"type": "object", "additionalProperties": _NN_INT},
+                        "replication": _obj({"active": _NN_INT, "waiting": _NN_INT}),
+                        "publishing": {"type": "array", "items": _ref("PublishJob")},
+                        "governance": {"type": "object"}}),
+        "Peer": _obj({"peer_id": _PEER, "addrs": _STRS}, {"protocols": _STRS}),
+        "ConnectRequest": _obj({"addr": {"type": "string",
+                                         "description": "a full multiaddr ending in /p2p/<peer id>"}},
+                               closed=True),
+        "Connected": _obj({"peer_id": _PEER}),
+        "Ping": _obj({"peer_id": _PEER, "rtt_ms": {"type": "number", "minimum": 0}}),
+        "State": {"type": "string", "enum": ["own", "complete", "in-progress", "not-wanted"]},
+        "ManifestSummary": _obj(summary_fields),
+        "Manifest": _obj({**summary_fields, "description": _STR, "keywords": _STRS, "prev": _nullable(_CID),
+                          "log_prev": _nullable(_CID), "files": {"type": "array", "items": file_entry}}),
+        "PublishRequest": _obj(
+            {"path": {"type": "string", "minLength": 1,
+                      "description": "a file or folder on the node's machine, read by the node"},
+             "title": _STR, "licence": {"type": "string", "description": "an SPDX licence expression"}},
+            {"description": _STR, "keywords": _STRS,
+             "dataset": _nullable({**_CID, "description": "publish a new version of this dataset (own only)"})},
+            closed=True),
+        "Published": _obj({"id": _CID, "dataset": _CID, "version": {"type": "integer", "minimum": 1},
+                           "job": _INT}),
+        "PublishJob": job,
+        "Replication": _obj({"active": {"type": "array", "items": active},
+                             "waiting": {"type": "array", "items": waiting}}),
+        "Member": member,
+        "Members": _obj({"roster": _CID, "roster_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                         "members": {"type": "array", "items": _ref("Member")}, "count": _NN_INT, "now": _INT}),
+        "SignedRecord": _obj({"record": {"type": "string", "format": "byte", "minLength": 1,
+                                         "description": "base64 of the member-signed record's canonical "
+                                                        "encoding (a member signs on their own side)"}},
+                             closed=True),
+        "Tally": tally,
+        "Proposal": proposal,
+        "ProposalDetail": {"allOf": [_ref("Proposal"), _obj({
+            "roster_members": {"type": "array", "items": _ref("Member")}, "now": _INT})]},
+        "ProposalCreated": _obj({"id": _CID, "closes": _INT, "summary": _STR}),
+        "BallotCreated": _obj({"ballot": _CID, "proposal": _CID,
+                               "choice": {"type": "string", "enum": ["yes", "no", "abstain"]},
+                               "tally": _ref("Tally")}),
+        "Policy": _obj({
+            "policy": _obj({"accept_licences": _STRS, "refuse_licences": _STRS,
+                            "max_dataset_bytes": _nullable(_NN_INT), "storage_quota_bytes": _nullable(_NN_INT),
+                            "trusted_publishers": {"oneOf": [{"type": "string", "enum": ["any"]}, _STRS]},
+                            "refused_publishers": _STRS}),
+            "version": _NN_INT, "proposal": _nullable(_CID), "enacted_at": _nullable(_INT), "summary": _STR,
+            "toml": {"type": "string", "description": "the policy as a RULES.toml file"}}),
+        "Audit": _obj({"ok": _BOOL, "entries": _NN_INT, "bad_seq": _nullable(_INT), "reason": _nullable(_STR),
+                       "node": _nullable(_PEER), "head": _nullable(_CID), "summary": _STR}),
+    }
+
+
+_ERRORS = {
+    "BadRequest": "the request is malformed or names something invalid",
+    "Unauthorized": "missing or wrong bearer token (every route but /healthz needs it)",
+    "Forbidden": "the signed record is badly signed or its signer is not a member",
+    "NotFound": "no such thing is known here",
+    "Conflict": "the record conflicts with the governance log (closed, replayed, roster changed)",
+    "TooLarge": "the request body is larger than admin.max_request_bytes (default 1 MiB)",
+    "NotJson": "the request body must be JSON (Content-Type: application/json)",
+    "BadGateway": "the peer could not be reached or did not answer",
+    "Unavailable": "the service is still starting",
+    "InsufficientStorage": "the node's disk is full; nothing was published (free space, then retry)",
+}
+
+
+def _op(summary: str, ok: dict[str, Any], *errors: str, status: str = "200", body: str | None = None,
+        params: list[dict[str, Any]] | None = None, public: bool = False, tag: str = "node",
+        description: str | None = None) -> dict[str, Any]:
+    responses: dict[str, Any] = {status: ok}
+    codes = {"BadRequest": "400", "Unauthorized": "401", "Forbidden": "403", "NotFound": "404",
+             "Conflict": "409", "TooLarge": "413", "NotJson": "415", "BadGateway": "502", "Unavailable": "503",
+             "InsufficientStorage": "507"}
+    names = list(errors)
+    if not public:
+        names.append("Unauthorized")
+    if body is not None:
+        names += ["BadRequest", "TooLarge", "NotJson"]
+    for name in sorted(set(names), key=lambda n: codes[n]):
+        responses[codes[name]] = _err(name)
+    op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
+    if description:
+        op["description"] = description
+    if public:
+        op["security"] = []
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {JSON: {"schema": _ref(body)}}}
+    return op
+
+
+def _path_param(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1},
+            "description": description}
+
+
+def _paths() -> dict[str, Any]:
+    mid = [_path_param("id", "the manifest id (CIDv1)")]
+    pid = [_path_param("id", "the proposal id (CIDv1)")]
+    peer = [_path_param("peer_id", "a connected peer's id")]
+    list_of = lambda name: {"type": "array", "items": _ref(name)}  # noqa: E731
+    paths: dict[str, Any] = {
+        "/healthz": {"get": _op("liveness; needs no token", _json(_ref("Health"), "the node is up"),
+                                public=True)},
+        "/metrics": {"get": _op("Prometheus metrics (text exposition format)", {
+            "description": "peers, gossip messages by outcome and reason, bytes in and out, datasets by state, "
+                           "replication queue, governance events, API requests",
+            "content": {"text/plain": {"schema": {"type": "string"}}}})},
+        "/api/v1/openapi.json": {"get": _op("this description", _json({"type": "object"}, "OpenAPI 3"))},
+        "/api/v1/status": {"get": _op("the node's state: identity, addresses, peers, datasets, replication",
+                                      _json(_ref("Status"), "the node's state"))},
+        "/api/v1/peers": {
+            "get": _op("connected peers", _json(list_of("Peer"), "one entry per connected peer"), tag="peers"),
+            "post": _op("dial a peer by its full multiaddr (as `ipfs swarm connect`)",
+                        _json(_ref("Connected"), "connected"), "BadGateway", body="ConnectRequest", tag="peers"),
+        },
+        "/api/v1/peers/{peer_id}/ping": {"post": _op(
+            "measure the round-trip time to a connected peer (/ipfs/ping/1.0.0)", _json(_ref("Ping"), "answered"),
+            "NotFound", "BadGateway", params=peer, tag="peers")},
+        "/api/v1/datasets": {
+            "get": _op("every manifest known here, with its state and the reason for it",
+                       _json(list_of("ManifestSummary"), "manifests"), tag="datasets"),
+            "post": _op("publish a file or a folder as a new dataset, or a new version of an own dataset",
+                        _json(_ref("Published"), "published and announced"), "InsufficientStorage",
+                        status="201", body="PublishRequest", tag="datasets",
+                        description="The node reads `path` itself; progress is readable at /api/v1/publishing "
+                                    "while this request runs."),
+        },
+        "/api/v1/datasets/{id}": {"get": _op("one manifest in full, with its files and chunks",
+                                             _json(_ref("Manifest"), "the manifest"), "BadRequest", "NotFound",
+                                             params=mid, tag="datasets")},
+        "/api/v1/publishing": {"get": _op("publish jobs, running and recently finished, with bytes done and total",
+                                          _json(list_of("PublishJob"), "jobs"), tag="datasets")},
+        "/api/v1/replication": {"get": _op("what is being fetched (bytes done and total, sources) and what waits, "
+                                           "with why", _json(_ref("Replication"), "replication"),
+                                           tag="datasets")},
+        "/api/v1/members": {"get": _op("the roster: members (key, peer id, name) and its hash",
+                                       _json(_ref("Members"), "the roster"), "Unavailable", tag="governance")},
+        "/api/v1/proposals": {
+            "get": _op("every proposal with its tally so far", _json(list_of("Proposal"), "proposals"),
+                       "Unavailable", tag="governance"),
+            "post": _op("submit a member-signed proposal", _json(_ref("ProposalCreated"), "recorded"),
+                        "Forbidden", "Conflict", "Unavailable", status="201", body="SignedRecord",
+                        tag="governance"),
+        },
+        "/api/v1/proposals/{id}": {"get": _op("one proposal with its ballots, tally and roster",
+                                              _json(_ref("ProposalDetail"), "the proposal"), "BadRequest",
+                                              "NotFound", "Unavailable", params=pid, tag="governance")},
+        "/api/v1/proposals/{id}/ballots": {"post": _op(
+            "submit a member-signed ballot; answers the tally after it",
+            _json(_ref("BallotCreated"), "recorded"), "Forbidden", "NotFound", "Conflict", "Unavailable",
+            status="201", body="SignedRecord", params=pid, tag="governance")},
+        "/api/v1/policy": {"get": _op("the licence policy in force, its version and the proposal that enacted it",
+                                      _json(_ref("Policy"), "the policy"), "Unavailable", tag="governance")},
+        "/api/v1/governance/log": {"get": _op(
+            "the governance log in the export format of `communs audit --export`",
+            {"description": "the export file", "content": {"application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"}}}}, "Unavailable", tag="governance")},
+        "/api/v1/governance/audit": {"get": _op("re-verify the stored governance log",
+                                                _json(_ref("Audit"), "the audit's result"), "Unavailable",
+                                                tag="governance")},
+    }
+    for path, item in paths.items():
+        for method, op in item.items():
+            words = re.sub(r"[^a-z0-9]+", "_", path.removeprefix("/api/v1").lower()).strip("_")
+            op["operationId"] = f"{method}_{words}"
+    return paths
 
 
 def spec(version: str) -> dict[str, Any]:
-    return {"openapi": "3.0.3", "info": {"title": "Communs admin API", "version": version}, "paths": {}}
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Communs admin API",
+            "version": version,
+            "description": "The admin API of one Communs node, bound to loopback by default. Every route but "
+                           "/healthz needs `Authorization: Bearer <contents of DIR/admin.token>`. Bodies are "
+                           "JSON; every error is `{\"error\": \"<one sentence>\"}` with a 4xx status for the "
+                           "caller's mistakes.",
+            "license": {"name": "EUPL-1.2"},
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "tags": [{"name": n} for n in ("node", "peers", "datasets", "governance")],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "the contents of admin.token in the node's data "
+                                                          "folder (mode 0600)"}},
+            "schemas": _schemas(),
+            "responses": {name: _json(_ref("Error"), text) for name, text in _ERRORS.items()},
+        },
+    }

@@ -21,7 +21,7 @@ from typing import Any
 from communs.protocol import keys
 
 from . import __version__
-from .config import ConfigError, parse_host_port
+from .config import ConfigError, is_loopback, parse_host_port
 from .datadir import NodeFiles, RunLock, open_folder, remove_node_json, write_node_json
 
 log = logging.getLogger("communs.node")
@@ -189,8 +189,13 @@ class Node:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         bound_port = sockets[0].getsockname()[1] if sockets else port
-        shown = host if ":" not in host else f"[{host}]"
+        # A wildcard bind is reached locally through loopback; node.json names where the CLI should connect.
+        local = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        shown = local if ":" not in local else f"[{local}]"
         self.admin_url = f"http://{shown}:{bound_port}"
+        if not is_loopback(host):
+            log.warning("the admin API listens on %s:%d, beyond this machine (admin.allow_remote = true); "
+                        "anyone who holds admin.token can control this node", host, bound_port)
 
     # ---- bootstrap -------------------------------------------------------------------------------
 
