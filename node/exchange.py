@@ -52,7 +52,7 @@ from communs.protocol.records import (
     check_fresh,
 )
 
-from .exchange_client import SyncSession, fetch_chunks, fetch_manifests
+from .exchange_client import ManifestClient, SyncSession, fetch_chunks, fetch_manifests
 from .exchange_server import StreamServer
 from .streamio import ExchangeError, PeerUnavailable, ProtocolViolation
 
@@ -129,6 +129,7 @@ class ExchangeService:
         self.node = node
         node.exchange = self
         self.server: StreamServer | None = None
+        self.manifest_client: ManifestClient | None = None
         self._sources: dict[bytes, set[str]] = collections.defaultdict(set)
         self._seen: dict[bytes, float] = {}  # announcement id -> when accepted (replay window)
         self._decoded: collections.OrderedDict[bytes, Announcement] = collections.OrderedDict()
@@ -162,7 +163,9 @@ class ExchangeService:
         storage = node.storage
         self.server = StreamServer(storage.catalog, storage.chunks, node.metrics, wait_inflight=self._wait_inflight)
         self.server.register(overlay)
+        self.manifest_client = ManifestClient(overlay)
         overlay.on_connect = self._on_connect
+        overlay.on_disconnect = self._on_disconnect
         subscription = await overlay.subscribe(node.config.topic, self._validate)
         await overlay.push_identify()
         self._started = True
@@ -178,6 +181,7 @@ class ExchangeService:
         self._started = False
         if self.node.overlay is not None:
             self.node.overlay.on_connect = None
+            self.node.overlay.on_disconnect = None
 
     # ---- status ------------------------------------------------------------------------------------
 
@@ -335,7 +339,8 @@ class ExchangeService:
         for job in jobs:
             job.tried.add(peer)
         try:
-            found = await fetch_manifests(self.node.overlay, peer, [j.ann.manifest for j in jobs])
+            assert self.manifest_client is not None
+            found = await self.manifest_client.fetch(peer, [j.ann.manifest for j in jobs])
         except ExchangeError as exc:
             log.debug("fetching %d announced manifest(s) from %s failed: %s", len(jobs), peer, exc)
             found = {}
@@ -475,9 +480,11 @@ class ExchangeService:
         fork evidence.
         """
         catalog = self.node.storage.catalog
+        started = time.monotonic()
         session = await SyncSession.open(self.node.overlay, peer)
         new = 0
         ok = False
+        waited = storing = 0.0  # time waiting for the peer's next range / in ingest (verify and store)
         try:
             remote = await session.heads()
             local = await catalog.contiguous_heads()
@@ -497,11 +504,38 @@ class ExchangeService:
                 await queue.put(None)
 
             read_task = asyncio.ensure_future(reader())
+            # Up to two ranges are in the datasets service at once, so that the next one is decoded and
+            # verified (worker threads) while the last one is stored (the catalog's thread); their outcomes
+            # are read in order.
+            storing_tasks: collections.deque[tuple[plog.SyncRange, list[RecordFacts], asyncio.Future[Any]]] = \
+                collections.deque()
+
+            async def settle() -> None:
+                nonlocal new, storing
+                r, facts, task = storing_tasks.popleft()
+                t_store = time.monotonic()
+                outcomes = await task
+                storing += time.monotonic() - t_store
+                added = sum(1 for o in outcomes if o.status == "new")
+                new += added
+                self.counts["sync_records"] += added
+                for facts_i, outcome in zip(facts, outcomes, strict=False):
+                    if outcome.status in ("new", "known"):
+                        self._resolve(facts_i.id)
+                if any(o.status in ("rejected", "fork") for o in outcomes):
+                    broken.add(r.publisher)
+                    rejected = [o.reason for o in outcomes if o.status == "rejected"]
+                    if rejected:
+                        log.info("sync with %s: %d record(s) of %s refused (%s)", peer, len(rejected),
+                                 keys.peer_id(r.publisher), rejected[0])
+
+            prev_ids: dict[bytes, bytes] = {}
+            broken: set[bytes] = set()
             try:
-                prev_ids: dict[bytes, bytes] = {}
-                broken: set[bytes] = set()
                 while True:
+                    t_wait = time.monotonic()
                     item = await queue.get()
+                    waited += time.monotonic() - t_wait
                     if item is None:
                         break
                     r, raws = item
@@ -520,24 +554,19 @@ class ExchangeService:
                             from None
                     if facts[0].log_prev != prev:
                         broken.add(r.publisher)  # contradicts our log: keep the first as evidence, stop there
-                        raws = raws[:1]
-                    outcomes = await self.node.datasets.ingest_manifests(raws, source=peer)
-                    added = sum(1 for o in outcomes if o.status == "new")
-                    new += added
-                    self.counts["sync_records"] += added
-                    for facts_i, outcome in zip(facts, outcomes, strict=False):
-                        if outcome.status in ("new", "known"):
-                            self._resolve(facts_i.id)
-                    if any(o.status in ("rejected", "fork") for o in outcomes):
-                        broken.add(r.publisher)
-                        rejected = [o.reason for o in outcomes if o.status == "rejected"]
-                        if rejected:
-                            log.info("sync with %s: %d record(s) of %s refused (%s)", peer, len(rejected),
-                                     keys.peer_id(r.publisher), rejected[0])
+                        raws, facts = raws[:1], facts[:1]
                     prev_ids[r.publisher] = facts[-1].id
+                    task = asyncio.ensure_future(self.node.datasets.ingest_manifests(raws, source=peer))
+                    storing_tasks.append((r, facts, task))
+                    if len(storing_tasks) >= 2:
+                        await settle()
+                while storing_tasks:
+                    await settle()
                 await read_task
             finally:
                 read_task.cancel()
+                for _, _, task in storing_tasks:
+                    task.cancel()
                 with contextlib.suppress(BaseException):
                     await read_task
             ok = True
@@ -549,7 +578,10 @@ class ExchangeService:
         self.counts["sync_runs"] += 1
         self._last_sync[peer] = time.monotonic()
         if new:
-            log.info("catalog sync with %s: %d new manifest(s)", peer, new)
+            took = time.monotonic() - started
+            log.info("catalog sync with %s: %d new manifest(s) in %.2f s (%.0f/s; %.2f s waiting for the peer, "
+                     "%.2f s verifying and storing)", peer, new, took, new / took if took > 0 else 0.0, waited,
+                     storing)
         return new
 
     @staticmethod
@@ -599,6 +631,10 @@ class ExchangeService:
         if not self._started or self._loop is None:
             return
         self._loop.call_soon(self._spawn_connect, peer)
+
+    def _on_disconnect(self, peer: str) -> None:
+        if self.manifest_client is not None and self._loop is not None:
+            self._loop.call_soon(self.manifest_client.drop, peer)
 
     def _spawn_connect(self, peer: str) -> None:
         if self._started:

@@ -99,30 +99,92 @@ async def fetch_manifests(overlay: Any, peer: str, manifest_ids: Sequence[bytes]
     """The records `peer` holds among `manifest_ids` (id -> raw bytes, each hashing to its id); ids it
     does not hold are left out. Asks in requests of at most 256 ids on one stream."""
     wanted = list(dict.fromkeys(manifest_ids))
-    found: dict[bytes, bytes] = {}
     if not wanted:
-        return found
+        return {}
     conv = await Conversation.open(overlay, peer, wire.MANIFEST_PROTOCOL)
     try:
-        for start in range(0, len(wanted), wire.MAX_MANIFEST_IDS):
-            batch = wanted[start:start + wire.MAX_MANIFEST_IDS]
-            await conv.send(wire.ManifestGet(tuple(batch)))
-            for i, mid in enumerate(batch):
-                event = await conv.receive(first=i == 0)
-                if isinstance(event, wire.ManifestRecord):
-                    if event.id != mid:
-                        raise _violation(peer, "answered a manifest out of order")
-                    if ids_mod.digest(event.record) != mid:
-                        raise _violation(peer, f"sent a record that does not hash to {ids_mod.cid_str(mid)}")
-                    found[mid] = event.record
-                elif isinstance(event, wire.ErrorAnswer) and event.id == mid and event.code == "not-found":
-                    continue
-                else:
-                    raise _violation(peer, f"sent an unexpected {type(event).__name__} in a manifest answer")
+        found = await _ask_manifests(conv, peer, wanted)
         await conv.close()
     except BaseException:
         await conv.abort()
         raise
+    return found
+
+
+class ManifestClient:
+    """Manifest fetches that keep one open /communs/manifest/1 stream per peer.
+
+    Gossip makes a node fetch one or a few manifests at a time from the same few neighbours; opening
+    and negotiating a stream for each costs more than the request itself. The protocol allows any
+    number of requests on one stream (one at a time), so each peer's stream is kept until it fails or
+    the server closes it for idleness (60 s); a request that finds the kept stream dead is retried
+    once on a new one.
+    """
+
+    def __init__(self, overlay: Any) -> None:
+        self.overlay = overlay
+        self._streams: dict[str, Conversation] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def fetch(self, peer: str, manifest_ids: Sequence[bytes]) -> dict[bytes, bytes]:
+        wanted = list(dict.fromkeys(manifest_ids))
+        if not wanted:
+            return {}
+        lock = self._locks.setdefault(peer, asyncio.Lock())
+        async with lock:
+            conv = self._streams.pop(peer, None)
+            if conv is not None:
+                try:
+                    found = await _ask_manifests(conv, peer, wanted)
+                except PeerUnavailable:  # the kept stream died (idle close, reset): one more try, new stream
+                    await conv.abort()
+                except BaseException:
+                    await conv.abort()
+                    raise
+                else:
+                    self._streams[peer] = conv
+                    return found
+            conv = await Conversation.open(self.overlay, peer, wire.MANIFEST_PROTOCOL)
+            try:
+                found = await _ask_manifests(conv, peer, wanted)
+            except BaseException:
+                await conv.abort()
+                raise
+            self._streams[peer] = conv
+            return found
+
+    def drop(self, peer: str) -> None:
+        """Forget the peer's stream without closing it (its connection is gone)."""
+        self._streams.pop(peer, None)
+        self._locks.pop(peer, None)
+
+    async def forget(self, peer: str) -> None:
+        conv = self._streams.pop(peer, None)
+        if conv is not None:
+            await conv.close()
+
+    async def close(self) -> None:
+        for peer in list(self._streams):
+            await self.forget(peer)
+
+
+async def _ask_manifests(conv: Conversation, peer: str, wanted: list[bytes]) -> dict[bytes, bytes]:
+    found: dict[bytes, bytes] = {}
+    for start in range(0, len(wanted), wire.MAX_MANIFEST_IDS):
+        batch = wanted[start:start + wire.MAX_MANIFEST_IDS]
+        await conv.send(wire.ManifestGet(tuple(batch)))
+        for i, mid in enumerate(batch):
+            event = await conv.receive(first=i == 0)
+            if isinstance(event, wire.ManifestRecord):
+                if event.id != mid:
+                    raise _violation(peer, "answered a manifest out of order")
+                if ids_mod.digest(event.record) != mid:
+                    raise _violation(peer, f"sent a record that does not hash to {ids_mod.cid_str(mid)}")
+                found[mid] = event.record
+            elif isinstance(event, wire.ErrorAnswer) and event.id == mid and event.code == "not-found":
+                continue
+            else:
+                raise _violation(peer, f"sent an unexpected {type(event).__name__} in a manifest answer")
     return found
 
 

@@ -250,6 +250,13 @@ async def test_stream_protocols_against_a_node(tmp_path: Path, nodes: list[NodeP
         for entry in manifest.files:
             body = b"".join(got[c.digest] or b"" for c in entry.chunks)
             assert body == (src / entry.path).read_bytes(), entry.path
+        # a chunk that rotted on the node's disk is never served: quarantined, answered not-found
+        small = next(e for e in manifest.files if e.path == "small.txt").chunks[0].digest
+        stored = a.data / "store" / "chunks" / small.hex()[:2] / small.hex()
+        stored.write_bytes(b"rotten\n")
+        rotten = [(cid, data) async for cid, data in fetch_chunks(peer, a.peer_id, [small])]
+        assert rotten == [(small, None)]
+        assert not stored.exists() and list((a.data / "store" / "quarantine").iterdir())
         session = await SyncSession.open(peer, a.peer_id)
         heads = await session.heads()
         assert heads == ((manifest.publisher, 1),)
