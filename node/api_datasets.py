@@ -11,7 +11,7 @@ from communs.protocol.errors import RecordError
 from communs.protocol.records import Manifest
 
 from .admin import ApiError, json_response, node_of, read_json
-from .publishing import PublishError, manifest_full
+from .publishing import DiskFull, PublishError, manifest_full
 
 
 def parse_id(text: str, what: str = "manifest id") -> bytes:
@@ -74,7 +74,7 @@ async def publish(request: web.Request) -> web.Response:
                                                description=description, keywords=keywords, dataset=dataset,
                                                job=job)
     except PublishError as exc:
-        raise ApiError(400, str(exc)) from None
+        raise ApiError(507 if isinstance(exc, DiskFull) else 400, str(exc)) from None
     return json_response({"id": manifest.cid, "dataset": ids.cid_str(manifest.dataset),
                           "version": manifest.version, "job": job.id}, status=201)
 

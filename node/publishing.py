@@ -30,7 +30,7 @@ from communs.protocol import log as plog
 from communs.protocol.errors import RecordError
 from communs.protocol.records import FileEntry, Manifest, new_dataset_id
 from communs.storage.catalog import ManifestInfo, ManifestRow, PutOutcome
-from communs.storage.errors import StorageError
+from communs.storage.errors import StorageError, StorageFull
 
 if TYPE_CHECKING:
     from .service import Node
@@ -43,6 +43,17 @@ STATES = (OWN, COMPLETE, IN_PROGRESS, NOT_WANTED)
 
 class PublishError(Exception):
     """The path or the request cannot be published; one sentence says why. Nothing was published."""
+
+
+class DiskFull(PublishError):
+    """The node's disk filled up while publishing; nothing was published, and the chunks already written
+    stay (unreferenced) for the next try to reuse once space is freed. Not the caller's mistake: HTTP 507."""
+
+
+def _storage_failure(prefix: str, exc: StorageError) -> PublishError:
+    if isinstance(exc, StorageFull):
+        return DiskFull(f"{prefix}: {exc}; free some space on the node's disk and publish again")
+    return PublishError(f"{prefix}: {exc}")
 
 
 @dataclass
@@ -269,7 +280,7 @@ class DatasetsService:
             try:
                 chunk_list = await asyncio.to_thread(self.chunks.ingest_file, real, progress)
             except StorageError as exc:
-                raise PublishError(f"could not store {real}: {exc}") from None
+                raise _storage_failure(f"could not store {real}", exc) from None
             except OSError as exc:
                 raise PublishError(f"cannot read {real}: {exc.strerror}") from None
             entries.append(FileEntry.of(rel, chunk_list))
@@ -310,7 +321,7 @@ class DatasetsService:
                 await self.catalog.mark_chunks_stored(list(stored.items()))
                 await self.catalog.put_manifest(row)
             except StorageError as exc:
-                raise PublishError(f"could not record the dataset: {exc}") from None
+                raise _storage_failure("could not record the dataset", exc) from None
         log.info("published %s version %d (%s, %d files, %d bytes) as %s", manifest.title, manifest.version,
                  manifest.licence, len(manifest.files), manifest.size, manifest.cid)
         for cb in self.on_published:
@@ -509,4 +520,4 @@ def manifest_full(info: ManifestInfo, manifest: Manifest, forked: bool = False) 
     return doc
 
 
-__all__ = ["DatasetsService", "Outcome", "PublishError", "manifest_full", "manifest_summary"]
+__all__ = ["DatasetsService", "DiskFull", "Outcome", "PublishError", "manifest_full", "manifest_summary"]

@@ -18,6 +18,10 @@ The scheduler keeps every manifest in state `in-progress` moving towards `comple
   reserved by running fetches); a dataset that does not fit waits, with that reason.
 * Release: a manifest the policy no longer wants is dropped, and the chunks that no kept manifest
   uses are deleted. Own datasets are never released.
+* Full disk: chunks are written only while min(64 MiB, 2% of the disk) stays free (room for the
+  catalog to record what happened, as Syncthing's minDiskFree), so a full disk stops a fetch with
+  its reason recorded; it is not retried until a chunk fits again (checked every few seconds), and
+  it then resumes from the chunks already stored.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -49,6 +54,8 @@ BATCH_CHUNKS = 32
 RETRY_WAITING_S = 5.0
 SOURCE_RETRY_S = 10.0
 STORE_GROUP_BYTES = 4 << 20
+MAX_RESERVE_BYTES = 64 << 20
+FULL_DISK_REASON = "waiting: the disk is full; replication resumes when space is freed"
 
 
 @dataclass
@@ -84,6 +91,7 @@ class ReplicationService:
         self._tasks: dict[bytes, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._reserved = 0
+        self._full_until = 0.0  # after a full disk, no fetch starts before this (monotonic) time
 
     @property
     def catalog(self) -> Any:
@@ -166,6 +174,12 @@ class ReplicationService:
                     await self.catalog.set_state(info.id, IN_PROGRESS, reason)
                     log.info("%s waits: %s", info.title, fit.reason)
                 continue
+            if not self._disk_has_room(min(missing, STORE_GROUP_BYTES)):
+                if self.waiting.get(info.id) != FULL_DISK_REASON:
+                    self.waiting[info.id] = FULL_DISK_REASON
+                    await self.catalog.set_state(info.id, IN_PROGRESS, FULL_DISK_REASON)
+                    log.info("%s waits: the disk is full", info.title)
+                continue
             full = await self.catalog.get_manifest(info.id)
             if full is None or full.raw is None:
                 continue
@@ -204,8 +218,12 @@ class ReplicationService:
             raise
         except StorageFull as exc:
             log.error("replication of %s stopped: %s", manifest.title, exc)
-            self.waiting[manifest.id] = str(exc)
-            await self.catalog.set_state(manifest.id, IN_PROGRESS, f"waiting: {exc}")
+            self.waiting[manifest.id] = FULL_DISK_REASON
+            self._full_until = time.monotonic() + RETRY_WAITING_S
+            try:
+                await self.catalog.set_state(manifest.id, IN_PROGRESS, FULL_DISK_REASON)
+            except StorageError as again:  # the catalog's own writes fail too: the reason stays in memory
+                log.warning("could not record why %s waits: %s", manifest.title, again)
         except Exception as exc:
             log.error("replication of %s failed: %s", manifest.title, exc, exc_info=True)
             await self.catalog.replication_update(manifest.id, int(time.time()), error=str(exc))
@@ -339,18 +357,29 @@ class ReplicationService:
         if not items:
             return
 
-        def write() -> list[tuple[bytes, int]]:
+        def write() -> tuple[list[tuple[bytes, int]], StorageFull | None]:
             ok: list[tuple[bytes, int]] = []
+            full: StorageFull | None = None
             for d, data in items:
+                if not self._disk_has_room(len(data)):
+                    full = StorageFull("the disk is full: storing one more chunk would leave less than "
+                                       f"{self._reserve_bytes()} bytes free")
+                    break
                 try:
                     self.chunks.put(d, data, durable=False)
                 except ChunkCorrupt:
                     continue  # the exchange client already checks; never store a bad chunk anyway
+                except StorageFull as exc:
+                    full = exc
+                    break
                 ok.append((d, len(data)))
-            self.chunks.flush()
-            return ok
+            try:
+                self.chunks.flush()
+            except StorageFull as exc:
+                ok, full = [], exc  # not durable: keep none of them as stored
+            return ok, full
 
-        stored = await asyncio.to_thread(write)
+        stored, full = await asyncio.to_thread(write)
         await self.catalog.mark_chunks_stored(stored)
         n = sum(s for _, s in stored)
         for d, _ in stored:
@@ -360,6 +389,34 @@ class ReplicationService:
         if self.node.metrics is not None:
             self.node.metrics.bytes_in.inc(n)
         await self.catalog.source_seen(fetch.manifest.id, peer, int(time.time()))
+        if full is not None:
+            raise full
+
+    # ---- free space ------------------------------------------------------------------------------
+
+    def _disk_usage(self) -> tuple[int, int] | None:
+        """(free, total) bytes of the filesystem holding the chunks; None when it cannot be known."""
+        try:
+            usage = shutil.disk_usage(getattr(self.chunks, "root", None) or self.node.root)
+        except (OSError, TypeError):
+            return None
+        return usage.free, usage.total
+
+    def _reserve_bytes(self, total: int | None = None) -> int:
+        if total is None:
+            usage = self._disk_usage()
+            total = usage[1] if usage else 0
+        return min(MAX_RESERVE_BYTES, total // 50)
+
+    def _disk_has_room(self, size: int) -> bool:
+        """Whether `size` more bytes of chunks leave the reserve free (and no recent full disk says wait)."""
+        if time.monotonic() < self._full_until:
+            return False
+        usage = self._disk_usage()
+        if usage is None:
+            return True
+        free, total = usage
+        return free - size >= self._reserve_bytes(total)
 
     async def _complete(self, manifest_id: bytes, raw: bytes | None) -> None:
         info = await self.catalog.get_manifest(manifest_id)
@@ -436,8 +493,10 @@ class ReplicationService:
             if info.id in self.active:
                 continue
             done, total = await self.catalog.progress(info.id)
+            # a full disk may have kept the catalog from recording the reason; the one in memory is current
+            reason = FULL_DISK_REASON if self.waiting.get(info.id) == FULL_DISK_REASON else info.reason
             waiting.append({"id": ids.cid_str(info.id), "title": info.title, "bytes_done": done,
-                            "bytes_total": total, "reason": info.reason,
+                            "bytes_total": total, "reason": reason,
                             "publisher": keys.peer_id(info.publisher)})
         return {"active": [f.to_json() for f in self.active.values()], "waiting": waiting}
 

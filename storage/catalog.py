@@ -242,6 +242,14 @@ class Catalog:
                 await db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise _db_error(exc, what) from exc
+            except asyncio.CancelledError:
+                # aiosqlite's thread still runs the BEGIN: end it before the lock is given back, or every
+                # later transaction would fail with "cannot start a transaction within a transaction".
+                try:
+                    await db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the BEGIN itself failed
+                raise
             try:
                 yield db
             except BaseException as exc:
