@@ -282,25 +282,32 @@ class ExchangeService:
         me = self.node.peer_id
         async for msg in subscription:
             try:
-                ann = self._decoded.pop(msg.data, None) or Announcement.decode(msg.data)
-            except RecordError:
-                continue
-            node_peer = ann.node_peer_id
-            if node_peer == me:
-                continue
-            self._sources[ann.manifest].add(node_peer)
-            try:
-                known = await catalog.get_manifest(ann.manifest) is not None
-            except Exception as exc:
-                log.warning("catalog lookup failed for an announced manifest: %s", exc)
-                known = False
-            if known or ann.manifest in self._fetching:
-                if known:
-                    self._resolve(ann.manifest)
-                continue
-            peers = [p for p in dict.fromkeys([msg.sender, node_peer, msg.origin]) if p and p != me]
-            self._fetching.add(ann.manifest)
-            self._fetch_queue.put_nowait(_Fetch(ann, peers))
+                await self._accepted(msg, catalog, me)
+            except Exception as exc:  # one bad step must not stop the gossip consumer
+                log.error("handling an announcement failed: %s", exc, exc_info=exc)
+
+    async def _accepted(self, msg: Any, catalog: Any, me: str) -> None:
+        """One announcement the validator accepted: note its holder, fetch its manifest if unknown."""
+        try:
+            ann = self._decoded.pop(msg.data, None) or Announcement.decode(msg.data)
+        except RecordError:
+            return
+        node_peer = ann.node_peer_id
+        if node_peer == me:
+            return
+        self._sources[ann.manifest].add(node_peer)
+        try:
+            known = await catalog.get_manifest(ann.manifest) is not None
+        except Exception as exc:
+            log.warning("catalog lookup failed for an announced manifest: %s", exc)
+            known = False
+        if known or ann.manifest in self._fetching:
+            if known:
+                self._resolve(ann.manifest)
+            return
+        peers = [p for p in dict.fromkeys([msg.sender, node_peer, msg.origin]) if p and p != me]
+        self._fetching.add(ann.manifest)
+        self._fetch_queue.put_nowait(_Fetch(ann, peers))
 
     async def _fetcher(self) -> None:
         """Fetch announced manifests, batching those relayed by the same peer into one request."""
@@ -315,7 +322,13 @@ class ExchangeService:
                     self._give_up(job)
                 else:
                     by_peer[peer].append(job)
-            await asyncio.gather(*(self._fetch_from(peer, group) for peer, group in by_peer.items()))
+            results = await asyncio.gather(*(self._fetch_from(peer, group) for peer, group in by_peer.items()),
+                                           return_exceptions=True)
+            for (peer, group), result in zip(by_peer.items(), results, strict=True):
+                if isinstance(result, Exception):
+                    log.error("fetching announced manifests from %s failed: %s", peer, result, exc_info=result)
+                    for job in group:
+                        self._give_up(job)
 
     def _next_peer(self, job: _Fetch) -> str | None:
         overlay = self.node.overlay
@@ -616,6 +629,10 @@ class ExchangeService:
                 except ExchangeError as exc:
                     self.counts["sync_failures"] += 1
                     log.warning("catalog sync with %s failed: %s", peer, exc)
+                    return
+                except Exception as exc:  # storing failed (disk, catalog): log it, keep the node going
+                    self.counts["sync_failures"] += 1
+                    log.error("catalog sync with %s failed while storing: %s", peer, exc, exc_info=exc)
                     return
         finally:
             self._syncing.discard(peer)

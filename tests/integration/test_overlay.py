@@ -173,6 +173,59 @@ def test_replica_is_fetched_over_the_chunk_protocol_and_reproduced(tmp_path: Pat
     wait_for(lambda: exchange_status(a)["gossip"]["accepted"] >= 1, 10, what="a to accept b's hold announcement")
 
 
+def test_a_fork_is_detected_kept_and_flagged(tmp_path: Path, nodes: list[NodeProc]) -> None:
+    """A publisher whose key signs two histories is caught by a peer that holds the first one.
+
+    The fork is made the way it happens: the node's catalog is restored from an old backup and it
+    publishes while cut off from the federation (connected, it would first have learned its own lost
+    record back by catalog sync, and continued its log after it). Reconnected, its peer sees a record
+    that contradicts the one it holds, keeps both as evidence and flags the key."""
+    import shutil
+
+    b = NodeProc.init(tmp_path, "b")
+    nodes.append(b)
+    b.start()
+    a = NodeProc.init(tmp_path, "a", "--bootstrap", b.addr)
+    nodes.append(a)
+    a.start()
+
+    def connected() -> bool:
+        return any(p["peer_id"] == a.peer_id for p in b.get("/api/v1/peers"))
+
+    wait_for(connected, 15, what="connected")
+    assert a.stop() == 0
+    backup = tmp_path / "a-before"
+    backup.mkdir()
+    for f in a.data.glob("catalog.sqlite*"):
+        shutil.copy2(f, backup / f.name)
+    a.start()
+    wait_for(connected, 15, what="reconnected")
+    time.sleep(1.0)
+    (first,) = files(tmp_path, "first", 1)
+    x = publish(a, first, "first history")
+    wait_for(lambda: x in listed(b), 15, what="b to hold the first record")
+    assert a.stop() == 0
+    for f in a.data.glob("catalog.sqlite*"):
+        f.unlink()
+    for f in backup.iterdir():
+        shutil.copy2(f, a.data / f.name)
+    config = a.data / "config.toml"
+    config.write_text(re.sub(r"bootstrap = \[[^\]]*\]", "bootstrap = []", config.read_text()))
+    a.start()
+    (second,) = files(tmp_path, "second", 1)
+    y = publish(a, second, "second history")  # seq 1 again, another record
+    (third,) = files(tmp_path, "third", 1)
+    publish(a, third, "after the fork")  # seq 2, linked to the second history
+    time.sleep(5)  # past py-libp2p's replay window: only catalog sync can tell b
+    status, body = a.api("POST", "/api/v1/peers", {"addr": b.addr})
+    assert status == 200, body
+    wait_for(lambda: exchange_status(b)["forks"] == [a.peer_id], 20, what="b to flag a's key")
+    listing = {d["id"]: d for d in b.get("/api/v1/datasets")}
+    assert x in listing and y not in listing  # the held record is never replaced; the other is evidence
+    assert listing[x]["publisher_forked"] is True and listing[x]["state"] == "not-wanted"
+    assert exchange_status(b)["sync"]["failures"] == 0
+
+
 # ---- a raw libp2p peer, in this process: the stream protocols and hostile input ---------------------
 
 
