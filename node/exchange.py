@@ -71,6 +71,7 @@ INFLIGHT_WAIT = 3.0  # a manifest request for a record being fetched here waits 
 REJECT_WARN_INTERVAL = 60.0  # at most one warning per misbehaving peer per this many seconds
 NOT_COMMUNS_TTL = 600.0  # a peer without /communs/sync/1 is not asked again for this long
 PROVIDE_AT_START = 256  # most recent held manifests provided again at start (py-libp2p keeps none)
+PROVIDE_RATE = 20.0  # DHT provides per second at most
 
 
 def provider_key(manifest_id: bytes) -> str:
@@ -427,10 +428,13 @@ class ExchangeService:
                 log.warning("could not announce %s: %s (catalog sync will carry it)", manifest.cid, exc)
 
     async def _provider(self) -> None:
+        """Provides one key at a time, at most PROVIDE_RATE per second: each is a DHT lookup plus messages
+        to the closest peers, and a burst of publishes must not flood the DHT or this node's loop."""
         while True:
             manifest_id = await self._provide_queue.get()
             ok = await self.node.overlay.provide(provider_key(manifest_id))
             self.counts["provided" if ok else "provide_failed"] += 1
+            await asyncio.sleep(1.0 / PROVIDE_RATE)
 
     async def _provide_held(self) -> None:
         """Provide again, after a restart, the manifests whose chunks this node holds."""

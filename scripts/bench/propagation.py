@@ -140,8 +140,8 @@ def main() -> None:
                     missing = sorted({n.name for n in nodes} - set(seen) - {nodes[src].name})
                     raise SystemExit(f"dataset {k} never reached {', '.join(missing)} within 30 s")
                 totals.append(max(seen.values()))
-                for name, t in seen.items():
-                    per_node[name].append(t)
+                for name, arrived in seen.items():
+                    per_node[name].append(arrived)
                 time.sleep(0.2)
             peers = [len(n.api("GET", "/api/v1/peers")[1]) for n in nodes]
             print(f"connections per node at the end: {peers}")

@@ -9,6 +9,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ def publish(node: NodeProc, path: Path, title: str, licence: str = "CC0-1.0") ->
     status, body = node.api("POST", "/api/v1/datasets", {"path": str(path), "title": title, "licence": licence})
     assert status == 201, body
     return str(body["id"])
+
+
+def peers_of(node: NodeProc) -> set[str]:
+    return {p["peer_id"] for p in node.get("/api/v1/peers")}
 
 
 def listed(node: NodeProc) -> set[str]:
@@ -70,7 +75,7 @@ def test_dataset_crosses_a_line_of_five_nodes(tmp_path: Path, nodes: list[NodePr
         n.start()
         line.append(n)
     for prev, n in itertools.pairwise(line):
-        wait_for(lambda n=n, prev=prev: any(p["peer_id"] == prev.peer_id for p in n.get("/api/v1/peers")), 15,
+        wait_for(partial(lambda n, prev: prev.peer_id in peers_of(n), n, prev), 15,
                  what=f"{n.data.name} connected to {prev.data.name}")
     (src,) = files(tmp_path, "src", 1)
     t0 = time.monotonic()
@@ -119,15 +124,15 @@ def test_two_hundred_announcements_reach_every_peer_by_gossip(tmp_path: Path, no
     nodes.append(c)
     c.start()
     for n, other in ((b, a), (c, b)):
-        wait_for(lambda n=n, other=other: any(p["peer_id"] == other.peer_id for p in n.get("/api/v1/peers")), 15,
-                 what="connected")
+        wait_for(partial(lambda n, other: other.peer_id in peers_of(n), n, other), 15, what="connected")
     time.sleep(1.5)  # the gossip mesh forms at the first heartbeats
     sources = files(tmp_path, "burst", 200, size=50)
     t0 = time.monotonic()
     published = {publish(a, p, f"burst {i}") for i, p in enumerate(sources)}
     publish_s = time.monotonic() - t0
     for n in (b, c):
-        wait_for(lambda n=n: published <= listed(n), 40, interval=0.25, what=f"{n.data.name} to list all 200")
+        wait_for(partial(lambda n: published <= listed(n), n), 40, interval=0.25,
+                 what=f"{n.data.name} to list all 200")
     took = time.monotonic() - t0
     # Every one of the 200 announcements reached every peer through gossip: each node's validator accepted
     # exactly 200 (one per announcement; gossip never delivers a message twice). The manifests themselves were
@@ -240,7 +245,7 @@ async def raw_peer(seed: bytes | None = None) -> Any:
     key = keys.SigningKey.generate() if seed is None else keys.SigningKey(seed)
     overlay = Overlay(key.seed, ["/ip4/127.0.0.1/tcp/0"], enable_dht=False)
     await overlay.start()
-    overlay.key = key  # type: ignore[attr-defined]
+    overlay.key = key
     return overlay
 
 
@@ -417,9 +422,9 @@ async def test_hostile_gossip_is_rejected_counted_and_harmless(tmp_path: Path, n
         await asyncio.sleep(0.5)
         await peer.publish(TOPIC, good.encode())  # the same announcement again, in a new gossip message
         for reason, payloads in hostile.items():
-            await until(lambda reason=reason, n=len(payloads): metric(
-                a, "communs_gossip_messages_total", outcome="rejected", reason=reason) >= n, 15,
-                f"a to count {reason} rejections")
+            await until(partial(lambda reason, n: metric(
+                a, "communs_gossip_messages_total", outcome="rejected", reason=reason) >= n, reason, len(payloads)),
+                15, f"a to count {reason} rejections")
         await until(lambda: metric(a, "communs_gossip_messages_total", outcome="duplicate") >= 1, 15,
                     "a to drop the replay")
         # a accepted the two well-formed ones, asked this peer for the manifest, and refused the lie

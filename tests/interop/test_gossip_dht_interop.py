@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,8 @@ def test_js_receives_our_announcements_and_its_garbage_is_rejected(tmp_path: Pat
         for data in (os.urandom(80), b"\x00", forged.encode()):
             start = len(js.events)
             js.command(data.hex())
-            pub = js.wait(lambda e, start=start: e.get("event") == "published"
-                          and js.events.index(e) >= start, 15, "js to publish")
+            pub = js.wait(partial(lambda start, e: e.get("event") == "published"
+                                  and js.events.index(e) >= start, start), 15, "js to publish")
             assert ours.peer_id in pub["recipients"], pub
         wait_for(lambda: metric(ours, "communs_gossip_messages_total", outcome="rejected") >= 3, 15,
                  what="our node to count three rejections")
