@@ -18,9 +18,10 @@ from communs.storage.errors import ChunkCorrupt, ChunkMissing, StorageFull
 MiB = 1024 * 1024
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[FsChunkStore]:
-    s = FsChunkStore(tmp_path / "store")
+@pytest.fixture(params=[True, False], ids=["direct", "buffered"])
+def store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[FsChunkStore]:
+    """Every test runs with O_DIRECT chunk writes (when the filesystem takes them) and without."""
+    s = FsChunkStore(tmp_path / "store", direct=request.param)
     yield s
     s.close()
 
@@ -326,3 +327,22 @@ def test_a_chunk_is_fsynced_before_its_rename_and_its_folders_after(store: FsChu
     assert [e[0] for e in events] == ["fsync", "rename"]
     store.flush()
     assert events[2] == ("fsync", str(store.path_of(d).parent))
+
+
+def test_unaligned_chunks_keep_their_exact_size(store: FsChunkStore) -> None:
+    # O_DIRECT writes whole 4 KiB blocks; the file is then cut back to the chunk's size.
+    for size in (64 * 1024, 100_001, 4096 * 7 + 1, chunker.MAX_SIZE):
+        d, data = _chunk(size, size)
+        assert store.put(d, data)
+        assert store.path_of(d).stat().st_size == size
+        assert store.get(d) == data
+
+
+def test_direct_writes_are_used_where_the_filesystem_takes_them(tmp_path: Path) -> None:
+    supported = chunkstore._probe_direct(tmp_path)
+    s = FsChunkStore(tmp_path / "store")
+    try:
+        assert s._direct is supported
+        assert os.listdir(tmp_path / "store" / "tmp") == []  # the probe file is gone
+    finally:
+        s.close()
