@@ -388,6 +388,7 @@ class Demo:
         self.scan_bytes = scan_bytes
         self.src = fed.base / "src"
         self.announced: set[tuple[str, str]] = set()
+        self.result: dict[str, Any] = {"ok": False, "dir": str(fed.base)}  # printed last, as one JSON line
         self.progress_shown: dict[tuple[str, str], float] = {}
 
     # -- helpers --
@@ -567,10 +568,8 @@ class Demo:
             say("demo", f"done in {elapsed:.0f} s: every dataset is where its coop's members voted it", "bold green")
         else:
             say("demo", "the outcome differs from what was voted (see the table)", "bold red")
-        console.file.flush()
-        print(json.dumps({"ok": ok, "dir": str(base), "expected": expect, "states": actual,
-                          "audit_ok": audit["ok"], "verify_ok": verify["ok"], "get_identical": identical,
-                          "seconds": round(elapsed, 1)}, sort_keys=True), flush=True)
+        self.result = {"ok": ok, "dir": str(base), "expected": expect, "states": actual, "audit_ok": audit["ok"],
+                       "verify_ok": verify["ok"], "get_identical": identical, "seconds": round(elapsed, 1)}
         return 0 if ok else 1
 
     def summary(self, plan: list[tuple[str, str, str]], actual: dict[str, dict[str, str]],
@@ -620,21 +619,29 @@ def main(argv: list[str] | None = None) -> int:
         base = Path(tempfile.mkdtemp(prefix="communs-federation-"))
         owns = True
     fed = Federation(base, owns, args.keep)
+    demo = Demo(fed, args.scan_mb << 20) if args.demo else None
     code = 1
     with signals_interrupt():
         try:
-            code = Demo(fed, args.scan_mb << 20).run() if args.demo else run_plain(fed, n)
+            code = demo.run() if demo is not None else run_plain(fed, n)
         except Interrupted as exc:
             say("all", f"{exc}: stopping every node")
-            code = 130 if args.demo else 0
-        except FederationError as exc:
+            code = 130 if demo is not None else 0
+            if demo is not None:
+                demo.result["error"] = f"interrupted by {exc}"
+        except (FederationError, ClientError, subprocess.TimeoutExpired) as exc:
             say("error", str(exc), "bold red")
             code = 1
+            if demo is not None:
+                demo.result["error"] = str(exc)
         finally:
             ignore_signals()  # cleanup is bounded by the stop grace period; let it finish
             fed.close()
             where = f"kept in {base}" if (args.keep or not owns) else f"{base} removed"
             say("all", f"every node stopped; {where}")
+    if demo is not None:
+        console.file.flush()
+        print(json.dumps(demo.result, sort_keys=True), flush=True)
     return code
 
 
