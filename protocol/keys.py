@@ -75,8 +75,14 @@ def peer_id(public: bytes) -> str:
     return str(base58.b58encode(_PEER_ID_PREFIX + public).decode("ascii"))
 
 
+_MAX_PEER_ID_CHARS = 64  # an Ed25519 peer id is 52 characters
+
+
 def public_from_peer_id(text: str) -> bytes:
     """The Ed25519 public key inside a peer id; DecodeError if it is not an Ed25519 peer id."""
+    if not isinstance(text, str) or len(text) > _MAX_PEER_ID_CHARS:
+        # refused before base58, whose big-integer decoding is quadratic in the length
+        raise DecodeError("not a peer id (too long)")
     try:
         raw = base58.b58decode(text.encode("ascii"))
     except (ValueError, UnicodeEncodeError) as exc:
