@@ -148,11 +148,54 @@ def _init_default(root: Path, args: argparse.Namespace) -> None:
     from .datadir import init_folder
 
     cfg = Config(name=args.name or root.resolve().name or "communs-node")
-    cfg.bootstrap = list(args.bootstrap or [])
+    cfg.bootstrap = _bootstrap_addrs(args)
     if args.mdns:
         cfg.mdns = True
     init_folder(root, cfg, None)
     print(f"initialised a new node in {root}", file=sys.stderr)
+
+
+BOOTSTRAP_FROM_WAIT_S = 120.0
+
+
+def _bootstrap_addrs(args: argparse.Namespace) -> list[str]:
+    """--bootstrap as given; with --bootstrap-from, each address given without /p2p/ gets the peer id
+    read from that node.json. For containers: a node's peer id is random at init, so a compose file
+    can name the first node's host and port but not its id, which its node.json (on a volume) holds."""
+    addrs = list(args.bootstrap or [])
+    if not args.bootstrap_from:
+        return addrs
+    if all("/p2p/" in a for a in addrs):
+        fail("--bootstrap-from completes a --bootstrap address given without /p2p/, e.g. "
+             "--bootstrap /dns4/node1/tcp/7470; none was given")
+    peer = _wait_peer_id(Path(args.bootstrap_from).expanduser(), BOOTSTRAP_FROM_WAIT_S)
+    return [a if "/p2p/" in a else f"{a.rstrip('/')}/p2p/{peer}" for a in addrs]
+
+
+def _wait_peer_id(path: Path, timeout: float) -> str:
+    """The peer id in another node's node.json, waiting for the file (that node may still be starting)."""
+    import time
+
+    from communs.protocol import keys
+    from communs.protocol.errors import DecodeError
+
+    deadline = time.monotonic() + timeout
+    waiting = False
+    while True:
+        try:
+            peer = json.loads(path.read_text("utf-8"))["peer_id"]
+            keys.public_from_peer_id(peer)
+            return str(peer)
+        except FileNotFoundError:
+            pass
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, DecodeError) as exc:
+            fail(f"{path} is not a node.json naming a valid peer id ({exc})")
+        if time.monotonic() > deadline:
+            fail(f"{path} did not appear within {timeout:.0f} s; is the bootstrap node running?")
+        if not waiting:
+            print(f"waiting for {path} (the bootstrap node's node.json) ...", file=sys.stderr)
+            waiting = True
+        time.sleep(0.5)
 
 
 def cmd_healthcheck(args: argparse.Namespace) -> None:
@@ -278,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="with --init-if-missing: the node's name")
     p.add_argument("--bootstrap", action="append", metavar="MULTIADDR",
                    help="with --init-if-missing: a bootstrap peer")
+    p.add_argument("--bootstrap-from", metavar="NODE_JSON",
+                   help="with --init-if-missing: complete each --bootstrap given without /p2p/ with the peer id "
+                        "in this node.json of the bootstrap node (waits for the file; for compose files)")
     p.add_argument("--mdns", action="store_true", help="with --init-if-missing: enable mDNS")
     p.set_defaults(func=cmd_run)
     sub.add_parser("healthcheck", parents=[common],

@@ -20,7 +20,7 @@ from typing import Any
 
 from communs.protocol import keys
 
-from . import __version__
+from . import __version__, systemd
 from .config import ConfigError, is_loopback, parse_host_port
 from .datadir import NodeFiles, RunLock, open_folder, remove_node_json, write_node_json
 
@@ -128,10 +128,12 @@ class Node:
         self.spawn(self._bootstrap_loop(), "bootstrap")
         log.info("node %s ready: peer id %s, listening on %s, admin API at %s",
                  self.config.name, self.peer_id, ", ".join(doc["listen_addrs"]), self.admin_url)
+        systemd.notify(f"READY=1\nSTATUS=peer id {self.peer_id}, admin API at {self.admin_url}")
 
     async def run_until_stopped(self) -> None:
         await self._stop.wait()
         log.info("stopping")
+        systemd.notify("STOPPING=1")
         await self._shutdown()
         log.info("stopped cleanly")
 
