@@ -77,25 +77,26 @@ def test_demo_replicates_as_voted_and_stops_everything(tmp_path: Path) -> None:
     assert elapsed < 120, f"the demo took {elapsed:.0f} s"
 
 
-def read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> str:
+def read_until(proc: subprocess.Popen[bytes], marker: str, timeout: float) -> str:
+    """The output so far, once it holds `marker` (raw reads: a buffered reader would hide lines from select)."""
     assert proc.stdout is not None
-    seen = ""
+    fd = proc.stdout.fileno()
+    seen = b""
     deadline = time.monotonic() + timeout
-    while marker not in seen:
+    while marker.encode() not in seen:
         left = deadline - time.monotonic()
         if left <= 0 or proc.poll() is not None:
-            raise AssertionError(f"no {marker!r} from scripts/federation within {timeout} s:\n{seen}")
-        ready, _, _ = select.select([proc.stdout], [], [], min(left, 0.5))
+            raise AssertionError(f"no {marker!r} from scripts/federation within {timeout} s:\n{seen.decode()}")
+        ready, _, _ = select.select([fd], [], [], min(left, 0.5))
         if ready:
-            line = proc.stdout.readline()
-            seen += line
-    return seen
+            seen += os.read(fd, 65536)
+    return seen.decode()
 
 
 def test_plain_federation_runs_until_ctrl_c_then_removes_everything(tmp_path: Path) -> None:
     env = dict(os.environ, COLUMNS="200", TMPDIR=str(tmp_path))  # the temporary folder lands in tmp_path
     proc = subprocess.Popen([sys.executable, str(SCRIPT), "--nodes", "2"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env, stdin=subprocess.DEVNULL)
+                            stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
     try:
         out = read_until(proc, "nodes running", 60)
         base = next(tmp_path.glob("communs-federation-*"))
