@@ -128,7 +128,7 @@ class StreamServer:
             return await self._heads(stream)
         if isinstance(request, wire.RangeRequest):
             return await self._range(stream, request)
-        await stream.write(wire.ErrorAnswer("bad-request", "unexpected message").encode())
+        await self._write(stream, wire.ErrorAnswer("bad-request", "unexpected message").encode())
         return "bad-request"
 
     # ---- /communs/manifest/1 -----------------------------------------------------------------------
@@ -145,10 +145,10 @@ class StreamServer:
                 frame = wire.ManifestRecord(mid, raw).encode()
             out += frame
             if len(out) >= _WRITE_BATCH:
-                await stream.write(bytes(out))
+                await self._write(stream, bytes(out))
                 out.clear()
         if out:
-            await stream.write(bytes(out))
+            await self._write(stream, bytes(out))
         return "ok" if not missing else "not-found"
 
     async def _manifest_raw(self, mid: bytes) -> bytes | None:
@@ -173,21 +173,21 @@ class StreamServer:
             try:
                 if data is None:
                     missing += 1
-                    await stream.write(wire.ErrorAnswer("not-found", f"chunk {cid_str(cid)} is not held here",
+                    await self._write(stream, wire.ErrorAnswer("not-found", f"chunk {cid_str(cid)} is not held here",
                                                         cid).encode())
                     continue
                 header, body = wire.chunk_frames(cid, data)
                 if len(data) <= SMALL_CHUNK:
-                    await stream.write(header + data)
+                    await self._write(stream, header + data)
                 else:
-                    await stream.write(header)
-                    await stream.write(body)
+                    await self._write(stream, header)
+                    await self._write(stream, body)
                 self.metrics.bytes_out.inc(len(data))
             except BaseException:
                 if i + 1 < len(ids):
                     pending.cancel()
                 raise
-        await stream.write(wire.End().encode())
+        await self._write(stream, wire.End().encode())
         return "ok" if not missing else "not-found"
 
     def _read_chunk(self, cid: bytes) -> tuple[bytes | None, bool]:
@@ -217,7 +217,7 @@ class StreamServer:
         heads = await self.catalog.contiguous_heads()
         if len(heads) > wire.MAX_HEADS:
             heads = dict(sorted(heads.items())[: wire.MAX_HEADS])
-        await stream.write(wire.Heads.of(heads).encode())
+        await self._write(stream, wire.Heads.of(heads).encode())
         return "ok"
 
     async def _range(self, stream: Any, request: wire.RangeRequest) -> str:
@@ -236,17 +236,25 @@ class StreamServer:
         for frame in wire.records_frames(raws):
             out += frame
             if len(out) >= _WRITE_BATCH:
-                await stream.write(bytes(out))
+                await self._write(stream, bytes(out))
                 out.clear()
         if out:
-            await stream.write(bytes(out))
+            await self._write(stream, bytes(out))
         return "ok"
 
     # ---- helpers -----------------------------------------------------------------------------------
 
+    async def _write(self, stream: Any, data: bytes) -> None:
+        """A write that a client not reading its answer cannot hold up for more than IDLE_TIMEOUT."""
+        try:
+            await asyncio.wait_for(stream.write(data), wire.IDLE_TIMEOUT)
+        except TimeoutError:
+            raise ConnectionError(f"peer {stream.peer_id} did not read its answer for {wire.IDLE_TIMEOUT:.0f} s") \
+                from None
+
     async def _send_error_and_close(self, stream: Any, code: str, msg: str) -> None:
         try:
-            await stream.write(wire.ErrorAnswer(code, msg[: wire.MAX_ERROR_CHARS]).encode())
+            await self._write(stream, wire.ErrorAnswer(code, msg[: wire.MAX_ERROR_CHARS]).encode())
             await stream.close()
         except Exception:
             await stream.reset()
