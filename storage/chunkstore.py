@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Self, TypeVar
 
 from communs.protocol.ids import DIGEST_SIZE, cid_str, digest
 
@@ -107,7 +107,7 @@ class ChunkStore(abc.ABC):
     def close(self) -> None:  # noqa: B027 - a no-op is right for stores that hold nothing
         """Release what the store holds (threads, locks)."""
 
-    def __enter__(self) -> ChunkStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
