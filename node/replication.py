@@ -91,6 +91,7 @@ class ReplicationService:
         self._tasks: dict[bytes, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._reserved = 0
+        self.repairing: set[bytes] = set()  # own datasets with chunks lost here, fetched back from replicas
         self._full_until = 0.0  # after a full disk, no fetch starts before this (monotonic) time
 
     @property
@@ -146,8 +147,32 @@ class ReplicationService:
             with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), RETRY_WAITING_S)
 
+    async def _note(self, manifest_id: bytes, reason: str) -> None:
+        """Record why a dataset is (still) in progress; an own dataset being repaired keeps state `own`."""
+        if manifest_id not in self.repairing:
+            await self.catalog.set_state(manifest_id, IN_PROGRESS, reason)
+
+    async def _find_damaged(self) -> None:
+        """Datasets kept here whose chunks went missing (`communs verify` quarantined them, or a disk lost
+        them) are fetched again: a complete one goes back to in-progress; an own one is repaired from the
+        peers that hold replicas, staying `own`."""
+        for mid, state in await self.catalog.damaged_manifests():
+            if state == COMPLETE:
+                await self.catalog.set_state(mid, IN_PROGRESS, "wanted; some chunks must be fetched again")
+                log.warning("dataset %s lost chunks here; fetching them again", ids.cid_str(mid))
+            elif state == OWN and mid not in self.repairing:
+                self.repairing.add(mid)
+                log.warning("own dataset %s lost chunks here; fetching them back from replicas", ids.cid_str(mid))
+
     async def _candidates(self) -> list[Any]:
+        await self._find_damaged()
         rows = await self.catalog.list_manifests(state=IN_PROGRESS)
+        for mid in list(self.repairing):
+            info = await self.catalog.get_manifest(mid)
+            if info is None:
+                self.repairing.discard(mid)
+            else:
+                rows.append(info)
         # newest versions first, then smallest first
         rows.sort(key=lambda r: (-r.created, r.size))
         return rows
@@ -167,17 +192,17 @@ class ReplicationService:
             policy = self.node.datasets.policy()
             used = await self.catalog.used_bytes()
             fit = policy_mod.fits_quota(policy, used + self._reserved, missing)
-            if not fit.wanted:
+            if not fit.wanted and info.id not in self.repairing:  # own data is never refused room
                 reason = f"waiting: {fit.reason}"
                 if self.waiting.get(info.id) != reason:
                     self.waiting[info.id] = reason
-                    await self.catalog.set_state(info.id, IN_PROGRESS, reason)
+                    await self._note(info.id, reason)
                     log.info("%s waits: %s", info.title, fit.reason)
                 continue
             if not self._disk_has_room(min(missing, STORE_GROUP_BYTES)):
                 if self.waiting.get(info.id) != FULL_DISK_REASON:
                     self.waiting[info.id] = FULL_DISK_REASON
-                    await self.catalog.set_state(info.id, IN_PROGRESS, FULL_DISK_REASON)
+                    await self._note(info.id, FULL_DISK_REASON)
                     log.info("%s waits: the disk is full", info.title)
                 continue
             full = await self.catalog.get_manifest(info.id)
@@ -189,7 +214,7 @@ class ReplicationService:
                 reason = "waiting for a peer that holds it"
                 if self.waiting.get(info.id) != reason:
                     self.waiting[info.id] = reason
-                    await self.catalog.set_state(info.id, IN_PROGRESS, f"wanted; {reason}")
+                    await self._note(info.id, f"wanted; {reason}")
                 continue
             self.waiting.pop(info.id, None)
             self._reserved += missing
@@ -221,7 +246,7 @@ class ReplicationService:
             self.waiting[manifest.id] = FULL_DISK_REASON
             self._full_until = time.monotonic() + RETRY_WAITING_S
             try:
-                await self.catalog.set_state(manifest.id, IN_PROGRESS, FULL_DISK_REASON)
+                await self._note(manifest.id, FULL_DISK_REASON)
             except StorageError as again:  # the catalog's own writes fail too: the reason stays in memory
                 log.warning("could not record why %s waits: %s", manifest.title, again)
         except Exception as exc:
@@ -241,8 +266,7 @@ class ReplicationService:
         self.active[manifest.id] = fetch
         now = int(time.time())
         await cat.replication_start(manifest.id, total, now)
-        await cat.set_state(manifest.id, IN_PROGRESS,
-                            f"fetching from {len(sources)} peer(s)")
+        await self._note(manifest.id, f"fetching from {len(sources)} peer(s)")
         log.info("replicating %s (%s, %d bytes left of %d) from %d peer(s)", manifest.title, manifest.cid,
                  total - done, total, len(sources))
         workers = [asyncio.ensure_future(self._worker(fetch, peer)) for peer in sources]
@@ -255,7 +279,7 @@ class ReplicationService:
         if left:
             reason = "wanted; waiting for a peer that holds the missing chunks"
             self.waiting[manifest.id] = reason
-            await cat.set_state(manifest.id, IN_PROGRESS, f"{reason} ({len(left)} chunk(s) left)")
+            await self._note(manifest.id, f"{reason} ({len(left)} chunk(s) left)")
             await cat.replication_update(manifest.id, int(time.time()), error="no source had every chunk")
             return
         await self._complete(manifest.id, manifest.encode())
@@ -419,6 +443,11 @@ class ReplicationService:
         return free - size >= self._reserve_bytes(total)
 
     async def _complete(self, manifest_id: bytes, raw: bytes | None) -> None:
+        if manifest_id in self.repairing:
+            self.repairing.discard(manifest_id)
+            await self.catalog.replication_finish(manifest_id)
+            log.info("own dataset %s is whole again", ids.cid_str(manifest_id))
+            return
         info = await self.catalog.get_manifest(manifest_id)
         if info is None or info.state not in (IN_PROGRESS,):
             return
@@ -455,10 +484,6 @@ class ReplicationService:
         if found:
             await self.catalog.mark_chunks_stored(found)
             log.info("resumed: %d chunk(s) written before the last stop were verified and kept", len(found))
-        # a complete dataset whose chunks went missing (e.g. `communs verify` quarantined some) resumes
-        for info in await self.catalog.list_manifests(state=COMPLETE):
-            if await self.catalog.missing_bytes(info.id):
-                await self.catalog.set_state(info.id, IN_PROGRESS, "wanted; some chunks must be fetched again")
 
     def _intact(self, d: bytes) -> bool:
         if not self.chunks.has(d):

@@ -534,6 +534,12 @@ class Catalog:
         done, total = await self.progress(manifest_id)
         return total - done
 
+    async def damaged_manifests(self) -> list[tuple[bytes, str]]:
+        """`(id, state)` of manifests in state own or complete that use a chunk not stored here."""
+        return [(i, st) for i, st in await self._all(
+            "SELECT DISTINCT m.id, m.state FROM manifests m JOIN manifest_chunks mc ON mc.manifest = m.id "
+            "JOIN chunks c ON c.digest = mc.digest WHERE m.state IN ('own', 'complete') AND c.stored = 0")]
+
     async def chunks_in_use(self) -> set[bytes]:
         """Digests used by at least one manifest in a kept state."""
         marks = ",".join("?" * len(KEPT_STATES))

@@ -116,3 +116,41 @@ def test_lying_peer_is_detected_and_dropped(tmp_path: Path, nodes) -> None:  # t
     assert rejected >= 1, "no altered chunk was ever detected"
     log = victim.log()
     assert f"dropped {liar.peer_id} as a source" in log, log
+
+
+def _corrupt_one_chunk(node: NodeProc) -> None:
+    path = next(p for p in sorted((node.data / "store" / "chunks").rglob("*")) if p.is_file())
+    data = bytearray(path.read_bytes())
+    data[0] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_verify_on_a_running_node_repairs_replicas_and_own_data(tmp_path: Path, nodes) -> None:  # type: ignore[no-untyped-def]
+    a = NodeProc.init(tmp_path, "a")
+    nodes.append(a)
+    a.start()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "data.bin").write_bytes(os.urandom(12 << 20))
+    mid = cli_json(a.data, "publish", str(src), "--title", "d", "--licence", "CC0-1.0")["id"]
+    b = NodeProc.init(tmp_path, "b", "--bootstrap", a.addr)
+    nodes.append(b)
+    b.start()
+    wait_for(lambda: any(d["id"] == mid for d in b.get("/api/v1/datasets")), 30, what="b lists it")
+    enact_policy(b, ["CC0-1.0"], tmp_path)
+    wait_for(lambda: b.get(f"/api/v1/datasets/{mid}")["state"] == "complete", 60, what="b's replica")
+    # a replica loses a chunk: verify (node running) quarantines it, replication fetches it again
+    _corrupt_one_chunk(b)
+    bad = cli(b.data, "verify", "--json", check=False)
+    assert bad.returncode != 0 and '"bad"' in bad.stdout
+    wait_for(lambda: cli(b.data, "verify", check=False).returncode == 0
+             and b.get(f"/api/v1/datasets/{mid}")["state"] == "complete", 60, what="b to repair its replica")
+    # the publisher loses a chunk of its own dataset: fetched back from b, and it stays `own`
+    _corrupt_one_chunk(a)
+    assert cli(a.data, "verify", check=False).returncode != 0
+    wait_for(lambda: cli(a.data, "verify", check=False).returncode == 0, 60, what="a to repair its own data")
+    assert a.get(f"/api/v1/datasets/{mid}")["state"] == "own"
+    out = tmp_path / "out"
+    cli(a.data, "get", mid, str(out))
+    assert same_tree(src, out)
+    assert a.stop() == 0 and b.stop() == 0
