@@ -191,6 +191,11 @@ def _check_roster_change(proposal: Proposal, roster: Roster) -> None:
             raise RejectedError(f"removing {_who(key)} would leave the roster empty")
 
 
+# A member may change their vote until the close, but not without bound: each ballot is checked against
+# the earlier ones, so an unbounded number would make replaying the log at start-up quadratic.
+MAX_BALLOTS_PER_MEMBER = 100
+
+
 def validate_ballot(
     ballot: Ballot, proposal: Proposal, roster: Roster, now: int, ballots: Iterable[Ballot] = ()
 ) -> None:
@@ -224,6 +229,9 @@ def validate_ballot(
     if tally(proposal, roster, earlier, now).closed:
         raise RejectedError(f"proposal {_pid(proposal)} is closed: every member has voted")
     own = [b for b in earlier if b.member == ballot.member]
+    if len(own) >= MAX_BALLOTS_PER_MEMBER:
+        raise RejectedError(f"{_who(ballot.member)} already cast {MAX_BALLOTS_PER_MEMBER} ballots on proposal "
+                            f"{_pid(proposal)}; no further changes of vote are accepted")
     if own:
         last = max(own, key=_order)
         if _order(ballot) < _order(last):
