@@ -320,6 +320,10 @@ class Overlay:
             score_params=_score_params(),
         )
         pubsub = Pubsub(host, gossip, strict_signing=True, max_concurrent_validator_count=64)
+        # py-libp2p seeds message seqnos with int(time.time()) and adds 1 per publish: a node that published
+        # N messages and restarts within N seconds re-uses seqnos, and peers drop its new messages as already
+        # seen (message id = from + seqno). Nanoseconds keep seqnos increasing across restarts.
+        pubsub.counter = time.time_ns()
         self._pubsub, self._gossip = pubsub, gossip
         try:
             async with host.run(listen_addrs=self._listen), trio.open_nursery() as nursery:
