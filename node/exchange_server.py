@@ -244,7 +244,7 @@ class StreamServer:
 
     # ---- helpers -----------------------------------------------------------------------------------
 
-    async def _write(self, stream: Any, data: bytes) -> None:
+    async def _write(self, stream: Any, data: bytes | memoryview) -> None:
         """A write that a client not reading its answer cannot hold up for more than IDLE_TIMEOUT."""
         try:
             await asyncio.wait_for(stream.write(data), wire.IDLE_TIMEOUT)

@@ -29,7 +29,8 @@ from communs.protocol import ids, keys, paths
 from communs.protocol import log as plog
 from communs.protocol.errors import RecordError
 from communs.protocol.records import FileEntry, Manifest, new_dataset_id
-from communs.storage.catalog import ManifestInfo, ManifestRow, PutOutcome
+from communs.storage.catalog import Catalog, ManifestInfo, ManifestRow, PutOutcome
+from communs.storage.chunkstore import ChunkStore
 from communs.storage.errors import StorageError, StorageFull
 
 if TYPE_CHECKING:
@@ -170,12 +171,14 @@ class DatasetsService:
         self._ingest_lock = asyncio.Lock()
 
     @property
-    def catalog(self) -> Any:
-        return self.node.storage.catalog
+    def catalog(self) -> Catalog:
+        catalog: Catalog = self.node.storage.catalog
+        return catalog
 
     @property
-    def chunks(self) -> Any:
-        return self.node.storage.chunks
+    def chunks(self) -> ChunkStore:
+        chunks: ChunkStore = self.node.storage.chunks
+        return chunks
 
     async def start(self) -> None:
         gov = self.node.governance
@@ -436,8 +439,8 @@ class DatasetsService:
         if other is None or other.raw is None or other.id == m.id:
             return
         first = await self.catalog.forked_publishers()
-        await self.catalog.record_fork(m.publisher, m.seq, m.id, raw, other.id, other.raw, why,
-                                       int(time.time()))
+        await self.catalog.record_fork(m.publisher, m.seq, m.id, raw, other.id, other.raw,
+                                       detected_at=int(time.time()), reason=why)
         if m.publisher not in first:
             log.warning("publisher %s signed two different records for seq %d: fork kept as evidence, its "
                         "datasets are distrusted", keys.peer_id(m.publisher), m.seq)

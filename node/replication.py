@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any
 from communs.governance import policy as policy_mod
 from communs.protocol import ids, keys
 from communs.protocol.records import Manifest
+from communs.storage.catalog import Catalog
+from communs.storage.chunkstore import ChunkStore
 from communs.storage.errors import ChunkCorrupt, StorageError, StorageFull
 
 from .publishing import COMPLETE, IN_PROGRESS, OWN
@@ -95,12 +97,14 @@ class ReplicationService:
         self._full_until = 0.0  # after a full disk, no fetch starts before this (monotonic) time
 
     @property
-    def catalog(self) -> Any:
-        return self.node.storage.catalog
+    def catalog(self) -> Catalog:
+        catalog: Catalog = self.node.storage.catalog
+        return catalog
 
     @property
-    def chunks(self) -> Any:
-        return self.node.storage.chunks
+    def chunks(self) -> ChunkStore:
+        chunks: ChunkStore = self.node.storage.chunks
+        return chunks
 
     async def start(self) -> None:
         ds = self.node.datasets
