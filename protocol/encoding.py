@@ -25,40 +25,47 @@ _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 
 
-def _check(value: Any, depth: int) -> None:
+def _canonical(value: Any, depth: int) -> Any:
+    """Check that `value` has a canonical form and return it with every map's keys sorted (one pass:
+    this runs on every record a node receives)."""
     if depth > MAX_DEPTH:
         raise DecodeError("value is nested too deeply")
-    if value is None or isinstance(value, bool | str | bytes):
-        return
-    if isinstance(value, int):
+    t = type(value)
+    if t is str or t is bytes or t is bool or value is None:
+        return value
+    if t is int:
         if not _INT_MIN <= value <= _INT_MAX:
             raise DecodeError("integer out of 64-bit range")
-        return
-    if isinstance(value, list | tuple):
-        for item in value:
-            _check(item, depth + 1)
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise DecodeError("map keys must be strings")
-            _check(item, depth + 1)
-        return
+        return value
+    if t is dict:
+        out = {}
+        for key in sorted(value, key=_key_bytes):
+            out[key] = _canonical(value[key], depth + 1)
+        return out
+    if t is list or t is tuple:
+        return [_canonical(item, depth + 1) for item in value]
+    # subclasses (IntEnum, StrEnum, bytes subclasses...): encoded as their plain value
+    for base, plain in _PLAIN:
+        if isinstance(value, base):
+            return _canonical(plain(value), depth)
     raise DecodeError(f"type {type(value).__name__} cannot be encoded canonically")
 
 
-def _sorted(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _sorted(value[k]) for k in sorted(value, key=lambda k: k.encode())}
-    if isinstance(value, list | tuple):
-        return [_sorted(v) for v in value]
-    return value
+_PLAIN: tuple[tuple[type, Any], ...] = (
+    (bool, bool), (int, int.__index__), (str, str.__str__), (bytes, bytes), (dict, dict), (list, list),
+    (tuple, list),
+)
+
+
+def _key_bytes(key: Any) -> bytes:
+    if type(key) is not str:
+        raise DecodeError("map keys must be strings")
+    return key.encode()
 
 
 def encode(value: Any) -> bytes:
     """Encode `value` canonically; raises DecodeError for values with no canonical form."""
-    _check(value, 0)
-    out: bytes = msgpack.packb(_sorted(value), use_bin_type=True)
+    out: bytes = msgpack.packb(_canonical(value, 0), use_bin_type=True)
     return out
 
 
@@ -87,7 +94,6 @@ def decode(data: bytes, max_bytes: int = MAX_RECORD_BYTES) -> Any:
         raise DecodeError("trailing bytes after the value") from exc
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
         raise DecodeError(f"not valid msgpack: {exc}") from exc
-    _check(value, 0)
     if encode(value) != data:
         raise DecodeError("encoding is not canonical")
     return value

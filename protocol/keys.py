@@ -10,6 +10,7 @@ derived here without libp2p: base58btc(multihash identity(protobuf PublicKey{Ed2
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import base58
@@ -68,8 +69,12 @@ def verify(public: bytes, domain: str, message: bytes, signature: bytes) -> None
         raise SignatureError(f"bad {domain} signature") from exc
 
 
+@functools.lru_cache(maxsize=4096)
 def peer_id(public: bytes) -> str:
-    """The libp2p peer id (base58btc text) of an Ed25519 public key."""
+    """The libp2p peer id (base58btc text) of an Ed25519 public key.
+
+    Cached: base58 is slow in Python, and a catalog sync asks for the same few publishers' ids once per
+    record."""
     if len(public) != PUBLIC_KEY_SIZE:
         raise DecodeError("public key must be 32 bytes")
     return str(base58.b58encode(_PEER_ID_PREFIX + public).decode("ascii"))
