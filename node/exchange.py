@@ -305,6 +305,9 @@ class ExchangeService:
         if known or ann.manifest in self._fetching:
             if known:
                 self._resolve(ann.manifest)
+                replication = self.node.replication
+                if replication is not None and ann.kind == "hold":
+                    replication.poke(ann.manifest)  # a new holder: a waiting replication may proceed
             return
         peers = [p for p in dict.fromkeys([msg.sender, node_peer, msg.origin]) if p and p != me]
         self._fetching.add(ann.manifest)
@@ -667,6 +670,8 @@ class ExchangeService:
             if self._protocols_of(peer):
                 break
         await self.node.overlay.add_dht_peer(peer)
+        if self.node.replication is not None and wire.CHUNKS_PROTOCOL in self._protocols_of(peer):
+            self.node.replication.poke()  # a new Communs peer may hold what waits for a source
         await self._sync_guarded(peer, retries=SYNC_RETRY)
 
     async def _periodic_sync(self) -> None:

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("communs.datasets")
 
 OWN, COMPLETE, IN_PROGRESS, NOT_WANTED = "own", "complete", "in-progress", "not-wanted"
+PROCESS_BATCH = 200  # manifests at once above which verification runs in worker processes
+DECODE_WORKERS = 1  # measured: a second worker loses to the node and its peer on a 2-core machine
 STATES = (OWN, COMPLETE, IN_PROGRESS, NOT_WANTED)
 
 
@@ -169,6 +171,8 @@ class DatasetsService:
         self._job_ids = 0
         self._publish_lock = asyncio.Lock()
         self._ingest_lock = asyncio.Lock()
+        self._pool: Any = None
+        self._pool_broken = False
 
     @property
     def catalog(self) -> Catalog:
@@ -186,7 +190,9 @@ class DatasetsService:
             gov.on_policy_change.append(self._policy_changed)
 
     async def stop(self) -> None:
-        return None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     # ---- policy ----------------------------------------------------------------------------------
 
@@ -340,9 +346,36 @@ class DatasetsService:
         """Verify, place and store manifests received from `source`; one Outcome per record, in order."""
         if not raws:
             return []
-        decoded = await _decode_all(raws)
+        decoded = await self._decode_all(raws)
         async with self._ingest_lock:
             return await self._ingest(raws, decoded, source)
+
+    async def _decode_all(self, raws: Sequence[bytes]) -> list[Manifest | str]:
+        """Decode and verify; a large batch (catalog sync) goes to a worker process.
+
+        Verification is Python-heavy (canonical checks, field rules) and holds the GIL, so in threads it
+        starves the event loop and the catalog's thread: measured here, a 1,000-record range took 0.5 s to
+        store beside a decoding thread against 0.1 s alone. A second process uses the second core instead.
+        """
+        if len(raws) < PROCESS_BATCH or self._pool_broken:
+            return decode_batch(raws)
+        loop = asyncio.get_running_loop()
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(max_workers=DECODE_WORKERS,
+                                             mp_context=multiprocessing.get_context("spawn"))
+        pool = self._pool
+        step = max(PROCESS_BATCH // 2, -(-len(raws) // DECODE_WORKERS))
+        parts = [list(raws[i:i + step]) for i in range(0, len(raws), step)]
+        try:
+            results = await asyncio.gather(*(loop.run_in_executor(pool, decode_batch, part) for part in parts))
+            return [m for part in results for m in part]
+        except Exception as exc:  # noqa: BLE001 - a broken pool must not stop sync: decode here instead
+            log.warning("manifest verification worker failed (%s); verifying in the node process", exc)
+            self._pool_broken = True
+            return decode_batch(raws)
 
     async def _ingest(self, raws: Sequence[bytes], decoded: list[Manifest | str],
                       source: str | None) -> list[Outcome]:
@@ -473,24 +506,15 @@ def decoded_seq(m: Manifest | str) -> int:
     return m.seq if isinstance(m, Manifest) else 0
 
 
-async def _decode_all(raws: Sequence[bytes]) -> list[Manifest | str]:
-    """Decode and verify in worker threads (signature checks release the GIL); errors become reasons."""
-    def work(part: Sequence[bytes]) -> list[Manifest | str]:
-        out: list[Manifest | str] = []
-        for raw in part:
-            try:
-                out.append(Manifest.decode(raw))
-            except RecordError as exc:
-                out.append(str(exc))
-        return out
-
-    if len(raws) < 64:
-        return work(raws)
-    n = 2
-    size = (len(raws) + n - 1) // n
-    parts = [raws[i:i + size] for i in range(0, len(raws), size)]
-    results = await asyncio.gather(*(asyncio.to_thread(work, p) for p in parts))
-    return [m for part in results for m in part]
+def decode_batch(raws: Sequence[bytes]) -> list[Manifest | str]:
+    """Decode and verify manifests; a refused one becomes its reason. Runs in a worker process."""
+    out: list[Manifest | str] = []
+    for raw in raws:
+        try:
+            out.append(Manifest.decode(raw))
+        except RecordError as exc:
+            out.append(str(exc))
+    return out
 
 
 def manifest_summary(info: ManifestInfo, forked: bool = False) -> dict[str, Any]:

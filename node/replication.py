@@ -56,6 +56,7 @@ BATCH_CHUNKS = 32
 RETRY_WAITING_S = 5.0
 SOURCE_RETRY_S = 10.0
 STORE_GROUP_BYTES = 4 << 20
+MAX_RETRY_S = 300.0
 MAX_RESERVE_BYTES = 64 << 20
 FULL_DISK_REASON = "waiting: the disk is full; replication resumes when space is freed"
 
@@ -93,6 +94,8 @@ class ReplicationService:
         self._tasks: dict[bytes, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._reserved = 0
+        self._retry_at: dict[bytes, float] = {}  # manifest id -> monotonic time of its next attempt
+        self._delay: dict[bytes, float] = {}
         self.repairing: set[bytes] = set()  # own datasets with chunks lost here, fetched back from replicas
         self._full_until = 0.0  # after a full disk, no fetch starts before this (monotonic) time
 
@@ -120,9 +123,22 @@ class ReplicationService:
         if self._tasks:
             await asyncio.wait(list(self._tasks.values()), timeout=1.5)
 
-    def poke(self) -> None:
-        """Something changed (a new peer, an announcement): look at waiting datasets again now."""
+    def poke(self, manifest_id: bytes | None = None) -> None:
+        """Something changed (a new holder announced, a new policy): look at waiting datasets again now,
+        without waiting out their backoff."""
+        if manifest_id is None:
+            self._retry_at.clear()
+        else:
+            self._retry_at.pop(manifest_id, None)
         self._wake.set()
+
+    def _backoff(self, manifest_id: bytes, progressed: bool) -> None:
+        """After a round that left chunks missing: wait before asking the same peers again (5 s doubling
+        to 5 min; reset when a round made progress), so that a dataset nobody holds costs no traffic."""
+        delay = RETRY_WAITING_S if progressed else min(self._delay.get(manifest_id, RETRY_WAITING_S / 2) * 2,
+                                                           MAX_RETRY_S)
+        self._delay[manifest_id] = delay
+        self._retry_at[manifest_id] = time.monotonic() + delay
 
     async def _wanted(self, _ids: list[bytes]) -> None:
         self.poke()
@@ -187,7 +203,7 @@ class ReplicationService:
         for info in await self._candidates():
             if len(self.active) >= MAX_ACTIVE_DATASETS:
                 return
-            if info.id in self.active:
+            if info.id in self.active or time.monotonic() < self._retry_at.get(info.id, 0.0):
                 continue
             missing = await self.catalog.missing_bytes(info.id)
             if missing == 0:
@@ -215,6 +231,7 @@ class ReplicationService:
             manifest = Manifest.decode(full.raw, verify=False)
             sources = await self._sources(manifest)
             if not sources:
+                self._backoff(info.id, progressed=False)
                 reason = "waiting for a peer that holds it"
                 if self.waiting.get(info.id) != reason:
                     self.waiting[info.id] = reason
@@ -260,7 +277,7 @@ class ReplicationService:
             self._reserved -= reserved
             self.active.pop(manifest.id, None)
             self._tasks.pop(manifest.id, None)
-            self.poke()
+            self._wake.set()
 
     async def _fetch(self, manifest: Manifest, sources: list[str]) -> None:
         cat = self.catalog
@@ -281,6 +298,7 @@ class ReplicationService:
                 w.cancel()
         left = await cat.missing_chunks(manifest.id)
         if left:
+            self._backoff(manifest.id, progressed=fetch.bytes_fetched > 0)
             reason = "wanted; waiting for a peer that holds the missing chunks"
             self.waiting[manifest.id] = reason
             await self._note(manifest.id, f"{reason} ({len(left)} chunk(s) left)")
