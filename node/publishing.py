@@ -275,6 +275,9 @@ class DatasetsService:
         except GovernanceError as exc:
             raise PublishError(str(exc)) from None
         files = await asyncio.to_thread(scan_tree, path)
+        replication = self.node.replication
+        if replication is not None and hasattr(replication, "reconciled"):
+            await replication.reconciled.wait()  # chunk files are reconciled with the catalog at start
         job.files_total = len(files)
         job.bytes_total = sum(size for _, _, size in files)
         job.state = "chunking"

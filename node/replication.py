@@ -94,6 +94,7 @@ class ReplicationService:
         self._tasks: dict[bytes, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._reserved = 0
+        self.reconciled = asyncio.Event()  # set once the chunk store and the catalog agree after a restart
         self._retry_at: dict[bytes, float] = {}  # manifest id -> monotonic time of its next attempt
         self._delay: dict[bytes, float] = {}
         self.repairing: set[bytes] = set()  # own datasets with chunks lost here, fetched back from replicas
@@ -506,6 +507,14 @@ class ReplicationService:
         if found:
             await self.catalog.mark_chunks_stored(found)
             log.info("resumed: %d chunk(s) written before the last stop were verified and kept", len(found))
+        # Chunk files the catalog does not know at all were written by a publish that never committed:
+        # nothing refers to them, so they go (publishes wait for `reconciled`, so none is being written).
+        known = await self.catalog.stored_digests()
+        orphans = [d for d in await asyncio.to_thread(lambda: list(self.chunks.iter_digests())) if d not in known]
+        if orphans:
+            await asyncio.to_thread(lambda: [self.chunks.delete(d) for d in orphans])
+            log.info("removed %d chunk file(s) left by an interrupted publish", len(orphans))
+        self.reconciled.set()
 
     def _intact(self, d: bytes) -> bool:
         if not self.chunks.has(d):
