@@ -57,6 +57,8 @@ RETRY_WAITING_S = 5.0
 SOURCE_RETRY_S = 10.0
 STORE_GROUP_BYTES = 4 << 20
 MAX_RETRY_S = 300.0
+MARK_BYTES = 64 << 20
+MARK_EVERY_S = 1.0
 MAX_RESERVE_BYTES = 64 << 20
 FULL_DISK_REASON = "waiting: the disk is full; replication resumes when space is freed"
 
@@ -74,6 +76,9 @@ class Fetch:
     lacking: dict[str, set[bytes]] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     bytes_fetched: int = 0
+    unmarked: list[tuple[bytes, int]] = field(default_factory=list)  # stored, not yet marked in the catalog
+    marked_at: float = field(default_factory=time.monotonic)
+    seen: set[str] = field(default_factory=set)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -297,6 +302,7 @@ class ReplicationService:
         finally:
             for w in workers:
                 w.cancel()
+            await self._mark(fetch)
         left = await cat.missing_chunks(manifest.id)
         if left:
             self._backoff(manifest.id, progressed=fetch.bytes_fetched > 0)
@@ -427,7 +433,7 @@ class ReplicationService:
             return ok, full
 
         stored, full = await asyncio.to_thread(write)
-        await self.catalog.mark_chunks_stored(stored)
+        fetch.unmarked.extend(stored)
         n = sum(s for _, s in stored)
         for d, _ in stored:
             fetch.in_flight.pop(d, None)
@@ -435,9 +441,23 @@ class ReplicationService:
         fetch.bytes_fetched += n
         if self.node.metrics is not None:
             self.node.metrics.bytes_in.inc(n)
-        await self.catalog.source_seen(fetch.manifest.id, peer, int(time.time()))
+        if peer not in fetch.seen:
+            fetch.seen.add(peer)
+            await self.catalog.source_seen(fetch.manifest.id, peer, int(time.time()))
+        if sum(sz for _, sz in fetch.unmarked) >= MARK_BYTES or time.monotonic() - fetch.marked_at >= MARK_EVERY_S:
+            await self._mark(fetch)
         if full is not None:
+            await self._mark(fetch)
             raise full
+
+    async def _mark(self, fetch: Fetch) -> None:
+        """Record durably stored chunks in the catalog, in groups: each catalog commit costs an fsync, and
+        a chunk written but not yet marked when the process dies is re-hashed and kept at restart, never
+        fetched again (`_resume_written_chunks`), so marking less often loses nothing."""
+        items, fetch.unmarked = fetch.unmarked, []
+        fetch.marked_at = time.monotonic()
+        if items:
+            await self.catalog.mark_chunks_stored(items)
 
     # ---- free space ------------------------------------------------------------------------------
 
