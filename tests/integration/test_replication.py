@@ -112,3 +112,26 @@ def test_three_nodes_replicate_what_their_members_voted(tmp_path: Path, nodes) -
     assert cli_json(b.data, "verify")["ok"] is True
     for n in (a, b, c):
         assert n.stop() == 0
+
+
+def test_metrics_cover_peers_messages_bytes_states_queue_and_governance(tmp_path: Path, nodes) -> None:  # type: ignore[no-untyped-def]
+    a = NodeProc.init(tmp_path, "a")
+    nodes.append(a)
+    a.start()
+    src = make_tree(tmp_path / "src", 2 << 20, 7)
+    mid = cli_json(a.data, "publish", str(src), "--title", "m", "--licence", "CC0-1.0")["id"]
+    b = NodeProc.init(tmp_path, "b", "--bootstrap", a.addr)
+    nodes.append(b)
+    b.start()
+    wait_for(lambda: any(d["id"] == mid for d in b.get("/api/v1/datasets")), 30, what="b lists it")
+    enact_policy(b, ["CC0-1.0"], tmp_path)
+    wait_for(lambda: states(b) == {"m": "complete"}, 60, what="replication")
+    assert metric(b, "communs_peers") >= 1
+    assert metric(b, "communs_bytes_fetched_total") >= 2 << 20
+    assert metric(a, "communs_bytes_served_total") >= 2 << 20
+    assert metric(b, "communs_datasets_completed_total") == 1
+    status, text = b.api("GET", "/metrics")
+    assert status == 200
+    for line in ('communs_datasets{state="complete"} 1.0', 'communs_governance_events_total{kind="enactment"} 1.0',
+                 "communs_replication_queue 0.0", 'communs_gossip_messages_total{outcome="accepted"'):
+        assert line in text, line
