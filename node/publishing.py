@@ -29,9 +29,10 @@ from communs.protocol import ids, keys, paths
 from communs.protocol import log as plog
 from communs.protocol.errors import RecordError
 from communs.protocol.records import FileEntry, Manifest, new_dataset_id
-from communs.storage.catalog import Catalog, ManifestInfo, ManifestRow, PutOutcome
-from communs.storage.chunkstore import ChunkStore
+from communs.storage.catalog import ManifestInfo, ManifestRow, PutOutcome
 from communs.storage.errors import StorageError, StorageFull
+
+from .storage_service import UsesStorage
 
 if TYPE_CHECKING:
     from .service import Node
@@ -159,7 +160,7 @@ def _check_readable(path: Path) -> None:
         raise PublishError(f"cannot read {path}: {exc.strerror}") from None
 
 
-class DatasetsService:
+class DatasetsService(UsesStorage):
     def __init__(self, node: Node) -> None:
         self.node = node
         node.datasets = self
@@ -173,16 +174,6 @@ class DatasetsService:
         self._ingest_lock = asyncio.Lock()
         self._pool: Any = None
         self._pool_broken = False
-
-    @property
-    def catalog(self) -> Catalog:
-        catalog: Catalog = self.node.storage.catalog
-        return catalog
-
-    @property
-    def chunks(self) -> ChunkStore:
-        chunks: ChunkStore = self.node.storage.chunks
-        return chunks
 
     async def start(self) -> None:
         gov = self.node.governance

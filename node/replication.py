@@ -38,11 +38,10 @@ from typing import TYPE_CHECKING, Any
 from communs.governance import policy as policy_mod
 from communs.protocol import ids, keys
 from communs.protocol.records import Manifest
-from communs.storage.catalog import Catalog
-from communs.storage.chunkstore import ChunkStore
 from communs.storage.errors import ChunkCorrupt, StorageError, StorageFull
 
 from .publishing import COMPLETE, IN_PROGRESS, OWN
+from .storage_service import UsesStorage
 
 if TYPE_CHECKING:
     from .service import Node
@@ -90,7 +89,7 @@ class Fetch:
         }
 
 
-class ReplicationService:
+class ReplicationService(UsesStorage):
     def __init__(self, node: Node) -> None:
         self.node = node
         node.replication = self
@@ -104,16 +103,6 @@ class ReplicationService:
         self._delay: dict[bytes, float] = {}
         self.repairing: set[bytes] = set()  # own datasets with chunks lost here, fetched back from replicas
         self._full_until = 0.0  # after a full disk, no fetch starts before this (monotonic) time
-
-    @property
-    def catalog(self) -> Catalog:
-        catalog: Catalog = self.node.storage.catalog
-        return catalog
-
-    @property
-    def chunks(self) -> ChunkStore:
-        chunks: ChunkStore = self.node.storage.chunks
-        return chunks
 
     async def start(self) -> None:
         ds = self.node.datasets

@@ -6,7 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from communs.storage.catalog import Catalog
-from communs.storage.chunkstore import FsChunkStore
+from communs.storage.chunkstore import ChunkStore, FsChunkStore
 from communs.storage.errors import StorageError
 
 from .config import CATALOG_FILE
@@ -15,6 +15,22 @@ if TYPE_CHECKING:
     from .service import Node
 
 STORE_DIR = "store"
+
+
+class UsesStorage:
+    """For services that work on the node's catalog and chunk store (opened by StorageService)."""
+
+    node: Node
+
+    @property
+    def catalog(self) -> Catalog:
+        catalog: Catalog = self.node.storage.catalog
+        return catalog
+
+    @property
+    def chunks(self) -> ChunkStore:
+        chunks: ChunkStore = self.node.storage.chunks
+        return chunks
 
 
 class StorageService:
