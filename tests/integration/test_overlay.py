@@ -222,13 +222,15 @@ def test_a_fork_is_detected_kept_and_flagged(tmp_path: Path, nodes: list[NodePro
     (third,) = files(tmp_path, "third", 1)
     publish(a, third, "after the fork")  # seq 2, linked to the second history
     time.sleep(5)  # past py-libp2p's replay window: only catalog sync can tell b
+    # (b's syncs with a while a was stopping may have failed; the fork itself must not count as one)
+    failures_before = exchange_status(b)["sync"]["failures"]
     status, body = a.api("POST", "/api/v1/peers", {"addr": b.addr})
     assert status == 200, body
     wait_for(lambda: exchange_status(b)["forks"] == [a.peer_id], 20, what="b to flag a's key")
     listing = {d["id"]: d for d in b.get("/api/v1/datasets")}
     assert x in listing and y not in listing  # the held record is never replaced; the other is evidence
     assert listing[x]["publisher_forked"] is True and listing[x]["state"] == "not-wanted"
-    assert exchange_status(b)["sync"]["failures"] == 0
+    assert exchange_status(b)["sync"]["failures"] == failures_before
 
 
 # ---- a raw libp2p peer, in this process: the stream protocols and hostile input ---------------------
