@@ -16,7 +16,6 @@ import argparse
 import datetime
 import os
 import re
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -250,15 +249,13 @@ def read_stored_log(root: Path) -> list[bytes]:
     path = root / CATALOG_FILE
     if not path.exists():
         fail(f"{root} has no catalog yet, so no governance log: start the node once with 'communs run'")
+    from communs.storage.catalog import read_gov_log_readonly
+    from communs.storage.errors import CatalogError
+
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
-        try:
-            rows = conn.execute("SELECT seq, raw FROM gov_log ORDER BY seq").fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        fail(f"cannot read the governance log from {path}: {exc}")
-    return [bytes(raw) for _, raw in rows]
+        return read_gov_log_readonly(path)
+    except CatalogError as exc:
+        fail(str(exc))
 
 
 def cmd_audit(args: argparse.Namespace) -> None:

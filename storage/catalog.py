@@ -749,3 +749,17 @@ async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
         except sqlite3.Error:
             pass
         raise CatalogError(f"migrating the catalog {path} to schema {SCHEMA_VERSION} failed: {exc}") from exc
+
+
+def read_gov_log_readonly(path: Path) -> list[bytes]:
+    """The stored governance log entries, in order, read without opening the catalog for writing (no
+    migration, no lock): `communs audit` reads them whether the node runs or not."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            rows = conn.execute("SELECT seq, raw FROM gov_log ORDER BY seq").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise CatalogError(f"cannot read the governance log from {path}: {exc}") from None
+    return [bytes(raw) for _, raw in rows]
