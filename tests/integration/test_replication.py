@@ -135,3 +135,29 @@ def test_metrics_cover_peers_messages_bytes_states_queue_and_governance(tmp_path
     for line in ('communs_datasets{state="complete"} 1.0', 'communs_governance_events_total{kind="enactment"} 1.0',
                  "communs_replication_queue 0.0", 'communs_gossip_messages_total{outcome="accepted"'):
         assert line in text, line
+
+
+def test_storage_quota_is_never_exceeded(tmp_path: Path, nodes) -> None:  # type: ignore[no-untyped-def]
+    a = NodeProc.init(tmp_path, "a")
+    nodes.append(a)
+    a.start()
+    for name in ("one", "two"):
+        make_tree(tmp_path / "src" / name, 3 << 20, hash(name) % 1000)
+        cli_json(a.data, "publish", str(tmp_path / "src" / name), "--title", name, "--licence", "CC0-1.0")
+    b = NodeProc.init(tmp_path, "b", "--bootstrap", a.addr)
+    nodes.append(b)
+    b.start()
+    wait_for(lambda: len(b.get("/api/v1/datasets")) == 2, 30, what="b lists both")
+    rules = tmp_path / "quota.toml"
+    rules.write_text('accept_licences = ["CC0-1.0"]\nstorage_quota_bytes = 5_000_000\n')
+    key = str(b.data / "operator.key")
+    pid = cli_json(b.data, "propose", "--key", key, "--kind", "policy", "--file", str(rules))["id"]
+    cli(b.data, "vote", pid, "yes", "--key", key)
+    # one dataset fits, the other waits with the quota as its reason
+    wait_for(lambda: sorted(states(b).values()) == ["complete", "in-progress"], 60, what="one to complete")
+    waiting = [d for d in b.get("/api/v1/datasets") if d["state"] == "in-progress"]
+    wait_for(lambda: "quota" in next(d["reason"] for d in b.get("/api/v1/datasets") if d["state"] == "in-progress"),
+             20, what="the quota reason")
+    stored = sum(p.stat().st_size for p in (b.data / "store" / "chunks").rglob("*") if p.is_file())
+    assert stored <= 5_000_000, stored
+    assert len(waiting) == 1
