@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from communs.protocol import encoding, ids, keys
 from communs.protocol.errors import DecodeError, RecordError
+from communs.protocol.wire import encode_varint
 
 from .errors import GovernanceError, RejectedError
 from .records import Ballot, Genesis, Proposal, Roster
@@ -459,24 +460,12 @@ def audit(entries: Iterable[bytes | Entry]) -> AuditResult:
                        state=ledger.current)
 
 
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def export_log(entries: Iterable[bytes | Entry]) -> bytes:
     """The export file: EXPORT_MAGIC, then each entry's encoding prefixed by its length (unsigned LEB128)."""
     parts = [EXPORT_MAGIC]
     for item in entries:
         data = item.encode() if isinstance(item, Entry) else bytes(item)
-        parts += [_uvarint(len(data)), data]
+        parts += [encode_varint(len(data)), data]
     return b"".join(parts)
 
 
@@ -506,7 +495,7 @@ def _split_export(data: bytes) -> tuple[list[bytes], AuditError | None]:
             shift += 7
             if not byte & 0x80:
                 break
-        if _uvarint(length) != data[start:pos]:
+        if encode_varint(length) != data[start:pos]:
             return out, AuditError(index, "its length prefix is not minimally encoded")
         if length > MAX_ENTRY_BYTES or pos + length > len(data):
             return out, AuditError(index, "its length runs past the end of the file or over the limit")
