@@ -575,17 +575,7 @@ class Catalog:
     async def gov_append(self, seq: int, hash: bytes, prev: bytes | None, kind: str, raw: bytes,
                          at: int) -> None:
         """Append one entry; it must follow the last one (seq + 1, prev = its hash)."""
-        async with self.transaction("appending to the governance log") as db:
-            async with db.execute("SELECT seq, hash FROM gov_log ORDER BY seq DESC LIMIT 1") as cur:
-                last = await cur.fetchone()
-            expected_seq, expected_prev = (0, None) if last is None else (last[0] + 1, last[1])
-            if seq != expected_seq:
-                raise CatalogError(f"governance log entry {seq} does not follow the last one "
-                                   f"(expected entry {expected_seq})")
-            if prev != expected_prev:
-                raise CatalogError(f"governance log entry {seq} does not link to the previous entry's hash")
-            await db.execute("INSERT INTO gov_log (seq, hash, prev, kind, raw, at) VALUES (?, ?, ?, ?, ?, ?)",
-                             (seq, hash, prev, kind, raw, at))
+        await self.gov_append_many([(seq, hash, prev, kind, raw, at)])
 
     async def gov_append_many(self, rows: Sequence[tuple[int, bytes, bytes | None, str, bytes, int]]) -> None:
         """Append consecutive entries `(seq, hash, prev, kind, raw, at)` in one transaction: all or none.
