@@ -203,6 +203,8 @@ class ExchangeService:
     # ---- announcements: the validator (runs inside libp2p, for every message, relayed or not) ----
 
     def _validate(self, data: bytes, sender: str) -> str | None:
+        """The gossip topic validator. It runs in libp2p's thread (see protocol/overlay.py): it owns `_seen`,
+        `_decoded` and `_warned`, bumps its own counters, and hands the rest to the loop."""
         own = sender == self.node.peer_id
         reason: str | None
         try:
@@ -236,7 +238,8 @@ class ExchangeService:
             if not own:
                 self.counts["accepted"] += 1
                 self.node.metrics.messages.labels("accepted", "").inc()
-                self._expect(ann.manifest)
+                if self._loop is not None:
+                    self._loop.call_soon_threadsafe(self._expect, ann.manifest)
             return None
         self.counts["rejected"] += 1
         self.node.metrics.messages.labels("rejected", reason).inc()

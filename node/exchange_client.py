@@ -23,12 +23,17 @@ from .streamio import FrameTimeout, PeerBusy, PeerUnavailable, ProtocolViolation
 
 HASH_IN_THREAD = 512 * 1024  # chunks larger than this are hashed off the event loop
 
+# The Yamux receive window offered on a chunk stream: enough that the sender never waits for credit while
+# the node stores what came before (py-libp2p's 256 KiB default made it stall), bounded per stream.
+CHUNK_STREAM_WINDOW = 8 << 20
+
 
 async def open_stream(overlay: Any, peer: str, protocol: str) -> Any:
     from communs.protocol.overlay import OverlayError
 
     try:
-        return await overlay.open_stream(peer, [protocol], timeout=wire.OPEN_TIMEOUT)
+        return await overlay.open_stream(peer, [protocol], timeout=wire.OPEN_TIMEOUT,
+                                         receive_window=CHUNK_STREAM_WINDOW if protocol == wire.CHUNKS_PROTOCOL else 0)
     except OverlayError as exc:
         raise PeerUnavailable(str(exc), peer) from None
 
