@@ -122,7 +122,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     import communs.protocol.overlay  # noqa: F401 - libp2p resets its loggers at import; configure after
 
     setup_logging(args.log_level or cfg.log_level, args.log_format or cfg.log_format)
+    from .gctune import tune_gc
     from .service import StartupError, run_node
+
+    tune_gc()  # the process's own setting, so here rather than in Node (tests run nodes in-process)
 
     try:
         import uvloop

@@ -63,6 +63,7 @@ log = logging.getLogger("communs.exchange")
 
 SYNC_INTERVAL = 45.0  # seconds between periodic catalog syncs with each connected peer (jittered)
 SYNC_RETRY = (1.0, 3.0, 10.0)  # after a failed sync on connect
+SYNC_AHEAD = 2  # ranges read ahead, and ranges being verified and stored, at once
 TARGET_PEERS = 8  # discovery dials known peers until this many are connected
 DISCOVERY_INTERVAL = 5.0
 DIAL_BACKOFF_MIN, DIAL_BACKOFF_MAX = 30.0, 1800.0
@@ -512,7 +513,8 @@ class ExchangeService:
             remote = await session.heads()
             local = await catalog.contiguous_heads()
             plan = plog.plan_sync(local, remote)
-            queue: asyncio.Queue[tuple[plog.SyncRange, list[bytes]] | None] = asyncio.Queue(maxsize=2)
+            self.node.datasets.warm_up(sum(r.last - r.first + 1 for r in plan))
+            queue: asyncio.Queue[tuple[plog.SyncRange, list[bytes]] | None] = asyncio.Queue(maxsize=SYNC_AHEAD)
 
             async def reader() -> None:
                 stopped: set[bytes] = set()
@@ -581,7 +583,7 @@ class ExchangeService:
                     prev_ids[r.publisher] = facts[-1].id
                     task = asyncio.ensure_future(self.node.datasets.ingest_manifests(raws, source=peer))
                     storing_tasks.append((r, facts, task))
-                    if len(storing_tasks) >= 2:
+                    if len(storing_tasks) >= SYNC_AHEAD:
                         await settle()
                 while storing_tasks:
                     await settle()

@@ -13,6 +13,7 @@ publish of the same files reuses.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import stat
@@ -28,10 +29,11 @@ from communs.governance.licences import check_expression
 from communs.protocol import ids, keys, paths
 from communs.protocol import log as plog
 from communs.protocol.errors import RecordError
-from communs.protocol.records import FileEntry, Manifest, new_dataset_id
+from communs.protocol.records import FileEntry, Manifest, decode_manifests, new_dataset_id
 from communs.storage.catalog import ManifestInfo, ManifestRow, PutOutcome
 from communs.storage.errors import StorageError, StorageFull
 
+from .gctune import GC_THRESHOLDS
 from .storage_service import UsesStorage
 
 if TYPE_CHECKING:
@@ -173,6 +175,8 @@ class DatasetsService(UsesStorage):
         self._publish_lock = asyncio.Lock()
         self._ingest_lock = asyncio.Lock()
         self._pool: Any = None
+        self._pool_ready: asyncio.Future[Any] | None = None
+        self._thread_decoding = False
         self._pool_broken = False
 
     async def start(self) -> None:
@@ -183,7 +187,7 @@ class DatasetsService(UsesStorage):
     async def stop(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+            self._pool = self._pool_ready = None
 
     # ---- policy ----------------------------------------------------------------------------------
 
@@ -352,24 +356,46 @@ class DatasetsService(UsesStorage):
         store beside a decoding thread against 0.1 s alone. A second process uses the second core instead.
         """
         if len(raws) < PROCESS_BATCH or self._pool_broken:
-            return decode_batch(raws)
+            return decode_manifests(raws)
         loop = asyncio.get_running_loop()
-        if self._pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            self._pool = ProcessPoolExecutor(max_workers=DECODE_WORKERS,
-                                             mp_context=multiprocessing.get_context("spawn"))
-        pool = self._pool
+        pool = self._start_pool()
+        if self._pool_ready is not None and not self._pool_ready.done() and not self._thread_decoding:
+            # The worker is still starting (about 0.2 s: a fresh interpreter importing the record code);
+            # verifying one batch in a thread meanwhile beats waiting for it (two would fight over the GIL).
+            self._thread_decoding = True
+            try:
+                return await asyncio.to_thread(decode_manifests, raws)
+            finally:
+                self._thread_decoding = False
         step = max(PROCESS_BATCH // 2, -(-len(raws) // DECODE_WORKERS))
         parts = [list(raws[i:i + step]) for i in range(0, len(raws), step)]
         try:
-            results = await asyncio.gather(*(loop.run_in_executor(pool, decode_batch, part) for part in parts))
+            results = await asyncio.gather(*(loop.run_in_executor(pool, decode_manifests, part) for part in parts))
             return [m for part in results for m in part]
         except Exception as exc:  # noqa: BLE001 - a broken pool must not stop sync: decode here instead
             log.warning("manifest verification worker failed (%s); verifying in the node process", exc)
             self._pool_broken = True
-            return decode_batch(raws)
+            return decode_manifests(raws)
+
+    def warm_up(self, expected: int) -> None:
+        """A catalog sync of `expected` records is about to start: start the verification worker now, so
+        that it is ready when the second range arrives (the first is verified in a thread meanwhile)."""
+        if expected >= PROCESS_BATCH and not self._pool_broken:
+            self._start_pool()
+
+    def _start_pool(self) -> Any:
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # The worker imports only protocol.records (decode_manifests' module) and collects garbage as
+            # rarely as the node does (node/gctune.py).
+            self._pool = ProcessPoolExecutor(max_workers=DECODE_WORKERS,
+                                             mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=gc.set_threshold, initargs=GC_THRESHOLDS)
+            self._pool_ready = asyncio.get_running_loop().run_in_executor(self._pool, decode_manifests, [])
+            self._pool_ready.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, not lost
+        return self._pool
 
     async def _ingest(self, raws: Sequence[bytes], decoded: list[Manifest | str],
                       source: str | None) -> list[Outcome]:
@@ -498,17 +524,6 @@ class DatasetsService(UsesStorage):
 
 def decoded_seq(m: Manifest | str) -> int:
     return m.seq if isinstance(m, Manifest) else 0
-
-
-def decode_batch(raws: Sequence[bytes]) -> list[Manifest | str]:
-    """Decode and verify manifests; a refused one becomes its reason. Runs in a worker process."""
-    out: list[Manifest | str] = []
-    for raw in raws:
-        try:
-            out.append(Manifest.decode(raw))
-        except RecordError as exc:
-            out.append(str(exc))
-    return out
 
 
 def manifest_summary(info: ManifestInfo, forked: bool = False) -> dict[str, Any]:

@@ -12,6 +12,13 @@ Why these settings:
 
 The catalog knows nothing of record classes: callers pass raw encoded records and the columns extracted
 from them (`ManifestRow`), so the schema stays generic.
+
+A manifest's chunk rows (`chunks`, `manifest_chunks`) exist only while it is in a kept state
+(`KEPT_STATES`); otherwise its chunk list waits, packed, in one column (`chunk_refs`). A node learns of
+every dataset in the federation and keeps few: writing six chunk rows and their index entries per
+manifest nobody here wants was most of the cost of a catalog sync. When a manifest becomes kept, the
+transaction that changes its state also writes its chunk rows (`_add_chunk_rows`), so every query about
+kept data (progress, missing chunks, what release may delete) sees all of its chunks.
 """
 
 from __future__ import annotations
@@ -346,15 +353,11 @@ class Catalog:
                     slots[(r.publisher, r.seq)] = r.id
             if new:
                 await db.executemany(
-                    f"INSERT INTO manifests ({_MANIFEST_COLUMNS}, raw) VALUES ({','.join('?' * 15)})",
+                    f"INSERT INTO manifests ({_MANIFEST_COLUMNS}, raw, chunk_refs) VALUES ({','.join('?' * 16)})",
                     [(r.id, r.dataset, r.version, r.publisher, r.seq, r.log_prev, r.title, r.licence, r.size,
-                      r.created, r.received_at, int(r.own), r.state, r.reason, r.raw) for r in new])
-                await db.executemany(
-                    "INSERT INTO chunks (digest, size) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING",
-                    [(d, size) for r in new for d, size in r.chunks])
-                await db.executemany(
-                    "INSERT OR IGNORE INTO manifest_chunks (manifest, digest) VALUES (?, ?)",
-                    [(r.id, d) for r in new for d, _ in r.chunks])
+                      r.created, r.received_at, int(r.own), r.state, r.reason, r.raw, _pack_refs(r.chunks))
+                     for r in new])
+                await _insert_chunk_rows(db, [(r.id, r.chunks) for r in new if r.state in KEPT_STATES])
             return outcomes
 
     async def get_manifest(self, manifest_id: bytes) -> ManifestInfo | None:
@@ -406,12 +409,16 @@ class Catalog:
                                    (state, reason, manifest_id))
             if cur.rowcount == 0:
                 raise CatalogError("no such manifest in the catalog")
+            if state in KEPT_STATES:
+                await _add_chunk_rows(db, [manifest_id])
 
     async def set_states(self, changes: Iterable[tuple[bytes, str, str]]) -> None:
         """Several `(id, state, reason)` at once (a policy enactment re-evaluates everything)."""
+        changes = list(changes)
         async with self.transaction("setting manifest states") as db:
             await db.executemany("UPDATE manifests SET state = ?, reason = ? WHERE id = ?",
                                  [(s, r, i) for i, s, r in changes])
+            await _add_chunk_rows(db, [i for i, s, _ in changes if s in KEPT_STATES])
 
     # -- per-publisher logs ------------------------------------------------------------------------------
 
@@ -635,6 +642,8 @@ class Catalog:
             if state is not None:
                 await db.execute("UPDATE manifests SET state = ?, reason = ? WHERE id = ?",
                                  (state, reason, manifest_id))
+                if state in KEPT_STATES:
+                    await _add_chunk_rows(db, [manifest_id])
 
     async def replications(self) -> list[ReplicationRow]:
         rows = await self._all(
@@ -683,6 +692,42 @@ class Catalog:
             await db.execute("DELETE FROM kv WHERE key = ?", (key,))
 
 
+async def _insert_chunk_rows(db: aiosqlite.Connection,
+                             items: Sequence[tuple[bytes, Sequence[tuple[bytes, int]]]]) -> None:
+    """Record that each manifest uses these `(digest, size)` chunks (known chunks keep their stored flag)."""
+    await db.executemany("INSERT INTO chunks (digest, size) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING",
+                         [(d, size) for _, chunks in items for d, size in chunks])
+    await db.executemany("INSERT OR IGNORE INTO manifest_chunks (manifest, digest) VALUES (?, ?)",
+                         [(mid, d) for mid, chunks in items for d, _ in chunks])
+
+
+async def _add_chunk_rows(db: aiosqlite.Connection, manifest_ids: Sequence[bytes]) -> None:
+    """Give manifests that just became kept their chunk rows, from their packed chunk lists (see the
+    module docstring); those that have them already are left alone. Inside the caller's transaction."""
+    items: list[tuple[bytes, list[tuple[bytes, int]]]] = []
+    for part in _batches(list(dict.fromkeys(manifest_ids))):
+        sql = (f"SELECT m.id, m.chunk_refs FROM manifests m WHERE m.id IN ({','.join('?' * len(part))}) "
+               "AND m.chunk_refs IS NOT NULL "
+               "AND NOT EXISTS (SELECT 1 FROM manifest_chunks mc WHERE mc.manifest = m.id)")
+        async with db.execute(sql, part) as cur:
+            items.extend((mid, _unpack_refs(bytes(refs))) for mid, refs in await cur.fetchall())
+    if items:
+        await _insert_chunk_rows(db, items)
+
+
+_REF = 40  # a packed chunk reference: 32-byte digest, 8-byte big-endian size
+
+
+def _pack_refs(chunks: Sequence[tuple[bytes, int]]) -> bytes:
+    return b"".join(d + size.to_bytes(8, "big") for d, size in chunks)
+
+
+def _unpack_refs(packed: bytes) -> list[tuple[bytes, int]]:
+    if len(packed) % _REF:
+        raise CatalogError("a manifest's packed chunk list is damaged (not a whole number of entries)")
+    return [(packed[i:i + 32], int.from_bytes(packed[i + 32:i + _REF], "big")) for i in range(0, len(packed), _REF)]
+
+
 async def _prepare(db: aiosqlite.Connection, path: Path) -> None:
     """Check that the file is a Communs catalog this code can read, set the connection up, migrate."""
     not_ours = f"{path} is not a Communs catalog"
@@ -711,6 +756,8 @@ async def _prepare(db: aiosqlite.Connection, path: Path) -> None:
         await db.execute("PRAGMA synchronous = FULL")
         await db.execute("PRAGMA foreign_keys = ON")
         await db.execute("PRAGMA busy_timeout = 5000")
+        await db.execute("PRAGMA cache_size = -65536")
+        await db.execute("PRAGMA wal_autocheckpoint = 8192")
     except sqlite3.Error as exc:
         raise CatalogError(f"cannot set up the catalog {path}: {exc}") from exc
     if version < SCHEMA_VERSION:

@@ -117,6 +117,13 @@ MIGRATIONS: list[list[str]] = [
         )
         """,
     ],
+    # 2: a manifest's chunk list in one column. Chunk rows (`chunks`, `manifest_chunks`) are now written
+    # only while a manifest is in a kept state, from this list, so that the many datasets a node learns
+    # of but does not keep cost one row each (catalog.py says why). Manifests stored before this keep the
+    # chunk rows they have, and a NULL list.
+    [
+        "ALTER TABLE manifests ADD COLUMN chunk_refs BLOB",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -157,6 +157,8 @@ def main() -> None:
                 print(f"RESULT: {rate:.0f} manifests/s verified and stored (target 5,000/s: "
                       f"{'met' if rate >= 5000 else 'NOT met'})")
         finally:
+            if os.environ.get("BENCH_KEEP_LOG"):
+                (Path(os.environ["BENCH_KEEP_LOG"])).write_bytes((base / "fresh.log").read_bytes())
             for p in procs:
                 p.terminate()
             for p in procs:

@@ -326,6 +326,65 @@ async def test_chunk_accounting_and_unreferenced_chunks(cat: Catalog) -> None:
     assert KEPT_STATES == {"own", "complete", "in-progress", "wanted"}
 
 
+async def test_chunk_rows_exist_only_for_kept_manifests_and_appear_when_one_becomes_kept(cat: Catalog) -> None:
+    """A manifest learned but not wanted costs one row; the state change that keeps it writes its chunk rows
+    in the same transaction, so nothing about kept data (progress, collection) ever misses a chunk."""
+    shared = chunk(20, 70)
+    kept = row(PUB_A, 1, state="complete", chunks=[chunk(21), shared])
+    ignored = row(PUB_B, 1, state="not-wanted", chunks=[chunk(22, 30), shared])
+    later = row(PUB_B, 2, state="not-wanted", chunks=[chunk(23, 40)])
+    finished = row(PUB_B, 3, state="not-wanted", chunks=[chunk(24, 5)])
+    await cat.put_manifests_batch([kept, ignored, later, finished])
+    count = "SELECT count(*) FROM manifest_chunks WHERE manifest = ?"
+    assert await cat._one(count, (ignored.id,)) == (0,)
+    assert await cat._one("SELECT count(*) FROM chunks WHERE digest = ?", (chunk(22)[0],)) == (0,)
+    assert await cat.progress(kept.id) == (0, 170)
+    await cat.mark_chunks_stored([chunk(21), shared, chunk(22, 30)])
+    # chunk 22 is stored but used by no kept manifest: collectable, until `ignored` becomes wanted
+    assert await cat.unreferenced_chunks() == [chunk(22, 30)]
+    await cat.set_state(ignored.id, "in-progress", "policy accepts it")
+    assert await cat.unreferenced_chunks() == []
+    assert sorted(await cat.manifest_chunks(ignored.id)) == sorted([chunk(22, 30), shared])
+    assert await cat.progress(ignored.id) == (100, 100)
+    # the same through a policy enactment's batch of changes, and through the end of a replication
+    await cat.set_states([(later.id, "in-progress", "wanted"), (kept.id, "complete", "kept")])
+    assert await cat.missing_chunks(later.id) == [chunk(23, 40)]
+    assert await cat._one(count, (kept.id,)) == (2,)  # rows already there are left as they are
+    await cat.replication_finish(finished.id, state="complete")
+    assert await cat.manifest_chunks(finished.id) == [chunk(24, 5)]
+    # releasing keeps the rows (harmless) and makes what no kept manifest uses collectable again
+    await cat.set_state(ignored.id, "not-wanted", "policy refuses it")
+    assert await cat.unreferenced_chunks() == [chunk(22, 30)]
+
+
+async def test_a_version_1_catalog_is_upgraded_and_keeps_its_chunk_rows(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.sqlite"
+    raw = sqlite3.connect(path)
+    try:
+        for statement in schema.MIGRATIONS[0]:
+            raw.execute(statement)
+        raw.execute(f"PRAGMA application_id = {schema.APPLICATION_ID}")
+        raw.execute("PRAGMA user_version = 1")
+        old = row(PUB_A, 1, state="not-wanted", chunks=[chunk(30, 9)])
+        raw.execute("INSERT INTO manifests (id, dataset, version, publisher, seq, log_prev, raw, title, licence, "
+                    "size, created, received_at, own, state, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,?,'')",
+                    (old.id, old.dataset, 1, PUB_A, 1, None, old.raw, old.title, old.licence, 9, 1, 2, old.state))
+        raw.execute("INSERT INTO chunks (digest, size) VALUES (?, 9)", (chunk(30)[0],))
+        raw.execute("INSERT INTO manifest_chunks (manifest, digest) VALUES (?, ?)", (old.id, chunk(30)[0]))
+        raw.commit()
+    finally:
+        raw.close()
+    async with await Catalog.open(path) as c:
+        await c.set_state(old.id, "in-progress", "wanted now")  # a NULL chunk list: its old rows stand
+        assert await c.missing_chunks(old.id) == [chunk(30, 9)]
+        await c.put_manifest(row(PUB_A, 2, state="not-wanted", chunks=[chunk(31, 4)]))
+    raw = sqlite3.connect(path)
+    try:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+    finally:
+        raw.close()
+
+
 # -- governance log --------------------------------------------------------------------------------------
 
 async def test_governance_log_appends_in_chain_only(cat: Catalog) -> None:
