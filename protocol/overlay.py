@@ -51,8 +51,10 @@ from libp2p.pubsub import gossipsub as gossipsub_mod
 from libp2p.pubsub import pubsub as pubsub_mod
 from libp2p.pubsub import rpc_queue as rpc_queue_mod
 from libp2p.pubsub.pubsub import Pubsub
+from libp2p.security.noise import io as noise_io
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux import yamux as yamux_mod
 from libp2p.stream_muxer.yamux.yamux import MAX_WINDOW_SIZE as YAMUX_MAX_WINDOW
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
@@ -88,6 +90,11 @@ pubsub_mod.RpcQueue = _LargeRpcQueue  # type: ignore[misc,assignment]
 # off, credit is returned in batches (half the window, go-yamux's rule): measured here, a 1 GiB replication
 # went from 67 to 89 MB/s. Read at call time by py-libp2p; an operator's own setting wins.
 os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
+# py-libp2p's Yamux sends DATA frames of 64 KiB including its 12-byte header, and Noise carries at most
+# 65,519 bytes of plaintext per message: every full frame went out as two Noise messages, the second of
+# 17 bytes, each with its own length prefix, MAC and decryption on the other side. Frames that fit one
+# Noise message halve that work for every peer we send to (any Yamux peer accepts smaller frames).
+yamux_mod.MAX_MESSAGE_SIZE = noise_io.MAX_PLAINTEXT_LENGTH
 PUBLISH_RATE = 200.0  # messages per second, per node; a burst beyond is queued, not dropped
 _FORWARDERS_KEPT = _QUEUE_SIZE
 
