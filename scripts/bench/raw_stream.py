@@ -4,10 +4,15 @@ between two hosts in two processes on 127.0.0.1, carrying N bytes in 256 KiB wri
 
     raw_stream.py serve            # prints the listen multiaddr, serves until stdin closes
     raw_stream.py fetch ADDR BYTES # prints the seconds taken to read BYTES
+
+With COMMUNS_RAW_TUNED=1 in the environment (both processes), the stream uses the two settings the node's
+overlay adapter applies (Yamux credit returned in batches; Yamux frames that fit one Noise message), to see
+what they are worth on their own. The benchmark's baseline is the default.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -23,6 +28,13 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX
 from libp2p.stream_muxer.yamux.yamux import Yamux
+
+if os.environ.get("COMMUNS_RAW_TUNED"):
+    from libp2p.security.noise import io as noise_io
+    from libp2p.stream_muxer.yamux import yamux as yamux_mod
+
+    os.environ["PY_YAMUX_RELEASE_ON_READ"] = "0"
+    yamux_mod.MAX_MESSAGE_SIZE = noise_io.MAX_PLAINTEXT_LENGTH
 
 PROTO = TProtocol("/bench/raw/1")
 WRITE = 256 * 1024
