@@ -33,7 +33,6 @@ log = logging.getLogger("communs.exchange")
 _FAULT_SERVE_UNVERIFIED = os.environ.get("COMMUNS_FAULT_SERVE_UNVERIFIED") == "1"
 
 _WRITE_BATCH = 256 * 1024  # small frames are joined into writes of about this size
-SMALL_CHUNK = 64 * 1024  # a chunk up to this size is written with its header in one write
 
 # (manifest id) -> wait until an announced manifest being fetched here arrives; True if it did.
 InflightWait = Callable[[bytes], Awaitable[bool]]
@@ -176,12 +175,10 @@ class StreamServer:
                     await self._write(stream, wire.ErrorAnswer("not-found", f"chunk {cid_str(cid)} is not held here",
                                                         cid).encode())
                     continue
+                # Header and body in one write (one copy of the body): written apart, the header went out
+                # as a Yamux frame and a Noise message of its own before every chunk.
                 header, body = wire.chunk_frames(cid, data)
-                if len(data) <= SMALL_CHUNK:
-                    await self._write(stream, header + data)
-                else:
-                    await self._write(stream, header)
-                    await self._write(stream, body)
+                await self._write(stream, header + body)
                 self.metrics.bytes_out.inc(len(data))
             except BaseException:
                 if i + 1 < len(ids):

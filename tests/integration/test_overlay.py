@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from communs.protocol import encoding, ids, keys, wire
+from communs.protocol.overlay import OverlayError
 from communs.protocol.records import Announcement, FileEntry, Manifest
 
 from tests.nodes import NodeProc, cli, cli_json, wait_for
@@ -451,3 +452,67 @@ async def test_hostile_gossip_is_rejected_counted_and_harmless(tmp_path: Path, n
     mid = await asyncio.to_thread(publish, b, tmp_path / "honest.txt", "honest")
     await until(lambda: mid in listed(a), 15, "a to list b's dataset")
     assert "Traceback" not in a.log()
+
+
+async def test_stream_writes_queued_behind_the_caller_arrive_whole_and_in_order() -> None:
+    """Writes return before libp2p has sent them (up to WRITE_BEHIND bytes): a handler that writes and
+    returns must still deliver every byte in order before its stream closes, and a reader that reads slowly
+    must hold the writer back rather than let the queue grow."""
+    from communs.protocol import overlay as overlay_mod
+
+    server, client = await raw_peer(), await raw_peer()
+    pieces = [bytes([i % 251]) * (1000 + 37 * i) for i in range(400)]  # about 3.3 MB, in uneven writes
+    peak = 0
+
+    async def handler(stream: Any) -> None:
+        nonlocal peak
+        for piece in pieces:
+            await stream.write(piece)
+            peak = max(peak, stream._queued - stream._sent)
+        # return without closing: the overlay flushes, then closes
+
+    try:
+        server.serve("/test/write-behind/1", handler)
+        peer = await client.connect(server.listen_addrs()[0])
+        stream = await client.open_stream(peer, ["/test/write-behind/1"])
+        got = bytearray()
+        while True:
+            data = await asyncio.wait_for(stream.read(1 << 16), 15)
+            if not data:
+                break
+            got += data
+            await asyncio.sleep(0.001)  # a slow reader
+        assert bytes(got) == b"".join(pieces)
+        assert peak <= overlay_mod.WRITE_BEHIND + max(map(len, pieces))
+        await stream.close()
+    finally:
+        await client.stop()
+        await server.stop()
+
+
+async def test_a_write_to_a_reset_stream_fails_at_a_later_write() -> None:
+    server, client = await raw_peer(), await raw_peer()
+    opened: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def handler(stream: Any) -> None:
+        await stream.reset()
+        opened.set_result(None)
+
+    try:
+        server.serve("/test/reset/1", handler)
+        peer = await client.connect(server.listen_addrs()[0])
+        stream = await client.open_stream(peer, ["/test/reset/1"])
+        await stream.write(b"x")
+        await asyncio.wait_for(opened, 10)
+        failed = False
+        for _ in range(200):  # the failure surfaces once the writer has met the reset
+            try:
+                await stream.write(b"y" * 65536)
+            except OverlayError:
+                failed = True
+                break
+            await asyncio.sleep(0.01)
+        assert failed, "writes to a reset stream kept succeeding"
+    finally:
+        await client.stop()
+        await server.stop()
