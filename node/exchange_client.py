@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 from communs.protocol import ids as ids_mod
@@ -196,51 +196,83 @@ async def _ask_manifests(conv: Conversation, peer: str, wanted: list[bytes]) -> 
 # ---- /communs/chunks/1 -----------------------------------------------------------------------------
 
 
+class ChunkSession:
+    """One /communs/chunks/1 stream to a peer, for many requests one after another: a replication worker
+    keeps one per source rather than opening a stream (and negotiating it) for every batch."""
+
+    def __init__(self, conv: Conversation) -> None:
+        self.conv = conv
+        self.peer = conv.peer
+        self.broken = False
+
+    @classmethod
+    async def open(cls, overlay: Any, peer: str) -> ChunkSession:
+        return cls(await Conversation.open(overlay, peer, wire.CHUNKS_PROTOCOL, assemble=True))
+
+    async def fetch(self, chunk_ids: Sequence[bytes]) -> AsyncGenerator[tuple[bytes, bytes | None], None]:
+        """`(id, bytes)` for each of `chunk_ids` the peer holds, its BLAKE3 checked, `(id, None)` for each
+        it does not, in the order asked. Requests of at most 1024 ids go one after another (the protocol
+        allows no overlap). Raises ProtocolViolation on a chunk that does not match its id or any other
+        breach, PeerUnavailable/PeerBusy otherwise; either way, or if the caller stops iterating early, the
+        session is broken (the stream's place in its answer is lost) and `close()` resets the stream.
+        """
+        if self.broken:
+            raise PeerUnavailable(f"the chunk stream to {self.peer} was abandoned", self.peer)
+        wanted = list(dict.fromkeys(chunk_ids))
+        conv, peer = self.conv, self.peer
+        finished = False
+        try:
+            for start in range(0, len(wanted), wire.MAX_CHUNK_IDS):
+                batch = wanted[start:start + wire.MAX_CHUNK_IDS]
+                await conv.send(wire.ChunksGet(tuple(batch)))
+                for i, cid in enumerate(batch):
+                    event = await conv.receive(first=i == 0)
+                    if isinstance(event, wire.Chunk):
+                        if event.id != cid:
+                            raise _violation(peer, "answered a chunk that was not the next one asked for")
+                        data = event.data
+                        if len(data) > HASH_IN_THREAD:
+                            digest = await asyncio.to_thread(ids_mod.digest, data)
+                        else:
+                            digest = ids_mod.digest(data)
+                        if digest != cid:
+                            raise _violation(peer, f"sent a chunk that does not match its hash {ids_mod.cid_str(cid)}")
+                        yield cid, data
+                    elif isinstance(event, wire.ErrorAnswer) and event.id == cid and event.code == "not-found":
+                        yield cid, None
+                    else:
+                        raise _violation(peer, f"sent an unexpected {type(event).__name__} in a chunk answer")
+                end = await conv.receive(first=False)
+                if not isinstance(end, wire.End):
+                    raise _violation(peer, "sent more than was asked in a chunk answer")
+            finished = True
+        finally:
+            if not finished:
+                self.broken = True
+
+    async def close(self) -> None:
+        """End the stream: cleanly after whole answers; reset when one was cut short, so that the peer
+        does not go on streaming to nobody."""
+        if self.broken:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.conv.abort())
+        else:
+            with contextlib.suppress(Exception):
+                await self.conv.close()
+
+
 async def fetch_chunks(overlay: Any, peer: str, chunk_ids: Sequence[bytes]) \
         -> AsyncIterator[tuple[bytes, bytes | None]]:
-    """Stream `chunk_ids` from `peer` on one stream: yields `(id, bytes)` for each chunk, its BLAKE3
-    checked, or `(id, None)` when the peer does not hold it, in the order asked.
-
-    Requests of at most 1024 ids go one after another; the next is sent as soon as the previous
-    answer has been read (the protocol allows no overlap). Raises ProtocolViolation on a chunk that
-    does not match its id or any other breach, PeerUnavailable/PeerBusy otherwise.
-    """
-    wanted = list(dict.fromkeys(chunk_ids))
-    if not wanted:
+    """`ChunkSession.fetch` on a stream of its own, closed (or reset, after a failure) at the end."""
+    if not list(chunk_ids):
         return
-    conv = await Conversation.open(overlay, peer, wire.CHUNKS_PROTOCOL, assemble=True)
-    finished = False
+    session = await ChunkSession.open(overlay, peer)
     try:
-        for start in range(0, len(wanted), wire.MAX_CHUNK_IDS):
-            batch = wanted[start:start + wire.MAX_CHUNK_IDS]
-            await conv.send(wire.ChunksGet(tuple(batch)))
-            for i, cid in enumerate(batch):
-                event = await conv.receive(first=i == 0)
-                if isinstance(event, wire.Chunk):
-                    if event.id != cid:
-                        raise _violation(peer, "answered a chunk that was not the next one asked for")
-                    data = event.data
-                    if len(data) > HASH_IN_THREAD:
-                        digest = await asyncio.to_thread(ids_mod.digest, data)
-                    else:
-                        digest = ids_mod.digest(data)
-                    if digest != cid:
-                        raise _violation(peer, f"sent a chunk that does not match its hash {ids_mod.cid_str(cid)}")
-                    yield cid, data
-                elif isinstance(event, wire.ErrorAnswer) and event.id == cid and event.code == "not-found":
-                    yield cid, None
-                else:
-                    raise _violation(peer, f"sent an unexpected {type(event).__name__} in a chunk answer")
-            end = await conv.receive(first=False)
-            if not isinstance(end, wire.End):
-                raise _violation(peer, "sent more than was asked in a chunk answer")
-        finished = True
+        async with contextlib.aclosing(session.fetch(chunk_ids)) as items:  # closed first: marks it broken
+            async for item in items:
+                yield item
     finally:
-        if finished:
-            await conv.close()
-        else:  # an error, or the caller stopped iterating: do not leave the peer streaming to nobody
-            with contextlib.suppress(Exception):
-                await asyncio.shield(conv.abort())
+        await session.close()
 
 
 # ---- /communs/sync/1 -------------------------------------------------------------------------------

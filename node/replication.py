@@ -303,36 +303,61 @@ class ReplicationService(UsesStorage):
         await self._complete(manifest.id, manifest.encode())
 
     async def _worker(self, fetch: Fetch, peer: str) -> None:
-        from .exchange_client import fetch_chunks
-        from .streamio import ExchangeError, PeerUnavailable, ProtocolViolation
+        """Fetch batches from one source until nothing is left to take. One chunks stream carries the
+        batches one after another; it is closed while the worker has nothing to ask (the peer would
+        close an idle stream anyway) and after a failure."""
+        from .exchange_client import ChunkSession
 
         fetch.sources[peer] = "active"
-        lacking = fetch.lacking.setdefault(peer, set())
-        while True:
-            batch = self._take(fetch, lacking)
-            if not batch:
-                if not fetch.in_flight:
-                    return
-                await asyncio.sleep(0.05)  # others still work; take their chunks back if they fail
-                if not fetch.queue:
+        session: ChunkSession | None = None
+        try:
+            while True:
+                batch = self._take(fetch, fetch.lacking.setdefault(peer, set()))
+                if not batch:
+                    if session is not None:
+                        await session.close()
+                        session = None
                     if not fetch.in_flight:
                         return
+                    await asyncio.sleep(0.05)  # others still work; take their chunks back if they fail
+                    if not fetch.queue and not fetch.in_flight:
+                        return
                     continue
-                continue
-            for d, _ in batch:
-                fetch.in_flight[d] = peer
-            sizes = dict(batch)
-            received: list[tuple[bytes, bytes]] = []
-            # Writing to disk overlaps with reading the stream: up to two groups of chunks are being
-            # stored (in a thread) while the next ones arrive.
-            storing: list[asyncio.Future[None]] = []
+                for d, _ in batch:  # before any await: the other workers must see these as taken
+                    fetch.in_flight[d] = peer
+                if session is None:
+                    try:
+                        session = await ChunkSession.open(self.node.overlay, peer)
+                    except Exception as exc:
+                        await self._source_failed(fetch, peer, dict(batch), exc, [], [])
+                        return
+                if not await self._fetch_batch(fetch, peer, session, batch):
+                    return
+                if session.broken:
+                    await session.close()
+                    session = None
+        finally:
+            if session is not None:
+                await session.close()
 
-            async def drain(limit: int, storing: list[asyncio.Future[None]] = storing) -> None:
-                while len(storing) > limit:
-                    await storing.pop(0)
+    async def _fetch_batch(self, fetch: Fetch, peer: str, session: Any, batch: list[tuple[bytes, int]]) -> bool:
+        """One batch from `peer`; False when this source is done for this dataset (failed, banned, lacks)."""
+        from .streamio import ExchangeError, PeerUnavailable, ProtocolViolation
 
-            try:
-                async for d, data in fetch_chunks(self.node.overlay, peer, [d for d, _ in batch]):
+        lacking = fetch.lacking.setdefault(peer, set())
+        sizes = dict(batch)
+        received: list[tuple[bytes, bytes]] = []
+        # Writing to disk overlaps with reading the stream: up to two groups of chunks are being
+        # stored (in a thread) while the next ones arrive.
+        storing: list[asyncio.Future[None]] = []
+
+        async def drain(limit: int) -> None:
+            while len(storing) > limit:
+                await storing.pop(0)
+
+        try:
+            async with contextlib.aclosing(session.fetch([d for d, _ in batch])) as items:
+                async for d, data in items:
                     if data is None:
                         lacking.add(d)
                         fetch.in_flight.pop(d, None)
@@ -343,35 +368,42 @@ class ReplicationService(UsesStorage):
                         storing.append(asyncio.ensure_future(self._store(fetch, received, peer)))
                         received = []
                         await drain(2)
-                storing.append(asyncio.ensure_future(self._store(fetch, received, peer)))
-                await drain(0)
-            except ProtocolViolation as exc:
-                await self._store(fetch, received, peer)
-                await drain(0)
-                self._requeue(fetch, peer, sizes)
-                fetch.sources[peer] = "banned"
-                if self.node.metrics is not None:
-                    self.node.metrics.chunks_rejected.inc()
-                log.warning("dropped %s as a source of %s: %s", peer, fetch.manifest.title, exc)
-                await self.catalog.source_failed(fetch.manifest.id, peer, int(time.time()), ban=True,
-                                                 reason=str(exc))
-                return
-            except (PeerUnavailable, ExchangeError) as exc:
-                await self._store(fetch, received, peer)
-                await drain(0)
-                self._requeue(fetch, peer, sizes)
-                fetch.sources[peer] = "failed"
-                log.info("source %s of %s unavailable: %s", peer, fetch.manifest.title, exc)
-                await self.catalog.source_failed(fetch.manifest.id, peer, int(time.time()))
-                return
-            except BaseException:
-                for task in storing:
-                    task.cancel()
-                self._requeue(fetch, peer, sizes)
-                raise
-            if lacking and all(d in lacking for d, _ in fetch.queue) and not fetch.in_flight:
-                fetch.sources[peer] = "lacks"
-                return
+            storing.append(asyncio.ensure_future(self._store(fetch, received, peer)))
+            await drain(0)
+        except ProtocolViolation as exc:
+            await self._store(fetch, received, peer)
+            await drain(0)
+            self._requeue(fetch, peer, sizes)
+            fetch.sources[peer] = "banned"
+            if self.node.metrics is not None:
+                self.node.metrics.chunks_rejected.inc()
+            log.warning("dropped %s as a source of %s: %s", peer, fetch.manifest.title, exc)
+            await self.catalog.source_failed(fetch.manifest.id, peer, int(time.time()), ban=True,
+                                             reason=str(exc))
+            return False
+        except (PeerUnavailable, ExchangeError) as exc:
+            await self._source_failed(fetch, peer, sizes, exc, received, storing)
+            return False
+        except BaseException:
+            for task in storing:
+                task.cancel()
+            self._requeue(fetch, peer, sizes)
+            raise
+        if lacking and all(d in lacking for d, _ in fetch.queue) and not fetch.in_flight:
+            fetch.sources[peer] = "lacks"
+            return False
+        return True
+
+    async def _source_failed(self, fetch: Fetch, peer: str, sizes: dict[bytes, int], exc: Exception,
+                             received: list[tuple[bytes, bytes]], storing: list[asyncio.Future[None]]) -> None:
+        """A source could not be reached or stopped answering: keep what came, give its chunks back."""
+        await self._store(fetch, received, peer)
+        for task in storing:
+            await task
+        self._requeue(fetch, peer, sizes)
+        fetch.sources[peer] = "failed"
+        log.info("source %s of %s unavailable: %s", peer, fetch.manifest.title, exc)
+        await self.catalog.source_failed(fetch.manifest.id, peer, int(time.time()))
 
     @staticmethod
     def _take(fetch: Fetch, lacking: set[bytes]) -> list[tuple[bytes, int]]:
