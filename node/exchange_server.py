@@ -32,6 +32,7 @@ log = logging.getLogger("communs.exchange")
 # the receiving side's detection is exercised (tests/integration/test_faults.py). Never set it otherwise.
 _FAULT_SERVE_UNVERIFIED = os.environ.get("COMMUNS_FAULT_SERVE_UNVERIFIED") == "1"
 
+READ_AHEAD = 3  # chunks read from disk (and hashed) ahead of the one being sent
 _WRITE_BATCH = 256 * 1024  # small frames are joined into writes of about this size
 
 # (manifest id) -> wait until an announced manifest being fetched here arrives; True if it did.
@@ -161,15 +162,17 @@ class StreamServer:
     async def _chunks(self, stream: Any, ids: tuple[bytes, ...]) -> str:
         missing = 0
         loop = asyncio.get_running_loop()
-        # Read the next chunk from disk (and hash it) while the current one is being written.
-        pending = loop.run_in_executor(None, self._read_chunk, ids[0])
-        for i, cid in enumerate(ids):
-            data, corrupt = await pending
-            if corrupt:
-                await self._forget_chunk(cid)
-            if i + 1 < len(ids):
-                pending = loop.run_in_executor(None, self._read_chunk, ids[i + 1])
-            try:
+        # Read the next chunks from disk (and hash them) while the current one is being written: a chunk
+        # published here was written past the page cache (O_DIRECT), so each read goes to the disk.
+        reads: collections.deque[asyncio.Future[tuple[bytes | None, bool]]] = collections.deque(
+            loop.run_in_executor(None, self._read_chunk, cid) for cid in ids[:READ_AHEAD])
+        try:
+            for i, cid in enumerate(ids):
+                data, corrupt = await reads.popleft()
+                if i + READ_AHEAD < len(ids):
+                    reads.append(loop.run_in_executor(None, self._read_chunk, ids[i + READ_AHEAD]))
+                if corrupt:
+                    await self._forget_chunk(cid)
                 if data is None:
                     missing += 1
                     await self._write(stream, wire.ErrorAnswer("not-found", f"chunk {cid_str(cid)} is not held here",
@@ -180,10 +183,9 @@ class StreamServer:
                 header, body = wire.chunk_frames(cid, data)
                 await self._write(stream, header + body)
                 self.metrics.bytes_out.inc(len(data))
-            except BaseException:
-                if i + 1 < len(ids):
-                    pending.cancel()
-                raise
+        finally:
+            for read in reads:
+                read.cancel()
         await self._write(stream, wire.End().encode())
         return "ok" if not missing else "not-found"
 
