@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pytest
 from communs.protocol import encoding, ids, keys, wire
 from communs.protocol.overlay import OverlayError
 from communs.protocol.records import Announcement, FileEntry, Manifest
@@ -516,3 +517,48 @@ async def test_a_write_to_a_reset_stream_fails_at_a_later_write() -> None:
     finally:
         await client.stop()
         await server.stop()
+
+
+async def test_one_chunk_session_carries_many_batches_and_an_abandoned_one_is_reset(
+        tmp_path: Path, nodes: list[NodeProc]) -> None:
+    """A replication worker asks one source for batch after batch on one stream; leaving a batch half read
+    breaks the session (its place in the answer is lost), which then resets rather than reuse the stream."""
+    import contextlib
+
+    from communs.node.exchange_client import ChunkSession, fetch_manifests
+    from communs.node.streamio import PeerUnavailable
+
+    a = NodeProc.init(tmp_path, "a")
+    nodes.append(a)
+    await asyncio.to_thread(a.start)
+    src = tmp_path / "tree"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(6 << 20))
+    mid = ids.parse_cid(await asyncio.to_thread(publish, a, src, "tree"))
+    peer = await raw_peer()
+    try:
+        await peer.connect(a.addr)
+        manifest = Manifest.decode((await fetch_manifests(peer, a.peer_id, [mid]))[mid])
+        digests = list(manifest.chunk_digests())
+        assert len(digests) >= 3
+        session = await ChunkSession.open(peer, a.peer_id)
+        got: dict[bytes, bytes | None] = {}
+        for batch in (digests[:1], digests[1:2], digests[2:]):  # three requests, one stream
+            async for cid, data in session.fetch(batch):
+                got[cid] = data
+        assert not session.broken
+        body = b"".join(got[c.digest] or b"" for e in manifest.files for c in e.chunks)
+        assert body == (src / "big.bin").read_bytes()
+        async with contextlib.aclosing(session.fetch(digests)) as items:
+            async for _ in items:
+                break  # abandon the answer after its first chunk
+        assert session.broken
+        with pytest.raises(PeerUnavailable):
+            async for _ in session.fetch(digests[:1]):
+                pass
+        await session.close()  # resets the stream
+        fresh = await ChunkSession.open(peer, a.peer_id)
+        assert [cid async for cid, _ in fresh.fetch(digests[:1])] == digests[:1]
+        await fresh.close()
+    finally:
+        await peer.stop()
