@@ -380,9 +380,8 @@ class Overlay:
     async def stop(self) -> None:
         if self._done is None or self._done.done():
             return
-        if self._token is not None and self._stop_event is not None:
-            with contextlib.suppress(trio.RunFinishedError, RuntimeError):
-                self._token.run_sync_soon(self._stop_event.set)
+        if self._stop_event is not None:
+            self._in_trio(self._stop_event.set)
         try:
             await asyncio.wait_for(asyncio.shield(self._done), 4.0)
         except TimeoutError:
@@ -667,8 +666,8 @@ class Overlay:
         def register() -> None:
             self._host.set_stream_handler(TProtocol(protocol), trio_handler)
 
-        assert self._token is not None
-        self._token.run_sync_soon(register)
+        if not self._in_trio(register):
+            raise OverlayError("the overlay is not running")
 
     async def open_stream(self, peer_id: str, protocols: list[str], timeout: float = 10.0,
                           receive_window: int = 0) -> Stream:

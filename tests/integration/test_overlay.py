@@ -253,6 +253,19 @@ async def raw_peer(seed: bytes | None = None) -> Any:
     return overlay
 
 
+async def node_with_tree(tmp_path: Path, nodes: list[NodeProc], files: dict[str, bytes]) \
+        -> tuple[NodeProc, Path, bytes]:
+    """A started node "a" that published `files` as the dataset "tree": the node, the folder, the manifest id."""
+    a = NodeProc.init(tmp_path, "a")
+    nodes.append(a)
+    await asyncio.to_thread(a.start)
+    src = tmp_path / "tree"
+    src.mkdir()
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    return a, src, ids.parse_cid(await asyncio.to_thread(publish, a, src, "tree"))
+
+
 async def exchange(overlay: Any, peer: str, protocol: str, data: bytes, read: bool = True) -> bytes:
     """Open `protocol`, write raw bytes, half-close, and read whatever comes back until the end."""
     stream = await overlay.open_stream(peer, [protocol])
@@ -287,15 +300,7 @@ async def test_stream_protocols_against_a_node(tmp_path: Path, nodes: list[NodeP
     node's log over sync, and gets a clear answer for unknown ids and every malformed request."""
     from communs.node.exchange_client import SyncSession, fetch_chunks, fetch_manifests
 
-    a = NodeProc.init(tmp_path, "a")
-    nodes.append(a)
-    await asyncio.to_thread(a.start)
-    src = tmp_path / "tree"
-    src.mkdir()
-    (src / "big.bin").write_bytes(os.urandom(5 << 20))
-    (src / "small.txt").write_text("small\n")
-    mid_text = await asyncio.to_thread(publish, a, src, "tree")
-    mid = ids.parse_cid(mid_text)
+    a, src, mid = await node_with_tree(tmp_path, nodes, {"big.bin": os.urandom(5 << 20), "small.txt": b"small\n"})
     peer = await raw_peer()
     try:
         await peer.connect(a.addr)
@@ -496,6 +501,9 @@ async def test_a_write_to_a_reset_stream_fails_at_a_later_write() -> None:
     opened: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     async def handler(stream: Any) -> None:
+        # Reset only once the client's first write arrived: its open_stream has then finished negotiating
+        # (a reset during negotiation fails open_stream itself in py-libp2p, which is not what is tested).
+        await stream.read_exactly(1)
         await stream.reset()
         opened.set_result(None)
 
@@ -528,13 +536,7 @@ async def test_one_chunk_session_carries_many_batches_and_an_abandoned_one_is_re
     from communs.node.exchange_client import ChunkSession, fetch_manifests
     from communs.node.streamio import PeerUnavailable
 
-    a = NodeProc.init(tmp_path, "a")
-    nodes.append(a)
-    await asyncio.to_thread(a.start)
-    src = tmp_path / "tree"
-    src.mkdir()
-    (src / "big.bin").write_bytes(os.urandom(6 << 20))
-    mid = ids.parse_cid(await asyncio.to_thread(publish, a, src, "tree"))
+    a, src, mid = await node_with_tree(tmp_path, nodes, {"big.bin": os.urandom(6 << 20)})
     peer = await raw_peer()
     try:
         await peer.connect(a.addr)
