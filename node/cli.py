@@ -123,9 +123,11 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     setup_logging(args.log_level or cfg.log_level, args.log_format or cfg.log_format)
     from .gctune import tune_gc
+    from .malloctune import tune_malloc
     from .service import StartupError, run_node
 
-    tune_gc()  # the process's own setting, so here rather than in Node (tests run nodes in-process)
+    tune_gc()  # the process's own settings, so here rather than in Node (tests run nodes in-process)
+    tune_malloc()
 
     try:
         import uvloop

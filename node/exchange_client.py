@@ -21,7 +21,7 @@ from communs.protocol.errors import DecodeError
 
 from .streamio import FrameTimeout, PeerBusy, PeerUnavailable, ProtocolViolation, next_event
 
-HASH_IN_THREAD = 512 * 1024  # chunks larger than this are hashed off the event loop
+HASH_IN_THREAD = 2 << 20  # larger chunks are hashed off the event loop (BLAKE3 does ~1 MiB in 0.15 ms here)
 
 # The Yamux receive window offered on a chunk stream: enough that the sender never waits for credit while
 # the node stores what came before (py-libp2p's 256 KiB default made it stall), bounded per stream.

@@ -178,10 +178,10 @@ class StreamServer:
                     await self._write(stream, wire.ErrorAnswer("not-found", f"chunk {cid_str(cid)} is not held here",
                                                         cid).encode())
                     continue
-                # Header and body in one write (one copy of the body): written apart, the header went out
-                # as a Yamux frame and a Noise message of its own before every chunk.
-                header, body = wire.chunk_frames(cid, data)
-                await self._write(stream, header + body)
+                # Header and body as one piece of the stream (written apart, the header went out as a Yamux
+                # frame and a Noise message of its own before every chunk), without copying the body.
+                header = wire.chunk_frames(cid, data)[0]
+                await self._write_joined(stream, header, data)
                 self.metrics.bytes_out.inc(len(data))
         finally:
             for read in reads:
@@ -246,7 +246,21 @@ class StreamServer:
     async def _write(self, stream: Any, data: bytes | memoryview) -> None:
         """A write that a client not reading its answer cannot hold up for more than IDLE_TIMEOUT."""
         try:
-            await asyncio.wait_for(stream.write(data), wire.IDLE_TIMEOUT)
+            async with asyncio.timeout(wire.IDLE_TIMEOUT):
+                await stream.write(data)
+        except TimeoutError:
+            raise ConnectionError(f"peer {stream.peer_id} did not read its answer for {wire.IDLE_TIMEOUT:.0f} s") \
+                from None
+
+    async def _write_joined(self, stream: Any, head: bytes, body: bytes) -> None:
+        """`_write(head + body)`, without copying the body into the join where the stream can."""
+        joined = getattr(stream, "write_joined", None)
+        if joined is None:
+            await self._write(stream, head + body)
+            return
+        try:
+            async with asyncio.timeout(wire.IDLE_TIMEOUT):
+                await joined(head, body)
         except TimeoutError:
             raise ConnectionError(f"peer {stream.peer_id} did not read its answer for {wire.IDLE_TIMEOUT:.0f} s") \
                 from None

@@ -65,8 +65,12 @@ async def next_event(stream: Any, reader: wire.FrameReader, *, idle_timeout: flo
         left = deadline - now
         if left <= 0:
             raise FrameTimeout("no whole frame within the time limit")
+        # Ask for the rest of the frame in one read when its size is known (a chunk's body: one round trip
+        # to libp2p's thread per chunk, not per 64 KiB), else for whatever has come.
+        need = min(reader.needed(), READ_SIZE)
         try:
-            data = await asyncio.wait_for(stream.read(READ_SIZE), left)
+            async with asyncio.timeout(left):
+                data = await stream.read(need if need > 1 else READ_SIZE, need)
         except TimeoutError:
             raise FrameTimeout("no whole frame within the time limit") from None
         if not data:

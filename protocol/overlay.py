@@ -95,6 +95,7 @@ os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
 # 17 bytes, each with its own length prefix, MAC and decryption on the other side. Frames that fit one
 # Noise message halve that work for every peer we send to (any Yamux peer accepts smaller frames).
 yamux_mod.MAX_MESSAGE_SIZE = noise_io.MAX_PLAINTEXT_LENGTH
+_FRAME_PAYLOAD = yamux_mod.MAX_MESSAGE_SIZE - yamux_mod.HEADER_SIZE  # data bytes in one full Yamux frame
 PUBLISH_RATE = 200.0  # messages per second, per node; a burst beyond is queued, not dropped
 _FORWARDERS_KEPT = _QUEUE_SIZE
 
@@ -147,6 +148,10 @@ StreamHandler = Callable[["Stream"], Coroutine[Any, Any, None]]
 # Writing behind the caller keeps trio's thread sending while the loop prepares the next piece (a chunk
 # server reading the next chunk from disk, say), instead of idling for a round trip after every write.
 WRITE_BEHIND = 2 << 20
+# How long a read with `min_bytes` may wait for them once the stream has data (see `Stream.read`): long
+# enough to gather a chunk on any link, short enough that a reader's stall timeouts still see a slow but
+# steady sender as alive.
+GATHER_S = 1.0
 
 
 class Stream:
@@ -170,23 +175,31 @@ class Stream:
         self._drained: asyncio.Event | None = None
         self._write_error: OverlayError | None = None
         # writing: trio's side
-        self._pending: collections.deque[bytes] = collections.deque()
+        self._pending: collections.deque[bytes | memoryview] = collections.deque()
         self._writer_done: trio.Event | None = None
 
-    async def read(self, max_bytes: int = 65536) -> bytes:
-        """Up to `max_bytes`; b"" at end of stream (py-libp2p signals it with StreamEOF)."""
+    async def read(self, max_bytes: int = 65536, min_bytes: int = 0) -> bytes:
+        """Up to `max_bytes`; b"" at end of stream (py-libp2p signals it with StreamEOF).
+
+        `min_bytes`: how many the caller needs before it can do anything with them (the rest of a frame,
+        say). The read then waits, for at most `GATHER_S`, until the muxer holds that many and takes them
+        in one piece: one round trip between the threads per chunk rather than per 64 KiB frame, and one
+        Yamux read and credit update. Fewer may come back (end of stream, or a slow sender).
+        """
         if self._buffer:
             out = bytes(self._buffer[:max_bytes])
             del self._buffer[:max_bytes]
             return out
         if self._eof:
             return b""
-        data: bytes = await self._overlay._to_trio(self._read_trio, max_bytes)
+        data: bytes = await self._overlay._to_trio(self._read_trio, max_bytes, min_bytes)
         if not data:
             self._eof = True
         return data
 
-    async def _read_trio(self, max_bytes: int) -> bytes:
+    async def _read_trio(self, max_bytes: int, min_bytes: int) -> bytes:
+        if min_bytes > 1:
+            await _wait_buffered(self._inner, min(min_bytes, max_bytes))
         try:
             data = await self._inner.read(max_bytes)
         except Exception as exc:  # StreamEOF, StreamReset, closed: all are "no more data"
@@ -216,8 +229,8 @@ class Stream:
         then finds the stream broken, as it would have anyway)."""
         if self._write_error is not None:
             raise self._write_error
-        if not isinstance(data, bytes):
-            data = bytes(data)  # the caller may reuse its buffer once we return
+        if not isinstance(data, bytes) and not (isinstance(data, memoryview) and isinstance(data.obj, bytes)):
+            data = bytes(data)  # the caller may reuse its buffer once we return (bytes cannot change)
         self._queued += len(data)
         if not self._overlay._in_trio(self._enqueue, data):
             raise OverlayError(f"stream to {self.peer_id} failed: the overlay is not running")
@@ -229,7 +242,16 @@ class Stream:
         if self._write_error is not None:
             raise self._write_error
 
-    def _enqueue(self, data: bytes) -> None:  # in trio's thread
+    async def write_joined(self, head: bytes, body: bytes) -> None:
+        """Write `head + body` without copying `body` into the join: only the part of it that fills the
+        first Yamux frame behind `head` is copied (a chunk answer is a ~50-byte header then up to 8 MiB;
+        written apart, the header would go out as a frame and a Noise message of its own)."""
+        first = max(_FRAME_PAYLOAD - len(head), 0)
+        await self.write(head + body[:first])
+        if len(body) > first:
+            await self.write(memoryview(body)[first:])
+
+    def _enqueue(self, data: bytes | memoryview) -> None:  # in trio's thread
         self._pending.append(data)
         if self._writer_done is None:
             nursery = self._overlay._nursery
@@ -244,7 +266,9 @@ class Stream:
             while self._pending:
                 data = self._pending.popleft()
                 try:
-                    await self._inner.write(data)
+                    # A view: py-libp2p's Yamux slices what it is given into frames, and slices of a view
+                    # are not copies.
+                    await self._inner.write(memoryview(data))
                 except Exception as exc:
                     self._pending.clear()
                     err = OverlayError(f"stream to {self.peer_id} failed: {exc or type(exc).__name__}")
@@ -856,6 +880,34 @@ async def _grow_receive_window(inner: Any, size: int) -> None:
         muxed.recv_window += increment
         muxed.target_recv_window = max(muxed.target_recv_window, size)
     await muxed.send_window_update(increment)
+
+
+async def _wait_buffered(inner: Any, n: int) -> None:
+    """Wait (at most `GATHER_S`) until a Yamux stream's receive buffer holds `n` bytes or the stream ends.
+
+    It only watches py-libp2p's buffer and the event its reader waits on, and takes nothing: cancelling it
+    loses no data (cancelling a read in progress could, between py-libp2p taking the bytes and returning
+    them). `n` is kept to a quarter of the stream's window: py-libp2p returns credit once less than half of
+    the window is unread or unacknowledged, so a sender out of credit has always left more than half a
+    window here, and the wait cannot hold up the bytes it waits for.
+    """
+    muxed = getattr(inner, "muxed_stream", None)
+    if not isinstance(muxed, YamuxStream):
+        return
+    conn, sid = muxed.conn, muxed.stream_id
+    n = min(n, muxed.target_recv_window // 4)
+    with trio.move_on_after(GATHER_S):
+        while True:
+            buffer = conn.stream_buffers.get(sid)
+            if (buffer is None or len(buffer) >= n or muxed.recv_closed or muxed.reset_received
+                    or conn.event_shutting_down.is_set()):
+                return
+            event = conn.stream_events.get(sid)
+            if event is None:
+                return
+            await event.wait()
+            if conn.stream_events.get(sid) is event:  # py-libp2p's own reader re-arms it the same way
+                conn.stream_events[sid] = trio.Event()
 
 
 def _snapshot(read: Callable[[], T], default: T) -> T:

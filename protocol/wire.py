@@ -458,13 +458,48 @@ class FrameReader:
         self._pos = 0
         self._body: ChunkHeader | None = None  # a chunk body is being read
         self._body_left = 0
+        # With `assemble`, the body's pieces as fed (bytes kept by reference, not copied into `_buf`): a
+        # chunk of up to 8 MiB is then copied once, by the final join, instead of into the buffer and out.
+        self._pieces: list[bytes | memoryview] = []
+        self._pieces_len = 0
         self._failed: DecodeError | None = None
 
     @property
     def buffered(self) -> int:
-        return len(self._buf) - self._pos
+        """Bytes fed and not yet returned in an event (non-zero: a frame or body is in progress)."""
+        return len(self._buf) - self._pos + self._pieces_len
+
+    def needed(self) -> int:
+        """How many more bytes, at least, must be fed before the next event can come out (1 when
+        unknown). A reader may wait for that many before feeding, saving a round trip per piece."""
+        available = len(self._buf) - self._pos
+        if self._body is not None:
+            if not self.assemble:
+                return 1 if available == 0 else 0
+            return max(self._body_left - self._pieces_len - available, 0)
+        try:
+            header = self._frame_length()
+        except DecodeError:
+            return 0  # next_event() raises it
+        if header is None:
+            return 1
+        return max(header[0] + header[1] - available, 0)
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
+        if self._body is not None and self.assemble and self._pos == len(self._buf) and self._body_left:
+            # The body of a chunk in progress, nothing else buffered: keep its part of `data` as a piece.
+            take = min(len(data), self._body_left - self._pieces_len)
+            if take:
+                piece: bytes | memoryview
+                if isinstance(data, bytes):  # immutable: referenced, not copied
+                    piece = data if take == len(data) else memoryview(data)[:take]
+                else:  # the caller may reuse its buffer
+                    piece = bytes(memoryview(data)[:take])
+                self._pieces.append(piece)
+                self._pieces_len += take
+                if take == len(data):
+                    return
+                data = memoryview(data)[take:]
         if self._pos and self._pos >= len(self._buf) // 2:
             del self._buf[: self._pos]
             self._pos = 0
@@ -521,11 +556,20 @@ class FrameReader:
         assert self._body is not None
         available = len(self._buf) - self._pos
         if self.assemble:
-            if available < self._body_left:
+            want = self._body_left - self._pieces_len
+            if available:  # what the buffer holds of the body becomes a piece too
+                take = min(available, want)
+                with memoryview(self._buf) as view:
+                    self._pieces.append(bytes(view[self._pos:self._pos + take]))
+                self._pos += take
+                self._pieces_len += take
+                want -= take
+            if want:
                 return None
-            data = bytes(self._buf[self._pos:self._pos + self._body_left])
+            pieces = self._pieces
+            data = pieces[0] if len(pieces) == 1 and isinstance(pieces[0], bytes) else b"".join(pieces)
             chunk = Chunk(self._body.id, data)
-            self._pos += self._body_left
+            self._pieces, self._pieces_len = [], 0
             self._body, self._body_left = None, 0
             return chunk
         if available == 0:

@@ -12,6 +12,7 @@ Prints each pair, then the medians and their ratio; target >= 0.85.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import statistics
@@ -24,7 +25,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from tests.nodes import NodeProc, cli, cli_json, wait_for  # noqa: E402
+from communs.governance.records import Ballot  # noqa: E402
+from communs.node.datadir import read_private_key  # noqa: E402
+from communs.protocol import ids  # noqa: E402
+
+from tests.nodes import NodeProc, cli_json, wait_for  # noqa: E402
 
 
 def raw_baseline(total: int) -> float:
@@ -66,8 +71,14 @@ def replicate_once(size_mib: int) -> tuple[float, float]:
             rules.write_text('accept_licences = ["CC-BY-4.0"]\n')
             key = str(b.data / "operator.key")
             pid = cli_json(b.data, "propose", "--key", key, "--kind", "policy", "--file", str(rules))["id"]
-            cli(b.data, "vote", pid, "yes", "--key", key)  # the sole member voted: enacted now
+            # The ballot is signed here, as `communs vote` would, so that the clock starts at the request
+            # that enacts the policy (B's sole member votes yes) rather than at a CLI process's start-up.
+            ballot = Ballot.create(read_private_key(Path(key), "member key"), proposal=ids.parse_cid(pid),
+                                   choice="yes", ts=int(b.get(f"/api/v1/proposals/{pid}")["now"]))
             t0 = time.monotonic()
+            status, answer = b.api("POST", f"/api/v1/proposals/{pid}/ballots",
+                                   {"record": base64.b64encode(ballot.encode()).decode("ascii")})
+            assert status == 201 and answer["tally"]["closed"], (status, answer)
             # poll the light listing, not the full manifest (its ~1,000 chunk ids cost the node real CPU)
             wait_for(lambda: any(d["id"] == mid and d["state"] == "complete" for d in b.get("/api/v1/datasets")),
                      1800, interval=0.1, what="replication")

@@ -496,6 +496,50 @@ async def test_stream_writes_queued_behind_the_caller_arrive_whole_and_in_order(
         await server.stop()
 
 
+async def test_a_read_with_min_bytes_gathers_them_and_a_slow_sender_still_gets_through() -> None:
+    """`read(max, min)` returns at least `min` bytes in one piece when they come quickly (many 64 KiB frames
+    behind one read), and, from a sender that trickles, returns what came within the gather time instead of
+    holding it back until `min` is reached. `write_joined` delivers head and body as one byte sequence."""
+    from communs.protocol import overlay as overlay_mod
+
+    server, client = await raw_peer(), await raw_peer()
+    body = os.urandom(3 << 20)
+    go_slow = asyncio.Event()
+
+    async def handler(stream: Any) -> None:
+        await stream.write_joined(b"HEAD", body)  # 3 MiB: about 48 Yamux frames
+        await stream.write_joined(b"h", b"tiny")  # smaller than one frame
+        await go_slow.wait()
+        for _ in range(3):  # a trickle: 3 bytes over ~1.5 s
+            await stream.write(b"s")
+            await asyncio.sleep(0.5)
+
+    try:
+        server.serve("/test/gather/1", handler)
+        peer = await client.connect(server.listen_addrs()[0])
+        stream = await client.open_stream(peer, ["/test/gather/1"], receive_window=8 << 20)
+        got = bytearray()
+        reads = 0
+        while len(got) < 4 + len(body) + 5:
+            want = 4 + len(body) + 5 - len(got)
+            data = await asyncio.wait_for(stream.read(want, min(want, 1 << 20)), 15)
+            assert data, "the stream ended early"
+            got += data
+            reads += 1
+        assert bytes(got) == b"HEAD" + body + b"htiny"
+        assert reads <= 8, f"{reads} reads for 3 MiB asked for in 1 MiB pieces"  # 48+ frames, about 4 reads
+        go_slow.set()
+        t0 = time.monotonic()
+        first = await asyncio.wait_for(stream.read(100, 100), 15)  # 100 wanted, 3 will ever come
+        waited = time.monotonic() - t0
+        assert first.startswith(b"s") and len(first) < 100
+        assert waited < overlay_mod.GATHER_S + 1.0, f"a trickle was held back for {waited:.1f} s"
+        await stream.close()
+    finally:
+        await client.stop()
+        await server.stop()
+
+
 async def test_a_write_to_a_reset_stream_fails_at_a_later_write() -> None:
     server, client = await raw_peer(), await raw_peer()
     opened: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

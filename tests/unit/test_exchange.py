@@ -44,7 +44,7 @@ class FakeStream:
     def __init__(self, pieces: list[bytes | None]) -> None:
         self.pieces = list(pieces)
 
-    async def read(self, n: int = 65536) -> bytes:
+    async def read(self, n: int = 65536, min_bytes: int = 0) -> bytes:
         if not self.pieces:
             return b""
         piece = self.pieces.pop(0)
@@ -83,9 +83,9 @@ async def test_stall_timeout_lets_a_slow_but_steady_answer_through() -> None:
     pieces: list[bytes | None] = [header] + [body[i:i + 500] for i in range(0, 4000, 500)]
 
     class Slow(FakeStream):
-        async def read(self, n: int = 65536) -> bytes:
+        async def read(self, n: int = 65536, min_bytes: int = 0) -> bytes:
             await asyncio.sleep(0.03)
-            return await super().read(n)
+            return await super().read(n, min_bytes)
 
     reader = wire.FrameReader(wire.CHUNKS_PROTOCOL, "response", assemble=True)
     ev = await next_event(Slow(pieces), reader, idle_timeout=1, frame_timeout=0.1, stall_timeout=0.1)

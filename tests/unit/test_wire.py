@@ -427,3 +427,39 @@ def test_readme_vectors() -> None:
     assert ids.cid_str(ann.id) == ann_cid and ann.manifest == m.id and ann.ts == 1700000060
     get_frame, _ = _readme_vector("get")
     assert get_frame == ManifestGet((m.id,)).encode()
+
+
+def test_assembled_chunk_needs_and_keeps_pieces_safely() -> None:
+    """`needed()` tells a reader how many bytes complete the next event, and an assembled chunk is not
+    changed when the caller reuses the buffer it fed (bytes are kept by reference, other buffers copied)."""
+    body = bytes(range(256)) * 4096  # 1 MiB
+    header, _ = wire.chunk_frames(ids.digest(body), body)
+    stream = header + body + End().encode()
+    reader = FrameReader(CHUNKS_PROTOCOL, "response", assemble=True)
+    assert reader.needed() == 1  # nothing known yet
+    reader.feed(header[:1])
+    assert reader.needed() == len(header) - 1  # the length prefix tells the rest of the header frame
+    reader.feed(header[1:] + body[:1000])
+    assert reader.next_event() is None
+    assert reader.needed() == len(body) - 1000
+    shared = bytearray(body[1000:500_000])
+    reader.feed(shared)
+    shared[:] = bytes(len(shared))  # the caller reuses its buffer
+    assert reader.needed() == len(body) - 500_000
+    reader.feed(memoryview(stream)[len(header) + 500_000:])  # the rest of the body, then End, in one piece
+    assert reader.next_event() == Chunk(ids.digest(body), body)
+    assert reader.next_event() == End()
+    assert reader.needed() == 1 and reader.buffered == 0
+    reader.close()
+
+
+def test_assembled_chunk_cut_off_is_an_error() -> None:
+    body = b"z" * 5000
+    header, _ = wire.chunk_frames(ids.digest(body), body)
+    reader = FrameReader(CHUNKS_PROTOCOL, "response", assemble=True)
+    reader.feed(header)
+    assert reader.next_event() is None
+    reader.feed(body[:4000])
+    assert reader.buffered == 4000 and reader.next_event() is None
+    with pytest.raises(DecodeError, match="middle of a chunk"):
+        reader.close()
