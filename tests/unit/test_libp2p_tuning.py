@@ -90,3 +90,29 @@ def test_the_replacements_are_in_place() -> None:
     assert yamux.read_exactly is overlay._read_exactly and msgio.read_exactly is overlay._read_exactly
     assert SecureSession._drain is overlay._session_drain and SecureSession._fill is overlay._session_fill
     assert yamux._py_yamux_env("RELEASE_ON_READ", "1") == "0"  # the overlay's setting, read once
+
+
+def test_tcp_reads_ahead_and_hands_out_in_order() -> None:
+    """The read-ahead TCP read returns at most what is asked, in order, the rest on later reads, and
+    end of stream once the peer closed and nothing is left."""
+    import trio.testing
+    from libp2p.io.trio import TrioTCPStream
+
+    async def main() -> None:
+        send, receive = trio.testing.memory_stream_pair()
+        tcp = TrioTCPStream(receive)  # type: ignore[arg-type]
+        data = bytes(range(256)) * 1000
+        await send.send_all(data)
+        got = [await tcp.read(2), await tcp.read(300), await tcp.read(10)]
+        assert b"".join(got) == data[:312] and [len(g) for g in got] == [2, 300, 10]
+        rest = bytearray()
+        while len(rest) < len(data) - 312:
+            rest += await tcp.read(None)
+        assert bytes(rest) == data[312:]
+        await send.send_all(b"tail")
+        await send.aclose()
+        assert await tcp.read(100) == b"tail"
+        assert await tcp.read(100) == b""
+        assert await tcp.read(0) == b""
+
+    trio.run(main)
