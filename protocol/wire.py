@@ -14,6 +14,7 @@ See protocol/README.md for the normative description.
 
 from __future__ import annotations
 
+import collections
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -445,6 +446,11 @@ class FrameReader:
     returns None (it needs more bytes). On /communs/chunks/1 answers, a ChunkHeader is followed
     by RawBytes pieces of its body, or, with `assemble=True`, the header and body come as one
     Chunk event. Call `close()` at the stream's end: it raises if a frame or body was cut off.
+
+    What is fed is kept as the pieces it came in (bytes by reference; other buffers, which their
+    owner may reuse, as copies), not appended to one buffer: a chunk body of up to 8 MiB is then
+    copied once at most, by the join that makes it one bytes object, and not at all when it was
+    fed as exactly one piece.
     """
 
     def __init__(self, protocol: str, side: Side, *, assemble: bool = False) -> None:
@@ -454,56 +460,39 @@ class FrameReader:
         self.side: Side = side
         self.max_frame = (MAX_REQUEST_FRAME if side == "request" else MAX_RESPONSE_FRAME)[protocol]
         self.assemble = assemble
-        self._buf = bytearray()
-        self._pos = 0
+        self._pieces: collections.deque[memoryview] = collections.deque()
+        self._available = 0
         self._body: ChunkHeader | None = None  # a chunk body is being read
         self._body_left = 0
-        # With `assemble`, the body's pieces as fed (bytes kept by reference, not copied into `_buf`): a
-        # chunk of up to 8 MiB is then copied once, by the final join, instead of into the buffer and out.
-        self._pieces: list[bytes | memoryview] = []
-        self._pieces_len = 0
         self._failed: DecodeError | None = None
 
     @property
     def buffered(self) -> int:
         """Bytes fed and not yet returned in an event (non-zero: a frame or body is in progress)."""
-        return len(self._buf) - self._pos + self._pieces_len
+        return self._available
 
     def needed(self) -> int:
         """How many more bytes, at least, must be fed before the next event can come out (1 when
-        unknown). A reader may wait for that many before feeding, saving a round trip per piece."""
-        available = len(self._buf) - self._pos
+        unknown, 0 when one is ready). A reader may wait for that many before feeding, saving a
+        round trip per piece."""
         if self._body is not None:
             if not self.assemble:
-                return 1 if available == 0 else 0
-            return max(self._body_left - self._pieces_len - available, 0)
+                return 0 if self._available else 1
+            return max(self._body_left - self._available, 0)
         try:
             header = self._frame_length()
         except DecodeError:
             return 0  # next_event() raises it
         if header is None:
             return 1
-        return max(header[0] + header[1] - available, 0)
+        return max(header[0] + header[1] - self._available, 0)
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        if self._body is not None and self.assemble and self._pos == len(self._buf) and self._body_left:
-            # The body of a chunk in progress, nothing else buffered: keep its part of `data` as a piece.
-            take = min(len(data), self._body_left - self._pieces_len)
-            if take:
-                piece: bytes | memoryview
-                if isinstance(data, bytes):  # immutable: referenced, not copied
-                    piece = data if take == len(data) else memoryview(data)[:take]
-                else:  # the caller may reuse its buffer
-                    piece = bytes(memoryview(data)[:take])
-                self._pieces.append(piece)
-                self._pieces_len += take
-                if take == len(data):
-                    return
-                data = memoryview(data)[take:]
-        if self._pos and self._pos >= len(self._buf) // 2:
-            del self._buf[: self._pos]
-            self._pos = 0
-        self._buf += data
+        if not len(data):
+            return
+        view = memoryview(data if isinstance(data, bytes) else bytes(data))
+        self._pieces.append(view)
+        self._available += len(view)
 
     def next_event(self) -> Event | None:
         """The next whole message or body piece, or None until more bytes are fed."""
@@ -522,12 +511,10 @@ class FrameReader:
         if header is None:
             return None
         prefix, length = header
-        start = self._pos + prefix
-        if len(self._buf) - start < length:
+        if self._available < prefix + length:
             return None
-        payload = bytes(self._buf[start:start + length])
-        msg = decode_message(self.protocol, self.side, payload)
-        self._pos = start + length
+        self._take(prefix)
+        msg = decode_message(self.protocol, self.side, _join(self._take(length)))
         if isinstance(msg, ChunkHeader):
             self._body, self._body_left = msg, msg.size
             if self.assemble:
@@ -536,48 +523,52 @@ class FrameReader:
 
     def _frame_length(self) -> tuple[int, int] | None:
         value = 0
-        buf, pos = self._buf, self._pos
-        for i in range(_MAX_VARINT_BYTES):
-            if pos + i >= len(buf):
-                return None
-            byte = buf[pos + i]
-            value |= (byte & 0x7F) << (7 * i)
-            if value > self.max_frame:
-                raise DecodeError(f"frame is over the limit of {self.max_frame} bytes on {self.protocol}")
-            if not byte & 0x80:
-                if byte == 0 and i > 0:
-                    raise DecodeError("frame length is not in its shortest form")
-                if value == 0:
-                    raise DecodeError("empty frame")
-                return i + 1, value
-        raise DecodeError("frame length prefix is too long")
+        i = 0
+        for piece in self._pieces:
+            for byte in piece[:_MAX_VARINT_BYTES - i]:
+                value |= (byte & 0x7F) << (7 * i)
+                if value > self.max_frame:
+                    raise DecodeError(f"frame is over the limit of {self.max_frame} bytes on {self.protocol}")
+                if not byte & 0x80:
+                    if byte == 0 and i > 0:
+                        raise DecodeError("frame length is not in its shortest form")
+                    if value == 0:
+                        raise DecodeError("empty frame")
+                    return i + 1, value
+                i += 1
+            if i >= _MAX_VARINT_BYTES:
+                raise DecodeError("frame length prefix is too long")
+        return None
+
+    def _take(self, n: int) -> list[memoryview]:
+        """The next `n` fed bytes (there are that many), as views of the pieces they came in."""
+        out: list[memoryview] = []
+        pieces = self._pieces
+        while n:
+            piece = pieces[0]
+            if len(piece) <= n:
+                out.append(pieces.popleft())
+                n -= len(piece)
+                self._available -= len(piece)
+            else:
+                out.append(piece[:n])
+                pieces[0] = piece[n:]
+                self._available -= n
+                n = 0
+        return out
 
     def _body_event(self) -> RawBytes | Chunk | None:
         assert self._body is not None
-        available = len(self._buf) - self._pos
         if self.assemble:
-            want = self._body_left - self._pieces_len
-            if available:  # what the buffer holds of the body becomes a piece too
-                take = min(available, want)
-                with memoryview(self._buf) as view:
-                    self._pieces.append(bytes(view[self._pos:self._pos + take]))
-                self._pos += take
-                self._pieces_len += take
-                want -= take
-            if want:
+            if self._available < self._body_left:
                 return None
-            pieces = self._pieces
-            data = pieces[0] if len(pieces) == 1 and isinstance(pieces[0], bytes) else b"".join(pieces)
-            chunk = Chunk(self._body.id, data)
-            self._pieces, self._pieces_len = [], 0
+            chunk = Chunk(self._body.id, _join(self._take(self._body_left)))
             self._body, self._body_left = None, 0
             return chunk
-        if available == 0:
+        if not self._available:
             return None
-        take = min(available, self._body_left)
-        data = bytes(self._buf[self._pos:self._pos + take])
-        self._pos += take
-        self._body_left -= take
+        data = _join(self._take(min(self._available, self._body_left)))
+        self._body_left -= len(data)
         if self._body_left == 0:
             self._body = None
         return RawBytes(data, self._body_left)
@@ -590,3 +581,14 @@ class FrameReader:
             raise DecodeError("stream ended in the middle of a chunk")
         if self.buffered:
             raise DecodeError("stream ended in the middle of a frame")
+
+
+def _join(views: list[memoryview]) -> bytes:
+    """The bytes of `views`: the fed object itself when one view covers all of it, else one copy."""
+    if len(views) == 1:
+        view = views[0]
+        obj = view.obj
+        if isinstance(obj, bytes) and len(view) == len(obj):
+            return obj
+        return view.tobytes()
+    return b"".join(views)

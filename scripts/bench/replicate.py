@@ -33,6 +33,7 @@ from tests.nodes import NodeProc, cli_json, wait_for  # noqa: E402
 
 
 def raw_baseline(total: int) -> float:
+    os.sync()  # as before a replication: nothing left for the kernel to write back meanwhile
     server = subprocess.Popen([sys.executable, str(HERE / "raw_stream.py"), "serve"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -67,6 +68,9 @@ def replicate_once(size_mib: int) -> tuple[float, float]:
             publish_s = time.monotonic() - t0
             b.start()
             wait_for(lambda: any(d["id"] == mid for d in b.get("/api/v1/datasets")), 60, what="b to list it")
+            # The source file was written through the page cache: flush it now, or the kernel writes 1 GiB
+            # back to the disk during the replication, against B's own durable writes.
+            os.sync()
             rules = base / "rules.toml"
             rules.write_text('accept_licences = ["CC-BY-4.0"]\n')
             key = str(b.data / "operator.key")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from typing import Any, Literal
 
 import msgpack
@@ -463,3 +464,25 @@ def test_assembled_chunk_cut_off_is_an_error() -> None:
     assert reader.buffered == 4000 and reader.next_event() is None
     with pytest.raises(DecodeError, match="middle of a chunk"):
         reader.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=3000), min_size=1, max_size=5), st.lists(st.integers(1, 4000),
+       max_size=12), st.sampled_from(["bytes", "bytearray", "memoryview"]))
+def test_assembled_answers_are_the_same_however_the_stream_is_cut(bodies: list[bytes], cuts: list[int],
+                                                                  kind: str) -> None:
+    stream = b"".join(h + bytes(b) for h, b in (wire.chunk_frames(ids.digest(x), x) for x in bodies))
+    stream += End().encode()
+    points = sorted({c % len(stream) for c in cuts} | {0, len(stream)})
+    reader = FrameReader(CHUNKS_PROTOCOL, "response", assemble=True)
+    events: list[Any] = []
+    for a, b in itertools.pairwise(points):
+        piece: Any = stream[a:b]
+        piece = bytearray(piece) if kind == "bytearray" else memoryview(piece) if kind == "memoryview" else piece
+        reader.feed(piece)
+        if isinstance(piece, bytearray):
+            piece[:] = bytes(len(piece))  # a caller reusing its buffer changes nothing already fed
+        while (ev := reader.next_event()) is not None:
+            events.append(ev)
+    reader.close()
+    assert events == [Chunk(ids.digest(x), x) for x in bodies] + [End()]
