@@ -20,6 +20,11 @@ see `_snapshot`), and the gossip topic validator, which py-libp2p calls synchron
 
 Everything else in the node sees only asyncio objects: `Overlay`, `Stream`, `PeerInfo`,
 `Message`. No libp2p or trio object leaves this module.
+
+This module is also the one place that adjusts py-libp2p (pinned, 0.8.1) for bulk transfers: queue sizes
+and Yamux settings, and four internals replaced by equivalents without their extra copies and look-ups
+(`_read_exactly`, the secure session's buffer, PY_YAMUX_* read once, TCP read ahead; see each, and
+tests/unit/test_libp2p_tuning.py). Importing it applies them.
 """
 
 from __future__ import annotations
