@@ -181,7 +181,7 @@ class StreamServer:
                 # Header and body as one piece of the stream (written apart, the header went out as a Yamux
                 # frame and a Noise message of its own before every chunk), without copying the body.
                 header = wire.chunk_frames(cid, data)[0]
-                await self._write_joined(stream, header, data)
+                await self._within_idle(stream, stream.write_joined(header, data))
                 self.metrics.bytes_out.inc(len(data))
         finally:
             for read in reads:
@@ -244,23 +244,14 @@ class StreamServer:
     # ---- helpers -----------------------------------------------------------------------------------
 
     async def _write(self, stream: Any, data: bytes | memoryview) -> None:
+        await self._within_idle(stream, stream.write(data))
+
+    @staticmethod
+    async def _within_idle(stream: Any, write: Awaitable[None]) -> None:
         """A write that a client not reading its answer cannot hold up for more than IDLE_TIMEOUT."""
         try:
             async with asyncio.timeout(wire.IDLE_TIMEOUT):
-                await stream.write(data)
-        except TimeoutError:
-            raise ConnectionError(f"peer {stream.peer_id} did not read its answer for {wire.IDLE_TIMEOUT:.0f} s") \
-                from None
-
-    async def _write_joined(self, stream: Any, head: bytes, body: bytes) -> None:
-        """`_write(head + body)`, without copying the body into the join where the stream can."""
-        joined = getattr(stream, "write_joined", None)
-        if joined is None:
-            await self._write(stream, head + body)
-            return
-        try:
-            async with asyncio.timeout(wire.IDLE_TIMEOUT):
-                await joined(head, body)
+                await write
         except TimeoutError:
             raise ConnectionError(f"peer {stream.peer_id} did not read its answer for {wire.IDLE_TIMEOUT:.0f} s") \
                 from None

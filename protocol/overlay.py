@@ -137,7 +137,6 @@ yamux_mod._py_yamux_env = functools.lru_cache(maxsize=None)(yamux_mod._py_yamux_
 yamux_mod._py_yamux_env_set = functools.lru_cache(maxsize=None)(yamux_mod._py_yamux_env_set)
 
 
-
 # py-libp2p's secure session keeps the rest of a decrypted Noise message (a Yamux frame's body, once its
 # 12-byte header was read) by writing it into a BytesIO, and hands it out as a copy of a view of that: two
 # more copies of every byte. Kept as the bytes object it already is, it is handed out whole, uncopied.
@@ -170,7 +169,6 @@ def _session_drain(self: SecureSession, n: int | None) -> bytes:
 SecureSession._reset_internal_buffer = _session_reset  # type: ignore[method-assign]
 SecureSession._fill = _session_fill  # type: ignore[method-assign]
 SecureSession._drain = _session_drain  # type: ignore[method-assign]
-
 
 
 # py-libp2p reads TCP exactly as its callers ask: each Noise message costs a 2-byte read for its length,
