@@ -10,10 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from communs.protocol import keys
-from communs.protocol.errors import DecodeError
-
-from .config import (
+from communs.node.config import (
     ADMIN_TOKEN_FILE,
     CONFIG_FILE,
     LOCK_FILE,
@@ -26,6 +23,8 @@ from .config import (
     write_atomic,
     write_private,
 )
+from communs.protocol import keys
+from communs.protocol.errors import DecodeError
 
 
 @dataclass

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from . import encoding, ids, keys, log, records
+from . import encoding, ids, keys, records
+from . import publog as log
 from .errors import DecodeError
 
 MANIFEST_PROTOCOL = "/communs/manifest/1"

@@ -36,12 +36,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from communs.node.client import AdminClient, ClientError
+from communs.node.cli.client import AdminClient, ClientError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-COMMUNS = [sys.executable, "-m", "communs.node.cli"]
+COMMUNS = [sys.executable, "-m", "communs.node.cli.main"]
 STOP_GRACE_S = 5.0
 READY_TIMEOUT_S = 30.0
 STEP_TIMEOUT_S = 40.0

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
-from communs.protocol.log import LogEntry
+from communs.protocol.publog import LogEntry
 
 from .errors import CatalogError, StorageFull
 from .schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-COMMUNS = [sys.executable, "-m", "communs.node.cli"]
+COMMUNS = [sys.executable, "-m", "communs.node.cli.main"]
 
 
 def cli(data: Path | str, *args: str, check: bool = True, timeout: float = 120.0,

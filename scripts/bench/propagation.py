@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-COMMUNS = [sys.executable, "-m", "communs.node.cli"]
+COMMUNS = [sys.executable, "-m", "communs.node.cli.main"]
 POLL = 0.02
 
 

@@ -32,7 +32,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 
 if os.environ.get("COMMUNS_RAW_TUNED"):
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-    import communs.protocol.overlay  # noqa: F401 - importing it applies its py-libp2p settings
+    import communs.protocol.libp2p.overlay  # noqa: F401 - importing it applies its py-libp2p settings
 
 PROTO = TProtocol("/bench/raw/1")
 WRITE = 256 * 1024

@@ -31,7 +31,7 @@ def rss_mb(pid: int) -> float:
 def one_run(data: Path, idle: float) -> tuple[float, float]:
     (data / "node.json").unlink(missing_ok=True)
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "communs.node.cli", "run", "--data", str(data)],
+    proc = subprocess.Popen([sys.executable, "-m", "communs.node.cli.main", "run", "--data", str(data)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while True:
@@ -72,7 +72,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "node"
-        subprocess.run([sys.executable, "-m", "communs.node.cli", "init", "--data", str(data), "--listen",
+        subprocess.run([sys.executable, "-m", "communs.node.cli.main", "init", "--data", str(data), "--listen",
                         "/ip4/127.0.0.1/tcp/0", "--admin", "127.0.0.1:0"], check=True, capture_output=True)
         base = [baseline() for _ in range(3)]
         runs = [one_run(data, args.idle) for _ in range(args.runs)]

@@ -35,7 +35,7 @@ from communs.protocol import keys  # noqa: E402
 from communs.protocol.records import FileEntry, Manifest, new_dataset_id  # noqa: E402
 from communs.storage.catalog import Catalog, ManifestRow  # noqa: E402
 
-COMMUNS = [sys.executable, "-m", "communs.node.cli"]
+COMMUNS = [sys.executable, "-m", "communs.node.cli.main"]
 
 
 def run(*args: str) -> None:
@@ -84,7 +84,8 @@ def start(data: Path, log: Path, profile: str | None = None) -> tuple[subprocess
     (data / "node.json").unlink(missing_ok=True)
     cmd = [*COMMUNS, "run", "--data", str(data)]
     if profile:
-        cmd = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "communs.node.cli", "run", "--data", str(data)]
+        cmd = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "communs.node.cli.main",
+               "run", "--data", str(data)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30

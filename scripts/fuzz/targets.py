@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from communs.governance import ledger as govlog
 from communs.governance import licences, policy
-from communs.governance import log as govlog
 from communs.governance.errors import GovernanceError
 from communs.governance.records import Ballot, Genesis, Proposal, Roster
 from communs.node.config import CONFIG_FILE, Config, ConfigError, load_config

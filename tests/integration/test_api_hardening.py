@@ -36,9 +36,9 @@ import pytest
 import schemathesis
 import tomli_w
 from communs.node import __version__
-from communs.node.admin import build_app
 from communs.node.config import Config, ConfigError, check_peer_multiaddr
-from communs.node.openapi import spec
+from communs.node.http.app import build_app
+from communs.node.http.openapi import spec
 from communs.protocol import keys
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -119,7 +119,7 @@ def test_spec_names_exactly_the_routes_of_the_app(node: SimpleNamespace) -> None
 
 def test_governance_fragment_is_covered() -> None:
     """node/api_governance.py keeps a fragment of its routes; the served description covers it."""
-    from communs.node.api_governance import openapi_paths
+    from communs.node.http.governance import openapi_paths
 
     for path, item in openapi_paths().items():
         for method, op in item.items():

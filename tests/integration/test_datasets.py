@@ -147,7 +147,7 @@ def test_kill_during_publish_leaves_a_consistent_node(make_node, tmp_path: Path)
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "communs.node.cli", "publish", str(big), "--title", "big",
+    proc = subprocess.Popen([sys.executable, "-m", "communs.node.cli.main", "publish", str(big), "--title", "big",
                              "--licence", "CC0-1.0", "--data", str(a.data)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     wait_for(lambda: any(j["bytes_done"] > 0 for j in a.get("/api/v1/publishing")), 30, interval=0.02,

@@ -103,7 +103,7 @@ def test_plain_federation_runs_until_ctrl_c_then_removes_everything(tmp_path: Pa
         infos = [json.loads((base / name / "node.json").read_text()) for name in ("node1", "node2")]
         assert all(alive(i["pid"]) for i in infos)
         assert f"communs status --data {base / 'node1'}" in out or f"status --data {base / 'node1'}" in out
-        node2 = subprocess.run([sys.executable, "-m", "communs.node.cli", "peers", "--json", "--data",
+        node2 = subprocess.run([sys.executable, "-m", "communs.node.cli.main", "peers", "--json", "--data",
                                 str(base / "node2")], capture_output=True, text=True, timeout=30)
         assert infos[0]["peer_id"] in {p["peer_id"] for p in json.loads(node2.stdout)}
         proc.send_signal(signal.SIGINT)

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from communs.governance.log import Entry, audit_export
+from communs.governance.ledger import Entry, audit_export
 from communs.governance.records import PROPOSAL_DOMAIN, Ballot, Proposal
 from communs.protocol import encoding, ids, keys
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from communs.protocol import overlay as overlay_mod
 from communs.protocol import wire
+from communs.protocol.libp2p import overlay as overlay_mod
 
 from tests.integration.test_overlay import TOPIC, metric, publish, raw_peer, until
 from tests.integration.test_replication import enact_policy, same_tree

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from communs.protocol import encoding, ids, keys, wire
-from communs.protocol.overlay import OverlayError
+from communs.protocol.libp2p.overlay import OverlayError
 from communs.protocol.records import Announcement, FileEntry, Manifest
 
 from tests.nodes import NodeProc, cli, cli_json, wait_for
@@ -244,7 +244,7 @@ async def until(pred: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 async def raw_peer(seed: bytes | None = None) -> Any:
-    from communs.protocol.overlay import Overlay
+    from communs.protocol.libp2p.overlay import Overlay
 
     key = keys.SigningKey.generate() if seed is None else keys.SigningKey(seed)
     overlay = Overlay(key.seed, ["/ip4/127.0.0.1/tcp/0"], enable_dht=False)
@@ -298,7 +298,7 @@ def answers(protocol: str, data: bytes) -> list[Any]:
 async def test_stream_protocols_against_a_node(tmp_path: Path, nodes: list[NodeProc]) -> None:
     """A raw libp2p peer fetches a manifest and every chunk and rebuilds the files byte for byte, reads the
     node's log over sync, and gets a clear answer for unknown ids and every malformed request."""
-    from communs.node.exchange_client import SyncSession, fetch_chunks, fetch_manifests
+    from communs.node.exchange.client import SyncSession, fetch_chunks, fetch_manifests
 
     a, src, mid = await node_with_tree(tmp_path, nodes, {"big.bin": os.urandom(5 << 20), "small.txt": b"small\n"})
     peer = await raw_peer()
@@ -464,7 +464,7 @@ async def test_stream_writes_queued_behind_the_caller_arrive_whole_and_in_order(
     """Writes return before libp2p has sent them (up to WRITE_BEHIND bytes): a handler that writes and
     returns must still deliver every byte in order before its stream closes, and a reader that reads slowly
     must hold the writer back rather than let the queue grow."""
-    from communs.protocol import overlay as overlay_mod
+    from communs.protocol.libp2p import overlay as overlay_mod
 
     server, client = await raw_peer(), await raw_peer()
     pieces = [bytes([i % 251]) * (1000 + 37 * i) for i in range(400)]  # about 3.3 MB, in uneven writes
@@ -500,7 +500,7 @@ async def test_a_read_with_min_bytes_gathers_them_and_a_slow_sender_still_gets_t
     """`read(max, min)` returns at least `min` bytes in one piece when they come quickly (many 64 KiB frames
     behind one read), and, from a sender that trickles, returns what came within the gather time instead of
     holding it back until `min` is reached. `write_joined` delivers head and body as one byte sequence."""
-    from communs.protocol import overlay as overlay_mod
+    from communs.protocol.libp2p import overlay as overlay_mod
 
     server, client = await raw_peer(), await raw_peer()
     body = os.urandom(3 << 20)
@@ -577,8 +577,8 @@ async def test_one_chunk_session_carries_many_batches_and_an_abandoned_one_is_re
     breaks the session (its place in the answer is lost), which then resets rather than reuse the stream."""
     import contextlib
 
-    from communs.node.exchange_client import ChunkSession, fetch_manifests
-    from communs.node.streamio import PeerUnavailable
+    from communs.node.exchange.client import ChunkSession, fetch_manifests
+    from communs.node.exchange.streamio import PeerUnavailable
 
     a, src, mid = await node_with_tree(tmp_path, nodes, {"big.bin": os.urandom(6 << 20)})
     peer = await raw_peer()

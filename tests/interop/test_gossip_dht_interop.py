@@ -109,7 +109,7 @@ def test_js_finds_our_provider_record(tmp_path: Path, js_peer_dir: Path, nodes: 
 
 async def test_our_node_finds_js_provider_record(tmp_path: Path, js_peer_dir: Path) -> None:
     """An in-process node (the same Node the CLI runs), so the test can call `exchange.find_sources`."""
-    from communs.node.service import Node
+    from communs.node.node import Node
 
     js = await asyncio.to_thread(JsPeer, js_peer_dir, TOPIC, max_seconds=90)
     node: Any = None

@@ -1,0 +1,160 @@
+"""CLI commands for datasets: publish, datasets, get, verify."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _progress_bar(args: argparse.Namespace) -> Any:
+    """A rich progress bar on stderr when it is a terminal and --json is off; None otherwise."""
+    import sys
+
+    if args.json or not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+
+
+def cmd_publish(args: argparse.Namespace) -> None:
+    from communs.node.cli.client import ClientError
+    from communs.node.cli.main import client, emit, fail
+
+    path = Path(args.path).expanduser()
+    if not path.exists() and not path.is_symlink():
+        fail(f"{path} does not exist")
+    c = client(args, timeout=24 * 3600)
+    body: dict[str, Any] = {"path": str(path.resolve()), "title": args.title, "licence": args.licence}
+    if args.description is not None:
+        body["description"] = args.description
+    if args.keyword:
+        body["keywords"] = args.keyword
+    if args.dataset:
+        body["dataset"] = args.dataset
+    result: dict[str, Any] = {}
+    error: list[Exception] = []
+
+    def post() -> None:
+        try:
+            result.update(c.post("/api/v1/datasets", body))
+        except Exception as exc:  # noqa: BLE001 - re-raised in the main thread
+            error.append(exc)
+
+    worker = threading.Thread(target=post, daemon=True)
+    worker.start()
+    bar = _progress_bar(args)
+    if bar is not None:
+        from communs.node.cli.client import AdminClient
+
+        poller = AdminClient(c.base_url, c.token, timeout=5)
+        with bar:
+            task = bar.add_task(f"publishing {path.name}", total=None)
+            while worker.is_alive():
+                try:
+                    jobs = [j for j in poller.get("/api/v1/publishing") if j["path"] == body["path"]]
+                except ClientError:
+                    jobs = []
+                if jobs:
+                    job = jobs[-1]
+                    bar.update(task, completed=job["bytes_done"], total=job["bytes_total"] or None)
+                worker.join(0.2)
+    worker.join()
+    if error:
+        raise error[0]
+    emit(args, {"id": result["id"], "dataset": result["dataset"], "version": result["version"]},
+         lambda r: r["id"])
+
+
+def cmd_datasets(args: argparse.Namespace) -> None:
+    from communs.node.cli.main import client, emit
+
+    items = client(args).get("/api/v1/datasets")
+
+    def text(rows: list[dict[str, Any]]) -> str:
+        if not rows:
+            return "no datasets known"
+        lines = []
+        for r in rows:
+            flag = "  [publisher FORKED]" if r.get("publisher_forked") else ""
+            lines.append(f"{r['id']}  v{r['version']}  {r['state']:<11} {r['licence']:<20} {r['size']:>12}  "
+                         f"{r['title']}{flag}")
+            lines.append(f"    {r['reason']}")
+        return "\n".join(lines)
+
+    emit(args, items, text)
+
+
+def cmd_get(args: argparse.Namespace) -> None:
+    from communs.node.cli.main import data_dir, emit, fail
+    from communs.node.services.localstore import LocalError, export_dataset
+
+    bar = _progress_bar(args)
+    dest = Path(args.dest).expanduser().resolve()
+    try:
+        if bar is not None:
+            with bar:
+                task = bar.add_task("writing", total=None)
+                result = asyncio.run(export_dataset(
+                    data_dir(args), args.id, dest, force=args.force,
+                    progress=lambda d, t: bar.update(task, completed=d, total=t)))
+        else:
+            result = asyncio.run(export_dataset(data_dir(args), args.id, dest, force=args.force))
+    except LocalError as exc:
+        fail(str(exc))
+    emit(args, result, lambda r: f"wrote {r['files']} file(s), {r['bytes']} bytes, verified, into {r['dest']}")
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    from communs.node.cli.main import data_dir, emit, fail
+    from communs.node.services.localstore import LocalError, verify_store
+
+    bar = _progress_bar(args)
+    t0 = time.monotonic()
+    try:
+        if bar is not None:
+            with bar:
+                task = bar.add_task("verifying chunks", total=None)
+                report = asyncio.run(verify_store(data_dir(args),
+                                                  lambda d, t: bar.update(task, completed=d, total=t)))
+        else:
+            report = asyncio.run(verify_store(data_dir(args)))
+    except LocalError as exc:
+        fail(str(exc))
+    doc = {"checked": report.checked, "bad": report.bad, "missing": report.missing,
+           "ok": not report.bad and not report.missing, "seconds": round(time.monotonic() - t0, 3)}
+    if doc["ok"]:
+        emit(args, doc, lambda d: f"all {d['checked']} chunks verified")
+        return
+    emit(args, doc, lambda d: "\n".join(
+        [f"corrupt (quarantined): {x}" for x in d["bad"]] + [f"missing: {x}" for x in d["missing"]]))
+    fail(f"{len(report.bad)} corrupt and {len(report.missing)} missing chunk(s) of {report.checked}; "
+         "replication will fetch them again from peers")
+
+
+def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("publish", parents=[common], help="publish a file or folder as a dataset")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--title", required=True)
+    p.add_argument("--licence", required=True, metavar="SPDX_EXPRESSION")
+    p.add_argument("--description")
+    p.add_argument("--keyword", action="append", metavar="K")
+    p.add_argument("--dataset", metavar="DATASET_ID", help="publish a new version of this dataset")
+    p.set_defaults(func=cmd_publish)
+
+    sub.add_parser("datasets", parents=[common], help="every manifest the node knows, with its state") \
+        .set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("get", parents=[common], help="write a complete dataset version's files into DEST")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("dest", metavar="DEST")
+    p.add_argument("--force", action="store_true", help="overwrite existing files in DEST")
+    p.set_defaults(func=cmd_get)
+
+    sub.add_parser("verify", parents=[common], help="re-hash every stored chunk").set_defaults(func=cmd_verify)

@@ -1,0 +1,346 @@
+"""CLI commands for governance: propose, vote, proposals, members, policy, audit.
+
+Members sign on their own machine: `propose` and `vote` read the member's key file, build and
+sign the record here, and send only the signed bytes; the node verifies. Times in a proposal
+and a ballot come from the node's clock (`now` in its answers), so a member whose clock is off
+still opens a proposal at the node's present and dates a ballot inside the voting period.
+
+`audit` reads the governance log from the catalog file itself, read-only, so it works with the
+node stopped (the usual case after a restore or a suspected tampering) as well as running
+(SQLite's write-ahead log lets a reader in beside the node).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from communs.node.cli.main import client, data_dir, emit, fail
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION_S = 3660 * 86400
+DEFAULT_DURATION = "7d"
+
+
+def parse_duration(text: str) -> int:
+    """`90s`, `15m`, `2h`, `7d` in seconds; CliError with the accepted form otherwise."""
+    m = re.fullmatch(r"\s*(\d{1,9})\s*([smhd])\s*", text)
+    if not m:
+        fail(f"{text!r} is not a duration; give a number with a unit: 90s, 15m, 2h or 7d")
+    seconds = int(m.group(1)) * DURATION_UNITS[m.group(2)]
+    if seconds <= 0:
+        fail("a proposal must stay open for at least one second")
+    if seconds > MAX_DURATION_S:
+        fail(f"{text!r} is too long; a proposal may stay open at most 3660 days")
+    return seconds
+
+
+def _when(ts: int | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _member_key(path: str) -> Any:
+    from communs.node.datadir import read_private_key
+
+    return read_private_key(Path(path).expanduser(), "member key")
+
+
+def _member_public(arg: str) -> bytes:
+    """A member named by a public key file (or a key file), or by peer id as `communs members` shows."""
+    from communs.node.datadir import read_public_key
+    from communs.protocol import keys
+    from communs.protocol.errors import DecodeError
+
+    path = Path(arg).expanduser()
+    if not path.exists() and arg.startswith("12D3"):
+        try:
+            return keys.public_from_peer_id(arg)
+        except DecodeError as exc:
+            fail(f"{arg!r} is neither a public key file nor a valid peer id ({exc})")
+    return read_public_key(path)
+
+
+# ---- propose -------------------------------------------------------------------------------------
+
+
+def cmd_propose(args: argparse.Namespace) -> None:
+    import base64
+
+    from communs.governance.errors import PolicyError
+    from communs.governance.policy import parse_rules
+    from communs.governance.records import Proposal
+    from communs.protocol.errors import RecordError
+
+    key = _member_key(args.key)
+    duration = parse_duration(args.closes_in)
+    body: Any
+    if args.kind == "policy":
+        if not args.file:
+            fail("a policy proposal needs --file RULES.toml")
+        path = Path(args.file).expanduser()
+        try:
+            text = path.read_text("utf-8")
+        except FileNotFoundError:
+            fail(f"policy file {path} does not exist")
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"cannot read policy file {path}: {exc}")
+        try:
+            body = parse_rules(text)
+        except PolicyError as exc:
+            fail(f"{path}: {exc}")
+    elif args.kind == "quota":
+        if args.quota_bytes is None:
+            fail("a quota proposal needs --quota-bytes N")
+        if args.quota_bytes < 0:
+            fail("--quota-bytes must not be negative")
+        body = {"storage_quota_bytes": args.quota_bytes}
+    else:
+        if not args.member:
+            fail(f"a {args.kind} proposal needs --member PUBKEYFILE")
+        member = _member_public(args.member)
+        if args.kind == "member-add":
+            name = args.member_name or Path(args.member).name.removesuffix(".pub").removesuffix(".key")
+            body = {"key": member, "name": name}
+        else:
+            body = {"key": member}
+    c = client(args)
+    roster = c.get("/api/v1/members")
+    now = int(roster["now"])
+    try:
+        proposal = Proposal.create(key, kind=args.kind, body=body, roster=bytes.fromhex(roster["roster_hash"]),
+                                   opens=now, closes=now + duration, nonce=os.urandom(16))
+    except RecordError as exc:
+        fail(f"cannot build the proposal: {exc}")
+    answer = c.post("/api/v1/proposals", {"record": base64.b64encode(proposal.encode()).decode("ascii")})
+    if args.json:
+        emit(args, {"id": answer["id"]})
+        return
+    print(answer["id"])
+    print(f"  {answer['summary']}; closes {_when(answer['closes'])}", flush=True)
+
+
+# ---- vote ----------------------------------------------------------------------------------------
+
+
+def cmd_vote(args: argparse.Namespace) -> None:
+    import base64
+
+    from communs.governance.records import Ballot
+    from communs.protocol import ids, keys
+    from communs.protocol.errors import DecodeError
+
+    key = _member_key(args.key)
+    try:
+        pid = ids.parse_cid(args.proposal)
+    except DecodeError as exc:
+        fail(f"{args.proposal!r} is not a proposal id: {exc}")
+    c = client(args)
+    doc = c.get(f"/api/v1/proposals/{args.proposal}")
+    me = keys.peer_id(key.public)
+    last = max((int(b["ts"]) for b in doc["ballots"] if b["member"] == me), default=-1)
+    # A new ballot supersedes my last one only if dated later, and ballots dated after the moment
+    # the vote closed do not count, so never date one ahead of the node's clock: when I voted
+    # within this second, wait for the node's clock to pass it (at most about a second).
+    deadline = time.monotonic() + 3
+    while int(doc["now"]) <= last and time.monotonic() < deadline:
+        time.sleep(0.2)
+        doc = c.get(f"/api/v1/proposals/{args.proposal}")
+    ts = max(int(doc["now"]), last + 1)
+    ballot = Ballot.create(key, proposal=pid, choice=args.choice, ts=ts)
+    answer = c.post(f"/api/v1/proposals/{args.proposal}/ballots",
+                    {"record": base64.b64encode(ballot.encode()).decode("ascii")})
+
+    def text(a: dict[str, Any]) -> str:
+        t = a["tally"]
+        so_far = "the vote is closed" if t["closed"] else "tally so far"
+        return f"voted {a['choice']} on {a['proposal']}\n  {so_far}: {t['summary']}"
+
+    emit(args, answer, text)
+
+
+# ---- reading -------------------------------------------------------------------------------------
+
+
+def _proposal_lines(p: dict[str, Any]) -> list[str]:
+    t = p["tally"]
+    when = f"closed {_when(t['closed_at'])}" if t["closed"] else f"closes {_when(p['closes'])}"
+    enacted = ""
+    if p.get("enacted") is True:
+        enacted = ", enacted"
+    elif p.get("enacted") is False:
+        enacted = ", passed but no longer applied"
+    who = p.get("proposer_name") or p["proposer"]
+    return [
+        f"{p['id']}  [{t['outcome']}{enacted}]",
+        f"  {p['kind']}: {p['summary']}",
+        f"  proposed by {who}; {when}",
+        f"  {t['summary']}",
+    ]
+
+
+def cmd_proposals(args: argparse.Namespace) -> None:
+    props = client(args).get("/api/v1/proposals")
+
+    def text(ps: list[dict[str, Any]]) -> str:
+        if not ps:
+            return "no proposals yet"
+        return "\n".join(line for p in ps for line in _proposal_lines(p))
+
+    emit(args, props, text)
+
+
+def cmd_proposal(args: argparse.Namespace) -> None:
+    doc = client(args).get(f"/api/v1/proposals/{args.proposal}")
+
+    def text(p: dict[str, Any]) -> str:
+        lines = _proposal_lines(p)
+        names = {m["peer_id"]: m["name"] for m in p.get("roster_members", [])}
+        for b in p["ballots"]:
+            lines.append(f"  ballot {b['choice']:<7} by {names.get(b['member'], b['member'])} at {_when(b['ts'])}")
+        return "\n".join(lines)
+
+    emit(args, doc, text)
+
+
+def cmd_members(args: argparse.Namespace) -> None:
+    doc = client(args).get("/api/v1/members")
+
+    def text(d: dict[str, Any]) -> str:
+        lines = [f"{d['count']} member(s), roster {d['roster']}"]
+        width = max(len(m["name"]) for m in d["members"])
+        lines += [f"  {m['name']:<{width}}  {m['peer_id']}" for m in d["members"]]
+        return "\n".join(lines)
+
+    emit(args, doc, text)
+
+
+def cmd_policy(args: argparse.Namespace) -> None:
+    doc = client(args).get("/api/v1/policy")
+
+    def text(d: dict[str, Any]) -> str:
+        if d["proposal"] is None:
+            head = (f"licence policy version {d['version']}: the default of a new node, which wants nothing "
+                    "but its own datasets")
+        else:
+            head = (f"licence policy version {d['version']}, enacted {_when(d['enacted_at'])} "
+                    f"by proposal {d['proposal']}")
+        return f"{head}\n  {d['summary']}\n\n{d['toml'].rstrip()}"
+
+    emit(args, doc, text)
+
+
+# ---- audit ---------------------------------------------------------------------------------------
+
+
+def read_stored_log(root: Path) -> list[bytes]:
+    """The governance log entries as stored in the catalog, read-only and without the node."""
+    from communs.node.config import CATALOG_FILE, CONFIG_FILE
+
+    if not (root / CONFIG_FILE).exists():
+        fail(f"{root} is not a Communs node folder")
+    path = root / CATALOG_FILE
+    if not path.exists():
+        fail(f"{root} has no catalog yet, so no governance log: start the node once with 'communs run'")
+    from communs.storage.catalog import read_gov_log_readonly
+    from communs.storage.errors import CatalogError
+
+    try:
+        return read_gov_log_readonly(path)
+    except CatalogError as exc:
+        fail(str(exc))
+
+
+def cmd_audit(args: argparse.Namespace) -> None:
+    from communs.governance.ledger import audit, export_log
+    from communs.node.datadir import read_private_key
+    from communs.protocol import ids, keys
+
+    root = data_dir(args)
+    entries = read_stored_log(root)
+    result = audit(entries)
+    exported = None
+    if args.export:
+        out = Path(args.export).expanduser()
+        _write_bytes(out, export_log(entries))
+        exported = str(out)
+    problem = None if result.ok else result.describe()
+    own = keys.peer_id(read_private_key(root / "node.key", "node key").public)
+    if result.ok and result.node != own:
+        problem = f"the governance log was written by node {result.node}, not by this node ({own})"
+    doc = {
+        "ok": problem is None,
+        "entries": result.entries,
+        "bad_seq": result.bad_seq,
+        "reason": result.reason if problem is None or not result.ok else problem,
+        "node": result.node,
+        "head": ids.cid_str(result.head) if result.head else None,
+        "exported": exported,
+    }
+    if problem is not None:
+        if args.json:
+            emit(args, doc)
+        if exported:
+            print(f"exported {len(entries)} stored entries to {exported}")
+        fail(problem)
+    lines = [result.describe()]
+    if result.state is not None:
+        lines.append(f"  {len(result.state.roster)} members, licence policy version {result.state.policy_version}")
+    if exported:
+        lines.append(f"  exported to {exported}; verify it anywhere with audit_export() "
+                     "(communs.governance.ledger)")
+    emit(args, doc, "\n".join(lines))
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    if not path.parent.is_dir():
+        fail(f"folder {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}")
+
+
+# ---- parser --------------------------------------------------------------------------------------
+
+
+def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("propose", parents=[common], help="sign and submit a governance proposal")
+    p.add_argument("--key", required=True, metavar="MEMBERKEY", help="your member key file")
+    p.add_argument("--kind", required=True, choices=["policy", "quota", "member-add", "member-remove"])
+    p.add_argument("--file", metavar="RULES.toml", help="policy: the licence policy proposed")
+    p.add_argument("--member", metavar="PUBKEYFILE", help="member-add/-remove: the member's public key file")
+    p.add_argument("--member-name", metavar="NAME", help="member-add: the new member's name")
+    p.add_argument("--quota-bytes", type=int, metavar="N", help="quota: the storage quota proposed, in bytes")
+    p.add_argument("--closes-in", default=DEFAULT_DURATION, metavar="DURATION",
+                   help="how long the vote stays open: 90s, 15m, 2h, 7d (default 7d)")
+    p.set_defaults(func=cmd_propose)
+
+    p = sub.add_parser("vote", parents=[common], help="sign and submit a ballot on a proposal")
+    p.add_argument("proposal", metavar="PROPOSAL_ID")
+    p.add_argument("choice", choices=["yes", "no", "abstain"])
+    p.add_argument("--key", required=True, metavar="MEMBERKEY", help="your member key file")
+    p.set_defaults(func=cmd_vote)
+
+    sub.add_parser("proposals", parents=[common], help="proposals with their tallies").set_defaults(
+        func=cmd_proposals)
+    p = sub.add_parser("proposal", parents=[common], help="one proposal with its ballots")
+    p.add_argument("proposal", metavar="PROPOSAL_ID")
+    p.set_defaults(func=cmd_proposal)
+    sub.add_parser("members", parents=[common], help="the roster of members").set_defaults(func=cmd_members)
+    sub.add_parser("policy", parents=[common], help="the licence policy in force").set_defaults(func=cmd_policy)
+
+    p = sub.add_parser("audit", parents=[common], help="re-verify the governance log (works with the node stopped)")
+    p.add_argument("--export", metavar="FILE", help="also write the log to FILE, for anyone to verify")
+    p.set_defaults(func=cmd_audit)

@@ -1,0 +1,378 @@
+"""The `communs` command line.
+
+Every command takes `--data DIR` and, where it prints something, `--json`. Errors go to stderr
+as one sentence with a non-zero exit; a traceback is a bug. Commands that talk to a running node
+go through the admin API (`client.py`); `init`, `member keygen` and `run` work on the folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from communs.node.config import ConfigError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    raise CliError(message, code)
+
+
+def emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str] | str | None = None) -> None:
+    """Print `data` as JSON with --json, else as text for a person."""
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    if text is None:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    elif callable(text):
+        print(text(data))
+    else:
+        print(text)
+
+
+def data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data).expanduser()
+
+
+def client(args: argparse.Namespace, timeout: float = 30.0) -> Any:
+    from communs.node.cli.client import AdminClient
+
+    return AdminClient.for_folder(data_dir(args), timeout=timeout)
+
+
+# ---- init / run ----------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> None:
+    from communs.node.config import Config
+    from communs.node.datadir import init_folder, read_public_key
+    from communs.protocol import keys
+
+    root = data_dir(args)
+    cfg = Config()
+    if args.name is not None:
+        cfg.name = args.name
+    else:
+        cfg.name = root.resolve().name or "communs-node"
+    if args.listen:
+        cfg.listen = list(args.listen)
+    if args.admin:
+        cfg.admin = args.admin
+    cfg.bootstrap = list(args.bootstrap or [])
+    cfg.federation = args.federation
+    cfg.mdns = bool(args.mdns)
+    if args.no_dht:
+        cfg.dht = False
+    if args.allow_remote_admin:
+        cfg.admin_allow_remote = True
+    founders = []
+    for i, path in enumerate(args.founder or []):
+        pub = read_public_key(Path(path))
+        name = Path(path).name.removesuffix(".pub").removesuffix(".key") or f"founder-{i + 1}"
+        founders.append((pub, name))
+    if len({k for k, _ in founders}) != len(founders):
+        fail("the same founder key was given twice")
+    roster = init_folder(root, cfg, founders or None)
+    node_pub = _node_public(root)
+    result = {
+        "data": str(root),
+        "peer_id": keys.peer_id(node_pub),
+        "founders": [{"key": k.hex(), "name": n} for k, n in roster],
+        "operator_key": str(root / "operator.key") if not founders else None,
+    }
+
+    def text(r: dict[str, Any]) -> str:
+        lines = [f"Initialised a Communs node in {r['data']}", f"  peer id: {r['peer_id']}"]
+        if r["operator_key"]:
+            lines.append(f"  operator member key: {r['operator_key']} (keep it safe; it votes for you)")
+        lines.append(f"Start it with: communs run --data {r['data']}")
+        return "\n".join(lines)
+
+    emit(args, result, text)
+
+
+def _node_public(root: Path) -> bytes:
+    from communs.node.datadir import read_private_key
+
+    return read_private_key(root / "node.key", "node key").public
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from communs.node.config import load_config
+    from communs.node.runtime.logsetup import setup_logging
+
+    root = data_dir(args)
+    if args.init_if_missing and not (root / "config.toml").exists():
+        _init_default(root, args)
+    cfg = load_config(root)  # fail early and clearly, before importing libp2p
+    import communs.protocol.libp2p.overlay  # noqa: F401 - libp2p resets its loggers at import; configure after
+
+    setup_logging(args.log_level or cfg.log_level, args.log_format or cfg.log_format)
+    from communs.node.node import StartupError, run_node
+    from communs.node.runtime.gctune import tune_gc
+    from communs.node.runtime.malloctune import tune_malloc
+
+    tune_gc()  # the process's own settings, so here rather than in Node (tests run nodes in-process)
+    tune_malloc()
+
+    try:
+        import uvloop
+
+        runner: Callable[..., Any] = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        import asyncio
+
+        runner = asyncio.run
+    try:
+        code = runner(run_node(root))
+    except StartupError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        code = 0
+    if code:
+        sys.exit(code)
+
+
+def _init_default(root: Path, args: argparse.Namespace) -> None:
+    """First start in a container: a node with default settings plus any --bootstrap given."""
+    from communs.node.config import Config
+    from communs.node.datadir import init_folder
+
+    cfg = Config(name=args.name or root.resolve().name or "communs-node")
+    cfg.bootstrap = _bootstrap_addrs(args)
+    if args.mdns:
+        cfg.mdns = True
+    init_folder(root, cfg, None)
+    print(f"initialised a new node in {root}", file=sys.stderr)
+
+
+BOOTSTRAP_FROM_WAIT_S = 120.0
+
+
+def _bootstrap_addrs(args: argparse.Namespace) -> list[str]:
+    """--bootstrap as given; with --bootstrap-from, each address given without /p2p/ gets the peer id
+    read from that node.json. For containers: a node's peer id is random at init, so a compose file
+    can name the first node's host and port but not its id, which its node.json (on a volume) holds."""
+    addrs = list(args.bootstrap or [])
+    if not args.bootstrap_from:
+        return addrs
+    if all("/p2p/" in a for a in addrs):
+        fail("--bootstrap-from completes a --bootstrap address given without /p2p/, e.g. "
+             "--bootstrap /dns4/node1/tcp/7470; none was given")
+    peer = _wait_peer_id(Path(args.bootstrap_from).expanduser(), BOOTSTRAP_FROM_WAIT_S)
+    return [a if "/p2p/" in a else f"{a.rstrip('/')}/p2p/{peer}" for a in addrs]
+
+
+def _wait_peer_id(path: Path, timeout: float) -> str:
+    """The peer id in another node's node.json, waiting for the file (that node may still be starting)."""
+    import time
+
+    from communs.protocol import keys
+    from communs.protocol.errors import DecodeError
+
+    deadline = time.monotonic() + timeout
+    waiting = False
+    while True:
+        try:
+            peer = json.loads(path.read_text("utf-8"))["peer_id"]
+            keys.public_from_peer_id(peer)
+            return str(peer)
+        except FileNotFoundError:
+            pass
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, DecodeError) as exc:
+            fail(f"{path} is not a node.json naming a valid peer id ({exc})")
+        if time.monotonic() > deadline:
+            fail(f"{path} did not appear within {timeout:.0f} s; is the bootstrap node running?")
+        if not waiting:
+            print(f"waiting for {path} (the bootstrap node's node.json) ...", file=sys.stderr)
+            waiting = True
+        time.sleep(0.5)
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> None:
+    """Exit 0 when the node in DIR answers /healthz; for container health checks and scripts."""
+    import urllib.request
+
+    from communs.node.cli.client import AdminClient
+
+    c = AdminClient.for_folder(data_dir(args), timeout=5.0)
+    try:
+        with urllib.request.urlopen(c.base_url + "/healthz", timeout=5.0) as resp:
+            ok = json.loads(resp.read()).get("ok") is True
+    except (OSError, ValueError) as exc:
+        fail(f"the node's /healthz did not answer: {exc}")
+    if not ok:
+        fail("the node's /healthz did not say ok")
+    emit(args, {"ok": True}, "ok")
+
+
+# ---- status / peers ------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    c = client(args)
+    doc = c.get("/api/v1/status")
+    try:
+        doc["replication"] = c.get("/api/v1/replication")
+    except Exception:
+        pass
+
+    def text(d: dict[str, Any]) -> str:
+        lines = [
+            f"node      {d.get('name', '')}  (Communs {d['version']}, up {int(d['uptime_s'])} s)",
+            f"peer id   {d['peer_id']}",
+            "listening " + ("\n          ".join(d["listen_addrs"]) or "-"),
+            f"peers     {d.get('peers', 0)}",
+        ]
+        if "datasets" in d:
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(d["datasets"].items())) or "none"
+            lines.append(f"datasets  {counts}")
+        for job in (d.get("replication") or {}).get("active", []):
+            pct = 100 * job["bytes_done"] / job["bytes_total"] if job["bytes_total"] else 100.0
+            lines.append(f"fetching  {job['title']} ({job['id'][:16]}…) {pct:5.1f}% "
+                         f"{job['bytes_done']}/{job['bytes_total']} bytes from {len(job.get('sources', []))} peer(s)")
+        return "\n".join(lines)
+
+    emit(args, doc, text)
+
+
+def cmd_peers(args: argparse.Namespace) -> None:
+    peers = client(args).get("/api/v1/peers")
+
+    def text(ps: list[dict[str, Any]]) -> str:
+        if not ps:
+            return "no connected peers"
+        lines = []
+        for p in ps:
+            lines.append(p["peer_id"])
+            for a in p["addrs"]:
+                lines.append(f"  {a}")
+        return "\n".join(lines)
+
+    emit(args, peers, text)
+
+
+# ---- members -------------------------------------------------------------------------------------
+
+
+def cmd_member_keygen(args: argparse.Namespace) -> None:
+    from communs.node.config import write_atomic, write_private
+    from communs.protocol import keys
+
+    out = Path(args.out).expanduser()
+    pub_path = out.with_name(out.name + ".pub")
+    if out.exists() or pub_path.exists():
+        fail(f"{out} already exists; refusing to overwrite a key")
+    if not out.parent.is_dir():
+        fail(f"folder {out.parent} does not exist")
+    key = keys.SigningKey.generate()
+    write_private(out, keys.format_private(key))
+    write_atomic(pub_path, keys.format_public(key.public))
+    emit(args, {"key": str(out), "public_key_file": str(pub_path), "public_key": key.public.hex()},
+         lambda r: f"member key written to {r['key']} (mode 0600)\npublic key: {r['public_key_file']}")
+
+
+# ---- parser --------------------------------------------------------------------------------------
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", default="./data", metavar="DIR", help="the node's data folder (default ./data)")
+    common.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+    parser = argparse.ArgumentParser(
+        prog="communs", description="Communs: a federated, peer-to-peer data-commons node.")
+    from communs.node import __version__
+
+    parser.add_argument("--version", action="version", version=f"communs {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("init", parents=[common], help="create a new node folder")
+    p.add_argument("--name")
+    p.add_argument("--listen", action="append", metavar="MULTIADDR")
+    p.add_argument("--admin", metavar="HOST:PORT")
+    p.add_argument("--bootstrap", action="append", metavar="MULTIADDR")
+    p.add_argument("--federation", default="communs")
+    p.add_argument("--founder", action="append", metavar="PUBKEYFILE")
+    p.add_argument("--mdns", action="store_true")
+    p.add_argument("--no-dht", action="store_true", help="do not run the Kademlia DHT")
+    p.add_argument("--allow-remote-admin", action="store_true",
+                   help="allow the admin endpoint on a non-loopback address")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("run", parents=[common], help="run the node in the foreground")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", choices=["text", "json"])
+    p.add_argument("--init-if-missing", action="store_true",
+                   help="initialise DIR with default settings first if it holds no node (for containers)")
+    p.add_argument("--name", help="with --init-if-missing: the node's name")
+    p.add_argument("--bootstrap", action="append", metavar="MULTIADDR",
+                   help="with --init-if-missing: a bootstrap peer")
+    p.add_argument("--bootstrap-from", metavar="NODE_JSON",
+                   help="with --init-if-missing: complete each --bootstrap given without /p2p/ with the peer id "
+                        "in this node.json of the bootstrap node (waits for the file; for compose files)")
+    p.add_argument("--mdns", action="store_true", help="with --init-if-missing: enable mDNS")
+    p.set_defaults(func=cmd_run)
+    sub.add_parser("healthcheck", parents=[common],
+                   help="exit 0 if the running node answers /healthz").set_defaults(func=cmd_healthcheck)
+
+    sub.add_parser("status", parents=[common], help="the running node's state").set_defaults(func=cmd_status)
+    sub.add_parser("peers", parents=[common], help="connected peers").set_defaults(func=cmd_peers)
+
+    p = sub.add_parser("member", parents=[common], help="member keys")
+    msub = p.add_subparsers(dest="member_command", metavar="SUBCOMMAND")
+    msub.required = True
+    k = msub.add_parser("keygen", parents=[common], help="create a member key pair")
+    k.add_argument("--out", required=True, metavar="FILE")
+    k.set_defaults(func=cmd_member_keygen)
+
+    from communs.node.cli import datasets as cli_datasets
+    from communs.node.cli import governance as cli_governance
+
+    cli_datasets.add_commands(sub, common)
+    cli_governance.add_commands(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from communs.node.cli.client import ClientError
+
+    try:
+        args.func(args)
+    except CliError as exc:
+        print(f"communs: error: {exc}", file=sys.stderr)
+        sys.exit(exc.code)
+    except (ConfigError, ClientError) as exc:
+        print(f"communs: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        print("communs: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(EXIT_ERROR)
+
+
+if __name__ == "__main__":
+    # Run the package's copy of this module, not `__main__`: the feature modules import
+    # `communs.node.cli.main`, and its CliError must be the class that `main` catches.
+    from communs.node.cli.main import main as package_main
+
+    package_main()

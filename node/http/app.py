@@ -1,0 +1,210 @@
+"""The admin HTTP endpoint (aiohttp): bearer-token auth, JSON errors, the core routes.
+
+Every answer to a caller's mistake is a 4xx with `{"error": "<one sentence>"}`; an unexpected
+failure is logged with its traceback and answered with a generic 500 sentence, never the
+traceback (which could carry paths or secrets). Route groups that belong to a feature register
+themselves from their own modules through `ROUTE_MODULES`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import importlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from communs.node import __version__
+
+if TYPE_CHECKING:
+    from communs.node.node import Node
+
+log = logging.getLogger("communs.admin")
+
+NODE_KEY: web.AppKey[Node] = web.AppKey("node")
+PUBLIC_PATHS = frozenset({"/healthz"})
+ROUTE_MODULES: list[str] = [
+    "communs.node.http.datasets",
+    "communs.node.http.governance",
+    "communs.node.http.replication",
+]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(web.HTTPException):
+    """A caller's mistake, answered as JSON with its status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status_code = status
+        super().__init__(text=json.dumps({"error": message}), content_type="application/json")
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, ensure_ascii=False))
+
+
+def node_of(request: web.Request) -> Node:
+    return request.app[NODE_KEY]
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise ApiError(415, "the request body must be JSON (Content-Type: application/json)")
+    try:
+        body = await request.json()
+    except web.HTTPRequestEntityTooLarge:
+        raise
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return body
+
+
+_STATUS_SENTENCES = {
+    404: "no such route; see /api/v1/openapi.json",
+    405: "method not allowed on this route",
+    413: "the request body is too large",
+}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    node = node_of(request)
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        _count(node, exc.status)
+        raise
+    except web.HTTPException as exc:
+        _count(node, exc.status)
+        if exc.status >= 400 and exc.content_type != "application/json":
+            sentence = _STATUS_SENTENCES.get(exc.status, exc.reason)
+            raise ApiError(exc.status, sentence) from None
+        raise
+    except Exception:
+        log.exception("internal error answering %s %s", request.method, request.path)
+        _count(node, 500)
+        raise ApiError(500, "internal error; the node's log has the details") from None
+    _count(node, response.status)
+    return response
+
+
+def _count(node: Node, status: int) -> None:
+    if node.metrics is not None:
+        node.metrics.api_requests.labels(f"{status // 100}xx").inc()
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in PUBLIC_PATHS:
+        return await handler(request)
+    node = node_of(request)
+    assert node.files is not None
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    expected = node.files.admin_token
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise ApiError(401, "missing or wrong bearer token (see admin.token in the node's data folder)")
+    return await handler(request)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"ok": True})
+
+
+async def status(request: web.Request) -> web.Response:
+    node = node_of(request)
+    overlay = node.overlay
+    doc: dict[str, Any] = {
+        "peer_id": node.peer_id,
+        "name": node.config.name,
+        "federation": node.config.federation,
+        "listen_addrs": overlay.listen_addrs() if overlay else [],
+        "version": __version__,
+        "uptime_s": round(node.uptime(), 3),
+        "peers": len(overlay.peers()) if overlay else 0,
+    }
+    for service in node.services:
+        extra = getattr(service, "status", None)
+        if extra is not None:
+            doc.update(await extra())
+    return json_response(doc)
+
+
+async def peers(request: web.Request) -> web.Response:
+    node = node_of(request)
+    out = [{"peer_id": p.peer_id, "addrs": p.addrs, "protocols": p.protocols}
+           for p in (node.overlay.peers() if node.overlay else [])]
+    return json_response(out)
+
+
+async def connect_peer(request: web.Request) -> web.Response:
+    """Dial a peer by full multiaddr, as `ipfs swarm connect` does; the node keeps it only as long as
+    libp2p does (bootstrap peers in config.toml are kept for good)."""
+    from communs.node.config import ConfigError, check_peer_multiaddr
+    from communs.protocol.libp2p.overlay import OverlayError
+
+    body = await read_json(request)
+    addr = body.get("addr")
+    if not isinstance(addr, str):
+        raise ApiError(400, "'addr' must be a multiaddr string ending in /p2p/<peer id>")
+    try:
+        check_peer_multiaddr(addr)
+        peer_id = await node_of(request).overlay.connect(addr)
+    except (ConfigError, OverlayError) as exc:
+        raise ApiError(400 if isinstance(exc, ConfigError) else 502, str(exc)) from None
+    return json_response({"peer_id": peer_id}, status=200)
+
+
+async def ping_peer(request: web.Request) -> web.Response:
+    from communs.protocol.libp2p.overlay import OverlayError
+
+    node = node_of(request)
+    peer_id = request.match_info["peer_id"]
+    if not node.overlay.is_connected(peer_id):
+        raise ApiError(404, f"peer {peer_id} is not connected")
+    try:
+        rtt = await node.overlay.ping(peer_id)
+    except OverlayError as exc:
+        raise ApiError(502, str(exc)) from None
+    return json_response({"peer_id": peer_id, "rtt_ms": round(rtt * 1000, 3)})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    node = node_of(request)
+    for service in node.services:
+        refresh = getattr(service, "refresh_metrics", None)
+        if refresh is not None:
+            await refresh()
+    if node.overlay is not None:
+        node.metrics.peers.set(len(node.overlay.peers()))
+    return web.Response(body=node.metrics.render(), content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from communs.node.http.openapi import spec
+
+    return json_response(spec(__version__))
+
+
+def build_app(node: Node) -> web.Application:
+    app = web.Application(
+        middlewares=[errors_middleware, auth_middleware],
+        client_max_size=node.config.max_request_bytes,
+    )
+    app[NODE_KEY] = node
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/v1/status", status)
+    app.router.add_get("/api/v1/peers", peers)
+    app.router.add_post("/api/v1/peers", connect_peer)
+    app.router.add_post("/api/v1/peers/{peer_id}/ping", ping_peer)
+    app.router.add_get("/api/v1/openapi.json", openapi)
+    for name in ROUTE_MODULES:
+        importlib.import_module(name).register(app)
+    return app

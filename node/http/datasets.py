@@ -1,0 +1,90 @@
+"""Admin routes for datasets: list, show, publish (with progress readable while it runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from communs.node.http.app import ApiError, json_response, node_of, read_json
+from communs.node.services.datasets import DiskFull, PublishError, manifest_full
+from communs.protocol import ids
+from communs.protocol.errors import RecordError
+from communs.protocol.records import Manifest
+
+
+def parse_id(text: str, what: str = "manifest id") -> bytes:
+    try:
+        return ids.parse_cid(text)
+    except RecordError:
+        raise ApiError(400, f"'{text[:80]}' is not a valid {what} (expected a CIDv1 starting with 'b')") from None
+
+
+async def list_datasets(request: web.Request) -> web.Response:
+    return json_response(await node_of(request).datasets.list())
+
+
+async def show_dataset(request: web.Request) -> web.Response:
+    node = node_of(request)
+    mid = parse_id(request.match_info["id"])
+    info = await node.storage.catalog.get_manifest(mid)
+    if info is None or info.raw is None:
+        raise ApiError(404, "no manifest with that id is known here")
+    manifest = Manifest.decode(info.raw, verify=False)
+    forked = info.publisher in await node.storage.catalog.forked_publishers()
+    return json_response(manifest_full(info, manifest, forked))
+
+
+def _text(body: dict[str, Any], key: str, required: bool = True, default: str = "") -> str:
+    value = body.get(key, None)
+    if value is None:
+        if required:
+            raise ApiError(400, f"'{key}' is required")
+        return default
+    if not isinstance(value, str):
+        raise ApiError(400, f"'{key}' must be a string")
+    return value
+
+
+_PUBLISH_KEYS = {"path", "title", "licence", "description", "keywords", "dataset"}
+
+
+async def publish(request: web.Request) -> web.Response:
+    node = node_of(request)
+    body = await read_json(request)
+    unknown = set(body) - _PUBLISH_KEYS
+    if unknown:
+        raise ApiError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    path_text = _text(body, "path")
+    if not path_text or "\x00" in path_text:
+        raise ApiError(400, "'path' must name a file or folder on the node's machine")
+    title = _text(body, "title")
+    licence = _text(body, "licence")
+    description = _text(body, "description", required=False)
+    keywords = body.get("keywords", [])
+    if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
+        raise ApiError(400, "'keywords' must be a list of strings")
+    dataset = None
+    if body.get("dataset") is not None:
+        dataset = parse_id(_text(body, "dataset"), "dataset id")
+    job = node.datasets.new_job(path_text)
+    try:
+        manifest = await node.datasets.publish(Path(path_text), title=title, licence=licence,
+                                               description=description, keywords=keywords, dataset=dataset,
+                                               job=job)
+    except PublishError as exc:
+        raise ApiError(507 if isinstance(exc, DiskFull) else 400, str(exc)) from None
+    return json_response({"id": manifest.cid, "dataset": ids.cid_str(manifest.dataset),
+                          "version": manifest.version, "job": job.id}, status=201)
+
+
+async def publishing(request: web.Request) -> web.Response:
+    """Publish jobs, running and recently finished, with bytes done and total (the CLI's progress bar)."""
+    return json_response([j.to_json() for j in node_of(request).datasets.jobs.values()])
+
+
+def register(app: web.Application) -> None:
+    app.router.add_get("/api/v1/datasets", list_datasets)
+    app.router.add_post("/api/v1/datasets", publish)
+    app.router.add_get("/api/v1/publishing", publishing)
+    app.router.add_get("/api/v1/datasets/{id}", show_dataset)

@@ -1,0 +1,142 @@
+"""Work on a node's stored data directly from its folder: `communs get` and `communs verify`.
+
+These run in the CLI process, with or without the node running (SQLite in WAL mode takes a
+concurrent reader, and chunk files are immutable once visible), so an operator can restore a
+dataset or check a disk while the node is stopped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from communs.node.config import CATALOG_FILE, ConfigError, load_config
+from communs.node.services.storage import STORE_DIR
+from communs.protocol import ids, paths
+from communs.protocol.errors import RecordError
+from communs.protocol.records import Manifest
+from communs.storage.catalog import Catalog
+from communs.storage.chunkstore import FsChunkStore
+from communs.storage.errors import ChunkCorrupt, ChunkMissing, StorageError
+
+Progress = Callable[[int, int], None]
+
+
+class LocalError(Exception):
+    """One sentence for the operator."""
+
+
+async def _open(root: Path) -> tuple[Catalog, FsChunkStore]:
+    load_config(root)  # a clear error when DIR is not a node folder
+    try:
+        catalog = await Catalog.open(root / CATALOG_FILE)
+    except StorageError as exc:
+        raise LocalError(str(exc)) from None
+    try:
+        store = FsChunkStore(root / STORE_DIR)
+    except StorageError as exc:
+        await catalog.close()
+        raise LocalError(str(exc)) from None
+    return catalog, store
+
+
+async def export_dataset(root: Path, id_text: str, dest: Path, *, force: bool = False,
+                         progress: Progress | None = None) -> dict[str, object]:
+    """Write a complete dataset version's files into `dest`, verifying every chunk; never outside `dest`."""
+    try:
+        mid = ids.parse_cid(id_text)
+    except RecordError:
+        raise LocalError(f"'{id_text}' is not a valid manifest id") from None
+    catalog, store = await _open(root)
+    try:
+        info = await catalog.get_manifest(mid)
+        if info is None or info.raw is None:
+            raise LocalError("no manifest with that id is known to this node")
+        manifest = Manifest.decode(info.raw)
+        missing = await catalog.missing_chunks(mid)
+        if missing or info.state not in ("own", "complete"):
+            raise LocalError(f"the dataset is not complete here (state {info.state}, "
+                             f"{len(missing)} chunk(s) missing)")
+        dest.mkdir(parents=True, exist_ok=True)
+        targets = []
+        for entry in manifest.files:
+            try:
+                target = paths.safe_join(dest, entry.path)
+            except RecordError as exc:
+                raise LocalError(f"refusing to write {entry.path!r}: {exc}") from None
+            if target.exists() and not force:
+                raise LocalError(f"{target} already exists; use --force to overwrite")
+            targets.append((entry, target))
+        done, total = 0, manifest.size
+        for entry, target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.communs-tmp")
+            try:
+                with open(tmp, "wb") as out:
+                    for ref in entry.chunks:
+                        try:
+                            data = store.get(ref.digest, verify=True, quarantine_bad=False)
+                        except ChunkCorrupt:
+                            raise LocalError(f"chunk {ids.cid_str(ref.digest)} of {entry.path} is corrupt on disk; "
+                                             "run 'communs verify'") from None
+                        except ChunkMissing:
+                            raise LocalError(f"chunk {ids.cid_str(ref.digest)} of {entry.path} is missing; "
+                                             "run 'communs verify'") from None
+                        out.write(data)
+                        done += len(data)
+                        if progress is not None:
+                            progress(done, total)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+        return {"id": id_text, "dest": str(dest), "files": len(targets), "bytes": total}
+    finally:
+        store.close()
+        await catalog.close()
+
+
+@dataclass
+class VerifyReport:
+    checked: int
+    bad: list[str]
+    missing: list[str]
+
+
+async def verify_store(root: Path, progress: Progress | None = None) -> VerifyReport:
+    """Re-hash every stored chunk; quarantine the bad ones and record them as gone in the catalog,
+    so that replication fetches them again."""
+    catalog, store = await _open(root)
+    try:
+        digests = list(store.iter_digests())
+        bad: list[bytes] = []
+        for i, d in enumerate(digests, 1):
+            try:
+                store.get(d, verify=True, quarantine_bad=True)
+            except ChunkCorrupt:
+                bad.append(d)
+            except ChunkMissing:
+                pass
+            if progress is not None:
+                progress(i, len(digests))
+        on_disk = set(digests) - set(bad)
+        missing = []
+        for info in await catalog.list_manifests():
+            if info.state in ("own", "complete"):
+                for d, _size in await catalog.manifest_chunks(info.id):
+                    if d not in on_disk and d not in bad:
+                        missing.append(d)
+        gone = bad + missing
+        if gone:
+            await catalog.mark_chunks_gone(gone)
+        return VerifyReport(len(digests), [ids.cid_str(d) for d in bad],
+                            sorted({ids.cid_str(d) for d in missing}))
+    finally:
+        store.close()
+        await catalog.close()
+
+
+__all__ = ["ConfigError", "LocalError", "VerifyReport", "export_dataset", "verify_store"]
