@@ -14,9 +14,9 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import tomli_w
+from communs.protocol.libp2p.addrs import BadMultiaddr, components
 
 CONFIG_FILE = "config.toml"
 NODE_KEY_FILE = "node.key"
@@ -96,30 +96,27 @@ def check_federation(name: str) -> None:
             f"federation '{name}' is invalid: use 1 to 63 lowercase letters, digits, '.', '_' or '-'")
 
 
-def _parse_multiaddr(addr: str, what: str) -> Any:
-    import multiaddr  # imported here: it is light, but the CLI's `--help` should not pay for it
-
+def _parse_multiaddr(addr: str, what: str) -> list[tuple[str, str]]:
     if not isinstance(addr, str):
         raise ConfigError(f"{what} must be a string multiaddr")
     try:
-        return multiaddr.Multiaddr(addr)
-    except Exception as exc:  # multiaddr raises several unrelated types
+        return components(addr)
+    except BadMultiaddr as exc:
         raise ConfigError(f"{what} '{addr}' is not a valid multiaddr ({exc})") from exc
 
 
 def check_listen_multiaddr(addr: str) -> None:
-    ma = _parse_multiaddr(addr, "listen address")
-    protos = [p.name for p in ma.protocols()]
+    parts = _parse_multiaddr(addr, "listen address")
+    protos = [name for name, _ in parts]
     if len(protos) != 2 or protos[0] not in ("ip4", "ip6") or protos[1] != "tcp":
         raise ConfigError(f"listen address '{addr}' must be of the form /ip4/ADDR/tcp/PORT or /ip6/ADDR/tcp/PORT")
-    port = int(ma.value_for_protocol("tcp"))
+    port = int(parts[1][1])
     if not 0 <= port <= 65535:
         raise ConfigError(f"listen address '{addr}' has an invalid port")
 
 
 def check_peer_multiaddr(addr: str) -> None:
-    ma = _parse_multiaddr(addr, "bootstrap address")
-    protos = [p.name for p in ma.protocols()]
+    protos = [name for name, _ in _parse_multiaddr(addr, "bootstrap address")]
     if "p2p" not in protos or "tcp" not in protos:
         raise ConfigError(
             f"bootstrap address '{addr}' must include a TCP port and the peer id, "

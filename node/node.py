@@ -21,6 +21,7 @@ from typing import Any
 from communs.node import __version__
 from communs.node.config import ConfigError, is_loopback, parse_host_port
 from communs.node.datadir import NodeFiles, RunLock, open_folder, remove_node_json, write_node_json
+from communs.node.errors import StartupError
 from communs.node.runtime import systemd
 from communs.protocol import keys
 
@@ -28,10 +29,6 @@ log = logging.getLogger("communs.node")
 
 BOOTSTRAP_BACKOFF_MIN = 1.0
 BOOTSTRAP_BACKOFF_MAX = 60.0
-
-
-class StartupError(Exception):
-    """The node could not start; the message is one sentence for the operator."""
 
 
 class Node:

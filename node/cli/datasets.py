@@ -25,7 +25,7 @@ def _progress_bar(args: argparse.Namespace) -> Any:
 
 def cmd_publish(args: argparse.Namespace) -> None:
     from communs.node.cli.client import ClientError
-    from communs.node.cli.main import client, emit, fail
+    from communs.node.cli.common import client, emit, fail
 
     path = Path(args.path).expanduser()
     if not path.exists() and not path.is_symlink():
@@ -73,7 +73,7 @@ def cmd_publish(args: argparse.Namespace) -> None:
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
-    from communs.node.cli.main import client, emit
+    from communs.node.cli.common import client, emit
 
     items = client(args).get("/api/v1/datasets")
 
@@ -92,7 +92,7 @@ def cmd_datasets(args: argparse.Namespace) -> None:
 
 
 def cmd_get(args: argparse.Namespace) -> None:
-    from communs.node.cli.main import data_dir, emit, fail
+    from communs.node.cli.common import data_dir, emit, fail
     from communs.node.services.localstore import LocalError, export_dataset
 
     bar = _progress_bar(args)
@@ -112,7 +112,7 @@ def cmd_get(args: argparse.Namespace) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
-    from communs.node.cli.main import data_dir, emit, fail
+    from communs.node.cli.common import data_dir, emit, fail
     from communs.node.services.localstore import LocalError, verify_store
 
     bar = _progress_bar(args)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from communs.node.cli.main import client, data_dir, emit, fail
+from communs.node.cli.common import client, data_dir, emit, fail
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_DURATION_S = 3660 * 86400

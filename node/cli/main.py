@@ -12,46 +12,10 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from communs.node.cli.common import EXIT_ERROR, CliError, client, data_dir, emit, fail
 from communs.node.config import ConfigError
-
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-
-
-class CliError(Exception):
-    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    raise CliError(message, code)
-
-
-def emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str] | str | None = None) -> None:
-    """Print `data` as JSON with --json, else as text for a person."""
-    if args.json:
-        print(json.dumps(data, indent=2, ensure_ascii=False))
-        return
-    if text is None:
-        print(json.dumps(data, indent=2, ensure_ascii=False))
-    elif callable(text):
-        print(text(data))
-    else:
-        print(text)
-
-
-def data_dir(args: argparse.Namespace) -> Path:
-    return Path(args.data).expanduser()
-
-
-def client(args: argparse.Namespace, timeout: float = 30.0) -> Any:
-    from communs.node.cli.client import AdminClient
-
-    return AdminClient.for_folder(data_dir(args), timeout=timeout)
-
 
 # ---- init / run ----------------------------------------------------------------------------------
 
@@ -371,8 +335,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    # Run the package's copy of this module, not `__main__`: the feature modules import
-    # `communs.node.cli.main`, and its CliError must be the class that `main` catches.
-    from communs.node.cli.main import main as package_main
-
-    package_main()
+    main()

@@ -70,7 +70,7 @@ class GovernanceService:
     # ---- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        from communs.node.node import StartupError
+        from communs.node.errors import StartupError
 
         stored = await self._stored()
         if stored:
@@ -111,7 +111,7 @@ class GovernanceService:
         from communs.governance.records import Member
         from communs.node.config import ConfigError
         from communs.node.datadir import read_founders
-        from communs.node.node import StartupError
+        from communs.node.errors import StartupError
 
         try:
             founders = read_founders(self.node.root)

@@ -40,7 +40,7 @@ class StorageService:
         self.chunks: FsChunkStore
 
     async def start(self) -> None:
-        from communs.node.node import StartupError
+        from communs.node.errors import StartupError
 
         try:
             self.catalog = await Catalog.open(self.node.root / CATALOG_FILE)

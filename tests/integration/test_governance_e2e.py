@@ -318,11 +318,11 @@ def test_closes_at_its_closing_time_while_running(tmp_path: Path, make_node: Any
     k = keygen(tmp_path, "alice", "bob", "carol")
     node = make_node("coop", *(arg for n in ("alice", "bob", "carol") for arg in ("--founder", f"{k[n]}.pub")))
     pid = cli_json(node.data, "propose", "--key", str(k["alice"]), "--kind", "quota", "--quota-bytes", "4096",
-                   "--closes-in", "2s")["id"]
+                   "--closes-in", "8s")["id"]  # room for three CLI processes on a loaded machine
     cli(node.data, "vote", pid, "yes", "--key", str(k["alice"]))
     cli(node.data, "vote", pid, "yes", "--key", str(k["bob"]))
     assert cli_json(node.data, "policy")["version"] == 0  # two of three voted: open until its closing time
-    policy = wait_for(lambda: (p := node.get("/api/v1/policy"))["version"] == 1 and p, timeout=10,
+    policy = wait_for(lambda: (p := node.get("/api/v1/policy"))["version"] == 1 and p, timeout=20,
                       what="the enactment at the closing time")
     assert policy["proposal"] == pid and policy["policy"]["storage_quota_bytes"] == 4096
 
