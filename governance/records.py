@@ -18,7 +18,6 @@ who may vote on it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -26,6 +25,7 @@ from typing import Any, Literal
 
 from communs.protocol import encoding, ids, keys
 from communs.protocol.errors import DecodeError
+from communs.protocol.signed import SignedRecord, check_bytes, check_uint, exact_map, has_control, short
 
 from .errors import PolicyError
 from .policy import Policy
@@ -51,26 +51,9 @@ MAX_PROPOSAL_BYTES = 512 * 1024
 MAX_BALLOT_BYTES = 1024
 MAX_GENESIS_BYTES = MAX_ROSTER_BYTES + 1024
 NONCE_BYTES = 16
-MAX_UINT = 2**63 - 1
-
-_LINE_BAD = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 # --- field checks -------------------------------------------------------------------------------
-
-
-def _bytes(rec: str, name: str, value: object, size: int) -> bytes:
-    if type(value) is not bytes or len(value) != size:
-        raise DecodeError(f"{rec} field '{name}' must be {size} bytes")
-    return value
-
-
-def _uint(rec: str, name: str, value: object, low: int = 0, high: int = MAX_UINT) -> int:
-    if type(value) is not int:
-        raise DecodeError(f"{rec} field '{name}' must be an integer")
-    if not low <= value <= high:
-        raise DecodeError(f"{rec} field '{name}' must be between {low} and {high}")
-    return value
 
 
 def _name(rec: str, value: object) -> str:
@@ -80,40 +63,9 @@ def _name(rec: str, value: object) -> str:
         raise DecodeError(
             f"{rec}: a member's name must be 1 to {MAX_NAME_CHARS} characters without surrounding spaces"
         )
-    if _LINE_BAD.search(value):
+    if has_control(value):
         raise DecodeError(f"{rec}: a member's name must not contain control characters")
     return value
-
-
-def _exact_map(rec: str, what: str, value: object, fields: frozenset[str]) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise DecodeError(f"{rec} {what} must be a map")
-    missing = fields - set(value)
-    if missing:
-        raise DecodeError(f"{rec} {what} lacks field '{min(missing)}'")
-    unknown = set(value) - fields
-    if unknown:
-        raise DecodeError(f"{rec} {what} has unknown field {_short(min(unknown))}")
-    return value
-
-
-def _open_map(data: object, rec: str, max_bytes: int, fields: frozenset[str]) -> dict[str, Any]:
-    """Decode canonical bytes into a map with exactly `fields` plus type and v."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise DecodeError(f"a {rec} record must be given as bytes")
-    value = encoding.decode(bytes(data), max_bytes=max_bytes)
-    if not isinstance(value, dict):
-        raise DecodeError(f"a {rec} record must be a map")
-    if value.get("type") != rec:
-        raise DecodeError(f"record type is {_short(value.get('type'))}, expected {rec!r}")
-    if value.get("v") != VERSION or type(value.get("v")) is not int:
-        raise DecodeError(f"unsupported {rec} schema version {_short(value.get('v'))}")
-    return _exact_map(rec, "record", {k: v for k, v in value.items() if k not in ("type", "v")}, fields)
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _key_text(key: bytes) -> str:
@@ -131,7 +83,7 @@ class Member:
     name: str
 
     def __post_init__(self) -> None:
-        _bytes("roster", "key", self.key, keys.PUBLIC_KEY_SIZE)
+        check_bytes("roster", "key", self.key, keys.PUBLIC_KEY_SIZE)
         _name("roster", self.name)
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,8 +133,8 @@ class Roster:
         if not isinstance(value, dict) or value.get("type") != ROSTER_TYPE:
             raise DecodeError("not a roster map")
         if value.get("v") != VERSION or type(value.get("v")) is not int:
-            raise DecodeError(f"unsupported roster schema version {_short(value.get('v'))}")
-        body = _exact_map("roster", "map", {k: v for k, v in value.items() if k not in ("type", "v")},
+            raise DecodeError(f"unsupported roster schema version {short(value.get('v'))}")
+        body = exact_map("roster", "map", {k: v for k, v in value.items() if k not in ("type", "v")},
                           frozenset(["members"]))
         members = body["members"]
         if not isinstance(members, list):
@@ -191,7 +143,7 @@ class Roster:
             raise DecodeError(f"a roster has at most {MAX_MEMBERS} members")
         out = []
         for item in members:
-            entry = _exact_map("roster", "member", item, _MEMBER_FIELDS)
+            entry = exact_map("roster", "member", item, _MEMBER_FIELDS)
             out.append(Member(entry["key"], entry["name"]))
         return cls(tuple(out))
 
@@ -243,7 +195,6 @@ class Roster:
 
 # --- proposals ----------------------------------------------------------------------------------
 
-_PROPOSAL_FIELDS = frozenset(["kind", "body", "proposer", "roster", "opens", "closes", "nonce", "sig"])
 _BODY_FIELDS: dict[str, frozenset[str]] = {
     "quota": frozenset(["storage_quota_bytes"]),
     "member-add": frozenset(["key", "name"]),
@@ -254,7 +205,7 @@ _BODY_FIELDS: dict[str, frozenset[str]] = {
 def _check_body(kind: object, body: object) -> dict[str, Any]:
     """The proposal body for `kind`, checked; policy bodies must be a policy's canonical map."""
     if kind not in KINDS:
-        raise DecodeError(f"proposal kind must be one of {', '.join(KINDS)}, not {_short(kind)}")
+        raise DecodeError(f"proposal kind must be one of {', '.join(KINDS)}, not {short(kind)}")
     if not isinstance(body, dict):
         raise DecodeError("proposal field 'body' must be a map")
     if kind == "policy":
@@ -265,19 +216,23 @@ def _check_body(kind: object, body: object) -> dict[str, Any]:
         if encoding.encode(policy.to_dict()) != encoding.encode(body):
             raise DecodeError("proposal body is not a licence policy in its canonical form")
         return body
-    _exact_map("proposal", f"{kind} body", body, _BODY_FIELDS[str(kind)])
+    exact_map("proposal", f"{kind} body", body, _BODY_FIELDS[str(kind)])
     if kind == "quota":
-        _uint("proposal", "storage_quota_bytes", body["storage_quota_bytes"])
+        check_uint("proposal", "storage_quota_bytes", body["storage_quota_bytes"])
     else:
-        _bytes("proposal", "key", body["key"], keys.PUBLIC_KEY_SIZE)
+        check_bytes("proposal", "key", body["key"], keys.PUBLIC_KEY_SIZE)
         if kind == "member-add":
             _name("proposal", body["name"])
     return body
 
 
 @dataclass(frozen=True)
-class Proposal:
+class Proposal(SignedRecord):
     """A member's signed proposal to change the policy, the quota, or the roster."""
+
+    TYPE = PROPOSAL_TYPE
+    MAX_BYTES = MAX_PROPOSAL_BYTES
+    NAME = "proposal"
 
     kind: Kind
     body: Mapping[str, Any] = field(repr=False)
@@ -292,14 +247,14 @@ class Proposal:
         r = "proposal"
         object.__setattr__(self, "body", _check_body(self.kind, dict(self.body)
                                                      if isinstance(self.body, Mapping) else self.body))
-        _bytes(r, "proposer", self.proposer, keys.PUBLIC_KEY_SIZE)
-        _bytes(r, "roster", self.roster, ids.DIGEST_SIZE)
-        _uint(r, "opens", self.opens)
-        _uint(r, "closes", self.closes)
+        check_bytes(r, "proposer", self.proposer, keys.PUBLIC_KEY_SIZE)
+        check_bytes(r, "roster", self.roster, ids.DIGEST_SIZE)
+        check_uint(r, "opens", self.opens)
+        check_uint(r, "closes", self.closes)
         if self.closes <= self.opens:
             raise DecodeError("a proposal must close after it opens")
-        _bytes(r, "nonce", self.nonce, NONCE_BYTES)
-        _bytes(r, "sig", self.sig, keys.SIGNATURE_SIZE)
+        check_bytes(r, "nonce", self.nonce, NONCE_BYTES)
+        check_bytes(r, "sig", self.sig, keys.SIGNATURE_SIZE)
 
     @classmethod
     def create(
@@ -318,18 +273,14 @@ class Proposal:
         For a policy proposal `body` may be the Policy itself; it is stored as its canonical map.
         """
         body_map = body.to_dict() if isinstance(body, Policy) else dict(body)
-        unsigned = cls(kind=kind, body=body_map, proposer=key.public, roster=roster, opens=opens,
-                       closes=closes, nonce=nonce, sig=bytes(keys.SIGNATURE_SIZE))
-        sig = key.sign(PROPOSAL_DOMAIN, encoding.encode(unsigned._body()))
-        signed = cls(kind=kind, body=body_map, proposer=key.public, roster=roster, opens=opens,
-                     closes=closes, nonce=nonce, sig=sig)
-        signed._encoded  # noqa: B018 -- enforce the size limit now, not at first use
-        return signed
+        return cls.sign(key, kind=kind, body=body_map, proposer=key.public, roster=roster, opens=opens,
+                        closes=closes, nonce=nonce)
 
-    def _body(self) -> dict[str, Any]:
+    def signer(self) -> bytes:
+        return self.proposer
+
+    def payload(self) -> dict[str, Any]:
         return {
-            "type": PROPOSAL_TYPE,
-            "v": VERSION,
             "kind": self.kind,
             "body": dict(self.body),
             "proposer": self.proposer,
@@ -338,42 +289,6 @@ class Proposal:
             "closes": self.closes,
             "nonce": self.nonce,
         }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self._body(), "sig": self.sig}
-
-    @cached_property
-    def _encoded(self) -> bytes:
-        data = encoding.encode(self.to_dict())
-        if len(data) > MAX_PROPOSAL_BYTES:
-            raise DecodeError(f"proposal encoding is over the limit of {MAX_PROPOSAL_BYTES} bytes")
-        return data
-
-    def encode(self) -> bytes:
-        return self._encoded
-
-    @cached_property
-    def id(self) -> bytes:
-        return ids.digest(self._encoded)
-
-    @property
-    def cid(self) -> str:
-        return ids.cid_str(self.id)
-
-    def verify(self) -> None:
-        """Raise SignatureError unless `sig` is the proposer's signature of this proposal."""
-        keys.verify(self.proposer, PROPOSAL_DOMAIN, encoding.encode(self._body()), self.sig)
-
-    @classmethod
-    def decode(cls, data: bytes, *, verify: bool = True) -> Proposal:
-        """Parse and check a proposal from untrusted bytes; `verify=False` only for bytes already verified."""
-        m = _open_map(data, PROPOSAL_TYPE, MAX_PROPOSAL_BYTES, _PROPOSAL_FIELDS)
-        proposal = cls(kind=m["kind"], body=m["body"], proposer=m["proposer"], roster=m["roster"],
-                       opens=m["opens"], closes=m["closes"], nonce=m["nonce"], sig=m["sig"])
-        proposal.__dict__["_encoded"] = bytes(data)
-        if verify:
-            proposal.verify()
-        return proposal
 
     def __hash__(self) -> int:  # the body is a dict; the id names the whole record
         return hash(self.id)
@@ -412,12 +327,13 @@ class Proposal:
 
 # --- ballots ------------------------------------------------------------------------------------
 
-_BALLOT_FIELDS = frozenset(["proposal", "member", "choice", "ts", "sig"])
-
-
 @dataclass(frozen=True)
-class Ballot:
+class Ballot(SignedRecord):
     """A member's signed yes, no or abstain on one proposal (named by id, inside the signature)."""
+
+    TYPE = BALLOT_TYPE
+    MAX_BYTES = MAX_BALLOT_BYTES
+    NAME = "ballot"
 
     proposal: bytes
     member: bytes
@@ -427,108 +343,55 @@ class Ballot:
 
     def __post_init__(self) -> None:
         r = "ballot"
-        _bytes(r, "proposal", self.proposal, ids.DIGEST_SIZE)
-        _bytes(r, "member", self.member, keys.PUBLIC_KEY_SIZE)
+        check_bytes(r, "proposal", self.proposal, ids.DIGEST_SIZE)
+        check_bytes(r, "member", self.member, keys.PUBLIC_KEY_SIZE)
         if self.choice not in CHOICES:
-            raise DecodeError(f"ballot choice must be yes, no or abstain, not {_short(self.choice)}")
-        _uint(r, "ts", self.ts)
-        _bytes(r, "sig", self.sig, keys.SIGNATURE_SIZE)
+            raise DecodeError(f"ballot choice must be yes, no or abstain, not {short(self.choice)}")
+        check_uint(r, "ts", self.ts)
+        check_bytes(r, "sig", self.sig, keys.SIGNATURE_SIZE)
 
     @classmethod
     def create(cls, key: keys.SigningKey, *, proposal: bytes, choice: Choice, ts: int) -> Ballot:
         """Build and sign a ballot with the member's key; `ts` is the member's clock, unix seconds."""
-        unsigned = cls(proposal=proposal, member=key.public, choice=choice, ts=ts,
-                       sig=bytes(keys.SIGNATURE_SIZE))
-        sig = key.sign(BALLOT_DOMAIN, encoding.encode(unsigned._body()))
-        return cls(proposal=proposal, member=key.public, choice=choice, ts=ts, sig=sig)
+        return cls.sign(key, proposal=proposal, member=key.public, choice=choice, ts=ts)
 
-    def _body(self) -> dict[str, Any]:
-        return {"type": BALLOT_TYPE, "v": VERSION, "proposal": self.proposal, "member": self.member,
-                "choice": self.choice, "ts": self.ts}
+    def signer(self) -> bytes:
+        return self.member
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**self._body(), "sig": self.sig}
-
-    @cached_property
-    def _encoded(self) -> bytes:
-        return encoding.encode(self.to_dict())
-
-    def encode(self) -> bytes:
-        return self._encoded
-
-    @cached_property
-    def id(self) -> bytes:
-        return ids.digest(self._encoded)
-
-    @property
-    def cid(self) -> str:
-        return ids.cid_str(self.id)
-
-    def verify(self) -> None:
-        """Raise SignatureError unless `sig` is the member's signature of this ballot."""
-        keys.verify(self.member, BALLOT_DOMAIN, encoding.encode(self._body()), self.sig)
-
-    @classmethod
-    def decode(cls, data: bytes, *, verify: bool = True) -> Ballot:
-        """Parse and check a ballot from untrusted bytes; `verify=False` only for bytes already verified."""
-        m = _open_map(data, BALLOT_TYPE, MAX_BALLOT_BYTES, _BALLOT_FIELDS)
-        ballot = cls(proposal=m["proposal"], member=m["member"], choice=m["choice"], ts=m["ts"], sig=m["sig"])
-        ballot.__dict__["_encoded"] = bytes(data)
-        if verify:
-            ballot.verify()
-        return ballot
+    def payload(self) -> dict[str, Any]:
+        return {"proposal": self.proposal, "member": self.member, "choice": self.choice, "ts": self.ts}
 
 
 # --- genesis ------------------------------------------------------------------------------------
 
-_GENESIS_FIELDS = frozenset(["node", "roster", "sig"])
-
-
 @dataclass(frozen=True)
-class Genesis:
+class Genesis(SignedRecord):
     """The founding roster, signed by the node key at `init`: the first entry of the governance log."""
+
+    TYPE = GENESIS_TYPE
+    MAX_BYTES = MAX_GENESIS_BYTES
+    NAME = "genesis"
 
     node: bytes
     roster: Roster
     sig: bytes = field(repr=False)
 
     def __post_init__(self) -> None:
-        _bytes("genesis", "node", self.node, keys.PUBLIC_KEY_SIZE)
+        check_bytes("genesis", "node", self.node, keys.PUBLIC_KEY_SIZE)
         if type(self.roster) is not Roster:
             raise DecodeError("genesis field 'roster' must be a roster")
-        _bytes("genesis", "sig", self.sig, keys.SIGNATURE_SIZE)
+        check_bytes("genesis", "sig", self.sig, keys.SIGNATURE_SIZE)
 
     @classmethod
     def create(cls, node_key: keys.SigningKey, roster: Roster) -> Genesis:
-        unsigned = cls(node=node_key.public, roster=roster, sig=bytes(keys.SIGNATURE_SIZE))
-        sig = node_key.sign(GENESIS_DOMAIN, encoding.encode(unsigned._body()))
-        return cls(node=node_key.public, roster=roster, sig=sig)
+        return cls.sign(node_key, node=node_key.public, roster=roster)
 
-    def _body(self) -> dict[str, Any]:
-        return {"type": GENESIS_TYPE, "v": VERSION, "node": self.node, "roster": self.roster.to_dict()}
+    def signer(self) -> bytes:
+        return self.node
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**self._body(), "sig": self.sig}
-
-    @cached_property
-    def _encoded(self) -> bytes:
-        return encoding.encode(self.to_dict())
-
-    def encode(self) -> bytes:
-        return self._encoded
-
-    @cached_property
-    def id(self) -> bytes:
-        return ids.digest(self._encoded)
-
-    def verify(self) -> None:
-        keys.verify(self.node, GENESIS_DOMAIN, encoding.encode(self._body()), self.sig)
+    def payload(self) -> dict[str, Any]:
+        return {"node": self.node, "roster": self.roster.to_dict()}
 
     @classmethod
-    def decode(cls, data: bytes, *, verify: bool = True) -> Genesis:
-        m = _open_map(data, GENESIS_TYPE, MAX_GENESIS_BYTES, _GENESIS_FIELDS)
-        genesis = cls(node=m["node"], roster=Roster.from_dict(m["roster"]), sig=m["sig"])
-        genesis.__dict__["_encoded"] = bytes(data)
-        if verify:
-            genesis.verify()
-        return genesis
+    def from_map(cls, m: dict[str, Any]) -> Genesis:
+        return cls(node=m["node"], roster=Roster.from_dict(m["roster"]), sig=m["sig"])

@@ -12,17 +12,23 @@ Everything wrong raises a RecordError subclass with one sentence, and nothing el
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Literal, NamedTuple
 
-import msgpack
-
-from . import encoding, ids, keys
+from . import ids, keys
 from .errors import DecodeError, RecordError
 from .paths import check_path, check_tree
+from .signed import MAX_UINT as MAX_UINT  # re-exported: the wire checks sequence numbers against it
+from .signed import (
+    SignedRecord,
+    as_tuple,
+    check_bytes,
+    check_line,
+    check_opt_bytes,
+    check_text,
+    check_uint,
+)
 
 MANIFEST_TYPE = "manifest"
 MANIFEST_VERSION = 1
@@ -42,7 +48,6 @@ MAX_LICENCE_CHARS = 500
 MAX_FILES = 100_000
 MAX_CHUNKS_PER_FILE = 262_144
 MAX_CHUNK_SIZE = 8 * 1024 * 1024
-MAX_UINT = 2**63 - 1
 MIN_NONCE_BYTES = 16
 MAX_NONCE_BYTES = 64
 
@@ -50,111 +55,8 @@ ANNOUNCE_KINDS = ("publish", "hold")
 ANNOUNCE_MAX_AGE = 600
 ANNOUNCE_MAX_SKEW = 120
 
-_LINE_BAD = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_TEXT_BAD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
 class StaleError(RecordError):
     """A well-formed, correctly signed record that is too old or dated too far in the future."""
-
-
-# --- field checks shared by the record types -------------------------------------------------
-
-
-def _bytes(rec: str, name: str, value: object, size: int) -> bytes:
-    if type(value) is not bytes or len(value) != size:
-        raise DecodeError(f"{rec} field '{name}' must be {size} bytes")
-    return value
-
-
-def _opt_bytes(rec: str, name: str, value: object, size: int) -> bytes | None:
-    return None if value is None else _bytes(rec, name, value, size)
-
-
-def _uint(rec: str, name: str, value: object, low: int = 0, high: int = MAX_UINT) -> int:
-    if type(value) is not int:
-        raise DecodeError(f"{rec} field '{name}' must be an integer")
-    if not low <= value <= high:
-        raise DecodeError(f"{rec} field '{name}' must be between {low} and {high}")
-    return value
-
-
-def _line(rec: str, name: str, value: object, low: int, high: int) -> str:
-    """A one-line text: no control characters at all."""
-    if type(value) is not str:
-        raise DecodeError(f"{rec} field '{name}' must be a string")
-    if not low <= len(value) <= high:
-        raise DecodeError(f"{rec} field '{name}' must be {low} to {high} characters long")
-    if _LINE_BAD.search(value):
-        raise DecodeError(f"{rec} field '{name}' must not contain control characters")
-    return value
-
-
-def _text(rec: str, name: str, value: object, high: int) -> str:
-    """A multi-line text: tab, line feed and carriage return allowed, no other control character."""
-    if type(value) is not str:
-        raise DecodeError(f"{rec} field '{name}' must be a string")
-    if len(value) > high:
-        raise DecodeError(f"{rec} field '{name}' must be at most {high} characters long")
-    if _TEXT_BAD.search(value):
-        raise DecodeError(f"{rec} field '{name}' must not contain control characters other than newlines")
-    return value
-
-
-def _as_tuple(rec: str, name: str, value: object) -> tuple[Any, ...]:
-    if isinstance(value, tuple):
-        return value
-    if isinstance(value, list):
-        return tuple(value)
-    raise DecodeError(f"{rec} field '{name}' must be a list")
-
-
-def _open_map(data: object, rec: str, max_bytes: int, fields: frozenset[str], version: int) -> dict[str, Any]:
-    """Decode canonical bytes into a map with exactly `fields` plus type and v."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise DecodeError(f"a {rec} record must be given as bytes")
-    value = encoding.decode(bytes(data), max_bytes=max_bytes)
-    if not isinstance(value, dict):
-        raise DecodeError(f"a {rec} record must be a map")
-    if value.get("type") != rec:
-        raise DecodeError(f"record type is {_short(value.get('type'))}, expected {rec!r}")
-    if value.get("v") != version or type(value.get("v")) is not int:
-        raise DecodeError(f"unsupported {rec} schema version {_short(value.get('v'))}")
-    keys_ = set(value) - {"type", "v"}
-    missing = fields - keys_
-    if missing:
-        raise DecodeError(f"{rec} record lacks field '{min(missing)}'")
-    unknown = keys_ - fields
-    if unknown:
-        raise DecodeError(f"{rec} record has unknown field {_short(min(unknown))}")
-    return value
-
-
-def _map_header(count: int) -> bytes:
-    return bytes([0x80 | count]) if count <= 15 else b"\xde" + count.to_bytes(2, "big")
-
-
-def _unsigned_bytes(data: bytes, value: dict[str, Any]) -> bytes:
-    """The canonical encoding of `value` without "sig", cut out of its canonical encoding `data`.
-
-    Re-encoding the map would cost as much as decoding it. Because `data` is canonical (keys
-    in byte order, shortest forms), the entries after "sig" are a few scalars whose encoding we
-    know; what lies between the map header and the "sig" entry is copied unchanged.
-    """
-    names = list(value)  # decoded from canonical bytes: already in key order
-    after = names[names.index("sig") + 1:] if "sig" in value else []
-    tail = b"".join(msgpack.packb(k, use_bin_type=True) + msgpack.packb(value[k], use_bin_type=True) for k in after)
-    sig_entry = msgpack.packb("sig", use_bin_type=True) + msgpack.packb(value["sig"], use_bin_type=True)
-    head = _map_header(len(value))
-    end = len(data) - len(tail) - len(sig_entry)
-    if not data.startswith(head) or data[end:end + len(sig_entry)] != sig_entry:
-        raise DecodeError("record encoding is not laid out canonically")
-    return _map_header(len(value) - 1) + data[len(head):end] + tail
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 # --- manifests --------------------------------------------------------------------------------
@@ -177,7 +79,7 @@ class FileEntry:
 
     def __post_init__(self) -> None:
         check_path(self.path)
-        raw = _as_tuple("manifest", "chunks", self.chunks)
+        raw = as_tuple("manifest", "chunks", self.chunks)
         if len(raw) > MAX_CHUNKS_PER_FILE:
             raise DecodeError(f"file {self.path!r} has more than {MAX_CHUNKS_PER_FILE} chunks")
         chunks = []
@@ -215,15 +117,14 @@ class FileEntry:
         return cls(value["path"], value["size"], tuple(chunks))
 
 
-_MANIFEST_FIELDS = frozenset(
-    ["dataset", "version", "prev", "publisher", "seq", "log_prev", "title", "description", "keywords",
-     "licence", "created", "files", "size", "sig"]
-)
-
-
 @dataclass(frozen=True)
-class Manifest:
+class Manifest(SignedRecord):
     """One signed version of a dataset, and one entry of its publisher's append-only log."""
+
+    TYPE = MANIFEST_TYPE
+    VERSION = MANIFEST_VERSION
+    MAX_BYTES = MAX_MANIFEST_BYTES
+    NAME = "manifest"
 
     dataset: bytes
     version: int
@@ -242,29 +143,29 @@ class Manifest:
 
     def __post_init__(self) -> None:
         r = "manifest"
-        _bytes(r, "dataset", self.dataset, ids.DIGEST_SIZE)
-        _uint(r, "version", self.version, 1)
-        _opt_bytes(r, "prev", self.prev, ids.DIGEST_SIZE)
+        check_bytes(r, "dataset", self.dataset, ids.DIGEST_SIZE)
+        check_uint(r, "version", self.version, 1)
+        check_opt_bytes(r, "prev", self.prev, ids.DIGEST_SIZE)
         if (self.prev is None) != (self.version == 1):
             raise DecodeError("manifest field 'prev' must be absent for version 1 and present after")
-        _bytes(r, "publisher", self.publisher, keys.PUBLIC_KEY_SIZE)
-        _uint(r, "seq", self.seq, 1)
-        _opt_bytes(r, "log_prev", self.log_prev, ids.DIGEST_SIZE)
+        check_bytes(r, "publisher", self.publisher, keys.PUBLIC_KEY_SIZE)
+        check_uint(r, "seq", self.seq, 1)
+        check_opt_bytes(r, "log_prev", self.log_prev, ids.DIGEST_SIZE)
         if (self.log_prev is None) != (self.seq == 1):
             raise DecodeError("manifest field 'log_prev' must be absent for seq 1 and present after")
-        _line(r, "title", self.title, 1, MAX_TITLE_CHARS)
-        _text(r, "description", self.description, MAX_DESCRIPTION_CHARS)
-        keywords = _as_tuple(r, "keywords", self.keywords)
+        check_line(r, "title", self.title, 1, MAX_TITLE_CHARS)
+        check_text(r, "description", self.description, MAX_DESCRIPTION_CHARS)
+        keywords = as_tuple(r, "keywords", self.keywords)
         if len(keywords) > MAX_KEYWORDS:
             raise DecodeError(f"manifest has more than {MAX_KEYWORDS} keywords")
         for word in keywords:
-            _line(r, "keywords", word, 1, MAX_KEYWORD_CHARS)
+            check_line(r, "keywords", word, 1, MAX_KEYWORD_CHARS)
         if len(set(keywords)) != len(keywords):
             raise DecodeError("manifest keywords must not repeat")
         object.__setattr__(self, "keywords", keywords)
-        _line(r, "licence", self.licence, 1, MAX_LICENCE_CHARS)
-        _uint(r, "created", self.created)
-        files = _as_tuple(r, "files", self.files)
+        check_line(r, "licence", self.licence, 1, MAX_LICENCE_CHARS)
+        check_uint(r, "created", self.created)
+        files = as_tuple(r, "files", self.files)
         if len(files) > MAX_FILES:
             raise DecodeError(f"manifest has more than {MAX_FILES} files")
         previous = None
@@ -276,10 +177,10 @@ class Manifest:
             previous = entry.path
         check_tree((e.path for e in files), each_checked=True)  # FileEntry checked each path
         object.__setattr__(self, "files", files)
-        _uint(r, "size", self.size)
+        check_uint(r, "size", self.size)
         if self.size != sum(e.size for e in files):
             raise DecodeError("manifest size does not equal the sum of its file sizes")
-        _bytes(r, "sig", self.sig, keys.SIGNATURE_SIZE)
+        check_bytes(r, "sig", self.sig, keys.SIGNATURE_SIZE)
 
     # -- building and signing
 
@@ -304,24 +205,17 @@ class Manifest:
         file_list = tuple(files)
         if all(type(e) is FileEntry for e in file_list):
             file_list = tuple(sorted(file_list, key=lambda e: e.path))
-        unsigned = cls(
-            dataset=dataset, version=version, prev=prev, publisher=key.public, seq=seq, log_prev=log_prev,
+        return cls.sign(
+            key, dataset=dataset, version=version, prev=prev, publisher=key.public, seq=seq, log_prev=log_prev,
             title=title, description=description, keywords=tuple(keywords), licence=licence, created=created,
             files=file_list, size=sum(e.size for e in file_list if type(e) is FileEntry),
-            sig=bytes(keys.SIGNATURE_SIZE),
         )
-        sig = key.sign(MANIFEST_DOMAIN, encoding.encode(unsigned._body()))
-        signed = cls(**{**unsigned._fields(), "sig": sig})
-        signed._encoded  # noqa: B018 -- enforce the size limit now, not at first use
-        return signed
 
-    def _fields(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _MANIFEST_FIELDS}
+    def signer(self) -> bytes:
+        return self.publisher
 
-    def _body(self) -> dict[str, Any]:
+    def payload(self) -> dict[str, Any]:
         return {
-            "type": MANIFEST_TYPE,
-            "v": MANIFEST_VERSION,
             "dataset": self.dataset,
             "version": self.version,
             "prev": self.prev,
@@ -337,45 +231,8 @@ class Manifest:
             "size": self.size,
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        """The canonical map, signature included (bytes stay bytes)."""
-        return {**self._body(), "sig": self.sig}
-
-    @cached_property
-    def _encoded(self) -> bytes:
-        data = encoding.encode(self.to_dict())
-        if len(data) > MAX_MANIFEST_BYTES:
-            raise DecodeError(f"manifest encoding is {len(data)} bytes, over the limit {MAX_MANIFEST_BYTES}")
-        return data
-
-    def encode(self) -> bytes:
-        return self._encoded
-
-    @cached_property
-    def id(self) -> bytes:
-        """BLAKE3 of the full encoding: the manifest's identity everywhere."""
-        return ids.digest(self._encoded)
-
-    @property
-    def cid(self) -> str:
-        return ids.cid_str(self.id)
-
-    @property
-    def publisher_peer_id(self) -> str:
-        return keys.peer_id(self.publisher)
-
-    def chunk_digests(self) -> tuple[bytes, ...]:
-        """Every chunk digest the dataset needs, once each, in order of first use."""
-        return tuple(dict.fromkeys(c.digest for e in self.files for c in e.chunks))
-
-    def verify(self) -> None:
-        """Raise SignatureError unless `sig` is the publisher's signature of this manifest."""
-        keys.verify(self.publisher, MANIFEST_DOMAIN, encoding.encode(self._body()), self.sig)
-
     @classmethod
-    def decode(cls, data: bytes, *, verify: bool = True) -> Manifest:
-        """Parse and check a manifest from untrusted bytes; `verify=False` only for bytes already verified."""
-        m = _open_map(data, MANIFEST_TYPE, MAX_MANIFEST_BYTES, _MANIFEST_FIELDS, MANIFEST_VERSION)
+    def from_map(cls, m: dict[str, Any]) -> Manifest:
         files = m["files"]
         if not isinstance(files, list):
             raise DecodeError("manifest field 'files' must be a list")
@@ -384,17 +241,20 @@ class Manifest:
         keywords = m["keywords"]
         if not isinstance(keywords, list):
             raise DecodeError("manifest field 'keywords' must be a list")
-        manifest = cls(
+        return cls(
             dataset=m["dataset"], version=m["version"], prev=m["prev"], publisher=m["publisher"],
             seq=m["seq"], log_prev=m["log_prev"], title=m["title"], description=m["description"],
             keywords=tuple(keywords), licence=m["licence"], created=m["created"],
             files=tuple(FileEntry.from_dict(f) for f in files), size=m["size"], sig=m["sig"],
         )
-        raw = bytes(data)
-        manifest.__dict__["_encoded"] = raw
-        if verify:
-            keys.verify(manifest.publisher, MANIFEST_DOMAIN, _unsigned_bytes(raw, m), manifest.sig)
-        return manifest
+
+    @property
+    def publisher_peer_id(self) -> str:
+        return keys.peer_id(self.publisher)
+
+    def chunk_digests(self) -> tuple[bytes, ...]:
+        """Every chunk digest the dataset needs, once each, in order of first use."""
+        return tuple(dict.fromkeys(c.digest for e in self.files for c in e.chunks))
 
     def __repr__(self) -> str:
         return (f"Manifest(id={self.cid}, dataset={ids.cid_str(self.dataset)}, version={self.version}, "
@@ -472,12 +332,14 @@ def check_next_version(previous: Manifest, manifest: Manifest) -> None:
 
 AnnounceKind = Literal["publish", "hold"]
 
-_ANNOUNCE_FIELDS = frozenset(["node", "kind", "manifest", "dataset", "publisher", "seq", "size", "ts", "sig"])
-
-
 @dataclass(frozen=True)
-class Announcement:
+class Announcement(SignedRecord):
     """A small signed gossip record: `node` published (or now holds a full copy of) a manifest."""
+
+    TYPE = ANNOUNCE_TYPE
+    VERSION = ANNOUNCE_VERSION
+    MAX_BYTES = MAX_ANNOUNCE_BYTES
+    NAME = "announcement"
 
     node: bytes
     kind: str
@@ -491,34 +353,30 @@ class Announcement:
 
     def __post_init__(self) -> None:
         r = "announcement"
-        _bytes(r, "node", self.node, keys.PUBLIC_KEY_SIZE)
+        check_bytes(r, "node", self.node, keys.PUBLIC_KEY_SIZE)
         if type(self.kind) is not str or self.kind not in ANNOUNCE_KINDS:
             raise DecodeError("announcement field 'kind' must be 'publish' or 'hold'")
-        _bytes(r, "manifest", self.manifest, ids.DIGEST_SIZE)
-        _bytes(r, "dataset", self.dataset, ids.DIGEST_SIZE)
-        _bytes(r, "publisher", self.publisher, keys.PUBLIC_KEY_SIZE)
+        check_bytes(r, "manifest", self.manifest, ids.DIGEST_SIZE)
+        check_bytes(r, "dataset", self.dataset, ids.DIGEST_SIZE)
+        check_bytes(r, "publisher", self.publisher, keys.PUBLIC_KEY_SIZE)
         if self.kind == "publish" and self.node != self.publisher:
             raise DecodeError("a 'publish' announcement must come from the manifest's publisher")
-        _uint(r, "seq", self.seq, 1)
-        _uint(r, "size", self.size)
-        _uint(r, "ts", self.ts)
-        _bytes(r, "sig", self.sig, keys.SIGNATURE_SIZE)
+        check_uint(r, "seq", self.seq, 1)
+        check_uint(r, "size", self.size)
+        check_uint(r, "ts", self.ts)
+        check_bytes(r, "sig", self.sig, keys.SIGNATURE_SIZE)
 
     @classmethod
     def create(cls, key: keys.SigningKey, *, kind: AnnounceKind, manifest: Manifest, ts: int) -> Announcement:
         """Sign an announcement by `key`'s node about `manifest`."""
-        unsigned = cls(
-            node=key.public, kind=kind, manifest=manifest.id, dataset=manifest.dataset,
-            publisher=manifest.publisher, seq=manifest.seq, size=manifest.size, ts=ts,
-            sig=bytes(keys.SIGNATURE_SIZE),
-        )
-        sig = key.sign(ANNOUNCE_DOMAIN, encoding.encode(unsigned._body()))
-        return cls(**{**{n: getattr(unsigned, n) for n in _ANNOUNCE_FIELDS}, "sig": sig})
+        return cls.sign(key, node=key.public, kind=kind, manifest=manifest.id, dataset=manifest.dataset,
+                        publisher=manifest.publisher, seq=manifest.seq, size=manifest.size, ts=ts)
 
-    def _body(self) -> dict[str, Any]:
+    def signer(self) -> bytes:
+        return self.node
+
+    def payload(self) -> dict[str, Any]:
         return {
-            "type": ANNOUNCE_TYPE,
-            "v": ANNOUNCE_VERSION,
             "node": self.node,
             "kind": self.kind,
             "manifest": self.manifest,
@@ -529,36 +387,9 @@ class Announcement:
             "ts": self.ts,
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**self._body(), "sig": self.sig}
-
-    @cached_property
-    def _encoded(self) -> bytes:
-        return encoding.encode(self.to_dict())
-
-    def encode(self) -> bytes:
-        return self._encoded
-
-    @cached_property
-    def id(self) -> bytes:
-        return ids.digest(self._encoded)
-
     @property
     def node_peer_id(self) -> str:
         return keys.peer_id(self.node)
-
-    def verify(self) -> None:
-        keys.verify(self.node, ANNOUNCE_DOMAIN, encoding.encode(self._body()), self.sig)
-
-    @classmethod
-    def decode(cls, data: bytes) -> Announcement:
-        """Parse, check and verify an announcement from untrusted bytes (e.g. a gossip message)."""
-        m = _open_map(data, ANNOUNCE_TYPE, MAX_ANNOUNCE_BYTES, _ANNOUNCE_FIELDS, ANNOUNCE_VERSION)
-        ann = cls(**{n: m[n] for n in _ANNOUNCE_FIELDS})
-        raw = bytes(data)
-        ann.__dict__["_encoded"] = raw
-        keys.verify(ann.node, ANNOUNCE_DOMAIN, _unsigned_bytes(raw, m), ann.sig)
-        return ann
 
 
 def decode_announcement(data: bytes) -> Announcement:

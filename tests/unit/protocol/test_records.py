@@ -4,7 +4,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from communs.protocol import encoding, ids, keys, paths, records
+from communs.protocol import encoding, ids, keys, paths, records, signed
 from communs.protocol.errors import DecodeError, RecordError, SignatureError
 from communs.protocol.paths import PathError
 from communs.protocol.records import (
@@ -65,7 +65,7 @@ def manifest_map(**over: Any) -> dict[str, Any]:
 names = st.text(alphabet="abcdefghijklmnopqrstuvwxyzé0123456789-_", min_size=1, max_size=12).filter(
     lambda n: paths.is_safe_path(n + ".f")
 )
-texts = st.text(min_size=1, max_size=40).filter(lambda t: not records._LINE_BAD.search(t))
+texts = st.text(min_size=1, max_size=40).filter(lambda t: not signed.has_control(t))
 chunk_lists = st.lists(
     st.tuples(st.binary(min_size=32, max_size=32), st.integers(1, records.MAX_CHUNK_SIZE)), max_size=4
 )
@@ -98,7 +98,7 @@ def manifests(draw: st.DrawFn) -> Manifest:
         licence=draw(texts),
         created=draw(st.integers(0, records.MAX_UINT)),
         files=draw(file_trees()),
-        description=draw(st.text(max_size=60).filter(lambda t: not records._TEXT_BAD.search(t))),
+        description=draw(st.text(max_size=60).filter(lambda t: not signed._TEXT_BAD.search(t))),
         keywords=draw(st.lists(texts.map(lambda t: t[:64]), max_size=5, unique=True)),
     )
 
@@ -118,7 +118,7 @@ def test_manifest_round_trip(m: Manifest) -> None:
     assert back.encode() == data
     assert back.id == m.id == ids.digest(data)
     assert back.size == sum(f.size for f in back.files)
-    assert records._unsigned_bytes(data, encoding.decode(data)) == encoding.encode(m._body())
+    assert signed.unsigned_bytes(data, encoding.decode(data)) == encoding.encode(m.signed_map())
 
 
 def test_manifest_fields_and_helpers() -> None:
@@ -211,7 +211,7 @@ def test_trailing_bytes_rejected() -> None:
 def test_oversized_rejected_at_decode_and_create(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(DecodeError, match="over the limit"):
         Manifest.decode(b"\x00" * (records.MAX_MANIFEST_BYTES + 1))
-    monkeypatch.setattr(records, "MAX_MANIFEST_BYTES", 300)
+    monkeypatch.setattr(Manifest, "MAX_BYTES", 300)
     with pytest.raises(DecodeError, match="over the limit"):
         Manifest.decode(SIGNED)
     with pytest.raises(DecodeError, match="over the limit"):
@@ -330,7 +330,7 @@ values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=8,
 )
-field_names = st.sampled_from(sorted(records._MANIFEST_FIELDS | {"type", "v", "path", "size", "chunks"}))
+field_names = st.sampled_from(sorted(Manifest.field_names() | {"type", "v", "path", "size", "chunks"}))
 
 
 @settings(max_examples=300, deadline=None)
@@ -348,9 +348,9 @@ def test_structured_garbage_behind_a_signature_only_raises_record_error(over: di
 def test_constructor_validates_too() -> None:
     m = make_manifest()
     with pytest.raises(DecodeError, match="'title'"):
-        Manifest(**{**m._fields(), "title": 5})
+        Manifest(**{**{n: getattr(m, n) for n in Manifest.field_names()}, "title": 5})
     with pytest.raises(DecodeError, match="file entries"):
-        Manifest(**{**m._fields(), "files": ("a",)})
+        Manifest(**{**{n: getattr(m, n) for n in Manifest.field_names()}, "files": ("a",)})
 
 
 # --- versions and dataset ids --------------------------------------------------------------------
@@ -466,6 +466,6 @@ def test_check_announces_mismatch() -> None:
     other = make_manifest(title="another")
     with pytest.raises(DecodeError, match="does not match"):
         check_announces(ANN, other)
-    lying = Announcement(**{**{k: getattr(ANN, k) for k in records._ANNOUNCE_FIELDS}, "size": 1})
+    lying = Announcement(**{**{k: getattr(ANN, k) for k in Announcement.field_names()}, "size": 1})
     with pytest.raises(DecodeError, match="facts"):
         check_announces(lying, MANIFEST)

@@ -422,7 +422,7 @@ def test_readme_vectors() -> None:
         files=[records.FileEntry.of("data/a.csv", [(ids.digest(b"hello"), 5)])],
     )
     assert rebuilt.encode() == manifest_bytes
-    assert encoding.encode(m._body()).startswith(bytes.fromhex("8fa76372"))
+    assert encoding.encode(m.signed_map()).startswith(bytes.fromhex("8fa76372"))
     ann_bytes, ann_cid = _readme_vector("announce")
     ann = records.Announcement.decode(ann_bytes)
     assert ids.cid_str(ann.id) == ann_cid and ann.manifest == m.id and ann.ts == 1700000060
