@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
-from communs.protocol import encoding, ids, keys
+from communs.protocol import encoding, ids, keys, varint
 from communs.protocol.errors import DecodeError, RecordError
-from communs.protocol.wire import encode_varint
 
 from .errors import GovernanceError, RejectedError
 from .records import Ballot, Genesis, Proposal, Roster
@@ -465,7 +464,7 @@ def export_log(entries: Iterable[bytes | Entry]) -> bytes:
     parts = [EXPORT_MAGIC]
     for item in entries:
         data = item.encode() if isinstance(item, Entry) else bytes(item)
-        parts += [encode_varint(len(data)), data]
+        parts += [varint.encode(len(data)), data]
     return b"".join(parts)
 
 
@@ -485,18 +484,11 @@ def _split_export(data: bytes) -> tuple[list[bytes], AuditError | None]:
     pos = len(EXPORT_MAGIC)
     while pos < len(data):
         index = len(out)
-        length, shift, start = 0, 0, pos
-        while True:
-            if pos >= len(data) or shift > 28:
-                return out, AuditError(index, "its length prefix is cut off or too long")
-            byte = data[pos]
-            pos += 1
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        if encode_varint(length) != data[start:pos]:
-            return out, AuditError(index, "its length prefix is not minimally encoded")
+        try:
+            length, pos = varint.decode(data, pos, max_bytes=5)
+        except ValueError as exc:
+            reason = str(exc).removeprefix("the length prefix ")
+            return out, AuditError(index, f"its length prefix {reason}")
         if length > MAX_ENTRY_BYTES or pos + length > len(data):
             return out, AuditError(index, "its length runs past the end of the file or over the limit")
         out.append(data[pos:pos + length])

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from . import encoding, ids, keys, records
+from . import encoding, ids, keys, records, varint
 from . import publog as log
 from .errors import DecodeError
 
@@ -68,19 +68,7 @@ def announce_topic(federation: str) -> str:
 # --- varints -----------------------------------------------------------------------------------
 
 
-def encode_varint(n: int) -> bytes:
-    """Unsigned LEB128, shortest form."""
-    if n < 0:
-        raise ValueError("a varint is unsigned")
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+encode_varint = varint.encode
 
 
 def frame(payload: bytes) -> bytes:
