@@ -25,9 +25,9 @@ from typing import Any, Literal
 
 from communs.protocol import encoding, ids, keys
 from communs.protocol.errors import DecodeError
-from communs.protocol.signed import SignedRecord, check_bytes, check_uint, exact_map, has_control, short
+from communs.protocol.signed import SignedRecord, check_bytes, check_uint, exact_map, short
 
-from .errors import PolicyError
+from .kinds import KINDS, check_name, kind_of
 from .policy import Policy
 
 ROSTER_TYPE = "roster"
@@ -39,13 +39,11 @@ GENESIS_TYPE = "genesis"
 GENESIS_DOMAIN = "genesis/1"
 VERSION = 1
 
-KINDS = ("policy", "quota", "member-add", "member-remove")
 CHOICES = ("yes", "no", "abstain")
 Kind = Literal["policy", "quota", "member-add", "member-remove"]
 Choice = Literal["yes", "no", "abstain"]
 
 MAX_MEMBERS = 1000
-MAX_NAME_CHARS = 100
 MAX_ROSTER_BYTES = 256 * 1024
 MAX_PROPOSAL_BYTES = 512 * 1024
 MAX_BALLOT_BYTES = 1024
@@ -54,18 +52,6 @@ NONCE_BYTES = 16
 
 
 # --- field checks -------------------------------------------------------------------------------
-
-
-def _name(rec: str, value: object) -> str:
-    if type(value) is not str:
-        raise DecodeError(f"{rec}: a member's name must be a string")
-    if not 1 <= len(value) <= MAX_NAME_CHARS or value != value.strip():
-        raise DecodeError(
-            f"{rec}: a member's name must be 1 to {MAX_NAME_CHARS} characters without surrounding spaces"
-        )
-    if has_control(value):
-        raise DecodeError(f"{rec}: a member's name must not contain control characters")
-    return value
 
 
 def _key_text(key: bytes) -> str:
@@ -84,7 +70,7 @@ class Member:
 
     def __post_init__(self) -> None:
         check_bytes("roster", "key", self.key, keys.PUBLIC_KEY_SIZE)
-        _name("roster", self.name)
+        check_name("roster", self.name)
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "name": self.name}
@@ -195,34 +181,12 @@ class Roster:
 
 # --- proposals ----------------------------------------------------------------------------------
 
-_BODY_FIELDS: dict[str, frozenset[str]] = {
-    "quota": frozenset(["storage_quota_bytes"]),
-    "member-add": frozenset(["key", "name"]),
-    "member-remove": frozenset(["key"]),
-}
-
-
 def _check_body(kind: object, body: object) -> dict[str, Any]:
-    """The proposal body for `kind`, checked; policy bodies must be a policy's canonical map."""
-    if kind not in KINDS:
-        raise DecodeError(f"proposal kind must be one of {', '.join(KINDS)}, not {short(kind)}")
+    """The proposal body for `kind`, checked by the kind's own rule (see kinds.py)."""
+    spec = kind_of(kind)
     if not isinstance(body, dict):
         raise DecodeError("proposal field 'body' must be a map")
-    if kind == "policy":
-        try:
-            policy = Policy.from_dict(body)
-        except PolicyError as exc:
-            raise DecodeError(f"proposal body is not a valid licence policy: {exc}") from exc
-        if encoding.encode(policy.to_dict()) != encoding.encode(body):
-            raise DecodeError("proposal body is not a licence policy in its canonical form")
-        return body
-    exact_map("proposal", f"{kind} body", body, _BODY_FIELDS[str(kind)])
-    if kind == "quota":
-        check_uint("proposal", "storage_quota_bytes", body["storage_quota_bytes"])
-    else:
-        check_bytes("proposal", "key", body["key"], keys.PUBLIC_KEY_SIZE)
-        if kind == "member-add":
-            _name("proposal", body["name"])
+    spec.check_body(body)
     return body
 
 
@@ -303,7 +267,7 @@ class Proposal(SignedRecord):
     @property
     def member_key(self) -> bytes:
         """The member added or removed (roster proposals only)."""
-        if self.kind not in ("member-add", "member-remove"):
+        if not KINDS[self.kind].constitutional:
             raise ValueError(f"a {self.kind} proposal names no member")
         key: bytes = self.body["key"]
         return key
@@ -311,18 +275,11 @@ class Proposal(SignedRecord):
     @property
     def is_roster_change(self) -> bool:
         """Roster changes are constitutional: they need two thirds (see tally)."""
-        return self.kind in ("member-add", "member-remove")
+        return KINDS[self.kind].constitutional
 
     def summary(self) -> str:
         """What the proposal would do, in words (for `communs proposals`)."""
-        if self.kind == "policy":
-            accepted = ", ".join(self.body["accept_licences"]) or "no licence"
-            return f"adopt a new licence policy accepting {accepted}"
-        if self.kind == "quota":
-            return f"set the storage quota to {self.body['storage_quota_bytes']} bytes"
-        if self.kind == "member-add":
-            return f"add member {self.body['name']} ({_key_text(self.body['key'])})"
-        return f"remove member {_key_text(self.body['key'])}"
+        return KINDS[self.kind].summary(self.body)
 
 
 # --- ballots ------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ The contract's rules, exactly:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -29,6 +28,7 @@ from communs.protocol import encoding, ids, keys
 from communs.protocol.errors import DecodeError
 
 from .errors import PolicyError, RejectedError
+from .kinds import KINDS
 from .policy import DEFAULT_POLICY, Policy
 from .records import Ballot, Proposal, Roster
 
@@ -171,24 +171,7 @@ def validate_proposal(proposal: Proposal, roster: Roster, now: int) -> None:
         raise RejectedError(f"proposer {_who(proposal.proposer)} is not a member of the roster")
     if proposal.closes <= now:
         raise RejectedError(f"proposal {_pid(proposal)} closes at {proposal.closes}, which is already past")
-    if proposal.kind == "policy":
-        try:
-            proposal.policy  # noqa: B018 -- parsing is the check
-        except PolicyError as exc:
-            raise RejectedError(f"proposal {_pid(proposal)} is not a valid licence policy: {exc}") from exc
-    elif proposal.kind in ("member-add", "member-remove"):
-        _check_roster_change(proposal, roster)
-
-
-def _check_roster_change(proposal: Proposal, roster: Roster) -> None:
-    key = proposal.member_key
-    if proposal.kind == "member-add" and key in roster:
-        raise RejectedError(f"member {_who(key)} is already on the roster")
-    if proposal.kind == "member-remove":
-        if key not in roster:
-            raise RejectedError(f"{_who(key)} is not a member of the roster")
-        if len(roster) == 1:
-            raise RejectedError(f"removing {_who(key)} would leave the roster empty")
+    KINDS[proposal.kind].check_applies(proposal.body, roster)
 
 
 # A member may change their vote until the close, but not without bound: each ballot is checked against
@@ -267,11 +250,10 @@ def tally(proposal: Proposal, roster: Roster, ballots: Iterable[Ballot], now: in
     members = len(roster)
     quorum = (members + 1) // 2
     quorum_met = 2 * (yes + no + abstain) >= members
-    if proposal.is_roster_change:
-        rule: Literal["majority", "two-thirds"] = "two-thirds"
+    rule = KINDS[proposal.kind].rule
+    if rule == "two-thirds":
         threshold_met = yes > 0 and 3 * yes >= 2 * (yes + no)
     else:
-        rule = "majority"
         threshold_met = 2 * yes > yes + no
     closed = all_voted or now >= proposal.closes
     outcome: Outcome = "open"
@@ -292,18 +274,7 @@ def enact(state: GovernanceState, proposal: Proposal) -> GovernanceState:
     added the same member first, or removed the last other member); the caller records that
     it was not enacted and why.
     """
-    if proposal.kind == "policy":
-        return dataclasses.replace(state, policy=proposal.policy, policy_version=state.policy_version + 1,
-                                   policy_proposal=proposal.id)
-    if proposal.kind == "quota":
-        quota = proposal.body["storage_quota_bytes"]
-        return dataclasses.replace(state, policy=dataclasses.replace(state.policy, storage_quota_bytes=quota),
-                                   policy_version=state.policy_version + 1, policy_proposal=proposal.id)
-    _check_roster_change(proposal, state.roster)
-    key = proposal.member_key
-    if proposal.kind == "member-add":
-        return dataclasses.replace(state, roster=state.roster.with_member(key, proposal.body["name"]))
-    return dataclasses.replace(state, roster=state.roster.without_member(key))
+    return KINDS[proposal.kind].enact(state, proposal.body, proposal.id)
 
 
 def state_bytes(state: GovernanceState) -> bytes:

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from communs.governance import kinds
 from communs.node.cli.common import client, data_dir, emit, fail
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -318,7 +319,7 @@ def _write_bytes(path: Path, data: bytes) -> None:
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("propose", parents=[common], help="sign and submit a governance proposal")
     p.add_argument("--key", required=True, metavar="MEMBERKEY", help="your member key file")
-    p.add_argument("--kind", required=True, choices=["policy", "quota", "member-add", "member-remove"])
+    p.add_argument("--kind", required=True, choices=kinds.NAMES)
     p.add_argument("--file", metavar="RULES.toml", help="policy: the licence policy proposed")
     p.add_argument("--member", metavar="PUBKEYFILE", help="member-add/-remove: the member's public key file")
     p.add_argument("--member-name", metavar="NAME", help="member-add: the new member's name")

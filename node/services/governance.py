@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from communs.governance.errors import GovernanceError
+from communs.governance.kinds import KINDS, policy_in_words
 from communs.governance.ledger import AuditResult, Entry, Ledger, ProposalStatus, audit, export_log
 from communs.governance.policy import Policy
 from communs.governance.records import Ballot, Proposal, Roster
@@ -157,7 +158,7 @@ class GovernanceService:
                     enacted_at = entry.at
                     break
         doc["enacted_at"] = enacted_at
-        doc["summary"] = _policy_summary(state.policy)
+        doc["summary"] = policy_in_words(state.policy)
         doc["toml"] = state.policy.to_toml()
         return doc
 
@@ -354,16 +355,7 @@ class GovernanceService:
             log.info("proposal %s passed but no longer applies (%s), so it changed nothing", p.cid, p.summary())
             return
         state = GovernanceState.from_dict(entry.body["state"])
-        if p.kind == "policy":
-            what = f"licence policy version {state.policy_version} is now in force ({_policy_summary(state.policy)})"
-        elif p.kind == "quota":
-            what = (f"the storage quota is now {state.policy.storage_quota_bytes} bytes "
-                    f"(licence policy version {state.policy_version})")
-        elif p.kind == "member-add":
-            what = (f"{p.body['name']} ({keys.peer_id(p.member_key)}) joined the roster, "
-                    f"now {len(state.roster)} members")
-        else:
-            what = f"{keys.peer_id(p.member_key)} left the roster, now {len(state.roster)} members"
+        what = KINDS[p.kind].describe(p.body, state)
         log.info("enacted proposal %s: %s", p.cid, what)
 
 
@@ -374,19 +366,3 @@ def _sentence(exc: Exception, what: str, signer: str) -> str:
     if isinstance(exc, DecodeError):
         return f"the {what} record is not valid: {exc}"
     return str(exc)
-
-
-def _policy_summary(policy: Policy) -> str:
-    accepted = ", ".join(policy.accept_licences) or "no licence"
-    parts = [f"accepts {accepted}"]
-    if policy.refuse_licences:
-        parts.append(f"refuses {', '.join(policy.refuse_licences)}")
-    if policy.max_dataset_bytes is not None:
-        parts.append(f"datasets up to {policy.max_dataset_bytes} bytes")
-    if policy.storage_quota_bytes is not None:
-        parts.append(f"quota {policy.storage_quota_bytes} bytes")
-    if policy.trusted_publishers != "any":
-        parts.append(f"{len(policy.trusted_publishers)} trusted publisher(s)")
-    if policy.refused_publishers:
-        parts.append(f"{len(policy.refused_publishers)} refused publisher(s)")
-    return "; ".join(parts)

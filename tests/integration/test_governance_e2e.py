@@ -333,7 +333,7 @@ def test_node_stopped_across_the_closing_time_enacts_on_start(tmp_path: Path, ma
     rules = tmp_path / "rules.toml"
     rules.write_text(RULES)
     pid = cli_json(node.data, "propose", "--key", str(k["alice"]), "--kind", "policy", "--file", str(rules),
-                   "--closes-in", "3s")["id"]
+                   "--closes-in", "8s")["id"]  # room for two CLI processes and a stop on a loaded machine
     closes = node.get(f"/api/v1/proposals/{pid}")["closes"]
     cli(node.data, "vote", pid, "yes", "--key", str(k["alice"]))
     cli(node.data, "vote", pid, "yes", "--key", str(k["bob"]))
