@@ -95,12 +95,17 @@ def _schemas() -> dict[str, Any]:
         "Error": _obj({"error": {"type": "string", "minLength": 1,
                                  "description": "one sentence saying what was wrong"}}, closed=True),
         "Health": _obj({"ok": {"type": "boolean", "enum": [True]}}),
+        "Unhealthy": _obj({"ok": {"type": "boolean", "enum": [False]}, "error": _STR}),
         "Status": _obj({"peer_id": _PEER, "name": _STR, "federation": _STR, "listen_addrs": _STRS,
                         "version": _STR, "uptime_s": {"type": "number", "minimum": 0}, "peers": _NN_INT},
                        {"datasets": {"type": "object", "additionalProperties": _NN_INT},
                         "replication": _obj({"active": _NN_INT, "waiting": _NN_INT}),
                         "publishing": {"type": "array", "items": _ref("PublishJob")},
-                        "governance": {"type": "object"}}),
+                        "governance": {"type": "object"},
+                        "inbound": _obj({"open": _NN_INT, "capacity": _NN_INT, "refused": _NN_INT,
+                                         "reachable": _BOOL, "problem": _STR},
+                                        description="inbound libp2p connections held now (handshaking or "
+                                                    "open) against the cap; whether a new peer can connect")}),
         "Peer": _obj({"peer_id": _PEER, "addrs": _STRS}, {"protocols": _STRS}),
         "ConnectRequest": _obj({"addr": {"type": "string",
                                          "description": "a full multiaddr ending in /p2p/<peer id>"}},
@@ -201,8 +206,11 @@ def _paths() -> dict[str, Any]:
     peer = [_path_param("peer_id", "a connected peer's id")]
     list_of = lambda name: {"type": "array", "items": _ref(name)}  # noqa: E731
     paths: dict[str, Any] = {
-        "/healthz": {"get": _op("liveness; needs no token", _json(_ref("Health"), "the node is up"),
-                                public=True)},
+        "/healthz": {"get": {**_op("liveness and reachability; needs no token",
+                                   _json(_ref("Health"), "the node is up and can accept new peers"), public=True),
+                             "responses": {"200": _json(_ref("Health"), "the node is up and can accept new peers"),
+                                           "503": _json(_ref("Unhealthy"),
+                                                        "the node cannot accept new peers now; `error` says why")}}},
         "/metrics": {"get": _op("Prometheus metrics (text exposition format)", {
             "description": "peers, gossip messages by outcome and reason, bytes in and out, datasets by state, "
                            "replication queue, governance events, API requests",
