@@ -119,7 +119,7 @@ async def healthz(request: web.Request) -> web.Response:
     overlay = node_of(request).overlay
     problem = overlay.reachability() if overlay is not None else None
     if problem is not None:
-        return json_response({"ok": False, "error": problem}, status=503)
+        return json_response({"error": problem}, status=503)
     return json_response({"ok": True})
 
 

@@ -95,7 +95,6 @@ def _schemas() -> dict[str, Any]:
         "Error": _obj({"error": {"type": "string", "minLength": 1,
                                  "description": "one sentence saying what was wrong"}}, closed=True),
         "Health": _obj({"ok": {"type": "boolean", "enum": [True]}}),
-        "Unhealthy": _obj({"ok": {"type": "boolean", "enum": [False]}, "error": _STR}),
         "Status": _obj({"peer_id": _PEER, "name": _STR, "federation": _STR, "listen_addrs": _STRS,
                         "version": _STR, "uptime_s": {"type": "number", "minimum": 0}, "peers": _NN_INT},
                        {"datasets": {"type": "object", "additionalProperties": _NN_INT},
@@ -165,6 +164,7 @@ _ERRORS = {
     "NotJson": "the request body must be JSON (Content-Type: application/json)",
     "BadGateway": "the peer could not be reached or did not answer",
     "Unavailable": "the service is still starting",
+    "Unreachable": "the node cannot accept new peers now (all inbound slots in use, or not listening)",
     "InsufficientStorage": "the node's disk is full; nothing was published (free space, then retry)",
 }
 
@@ -175,7 +175,7 @@ def _op(summary: str, ok: dict[str, Any], *errors: str, status: str = "200", bod
     responses: dict[str, Any] = {status: ok}
     codes = {"BadRequest": "400", "Unauthorized": "401", "Forbidden": "403", "NotFound": "404",
              "Conflict": "409", "TooLarge": "413", "NotJson": "415", "BadGateway": "502", "Unavailable": "503",
-             "InsufficientStorage": "507"}
+             "Unreachable": "503", "InsufficientStorage": "507"}
     names = list(errors)
     if not public:
         names.append("Unauthorized")
@@ -206,11 +206,9 @@ def _paths() -> dict[str, Any]:
     peer = [_path_param("peer_id", "a connected peer's id")]
     list_of = lambda name: {"type": "array", "items": _ref(name)}  # noqa: E731
     paths: dict[str, Any] = {
-        "/healthz": {"get": {**_op("liveness and reachability; needs no token",
-                                   _json(_ref("Health"), "the node is up and can accept new peers"), public=True),
-                             "responses": {"200": _json(_ref("Health"), "the node is up and can accept new peers"),
-                                           "503": _json(_ref("Unhealthy"),
-                                                        "the node cannot accept new peers now; `error` says why")}}},
+        "/healthz": {"get": _op("liveness and reachability; needs no token",
+                                _json(_ref("Health"), "the node is up and can accept new peers"), "Unreachable",
+                                public=True)},
         "/metrics": {"get": _op("Prometheus metrics (text exposition format)", {
             "description": "peers, gossip messages by outcome and reason, bytes in and out, datasets by state, "
                            "replication queue, governance events, API requests",
