@@ -326,9 +326,31 @@ def _finalize_stream_locked(self: Yamux, stream: YamuxStream, *, fully_closed: b
     _yamux_finalize(self, stream, fully_closed=fully_closed)
 
 
+# py-libp2p doubles a stream's receive window (up to 16 MiB) whenever it returns credit twice within 4 RTT,
+# even for a few bytes read: the protocol negotiation alone grew a stream that is never read again (an
+# identify stream, say) to a 4 MiB window, which a peer could then fill. As in go-yamux, the window grows
+# only for a reader that has taken at least half of it since it last grew.
+_yamux_auto_tune = YamuxStream._auto_tune_and_send_window_update
+_yamux_grow_epoch = YamuxStream._apply_autotune_epoch
+
+
+async def _auto_tune(self: YamuxStream, *, bytes_read: int = 0) -> None:
+    self._communs_taken = self.__dict__.get("_communs_taken", 0) + bytes_read  # type: ignore[attr-defined]
+    await _yamux_auto_tune(self, bytes_read=bytes_read)
+
+
+def _grow_epoch(self: YamuxStream, buffered: int) -> int:
+    if self.__dict__.get("_communs_taken", 0) < self.target_recv_window // 2:
+        return 0
+    self._communs_taken = 0  # type: ignore[attr-defined]
+    return _yamux_grow_epoch(self, buffered)
+
+
 yamux_mod.read_exactly = _yamux_read_exactly
 Yamux._read_data_body = _read_data_body  # type: ignore[method-assign]
 Yamux._finalize_stream_locked = _finalize_stream_locked  # type: ignore[method-assign]
+YamuxStream._auto_tune_and_send_window_update = _auto_tune  # type: ignore[method-assign]
+YamuxStream._apply_autotune_epoch = _grow_epoch  # type: ignore[method-assign]
 
 
 class _LogBudgetFilter(logging.Filter):

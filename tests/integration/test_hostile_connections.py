@@ -179,11 +179,24 @@ async def test_a_stream_past_its_window_is_reset_and_memory_stays_bounded(
         assert rss < 300, f"victim RSS {rss:.0f} MB"
         # the connection itself stays usable; only the stream was reset
         assert await attacker.ping(victim.peer_id) >= 0
+        # the same on 40 more streams: the log gets at most 10 lines per 10 s of it (py-libp2p logged a
+        # warning per frame: 6,400 lines for the first stream alone)
+        t0 = time.monotonic()
+        for _ in range(40):
+            stream = await attacker.open_stream(victim.peer_id, [IDENTIFY])
+            await bump_send_window(attacker, stream)
+            with contextlib.suppress(Exception):
+                for _ in range(4):
+                    await stream.write(piece)
+        elapsed = time.monotonic() - t0
+        await asyncio.sleep(0.5)
     finally:
         await attacker.stop()
     await honest_peer_connects(victim)
     assert await timed_status(victim) < 1.0
-    assert "past its receive window" in victim.log()
+    lines = [line for line in victim.log().splitlines() if "receive window" in line]
+    assert lines and "past its receive window" in lines[0]
+    assert len(lines) <= 10 * (int(elapsed // 10) + 2), f"{len(lines)} lines in {elapsed:.1f} s"
 
 
 async def test_reset_streams_data_is_dropped(tmp_path: Path) -> None:
@@ -205,6 +218,30 @@ async def test_reset_streams_data_is_dropped(tmp_path: Path) -> None:
         for stream in streams:
             await stream.reset()
         await until(lambda: buffered() == 0, 10, "the reset streams' data to be dropped")
+    finally:
+        await attacker.stop()
+        await victim.stop()
+
+
+async def test_an_unread_stream_is_granted_no_more_than_its_first_window(tmp_path: Path) -> None:
+    """py-libp2p doubled a stream's window on every credit update made within 4 RTT, even for the few bytes
+    of protocol negotiation: an identify stream, never read again, was granted 4 MiB that a peer sending
+    by the rules could fill. Now it grows only for a reader that takes half of it."""
+    victim = await raw_peer()
+    attacker = await raw_peer()
+    try:
+        await attacker.connect(victim.listen_addrs()[0])
+        stream = await attacker.open_stream(victim.peer_id, [IDENTIFY])
+        with contextlib.suppress(Exception):  # the honest sender waits for credit, then gives up (5 s)
+            await asyncio.wait_for(stream.write(os.urandom(4 << 20)), 3)
+
+        def largest_buffer() -> int:
+            conns = [c for cs in victim._host.get_network().connections.values() for c in cs]
+            return max((len(b) for c in conns for b in list(c.muxed_conn.stream_buffers.values())), default=0)
+
+        await until(lambda: largest_buffer() >= 200 << 10, 10, "the first window's worth to arrive")
+        await asyncio.sleep(2.0)
+        assert largest_buffer() <= (256 + 4) << 10, f"{largest_buffer()} bytes buffered on an unread stream"
     finally:
         await attacker.stop()
         await victim.stop()
