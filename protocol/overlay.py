@@ -25,6 +25,11 @@ This module is also the one place that adjusts py-libp2p (pinned, 0.8.1) for bul
 and Yamux settings, and four internals replaced by equivalents without their extra copies and look-ups
 (`_read_exactly`, the secure session's buffer, PY_YAMUX_* read once, TCP read ahead; see each, and
 tests/unit/test_libp2p_tuning.py). Importing it applies them.
+
+It also bounds what a peer can hold (decisions in connlimits.py, see SECURITY.md "Connection and memory
+limits"): the swarm's inbound handler (slots released on close, per address, handshake deadline), and in
+Yamux the receive window (enforced; grown only for a reader), reset streams' data (dropped), and
+py-libp2p's per-frame warnings (budgeted).
 """
 
 from __future__ import annotations
