@@ -245,3 +245,40 @@ async def test_an_unread_stream_is_granted_no_more_than_its_first_window(tmp_pat
     finally:
         await attacker.stop()
         await victim.stop()
+
+
+async def test_new_streams_opened_with_oversized_data_are_reset(tmp_path: Path) -> None:
+    """Raw Yamux frames: 20 new streams whose opening DATA frame (SYN) carries 1 MiB, four times the initial
+    window. py-libp2p buffered all 20 MiB; now each is dropped and the stream reset, and the connection
+    goes on."""
+    import struct
+
+    from libp2p.peer.id import ID
+    from libp2p.stream_muxer.yamux import yamux as ym
+
+    victim = await raw_peer()
+    attacker = await raw_peer()
+    try:
+        await attacker.connect(victim.listen_addrs()[0])
+
+        async def open_with_oversized_data() -> None:
+            conn = attacker._host.get_network().connections[ID.from_base58(victim.peer_id)][0].muxed_conn
+            for _ in range(20):
+                sid = conn.next_stream_id
+                conn.next_stream_id += 2
+                body = os.urandom(1 << 20)
+                header = struct.pack(ym.YAMUX_HEADER_FORMAT, 0, ym.TYPE_DATA, ym.FLAG_SYN, sid, len(body))
+                await conn._write_frame(header + body)
+
+        await attacker._to_trio(open_with_oversized_data)
+        await asyncio.sleep(1.0)
+
+        def buffered() -> int:
+            conns = [c for cs in victim._host.get_network().connections.values() for c in cs]
+            return sum(len(b) for c in conns for b in list(c.muxed_conn.stream_buffers.values()))
+
+        assert buffered() == 0
+        assert await attacker.ping(victim.peer_id) >= 0
+    finally:
+        await attacker.stop()
+        await victim.stop()
