@@ -84,6 +84,13 @@ async def test_three_hundred_short_lived_connections_leave_the_node_reachable(
             await peer.stop()
     assert done >= 250, f"only {done} of 310 short-lived connections worked"
     await honest_peer_connects(victim)
+    # a peer that restarts (same key, new process state) can rejoin too
+    restarted = await raw_peer(attackers[0].key.seed)
+    try:
+        await restarted.connect(victim.addr)
+        assert await restarted.ping(victim.peer_id) >= 0
+    finally:
+        await restarted.stop()
     # every closed connection gave its slot back (a few may still be closing)
     await until(lambda: victim.get("/api/v1/status")["inbound"]["open"] <= 2, 20,
                 "the closed connections' inbound slots to come back")
