@@ -101,14 +101,14 @@ async def test_three_hundred_short_lived_connections_leave_the_node_reachable(
 async def test_silent_sockets_cannot_lock_new_peers_out(tmp_path: Path, nodes: list[NodeProc]) -> None:
     """300 sockets that never start a handshake: /healthz says the node cannot accept peers while they
     hold every slot (it said ok), and the handshake deadline frees them for an honest peer."""
-    victim = await start(tmp_path, nodes, "victim", "\n[connections]\nhandshake_s = 5\n")
+    victim = await start(tmp_path, nodes, "victim")
     port = port_of(victim)
     sockets = [await asyncio.open_connection("127.0.0.1", port) for _ in range(300)]
     try:
         await until(lambda: health(victim)[0] == 503, 10, "/healthz to say no new peer can connect")
         assert health(victim) == (503, {
             "error": "all 300 inbound connection slots are in use: no new peer can connect"})
-        # the handshake deadline (5 s here) closes every silent socket (read() returns at end of stream),
+        # the handshake deadline (10 s) closes every silent socket (read() returns at end of stream),
         # and an honest peer gets in
         await asyncio.wait_for(asyncio.gather(*(reader.read() for reader, _ in sockets)), 30)
         await until(lambda: health(victim) == (200, {"ok": True}), 15, "/healthz to be ok again")
