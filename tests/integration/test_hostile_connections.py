@@ -1,8 +1,10 @@
 """Issue 12, items 2 and 3: a peer must not use up a node's inbound connections or its memory.
 
-Each test reproduces an attack against the code before the fix (each failed there): 310 short-lived
-connections locked every new peer out for good; silent sockets held the slots while /healthz said ok;
-one stream carried any amount of data past its Yamux window into memory; reset streams kept their data.
+Each test reproduces an attack that worked against the code before the fix: 310 short-lived connections
+locked every new peer out for good; silent sockets held every slot while /healthz said ok; one address
+could hold every slot (the per-address limit and its `[connections]` setting are new, so that test cannot
+run on the old code); one stream carried any amount of data past its Yamux window into memory; unread
+streams were granted MiBs of window; reset streams kept their data.
 """
 
 from __future__ import annotations
