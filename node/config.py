@@ -51,6 +51,11 @@ class Config:
     log_level: str = "info"
     log_format: str = "text"
     max_request_bytes: int = 1 << 20
+    # [connections]: inbound limits (protocol/connlimits.py, SECURITY.md "Connection and memory limits")
+    conn_max_inbound: int = 300
+    conn_per_ip: int = 8
+    conn_limit_loopback: bool = False  # loopback is exempt from per_ip unless this is set (as in go-libp2p)
+    conn_handshake_s: float = 10.0
 
     @property
     def topic(self) -> str:
@@ -83,6 +88,10 @@ class Config:
             raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}, not '{self.log_level}'")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log.format must be 'text' or 'json', not '{self.log_format}'")
+        if self.conn_max_inbound < 1 or self.conn_per_ip < 1:
+            raise ConfigError("connections.max_inbound and connections.per_ip must be at least 1")
+        if not 0 < self.conn_handshake_s <= 600:
+            raise ConfigError("connections.handshake_s must be more than 0 and at most 600 seconds")
 
 
 def check_name(name: str) -> None:
@@ -152,6 +161,9 @@ _SCHEMA: dict[str, dict[str, tuple[str, type | tuple[type, ...]]]] = {
     "admin": {"listen": ("admin", str), "allow_remote": ("admin_allow_remote", bool),
               "max_request_bytes": ("max_request_bytes", int)},
     "log": {"level": ("log_level", str), "format": ("log_format", str)},
+    "connections": {"max_inbound": ("conn_max_inbound", int), "per_ip": ("conn_per_ip", int),
+                    "limit_loopback": ("conn_limit_loopback", bool),
+                    "handshake_s": ("conn_handshake_s", (int, float))},
 }
 
 
@@ -175,7 +187,7 @@ def load_config(data_dir: Path) -> Config:
             if key not in _SCHEMA[section]:
                 raise ConfigError(f"{path}: unknown key {section}.{key}")
             attr, typ = _SCHEMA[section][key]
-            if not isinstance(item, typ) or (typ is int and isinstance(item, bool)):
+            if not isinstance(item, typ) or (isinstance(item, bool) and typ is not bool):
                 raise ConfigError(f"{path}: {section}.{key} has the wrong type")
             if isinstance(item, list) and not all(isinstance(x, str) for x in item):
                 raise ConfigError(f"{path}: {section}.{key} must be a list of strings")

@@ -154,12 +154,16 @@ class Node:
         self.lock.release()
 
     async def _start_overlay(self) -> None:
+        from communs.protocol.connlimits import EXEMPT, ConnLimits
         from communs.protocol.libp2p.overlay import Overlay, OverlayError
 
         cfg = self.config
         for addr in cfg.listen:
             _probe_listen(addr)
-        self.overlay = Overlay(self.key.seed, cfg.listen, enable_dht=cfg.dht, enable_mdns=cfg.mdns)
+        limits = ConnLimits(max_inbound=cfg.conn_max_inbound, per_ip=cfg.conn_per_ip,
+                            handshake_s=float(cfg.conn_handshake_s), exempt=() if cfg.conn_limit_loopback else EXEMPT)
+        self.overlay = Overlay(self.key.seed, cfg.listen, enable_dht=cfg.dht, enable_mdns=cfg.mdns,
+                               conn_limits=limits)
         try:
             await self.overlay.start()
         except (OverlayError, OSError) as exc:

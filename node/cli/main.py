@@ -168,6 +168,7 @@ def _wait_peer_id(path: Path, timeout: float) -> str:
 
 def cmd_healthcheck(args: argparse.Namespace) -> None:
     """Exit 0 when the node in DIR answers /healthz; for container health checks and scripts."""
+    import urllib.error
     import urllib.request
 
     from communs.node.cli.client import AdminClient
@@ -176,6 +177,12 @@ def cmd_healthcheck(args: argparse.Namespace) -> None:
     try:
         with urllib.request.urlopen(c.base_url + "/healthz", timeout=5.0) as resp:
             ok = json.loads(resp.read()).get("ok") is True
+    except urllib.error.HTTPError as exc:  # 503: up, but no new peer can connect; the body says why
+        try:
+            reason = str(json.loads(exc.read()).get("error", exc))
+        except ValueError:
+            reason = str(exc)
+        fail(f"the node is not healthy: {reason}")
     except (OSError, ValueError) as exc:
         fail(f"the node's /healthz did not answer: {exc}")
     if not ok:

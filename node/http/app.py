@@ -113,6 +113,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """ok while the node can accept a new peer: a node that no peer can connect to is not healthy,
+    even if its process and API are (issue 12: 300 connections once locked every new peer out)."""
+    overlay = node_of(request).overlay
+    problem = overlay.reachability() if overlay is not None else None
+    if problem is not None:
+        return json_response({"error": problem}, status=503)
     return json_response({"ok": True})
 
 
@@ -128,6 +134,9 @@ async def status(request: web.Request) -> web.Response:
         "uptime_s": round(node.uptime(), 3),
         "peers": len(overlay.peers()) if overlay else 0,
     }
+    if overlay is not None:
+        problem = overlay.reachability()
+        doc["inbound"] = {**overlay.inbound(), "reachable": problem is None, "problem": problem or ""}
     for service in node.services:
         extra = getattr(service, "status", None)
         if extra is not None:

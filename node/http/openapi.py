@@ -100,7 +100,11 @@ def _schemas() -> dict[str, Any]:
                        {"datasets": {"type": "object", "additionalProperties": _NN_INT},
                         "replication": _obj({"active": _NN_INT, "waiting": _NN_INT}),
                         "publishing": {"type": "array", "items": _ref("PublishJob")},
-                        "governance": {"type": "object"}}),
+                        "governance": {"type": "object"},
+                        "inbound": _obj({"open": _NN_INT, "capacity": _NN_INT, "refused": _NN_INT,
+                                         "reachable": _BOOL, "problem": _STR},
+                                        description="inbound libp2p connections held now (handshaking or "
+                                                    "open) against the cap; whether a new peer can connect")}),
         "Peer": _obj({"peer_id": _PEER, "addrs": _STRS}, {"protocols": _STRS}),
         "ConnectRequest": _obj({"addr": {"type": "string",
                                          "description": "a full multiaddr ending in /p2p/<peer id>"}},
@@ -160,6 +164,7 @@ _ERRORS = {
     "NotJson": "the request body must be JSON (Content-Type: application/json)",
     "BadGateway": "the peer could not be reached or did not answer",
     "Unavailable": "the service is still starting",
+    "Unreachable": "the node cannot accept new peers now (all inbound slots in use, or not listening)",
     "InsufficientStorage": "the node's disk is full; nothing was published (free space, then retry)",
 }
 
@@ -170,7 +175,7 @@ def _op(summary: str, ok: dict[str, Any], *errors: str, status: str = "200", bod
     responses: dict[str, Any] = {status: ok}
     codes = {"BadRequest": "400", "Unauthorized": "401", "Forbidden": "403", "NotFound": "404",
              "Conflict": "409", "TooLarge": "413", "NotJson": "415", "BadGateway": "502", "Unavailable": "503",
-             "InsufficientStorage": "507"}
+             "Unreachable": "503", "InsufficientStorage": "507"}
     names = list(errors)
     if not public:
         names.append("Unauthorized")
@@ -201,7 +206,8 @@ def _paths() -> dict[str, Any]:
     peer = [_path_param("peer_id", "a connected peer's id")]
     list_of = lambda name: {"type": "array", "items": _ref(name)}  # noqa: E731
     paths: dict[str, Any] = {
-        "/healthz": {"get": _op("liveness; needs no token", _json(_ref("Health"), "the node is up"),
+        "/healthz": {"get": _op("liveness and reachability; needs no token",
+                                _json(_ref("Health"), "the node is up and can accept new peers"), "Unreachable",
                                 public=True)},
         "/metrics": {"get": _op("Prometheus metrics (text exposition format)", {
             "description": "peers, gossip messages by outcome and reason, bytes in and out, datasets by state, "

@@ -25,6 +25,11 @@ This module is also the one place that adjusts py-libp2p (pinned, 0.8.1) for bul
 and Yamux settings, and four internals replaced by equivalents without their extra copies and look-ups
 (`_read_exactly`, the secure session's buffer, PY_YAMUX_* read once, TCP read ahead; see each, and
 tests/unit/test_libp2p_tuning.py). Importing it applies them.
+
+It also bounds what a peer can hold (decisions in connlimits.py, see SECURITY.md "Connection and memory
+limits"): the swarm's inbound handler (slots released on close, per address, handshake deadline), and in
+Yamux the receive window (enforced; grown only for a reader), reset streams' data (dropped), and
+py-libp2p's per-frame warnings (budgeted).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import functools
 import logging
 import math
 import os
+import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -55,6 +61,8 @@ from libp2p.io import utils as io_utils
 from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError
 from libp2p.io.trio import TrioTCPStream
 from libp2p.network.config import ConnectionConfig
+from libp2p.network.connection.raw_connection import RawConnection
+from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub import gossipsub as gossipsub_mod
@@ -70,6 +78,8 @@ from libp2p.stream_muxer.yamux.yamux import MAX_WINDOW_SIZE as YAMUX_MAX_WINDOW
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 from libp2p.tools.anyio_service import background_trio_service
+
+from .connlimits import ConnLimits, InboundSlots, LogBudget, reachability_problem, window_exceeded
 
 log = logging.getLogger("communs.overlay")
 
@@ -200,6 +210,183 @@ async def _tcp_read(self: TrioTCPStream, n: int | None = None) -> bytes:
 
 
 TrioTCPStream.read = _tcp_read  # type: ignore[method-assign]
+
+
+# ---- connection and memory limits (decisions in connlimits.py; issue 12, items 2 and 3) -------------------
+
+# py-libp2p's swarm takes one of its 300 inbound slots for each accepted socket and, once the connection
+# is up, waits for the *swarm* to finish before giving it back: after 300 connections in its lifetime a
+# node refused every new one (MultiselectClientError) until restarted. The same handler, for TCP (the only
+# transport the node listens on), that gives the slot back when the connection closes, counts slots per
+# address too (`InboundSlots`), and closes a socket that has not finished Noise and Yamux within
+# `ConnLimits.handshake_s`.
+async def _handle_inbound(self: Swarm, read_write_closer: Any, maddr: Any) -> None:
+    slots: InboundSlots | None = self.__dict__.get("_communs_slots")
+    if slots is None:
+        slots = self._communs_slots = InboundSlots()  # type: ignore[attr-defined]
+    ip = _remote_ip(read_write_closer)
+    refusal = slots.admit(ip)
+    if refusal is not None:
+        log.debug("refused an inbound connection from %s: %s", ip, refusal)
+        with contextlib.suppress(Exception):
+            await read_write_closer.close()
+        return
+    raw_conn: RawConnection | None = None
+    try:
+        raw_conn = RawConnection(read_write_closer, False)
+        with trio.fail_after(slots.limits.handshake_s + 1.0):  # py-libp2p applies handshake_s inside
+            muxed = await self.upgrade_inbound_raw_conn(raw_conn, maddr)
+        closed = getattr(muxed, "event_closed", None)
+        await (closed.wait() if closed is not None else self.manager.wait_finished())
+    except Exception as exc:  # noqa: BLE001 - any failure ends this one connection, as in py-libp2p
+        log.debug("inbound connection from %s ended: %s", ip, exc or type(exc).__name__)
+        with contextlib.suppress(Exception):
+            await (raw_conn.close() if raw_conn is not None else read_write_closer.close())
+    finally:
+        slots.release(ip)
+
+
+def _remote_ip(conn: Any) -> str:
+    try:
+        return str(conn.get_remote_address()[0])
+    except Exception:  # noqa: BLE001 - no address: counted under one shared key
+        return "unknown"
+
+
+Swarm._handle_inbound_connection = _handle_inbound  # type: ignore[method-assign]
+
+
+# py-libp2p's Yamux keeps each stream's receive window (`recv_window`, the credit the sender was given)
+# but only logs when a peer sends past it, once per frame, and buffers the data anyway. Enforced here as
+# go-yamux does, but per stream: a DATA frame beyond the window is read off the connection and dropped,
+# and the stream is reset. The frame's header is kept when read (`_yamux_read_exactly`) so that the body
+# reader knows which stream it is for.
+async def _yamux_read_exactly(reader: Any, n: int, retry_count: int = io_utils.DEFAULT_RETRY_READ_COUNT) -> bytes:
+    data = await _read_exactly(reader, n, retry_count)
+    if n == yamux_mod.HEADER_SIZE:
+        reader._communs_yamux_header = data
+    return data
+
+
+_yamux_read_body = Yamux._read_data_body
+
+
+async def _read_data_body(self: Yamux, length: int) -> bytes:
+    header = self.secured_conn.__dict__.get("_communs_yamux_header")
+    if header is not None:
+        _, typ, flags, sid, announced = struct.unpack(yamux_mod.YAMUX_HEADER_FORMAT, header)
+        stream = self.streams.get(sid)
+        window = (stream.recv_window if stream is not None
+                  else yamux_mod.DEFAULT_WINDOW_SIZE if flags & yamux_mod.FLAG_SYN else None)
+        if (typ == yamux_mod.TYPE_DATA and announced == length and window is not None
+                and window_exceeded(length, window)):
+            await _discard(self, length)
+            log.warning("peer %s sent %d bytes on stream %d past its receive window of %d; stream reset",
+                        self.peer_id, length, sid, window)
+            await _reset_stream(self, sid, stream)
+            if stream is None:  # a new stream: py-libp2p opens it closed, empty, on this error
+                raise IncompleteReadError("DATA frame past the receive window", expected_bytes=length,
+                                          received_bytes=length)
+            return b""
+    return await _yamux_read_body(self, length)
+
+
+async def _discard(conn: Yamux, length: int) -> None:
+    """Read `length` bytes of the connection and drop them, in pieces (a frame may announce 16 MiB)."""
+    with trio.fail_after(yamux_mod._yamux_data_read_timeout()):
+        while length > 0:
+            piece = await conn.secured_conn.read(min(length, 1 << 16))
+            if not piece:
+                raise IncompleteReadError("connection closed inside a DATA frame", expected_bytes=length)
+            length -= len(piece)
+
+
+async def _reset_stream(conn: Yamux, sid: int, stream: YamuxStream | None) -> None:
+    """Reset a stream as if its peer had: data dropped, readers and writers told; then tell the peer."""
+    if stream is not None:
+        async with conn.streams_lock:
+            buffer = conn.stream_buffers.get(sid)
+            if buffer is not None:
+                buffer.clear()
+            stream.closed = stream.send_closed = stream.reset_received = True
+            event = conn.stream_events.get(sid)
+            if event is not None:
+                event.set()
+    rst = struct.pack(yamux_mod.YAMUX_HEADER_FORMAT, 0, yamux_mod.TYPE_WINDOW_UPDATE, yamux_mod.FLAG_RST, sid, 0)
+    with contextlib.suppress(Exception):
+        await conn._write_frame(rst)
+
+
+# A reset stream's unread data can never be read (readers are told "reset"), but py-libp2p kept it for
+# a 60 s grace period after the stream closed, plus up to 30 s until its sweeper ran: 100 streams of
+# 4 MiB each stayed in memory. Dropped at once instead.
+_yamux_finalize = Yamux._finalize_stream_locked
+
+
+def _finalize_stream_locked(self: Yamux, stream: YamuxStream, *, fully_closed: bool) -> None:
+    if stream.reset_received:
+        buffer = self.stream_buffers.get(stream.stream_id)
+        if buffer:
+            buffer.clear()
+    _yamux_finalize(self, stream, fully_closed=fully_closed)
+
+
+# py-libp2p doubles a stream's receive window (up to 16 MiB) whenever it returns credit twice within 4 RTT,
+# even for a few bytes read: the protocol negotiation alone grew a stream that is never read again (an
+# identify stream, say) to a 4 MiB window, which a peer could then fill. As in go-yamux, the window grows
+# only for a reader that has taken at least half of it since it last grew.
+_yamux_auto_tune = YamuxStream._auto_tune_and_send_window_update
+_yamux_grow_epoch = YamuxStream._apply_autotune_epoch
+
+
+async def _auto_tune(self: YamuxStream, *, bytes_read: int = 0) -> None:
+    self._communs_taken = self.__dict__.get("_communs_taken", 0) + bytes_read  # type: ignore[attr-defined]
+    await _yamux_auto_tune(self, bytes_read=bytes_read)
+
+
+def _grow_epoch(self: YamuxStream, buffered: int) -> int:
+    if self.__dict__.get("_communs_taken", 0) < self.target_recv_window // 2:
+        return 0
+    self._communs_taken = 0  # type: ignore[attr-defined]
+    return _yamux_grow_epoch(self, buffered)
+
+
+yamux_mod.read_exactly = _yamux_read_exactly
+Yamux._read_data_body = _read_data_body  # type: ignore[method-assign]
+Yamux._finalize_stream_locked = _finalize_stream_locked  # type: ignore[method-assign]
+YamuxStream._auto_tune_and_send_window_update = _auto_tune  # type: ignore[method-assign]
+YamuxStream._apply_autotune_epoch = _grow_epoch  # type: ignore[method-assign]
+
+
+class _LogBudgetFilter(logging.Filter):
+    """py-libp2p logs some peer-caused events once per frame or per connection (a window overrun, an
+    incomplete read, a reset): at most `LogBudget.burst` records per logger and level per period, and
+    then one saying how many were dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._budget = LogBudget()
+        self._lock = threading.Lock()  # py-libp2p logs from trio's thread, the node from the loop's
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or (record.name == "root" and "libp2p" not in record.pathname):
+            return True
+        with self._lock:
+            ok, dropped = self._budget.allow(f"{record.name}:{record.levelno}", time.monotonic())
+        if ok and dropped:
+            record.msg = f"{record.getMessage()} ({dropped} similar messages dropped)"
+            record.args = None
+        return ok
+
+
+def _budget_libp2p_logs() -> None:
+    """Attach one `_LogBudgetFilter` to every py-libp2p logger (filters are not inherited) and to the root
+    logger, which some py-libp2p modules log to directly."""
+    flt = _LogBudgetFilter()
+    names = [n for n in logging.Logger.manager.loggerDict if n == "libp2p" or n.startswith("libp2p.")]
+    for lg in [logging.getLogger(n) for n in names] + [log, logging.getLogger()]:
+        if not any(isinstance(f, _LogBudgetFilter) for f in lg.filters):
+            lg.addFilter(flt)
 
 PUBLISH_RATE = 200.0  # messages per second, per node; a burst beyond is queued, not dropped
 _FORWARDERS_KEPT = _QUEUE_SIZE
@@ -451,8 +638,10 @@ class Overlay:
         enable_dht: bool = True,
         enable_mdns: bool = False,
         connect_timeout: float = 10.0,
+        conn_limits: ConnLimits | None = None,
     ) -> None:
         self._seed = seed
+        self._slots = InboundSlots(conn_limits)
         self._listen = [multiaddr.Multiaddr(a) for a in listen]
         self._enable_dht = enable_dht
         self._enable_mdns = enable_mdns
@@ -540,8 +729,10 @@ class Overlay:
             # its bootstrap peers and those who dial it, and the DHT finds the rest.
             connection_config=ConnectionConfig(max_connections_per_peer=1, dial_timeout=self._connect_timeout,
                                                min_connections=0, low_watermark=0, high_watermark=200,
-                                               max_connections=300),
+                                               max_connections=max(300, self._slots.limits.max_inbound),
+                                               inbound_upgrade_timeout=self._slots.limits.handshake_s),
         )
+        host.get_network()._communs_slots = self._slots  # type: ignore[attr-defined]  # see _handle_inbound
         self._host = host
         self.peer_id = host.get_id().to_base58()
         gossip = gossipsub_mod.GossipSub(
@@ -588,6 +779,7 @@ class Overlay:
             # py-libp2p logs a failed listen and carries on; a node that cannot be dialled must not.
             raise OverlayError(f"could only listen on {len(bound)} of {len(self._listen)} addresses "
                                "(address in use or not available)")
+        _budget_libp2p_logs()  # every py-libp2p module the node uses is imported by now
         ready = self._ready
         self._in_loop(lambda: None if ready.done() else ready.set_result(None))
         await self._stop_event.wait()
@@ -720,6 +912,24 @@ class Overlay:
             raise
         except Exception as exc:
             raise OverlayError(f"could not connect to {addr}: {exc or type(exc).__name__}") from exc
+
+    def reachability(self) -> str | None:
+        """Why no new peer can connect now, in one sentence, or None if one can (for /healthz)."""
+        host = self._host
+        if host is None or self._nursery is None:
+            return "the libp2p host is not running"
+
+        def listening() -> bool:
+            return any(getattr(listener, "_nursery", True) is not None
+                       for listener in host.get_network().listeners.values())
+
+        return reachability_problem(_snapshot(listening, False), self._slots.in_use,
+                                    self._slots.limits.max_inbound)
+
+    def inbound(self) -> dict[str, int]:
+        """Inbound connections held now (handshaking or open), the cap, and sockets refused since start."""
+        return {"open": self._slots.in_use, "capacity": self._slots.limits.max_inbound,
+                "refused": self._slots.refused}
 
     async def disconnect(self, peer_id: str) -> None:
         async def close() -> None:

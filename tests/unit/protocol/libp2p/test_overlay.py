@@ -87,7 +87,8 @@ def test_the_replacements_are_in_place() -> None:
     from libp2p.security.secure_session import SecureSession
     from libp2p.stream_muxer.yamux import yamux
 
-    assert yamux.read_exactly is overlay._read_exactly and msgio.read_exactly is overlay._read_exactly
+    # Yamux's is the same function, keeping each frame header for the receive window check (connlimits)
+    assert yamux.read_exactly is overlay._yamux_read_exactly and msgio.read_exactly is overlay._read_exactly
     assert SecureSession._drain is overlay._session_drain and SecureSession._fill is overlay._session_fill
     assert yamux._py_yamux_env("RELEASE_ON_READ", "1") == "0"  # the overlay's setting, read once
 

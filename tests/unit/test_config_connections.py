@@ -1,0 +1,34 @@
+"""`[connections]` in config.toml: read, checked, refused with one sentence naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from communs.node.config import Config, ConfigError, load_config
+
+
+def folder(tmp_path: Path, extra: str) -> Path:
+    (tmp_path / "config.toml").write_text(Config().to_toml() + extra, "utf-8")
+    return tmp_path
+
+
+def test_defaults_and_values(tmp_path: Path) -> None:
+    cfg = load_config(folder(tmp_path, ""))
+    assert (cfg.conn_max_inbound, cfg.conn_per_ip, cfg.conn_limit_loopback, cfg.conn_handshake_s) == \
+        (300, 8, False, 10.0)
+    cfg = load_config(folder(tmp_path, "\n[connections]\nper_ip = 2\nlimit_loopback = true\nhandshake_s = 5\n"))
+    assert (cfg.conn_per_ip, cfg.conn_limit_loopback, cfg.conn_handshake_s) == (2, True, 5)
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("per_ip = 0", "connections.max_inbound and connections.per_ip must be at least 1"),
+    ("max_inbound = -1", "connections.max_inbound and connections.per_ip must be at least 1"),
+    ("handshake_s = 0", "connections.handshake_s must be more than 0 and at most 600 seconds"),
+    ("handshake_s = true", "connections.handshake_s has the wrong type"),
+    ("per_ip = 2.5", "connections.per_ip has the wrong type"),
+    ("per_address = 3", "unknown key connections.per_address"),
+])
+def test_bad_values_are_refused(tmp_path: Path, line: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(folder(tmp_path, f"\n[connections]\n{line}\n"))
