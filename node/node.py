@@ -154,7 +154,7 @@ class Node:
         self.lock.release()
 
     async def _start_overlay(self) -> None:
-        from communs.protocol.connlimits import EXEMPT, ConnLimits
+        from communs.protocol.libp2p.connlimits import EXEMPT, ConnLimits
         from communs.protocol.libp2p.overlay import Overlay, OverlayError
 
         cfg = self.config

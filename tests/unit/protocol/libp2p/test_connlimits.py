@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from communs.protocol.connlimits import (
+from communs.protocol.libp2p.connlimits import (
     ConnLimits,
     InboundSlots,
     LogBudget,
