@@ -51,6 +51,7 @@ class Config:
     log_level: str = "info"
     log_format: str = "text"
     max_request_bytes: int = 1 << 20
+    direct_io: bool | None = None  # [storage] direct_io; None: on where the chunk store's probe passes
 
     @property
     def topic(self) -> str:
@@ -63,6 +64,8 @@ class Config:
             "admin": {"listen": self.admin, "allow_remote": self.admin_allow_remote},
             "log": {"level": self.log_level, "format": self.log_format},
         }
+        if self.direct_io is not None:
+            doc["storage"] = {"direct_io": self.direct_io}
         return "# Communs node configuration. See README.md, 'Operator's guide'.\n" + tomli_w.dumps(doc)
 
     def validate(self) -> None:
@@ -155,6 +158,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, type | tuple[type, ...]]]] = {
     "admin": {"listen": ("admin", str), "allow_remote": ("admin_allow_remote", bool),
               "max_request_bytes": ("max_request_bytes", int)},
     "log": {"level": ("log_level", str), "format": ("log_format", str)},
+    "storage": {"direct_io": ("direct_io", bool)},
 }
 
 
@@ -207,3 +211,13 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    fsync_dir(path.parent)  # the rename itself survives a power cut only once its folder is synced
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make the entries of `folder` (a rename, a new file) durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

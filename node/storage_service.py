@@ -48,7 +48,8 @@ class StorageService:
         except StorageError as exc:
             raise StartupError(str(exc)) from None
         try:
-            self.chunks = await asyncio.to_thread(FsChunkStore, self.node.root / STORE_DIR)
+            self.chunks = await asyncio.to_thread(FsChunkStore, self.node.root / STORE_DIR,
+                                                  direct=self.node.config.direct_io)
         except StorageError as exc:
             await self.catalog.close()
             raise StartupError(str(exc)) from None
