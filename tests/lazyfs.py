@@ -131,13 +131,28 @@ class LazyFS:
         """Drop every write not yet fsynced, as a power cut drops the page cache."""
         self.command("lazyfs::clear-cache", "cache is cleared")
 
+    def crash_at(self, timing: str, op: str, path_regex: str) -> None:
+        """Arm a power cut at an exact point: LazyFS drops its unsynced writes and dies just `timing`
+        ("before" or "after") the first `op` (write, fsync, rename, unlink, create...) on a backing path
+        matching `path_regex`. The mount then answers "Transport endpoint is not connected"."""
+        self.command(f"lazyfs::crash::timing={timing}::op={op}::from_rgx={path_regex}", "VALID crash fault")
+
+    def wait_crashed(self, timeout: float = 120.0) -> None:
+        """Wait until an armed crash has happened (LazyFS exited)."""
+        assert self.proc is not None
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the armed crash did not happen within {timeout} s") from None
+        assert "Triggered fault condition" in self._log_tail(0), self._log_tail(0)[-2000:]
+
     def unmount(self, timeout: float = 20.0) -> None:
         if self.proc is None:
             return
-        if os.path.ismount(self.mnt):
-            done = subprocess.run(["fusermount3", "-u", str(self.mnt)], capture_output=True, check=False)
-            if done.returncode != 0:  # still busy (a process of the test holds a file): detach lazily
-                subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], capture_output=True, check=False)
+        # Also after a crash: the dead mount stays until unmounted (os.path.ismount cannot see it then).
+        done = subprocess.run(["fusermount3", "-u", str(self.mnt)], capture_output=True, check=False)
+        if done.returncode != 0 and self.proc.poll() is None:  # busy (a test process holds a file): detach
+            subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], capture_output=True, check=False)
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
