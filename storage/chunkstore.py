@@ -119,12 +119,13 @@ class ChunkStore(abc.ABC):
         self.flush()
         return created
 
-    def ingest_file(self, path: str | os.PathLike[str],
-                    progress_cb: ProgressCallback | None = None) -> list[tuple[bytes, int]]:
+    def ingest_file(self, path: str | os.PathLike[str], progress_cb: ProgressCallback | None = None,
+                    created: list[bytes] | None = None) -> list[tuple[bytes, int]]:
         """Chunk a file and store every chunk not already there, for publishing.
 
         Returns the file's chunk list, `(digest, size)` in order; every chunk in it is durably stored when
-        this returns.
+        this returns. `created` receives the digest of every chunk this call wrote anew, also when it
+        fails, so that a failed publish can remove what it alone added.
         """
         with open(path, "rb", buffering=0) as stream:
             total = os.fstat(stream.fileno()).st_size
@@ -132,7 +133,8 @@ class ChunkStore(abc.ABC):
             done = 0
             for piece in chunker.iter_pieces(stream):
                 d = digest(piece.data)
-                self.put(d, piece.data, durable=False)
+                if self.put(d, piece.data, durable=False) and created is not None:
+                    created.append(d)
                 out.append((d, piece.length))
                 done += piece.length
                 if progress_cb is not None:
@@ -527,8 +529,8 @@ class FsChunkStore(ChunkStore):
 
     # -- publishing --------------------------------------------------------------------------------------
 
-    def ingest_file(self, path: str | os.PathLike[str],
-                    progress_cb: ProgressCallback | None = None) -> list[tuple[bytes, int]]:
+    def ingest_file(self, path: str | os.PathLike[str], progress_cb: ProgressCallback | None = None,
+                    created: list[bytes] | None = None) -> list[tuple[bytes, int]]:
         """Chunk, hash and store a file as a pipeline, for publishing throughput.
 
         The calling thread reads and cuts (FastCDC releases the GIL); writer threads hash (BLAKE3 releases
@@ -551,7 +553,9 @@ class FsChunkStore(ChunkStore):
                 if abort.is_set():
                     raise StorageError("publishing was interrupted")
                 d = digest(piece.data)
-                _created, touched = self._store(d, piece.data)
+                was_created, touched = self._store(d, piece.data)
+                if was_created and created is not None:
+                    created.append(d)  # list.append is atomic: writer threads share the list
                 return d, piece.length, touched
             finally:
                 piece.release()

@@ -447,3 +447,14 @@ def test_direct_io_can_be_turned_off(tmp_path: Path) -> None:
         assert s._direct is False
     finally:
         s.close()
+
+
+def test_ingest_file_reports_the_chunks_it_created(store: FsChunkStore, tmp_path: Path) -> None:
+    src = tmp_path / "src.bin"
+    src.write_bytes(random.Random(7).randbytes(3 * MiB))
+    created: list[bytes] = []
+    chunks = store.ingest_file(src, created=created)
+    assert sorted(created) == sorted({d for d, _ in chunks})
+    again: list[bytes] = []
+    store.ingest_file(src, created=again)
+    assert again == []  # nothing new: a failed second publish must not delete the first one's chunks
