@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import random
 import threading
@@ -425,7 +426,8 @@ def test_the_direct_probe_reads_its_bytes_back(tmp_path: Path, monkeypatch: pyte
     real_write = os.write
 
     def zeros(fd: int, data: bytes | memoryview) -> int:
-        return real_write(fd, bytes(len(memoryview(data).cast("B"))))
+        with mmap.mmap(-1, len(memoryview(data).cast("B"))) as blank:  # aligned, as O_DIRECT needs
+            return real_write(fd, blank)
 
     monkeypatch.setattr(chunkstore.os, "write", zeros)
     assert chunkstore._direct_reads_back(tmp_path, 1 << 20) is False
