@@ -29,3 +29,47 @@ def test_write_atomic_fsyncs_the_file_then_its_folder(tmp_path: Path, monkeypatc
     assert target.read_text() == "{}"
     assert [e[0] for e in events] == ["fsync", "rename", "fsync"]
     assert events[1] == ("rename", str(target)) and events[2] == ("fsync", str(tmp_path))
+
+
+async def test_get_fsyncs_the_files_and_every_folder_it_adds_to(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from communs.node import localstore
+    from communs.protocol import ids, keys
+    from communs.protocol.records import FileEntry, Manifest, new_dataset_id
+    from communs.storage.catalog import Catalog, ManifestRow
+    from communs.storage.chunkstore import FsChunkStore
+
+    root = tmp_path / "node"
+    root.mkdir()
+    (root / config.CONFIG_FILE).write_text("")
+    body = os.urandom(5000)
+    d = ids.digest(body)
+    with FsChunkStore(root / localstore.STORE_DIR, direct=False) as store:
+        store.put(d, body)
+    key = keys.SigningKey.generate()
+    manifest = Manifest.create(key, dataset=new_dataset_id(key.public, b"n" * 16), version=1, prev=None, seq=1,
+                               log_prev=None, title="t", licence="CC0-1.0", created=1,
+                               files=[FileEntry.of("sub/deeper/a.bin", [(d, len(body))])])
+    cat = await Catalog.open(root / config.CATALOG_FILE)
+    try:
+        await cat.mark_chunks_stored([(d, len(body))])
+        await cat.put_manifest(ManifestRow.from_manifest(manifest, manifest.encode(), received_at=1, state="own",
+                                                         own=True))
+    finally:
+        await cat.close()
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    dest = tmp_path / "out" / "here"  # neither folder exists yet
+    await localstore.export_dataset(root, manifest.cid, dest)
+    target = dest / "sub" / "deeper" / "a.bin"
+    assert target.read_bytes() == body
+    # the file's data, then the folders whose entries it created: the rename's, and each new folder's parent
+    for folder in (target.parent, target.parent.parent, dest, dest.parent, tmp_path):
+        assert str(folder) in synced, (folder, synced)
