@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 from communs.storage.catalog import Catalog
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from .service import Node
 
 STORE_DIR = "store"
+
+log = logging.getLogger("communs.storage")
 
 
 class UsesStorage:
@@ -53,6 +56,9 @@ class StorageService:
         except StorageError as exc:
             await self.catalog.close()
             raise StartupError(str(exc)) from None
+        why = "storage.direct_io" if self.node.config.direct_io is not None else "probed"
+        log.info("chunk files are written %s (%s)",
+                 "with O_DIRECT" if self.chunks.direct else "through the page cache", why)
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.chunks.close)

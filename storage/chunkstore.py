@@ -257,6 +257,11 @@ class FsChunkStore(ChunkStore):
 
     # -- naming ------------------------------------------------------------------------------------------
 
+    @property
+    def direct(self) -> bool:
+        """Whether chunk files are written with O_DIRECT (else through the page cache)."""
+        return self._direct
+
     def path_of(self, d: bytes) -> Path:
         """Where the chunk `d` lives (for tests and tools; nobody else should write there)."""
         _check_digest(d)

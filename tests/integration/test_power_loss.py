@@ -96,6 +96,8 @@ def test_power_cut_during_a_publish_keeps_what_was_acknowledged(tmp_path: Path, 
     a.log_path = tmp_path / "a.log"
     nodes.append(a)
     a.start(timeout=60)
+    wait_for(lambda: "chunk files are written through the page cache (probed)" in a.log(), 10,
+             what="the node to find that O_DIRECT cannot be trusted on LazyFS")
     first = tree(tmp_path / "src" / "first", 6 * MiB)
     acked = cli_json(a.data, "publish", str(first), "--title", "first", "--licence", "CC0-1.0")["id"]
     before = chunk_files(lazyfs.root / "a")
