@@ -122,6 +122,23 @@ def test_power_cut_during_a_publish_keeps_what_was_acknowledged(tmp_path: Path, 
     again = cli_json(a.data, "publish", str(second), "--title", "second", "--licence", "CC0-1.0")["id"]
     same_as(a, again, second, tmp_path)
 
+    # A publish cut exactly as its first catalog commit reaches the disk, before the node can answer: after
+    # the restart it is either whole (state own, byte-exact) or absent, never half there.
+    third = tree(tmp_path / "src" / "third", 3 * MiB)
+    lazyfs.crash_at("after", "fsync", r"catalog\.sqlite-wal")
+    done = cli(a.data, "publish", str(third), "--title", "third", "--licence", "CC0-1.0", "--json", check=False)
+    states = crashed(a, lazyfs)
+    assert done.returncode != 0, "the node answered although its disk was gone"
+    assert states.get(acked) == "own" and states.get(again) == "own", states
+    a.start(timeout=60)
+    thirds = [d for d in a.get("/api/v1/datasets") if d["title"] == "third"]
+    assert [d["state"] for d in thirds] in ([], ["own"]), thirds
+    for d in thirds:
+        same_as(a, d["id"], third, tmp_path)
+    same_as(a, again, second, tmp_path)
+    report = cli_json(a.data, "verify", timeout=120)
+    assert report["ok"] is True, report
+
 
 def crashed(node: NodeProc, fs: LazyFS) -> dict[str, str]:
     """After an armed crash: stop the node (its folder is gone with the mount), check the disk, mount again."""
