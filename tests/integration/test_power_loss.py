@@ -36,7 +36,12 @@ def lazyfs(tmp_path: Path, nodes: list[NodeProc]) -> Iterator[LazyFS]:
     require_lazyfs()
     fs = LazyFS()
     try:
-        yield fs.mount()
+        try:
+            fs.mount()
+        except AssertionError as exc:  # e.g. /dev/fuse is there but mounting is not allowed (no CAP_SYS_ADMIN)
+            lines = [x for x in str(exc).splitlines() if x.strip()]
+            pytest.skip(f"power-cut tests skipped: LazyFS cannot mount here ({lines[-1][:200]})")
+        yield fs
     finally:
         for n in nodes:
             n.kill()
