@@ -201,6 +201,7 @@ def write_private(path: Path, text: str) -> None:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
+    fsync_dir(path.parent)  # a key lost to a power cut after init would be a new identity
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:

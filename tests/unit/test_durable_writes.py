@@ -31,6 +31,16 @@ def test_write_atomic_fsyncs_the_file_then_its_folder(tmp_path: Path, monkeypatc
     assert events[1] == ("rename", str(target)) and events[2] == ("fsync", str(tmp_path))
 
 
+def test_write_private_fsyncs_the_file_then_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(config.os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")),
+                                                       real_fsync(fd)))
+    config.write_private(tmp_path / "node.key", "secret")
+    assert synced == [str(tmp_path / "node.key"), str(tmp_path)]
+    assert (tmp_path / "node.key").stat().st_mode & 0o777 == 0o600
+
+
 async def test_get_fsyncs_the_files_and_every_folder_it_adds_to(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from communs.node import localstore
