@@ -56,6 +56,7 @@ class Config:
     conn_per_ip: int = 8
     conn_limit_loopback: bool = False  # loopback is exempt from per_ip unless this is set (as in go-libp2p)
     conn_handshake_s: float = 10.0
+    direct_io: bool | None = None  # [storage] direct_io; None: on where the chunk store's probe passes
 
     @property
     def topic(self) -> str:
@@ -68,6 +69,8 @@ class Config:
             "admin": {"listen": self.admin, "allow_remote": self.admin_allow_remote},
             "log": {"level": self.log_level, "format": self.log_format},
         }
+        if self.direct_io is not None:
+            doc["storage"] = {"direct_io": self.direct_io}
         return "# Communs node configuration. See README.md, 'Operator's guide'.\n" + tomli_w.dumps(doc)
 
     def validate(self) -> None:
@@ -164,6 +167,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, type | tuple[type, ...]]]] = {
     "connections": {"max_inbound": ("conn_max_inbound", int), "per_ip": ("conn_per_ip", int),
                     "limit_loopback": ("conn_limit_loopback", bool),
                     "handshake_s": ("conn_handshake_s", (int, float))},
+    "storage": {"direct_io": ("direct_io", bool)},
 }
 
 
@@ -206,6 +210,7 @@ def write_private(path: Path, text: str) -> None:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
+    fsync_dir(path.parent)  # a key lost to a power cut after init would be a new identity
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
@@ -216,3 +221,13 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    fsync_dir(path.parent)  # the rename itself survives a power cut only once its folder is synced
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make the entries of `folder` (a rename, a new file) durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -19,6 +19,7 @@ from communs.node.config import (
     OPERATOR_KEY_FILE,
     Config,
     ConfigError,
+    fsync_dir,
     load_config,
     write_atomic,
     write_private,
@@ -80,6 +81,7 @@ def init_folder(root: Path, cfg: Config, founders: list[tuple[bytes, str]] | Non
     if root.is_dir() and any(root.iterdir()):
         raise ConfigError(f"{root} is not empty; choose an empty or new folder for a new node")
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fsync_dir(root.parent)  # the folder itself survives a power cut (its files are synced as written)
     write_private(root / NODE_KEY_FILE, keys.format_private(keys.SigningKey.generate()))
     write_private(root / ADMIN_TOKEN_FILE, secrets.token_urlsafe(32) + "\n")
     if not founders:

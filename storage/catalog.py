@@ -567,6 +567,18 @@ class Catalog:
             f"WHERE mc.digest = c.digest AND m.state IN ({marks}))", sorted(KEPT_STATES))
         return [(d, s) for d, s in rows]
 
+    async def known_chunks(self, digests: Iterable[bytes]) -> set[bytes]:
+        """Those of `digests` the catalog knows: stored here, or used by a manifest in a kept state (one
+        that is or may be fetched: a chunk file with such a digest may be waited for, so only a chunk
+        unknown here is free to delete)."""
+        wanted = list(dict.fromkeys(digests))
+        known: set[bytes] = set()
+        for i in range(0, len(wanted), 500):
+            part = wanted[i:i + 500]
+            rows = await self._all(f"SELECT digest FROM chunks WHERE digest IN ({','.join('?' * len(part))})", part)
+            known.update(r[0] for r in rows)
+        return known
+
     async def stored_digests(self) -> set[bytes]:
         """Every chunk the catalog records as stored: to reconcile with the chunk store after a crash
         (chunks written by a publish or fetch whose catalog step never committed are on disk but not here)."""

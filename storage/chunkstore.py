@@ -119,12 +119,13 @@ class ChunkStore(abc.ABC):
         self.flush()
         return created
 
-    def ingest_file(self, path: str | os.PathLike[str],
-                    progress_cb: ProgressCallback | None = None) -> list[tuple[bytes, int]]:
+    def ingest_file(self, path: str | os.PathLike[str], progress_cb: ProgressCallback | None = None,
+                    created: list[bytes] | None = None) -> list[tuple[bytes, int]]:
         """Chunk a file and store every chunk not already there, for publishing.
 
         Returns the file's chunk list, `(digest, size)` in order; every chunk in it is durably stored when
-        this returns.
+        this returns. `created` receives the digest of every chunk this call wrote anew, also when it
+        fails, so that a failed publish can remove what it alone added.
         """
         with open(path, "rb", buffering=0) as stream:
             total = os.fstat(stream.fileno()).st_size
@@ -132,7 +133,8 @@ class ChunkStore(abc.ABC):
             done = 0
             for piece in chunker.iter_pieces(stream):
                 d = digest(piece.data)
-                self.put(d, piece.data, durable=False)
+                if self.put(d, piece.data, durable=False) and created is not None:
+                    created.append(d)
                 out.append((d, piece.length))
                 done += piece.length
                 if progress_cb is not None:
@@ -167,7 +169,8 @@ class FsChunkStore(ChunkStore):
 
     def __init__(self, root: str | os.PathLike[str], *, writers: int = 8, windows: int = 4,
                  direct: bool | None = None) -> None:
-        """`direct`: write chunks with O_DIRECT (None: when the filesystem supports it, probed at open)."""
+        """`direct`: write chunks with O_DIRECT (None: where the probe at open shows that bytes written with
+        O_DIRECT read back identical; `[storage] direct_io` in config.toml)."""
         self.root = Path(root)
         self._chunks = self.root / "chunks"
         self._tmp = self.root / "tmp"
@@ -176,8 +179,10 @@ class FsChunkStore(ChunkStore):
         self._buffers = _AlignedBuffers(chunker.MAX_SIZE, limit=2 * self._writers)
         self._direct = False
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
         self._busy: dict[bytes, threading.Event] = {}
         self._pending_dirs: set[Path] = set()
+        self._inflight: set[Path] = set()  # taken by a flush that has not finished its fsyncs
         # Folders fsynced by this process (their entries at that time are durable), and folders created by
         # this process whose parent has not been fsynced since.
         self._synced: set[Path] = set()
@@ -251,6 +256,11 @@ class FsChunkStore(ChunkStore):
             return self._executor
 
     # -- naming ------------------------------------------------------------------------------------------
+
+    @property
+    def direct(self) -> bool:
+        """Whether chunk files are written with O_DIRECT (else through the page cache)."""
+        return self._direct
 
     def path_of(self, d: bytes) -> Path:
         """Where the chunk `d` lives (for tests and tools; nobody else should write there)."""
@@ -364,9 +374,25 @@ class FsChunkStore(ChunkStore):
         return created
 
     def flush(self) -> None:
-        with self._lock:
-            dirs, self._pending_dirs = self._pending_dirs, set()
-        self._sync_dirs(dirs)
+        """Fsync the folders of every earlier non-durable put, and return only once they are synced.
+
+        Flushes run one at a time: a flush that finds nothing pending because another thread took the
+        folders must still wait for that thread's fsync to finish, or its caller would mark chunks stored
+        while their folder entries are not yet on disk. A failed fsync puts its folders back.
+        """
+        with self._flush_lock:
+            with self._lock:
+                dirs, self._pending_dirs = self._pending_dirs, set()
+                self._inflight = dirs
+            try:
+                self._sync_dirs(dirs)
+            except BaseException:
+                with self._lock:
+                    self._pending_dirs.update(dirs)
+                raise
+            finally:
+                with self._lock:
+                    self._inflight = set()
 
     def _store(self, d: bytes, data: Buffer) -> tuple[bool, set[Path]]:
         """Write an already verified chunk if absent. Returns whether it was created, and the folders to
@@ -455,7 +481,9 @@ class FsChunkStore(ChunkStore):
         folder = final.parent
         need: set[Path] = set()
         with self._lock:
-            if renamed or folder not in self._synced:
+            # A chunk found already there may have been renamed in by a put whose folder is not synced yet.
+            if (renamed or folder not in self._synced or folder in self._pending_dirs
+                    or folder in self._inflight):
                 need.add(folder)
             if folder in self._fresh or self._chunks not in self._synced:
                 need.add(self._chunks)
@@ -506,8 +534,8 @@ class FsChunkStore(ChunkStore):
 
     # -- publishing --------------------------------------------------------------------------------------
 
-    def ingest_file(self, path: str | os.PathLike[str],
-                    progress_cb: ProgressCallback | None = None) -> list[tuple[bytes, int]]:
+    def ingest_file(self, path: str | os.PathLike[str], progress_cb: ProgressCallback | None = None,
+                    created: list[bytes] | None = None) -> list[tuple[bytes, int]]:
         """Chunk, hash and store a file as a pipeline, for publishing throughput.
 
         The calling thread reads and cuts (FastCDC releases the GIL); writer threads hash (BLAKE3 releases
@@ -530,7 +558,9 @@ class FsChunkStore(ChunkStore):
                 if abort.is_set():
                     raise StorageError("publishing was interrupted")
                 d = digest(piece.data)
-                _created, touched = self._store(d, piece.data)
+                was_created, touched = self._store(d, piece.data)
+                if was_created and created is not None:
+                    created.append(d)  # list.append is atomic: writer threads share the list
                 return d, piece.length, touched
             finally:
                 piece.release()
@@ -604,18 +634,69 @@ class _AlignedBuffers:
             self._free.append(buf)
 
 
+_PROBE_SIZE = 4 * chunker.MAX_SIZE  # written as one request: big enough that the kernel splits it
+_probed: dict[int, bool] = {}  # st_dev -> probe result, once per filesystem and process
+_probed_lock = threading.Lock()
+
+
 def _probe_direct(folder: Path) -> bool:
-    """Whether files in `folder` take aligned O_DIRECT writes (not tmpfs on older kernels, for one)."""
+    """Whether bytes written to files in `folder` with O_DIRECT read back identical; once per filesystem.
+
+    Accepting the open and the write is not enough: on LazyFS (a FUSE file system) O_DIRECT writes of a
+    few MiB are accepted and read back as zeros, intermittently for one chunk and nearly always for a
+    16 MiB write, which FUSE splits into requests that the daemon serves at once. So the probe writes a
+    random pattern of that size with O_DIRECT, closes the file, reads it back with an ordinary read and
+    compares; and it refuses FUSE outright, whose O_DIRECT behaviour is whatever its daemon does (one
+    passing sample proves nothing about an intermittent fault there).
+    """
     if not _O_DIRECT:
         return False
-    probe = folder / f"direct-probe.{os.getpid()}.tmp"
-    buf = mmap.mmap(-1, _ALIGN)
     try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | _O_DIRECT, 0o644)
+        dev = os.stat(folder).st_dev
+    except OSError:
+        return False
+    with _probed_lock:
+        if dev in _probed:
+            return _probed[dev]
+        ok = not _is_fuse(folder) and _direct_reads_back(folder, _PROBE_SIZE)
+        _probed[dev] = ok
+        return ok
+
+
+def _is_fuse(folder: Path) -> bool:
+    """Whether `folder` is on a FUSE file system (Linux: its statfs type, from /proc/self/mountinfo)."""
+    try:
+        target = os.path.realpath(folder)
+        best, fstype = "", ""
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                fields = left.split()
+                if len(fields) < 5 or not right:
+                    continue
+                mount = fields[4].replace("\\040", " ")
+                if (target == mount or target.startswith(mount.rstrip("/") + "/")) and len(mount) >= len(best):
+                    best, fstype = mount, right.split()[0]
+        return fstype == "fuse" or fstype.startswith(("fuse.", "fuseblk"))
+    except OSError:
+        return False
+
+
+def _direct_reads_back(folder: Path, size: int) -> bool:
+    """Write `size` random bytes with O_DIRECT, close, read them back without O_DIRECT and compare."""
+    probe = folder / f"direct-probe.{os.getpid()}.{threading.get_ident()}.tmp"
+    pattern = os.urandom(size)
+    buf = mmap.mmap(-1, size)  # anonymous maps start on a page boundary
+    try:
+        buf[:] = pattern
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | _O_DIRECT, 0o600)
         try:
-            return os.write(fd, memoryview(buf)) == _ALIGN
+            _write_all(fd, memoryview(buf))
         finally:
             os.close(fd)
+        with open(probe, "rb", buffering=0) as f:
+            back = f.read(size + 1)
+        return back == pattern
     except OSError:
         return False
     finally:

@@ -71,6 +71,7 @@ class PublishJob:
     files_done: int = 0
     state: str = "scanning"
     started: float = field(default_factory=time.time)
+    created: list[bytes] = field(default_factory=list)  # chunk files this publish wrote anew
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "path": self.path, "state": self.state, "bytes_done": self.bytes_done,
@@ -256,11 +257,35 @@ class DatasetsService(UsesStorage):
         try:
             manifest = await self._publish(path, title=title, licence=licence, description=description,
                                            keywords=keywords, dataset=dataset, job=job)
-        except BaseException:
+        except BaseException as exc:
             job.state = "failed"
+            if isinstance(exc, Exception):
+                await self._drop_leftovers(job)
             raise
+        finally:
+            job.created = []
         job.state = "done"
         return manifest
+
+    async def _drop_leftovers(self, job: PublishJob) -> None:
+        """Delete the chunk files a failed publish wrote and nothing else uses, at once: after a full disk
+        they would otherwise keep the disk full until the next start (which deletes unknown chunk files).
+
+        Only chunks this publish created (the file was not there before), that the catalog does not know
+        (none is marked stored, no manifest that is or may be fetched uses them: replication only writes
+        chunks of such manifests), and only while no other publish runs (it may be about to use the same chunk).
+        """
+        if not job.created or any(j is not job and j.state not in ("done", "failed") for j in self.jobs.values()):
+            return
+        try:
+            known = await self.catalog.known_chunks(job.created)
+            leftovers = [d for d in job.created if d not in known]
+            await asyncio.to_thread(lambda: [self.chunks.delete(d) for d in leftovers])
+        except StorageError as exc:
+            log.warning("could not remove the chunks of a failed publish (the next start does): %s", exc)
+            return
+        if leftovers:
+            log.info("removed %d chunk file(s) written by the failed publish of %s", len(leftovers), job.path)
 
     async def _publish(self, path: Path, *, title: str, licence: str, description: str,
                        keywords: Sequence[str], dataset: bytes | None, job: PublishJob) -> Manifest:
@@ -284,7 +309,7 @@ class DatasetsService(UsesStorage):
                 job.bytes_done = base + done
 
             try:
-                chunk_list = await asyncio.to_thread(self.chunks.ingest_file, real, progress)
+                chunk_list = await asyncio.to_thread(self.chunks.ingest_file, real, progress, job.created)
             except StorageError as exc:
                 raise _storage_failure(f"could not store {real}", exc) from None
             except OSError as exc:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from communs.node.config import CATALOG_FILE, ConfigError, load_config
+from communs.node.config import CATALOG_FILE, ConfigError, fsync_dir, load_config
 from communs.node.services.storage import STORE_DIR
 from communs.protocol import ids, paths
 from communs.protocol.errors import RecordError
@@ -35,7 +35,7 @@ async def _open(root: Path) -> tuple[Catalog, FsChunkStore]:
     except StorageError as exc:
         raise LocalError(str(exc)) from None
     try:
-        store = FsChunkStore(root / STORE_DIR)
+        store = FsChunkStore(root / STORE_DIR, direct=False)  # reads and quarantines only: no probe
     except StorageError as exc:
         await catalog.close()
         raise LocalError(str(exc)) from None
@@ -59,7 +59,8 @@ async def export_dataset(root: Path, id_text: str, dest: Path, *, force: bool = 
         if missing or info.state not in ("own", "complete"):
             raise LocalError(f"the dataset is not complete here (state {info.state}, "
                              f"{len(missing)} chunk(s) missing)")
-        dest.mkdir(parents=True, exist_ok=True)
+        folders: set[Path] = set()  # folders that gained an entry here: fsynced before returning
+        _make_folders(dest, folders)
         targets = []
         for entry in manifest.files:
             try:
@@ -71,7 +72,7 @@ async def export_dataset(root: Path, id_text: str, dest: Path, *, force: bool = 
             targets.append((entry, target))
         done, total = 0, manifest.size
         for entry, target in targets:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            _make_folders(target.parent, folders)
             tmp = target.with_name(f".{target.name}.communs-tmp")
             try:
                 with open(tmp, "wb") as out:
@@ -91,12 +92,26 @@ async def export_dataset(root: Path, id_text: str, dest: Path, *, force: bool = 
                     out.flush()
                     os.fsync(out.fileno())
                 os.replace(tmp, target)
+                folders.add(target.parent)
             finally:
                 tmp.unlink(missing_ok=True)
+        for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+            fsync_dir(folder)  # the renames and new folders survive a power cut once this returns
         return {"id": id_text, "dest": str(dest), "files": len(targets), "bytes": total}
     finally:
         store.close()
         await catalog.close()
+
+
+def _make_folders(folder: Path, created_in: set[Path]) -> None:
+    """Create `folder` and its missing parents, noting every folder that gained an entry (to fsync)."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        created_in.add(new.parent)
 
 
 @dataclass

@@ -487,6 +487,8 @@ class ReplicationService(UsesStorage):
             usage = shutil.disk_usage(getattr(self.chunks, "root", None) or self.node.root)
         except (OSError, TypeError):
             return None
+        if usage.total == 0:  # a filesystem that reports no sizes (LazyFS, some FUSE ones): unknown, not full
+            return None
         return usage.free, usage.total
 
     def _reserve_bytes(self, total: int | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 from communs.node.config import CATALOG_FILE
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
     from communs.node.node import Node
 
 STORE_DIR = "store"
+
+log = logging.getLogger("communs.storage")
 
 
 class UsesStorage:
@@ -47,10 +50,14 @@ class StorageService:
         except StorageError as exc:
             raise StartupError(str(exc)) from None
         try:
-            self.chunks = await asyncio.to_thread(FsChunkStore, self.node.root / STORE_DIR)
+            self.chunks = await asyncio.to_thread(FsChunkStore, self.node.root / STORE_DIR,
+                                                  direct=self.node.config.direct_io)
         except StorageError as exc:
             await self.catalog.close()
             raise StartupError(str(exc)) from None
+        why = "storage.direct_io" if self.node.config.direct_io is not None else "probed"
+        log.info("chunk files are written %s (%s)",
+                 "with O_DIRECT" if self.chunks.direct else "through the page cache", why)
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.chunks.close)

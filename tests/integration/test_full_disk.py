@@ -252,3 +252,33 @@ async def test_catalog_transaction_cancelled_at_begin_leaves_no_open_transaction
         assert await cat.used_bytes() == 40
     finally:
         await cat.close()
+
+
+def test_a_failed_publish_gives_its_space_back_without_a_restart(tmp_path: Path,
+                                                                small_disk: Callable[[str, int], Path]) -> None:
+    """Issue 12, item 11: the chunks a publish wrote before the disk filled stayed until the next start
+    (which deletes chunk files the catalog does not know), so the disk stayed full for everything else."""
+    disk = small_disk("disk", 32)
+    n = _node_on(disk, tmp_path, "pub")
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(12 * MiB))
+    medium = tmp_path / "medium.bin"
+    medium.write_bytes(os.urandom(3 * MiB))
+    n.start()
+    try:
+        _fill(disk, leave=5 * MiB)
+        free_before = _free(disk)
+        status, body = _publish_api(n, big, "Big")
+        assert status == 507, (status, body)
+        assert _free(disk) >= free_before - MiB, (free_before, _free(disk))  # the catalog may grow a little
+        # what fits in the space given back is published, without a restart
+        status, body = _publish_api(n, medium, "Medium")
+        assert status == 201, (status, body)
+        assert [d["title"] for d in n.get("/api/v1/datasets")] == ["Medium"]
+        assert _integrity(n.data) == "ok"
+        assert cli_json(n.data, "verify")["ok"] is True
+        assert "written by the failed publish" in n.log()
+    finally:
+        code = n.stop()
+    assert code == 0
+    assert "Traceback" not in n.log(), n.log()

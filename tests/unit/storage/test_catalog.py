@@ -462,3 +462,12 @@ async def test_kv(cat: Catalog) -> None:
     assert await cat.kv_get("x") == b"2"
     await cat.kv_delete("x")
     assert await cat.kv_get("x") is None
+
+
+async def test_known_chunks_are_the_stored_and_the_referenced_ones(cat: Catalog) -> None:
+    await cat.put_manifest(row(PUB_A, 1, chunks=[chunk(1)], state="in-progress"))
+    await cat.put_manifest(row(PUB_A, 2, chunks=[chunk(3)], state="not-wanted"))  # its chunks are not awaited
+    await cat.mark_chunks_stored([chunk(2)])
+    many = [chunk(i)[0] for i in range(3, 1200)]
+    assert await cat.known_chunks([chunk(1)[0], chunk(2)[0], *many]) == {chunk(1)[0], chunk(2)[0]}
+    assert await cat.known_chunks([]) == set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import random
 import threading
@@ -346,3 +347,116 @@ def test_direct_writes_are_used_where_the_filesystem_takes_them(tmp_path: Path) 
         assert os.listdir(tmp_path / "store" / "tmp") == []  # the probe file is gone
     finally:
         s.close()
+
+
+def _slow_folder_fsync(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event, list[str]]:
+    """Folder fsyncs that block until released: `entered` is set when one starts, `done` lists finished ones."""
+    entered, release = threading.Event(), threading.Event()
+    done: list[str] = []
+    real = chunkstore._fsync_dir
+
+    def slow(folder: Path) -> None:
+        entered.set()
+        assert release.wait(10)
+        real(folder)
+        done.append(str(folder))
+
+    monkeypatch.setattr(chunkstore, "_fsync_dir", slow)
+    return entered, release, done
+
+
+def test_flush_returns_only_after_a_concurrent_flush_synced_the_folders(store: FsChunkStore,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 12, item 11: thread 1's flush takes the pending folders and fsyncs them; thread 2's flush found
+    # nothing pending and returned at once, so its caller marked chunks stored before their folder was synced.
+    d, data = _chunk(40)
+    store.put(d, data)  # the folders exist and are durable
+    other = next(_chunk(i) for i in range(41, 5000) if _chunk(i)[0][:1] == d[:1])
+    store.put(*other, durable=False)
+    entered, release, done = _slow_folder_fsync(monkeypatch)
+    first = threading.Thread(target=store.flush)
+    first.start()
+    assert entered.wait(10)
+    second_returned = threading.Event()
+    second = threading.Thread(target=lambda: (store.flush(), second_returned.set()))
+    second.start()
+    assert not second_returned.wait(0.3), "a flush returned while another one's folder fsync was still running"
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert second_returned.is_set() and str(store.path_of(d).parent) in done
+
+
+def test_a_chunk_found_already_there_waits_for_its_folder_sync(store: FsChunkStore,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # A put that finds the chunk renamed in by another, not yet flushed put must sync the folder itself.
+    d, data = _chunk(50)
+    store.put(d, data)
+    other = next(_chunk(i) for i in range(51, 5000) if _chunk(i)[0][:1] == d[:1])
+    store.put(*other, durable=False)
+    synced: list[str] = []
+    real = chunkstore._fsync_dir
+    monkeypatch.setattr(chunkstore, "_fsync_dir", lambda folder: (synced.append(str(folder)), real(folder)))
+    assert store.put(*other) is False
+    assert str(store.path_of(d).parent) in synced
+
+
+def test_a_failed_flush_keeps_its_folders_pending(store: FsChunkStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    d, data = _chunk(60)
+    store.put(d, data, durable=False)
+    real = chunkstore._fsync_dir
+
+    def failing(folder: Path) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(chunkstore, "_fsync_dir", failing)
+    with pytest.raises(Exception, match="syncing chunk folders"):
+        store.flush()
+    synced: list[str] = []
+    monkeypatch.setattr(chunkstore, "_fsync_dir", lambda folder: (synced.append(str(folder)), real(folder)))
+    store.flush()
+    assert str(store.path_of(d).parent) in synced
+
+
+def test_the_direct_probe_reads_its_bytes_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 12: an O_DIRECT write that the filesystem accepts but that reads back different (LazyFS gave
+    # zeros) must turn O_DIRECT off. Simulated here by a filesystem that drops the written bytes.
+    if not chunkstore._O_DIRECT or not chunkstore._direct_reads_back(tmp_path, 1 << 20):
+        pytest.skip("this filesystem takes no O_DIRECT writes")
+    real_write = os.write
+
+    def zeros(fd: int, data: bytes | memoryview) -> int:
+        with mmap.mmap(-1, len(memoryview(data).cast("B"))) as blank:  # aligned, as O_DIRECT needs
+            return real_write(fd, blank)
+
+    monkeypatch.setattr(chunkstore.os, "write", zeros)
+    assert chunkstore._direct_reads_back(tmp_path, 1 << 20) is False
+    monkeypatch.setattr(chunkstore.os, "write", real_write)
+    monkeypatch.setattr(chunkstore, "_probed", {})
+    monkeypatch.setattr(chunkstore, "_is_fuse", lambda folder: False)
+    monkeypatch.setattr(chunkstore, "_direct_reads_back", lambda folder, size: False)
+    s = FsChunkStore(tmp_path / "store")
+    try:
+        assert s._direct is False
+    finally:
+        s.close()
+    assert os.listdir(tmp_path) == ["store"]  # no probe file left behind
+
+
+def test_direct_io_can_be_turned_off(tmp_path: Path) -> None:
+    s = FsChunkStore(tmp_path / "store", direct=False)
+    try:
+        assert s._direct is False
+    finally:
+        s.close()
+
+
+def test_ingest_file_reports_the_chunks_it_created(store: FsChunkStore, tmp_path: Path) -> None:
+    src = tmp_path / "src.bin"
+    src.write_bytes(random.Random(7).randbytes(3 * MiB))
+    created: list[bytes] = []
+    chunks = store.ingest_file(src, created=created)
+    assert sorted(created) == sorted({d for d, _ in chunks})
+    again: list[bytes] = []
+    store.ingest_file(src, created=again)
+    assert again == []  # nothing new: a failed second publish must not delete the first one's chunks
