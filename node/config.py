@@ -51,6 +51,10 @@ class Config:
     log_level: str = "info"
     log_format: str = "text"
     max_request_bytes: int = 1 << 20
+    # [gossip]: IP colocation scoring (protocol/gossipguard.py, SECURITY.md): more than this many peers
+    # behind one address are penalised, except in these networks (loopback: a federation on one machine).
+    ip_colocation_threshold: int = 10
+    ip_colocation_exempt: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
 
     @property
     def topic(self) -> str:
@@ -70,6 +74,14 @@ class Config:
         check_federation(self.federation)
         if not self.listen:
             raise ConfigError("node.listen must name at least one multiaddr")
+        if self.ip_colocation_threshold < 1:
+            raise ConfigError("gossip.ip_colocation_threshold must be at least 1")
+        for net in self.ip_colocation_exempt:
+            try:
+                ipaddress.ip_network(str(net), strict=False)
+            except ValueError:
+                raise ConfigError(f"gossip.ip_colocation_exempt: {net!r} is not an IP network "
+                                  "such as 127.0.0.0/8") from None
         for addr in self.listen:
             check_listen_multiaddr(addr)
         for addr in self.bootstrap:
@@ -155,6 +167,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, type | tuple[type, ...]]]] = {
     "admin": {"listen": ("admin", str), "allow_remote": ("admin_allow_remote", bool),
               "max_request_bytes": ("max_request_bytes", int)},
     "log": {"level": ("log_level", str), "format": ("log_format", str)},
+    "gossip": {"ip_colocation_threshold": ("ip_colocation_threshold", int),
+               "ip_colocation_exempt": ("ip_colocation_exempt", list)},
 }
 
 

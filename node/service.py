@@ -162,7 +162,14 @@ class Node:
         cfg = self.config
         for addr in cfg.listen:
             _probe_listen(addr)
-        self.overlay = Overlay(self.key.seed, cfg.listen, enable_dht=cfg.dht, enable_mdns=cfg.mdns)
+        from communs.protocol.gossipguard import GossipLimits
+
+        gossip_limits = GossipLimits(colocation_threshold=cfg.ip_colocation_threshold,
+                                     colocation_exempt=tuple(str(n) for n in cfg.ip_colocation_exempt))
+        self.overlay = Overlay(self.key.seed, cfg.listen, enable_dht=cfg.dht, enable_mdns=cfg.mdns,
+                               gossip_limits=gossip_limits)
+        if self.metrics is not None:
+            self.metrics.watch_limits(self.overlay.limit_counts)
         try:
             await self.overlay.start()
         except (OverlayError, OSError) as exc:
