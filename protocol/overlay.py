@@ -1101,14 +1101,17 @@ def _limit_streams(host: Any, budget: StreamBudget) -> None:
                 with contextlib.suppress(Exception):
                     await stream.reset()
                 return
-            if verdict.evict is not None:
-                old = live.pop(verdict.evict, None)
-                if old is not None:
-                    old._communs_evicted = True
-                    with contextlib.suppress(Exception):
-                        await old.reset()
-            live[token] = stream
+            live[token] = stream  # before any await: the next stream may evict this one meanwhile
             try:
+                if verdict.evict is not None:
+                    old = live.pop(verdict.evict, None)
+                    if old is not None:
+                        with contextlib.suppress(Exception):
+                            await old.reset()
+                if token not in live:  # evicted while the one before was being reset
+                    with contextlib.suppress(Exception):
+                        await stream.reset()
+                    return
                 if timeout is None:
                     await handler(stream)
                 else:
@@ -1178,6 +1181,13 @@ def _guard_gossip(overlay: Overlay, pubsub: Any, gossip: Any) -> None:
     overlay._origin_gate.learn(overlay._host.get_id().to_bytes())
 
 
+def _signature_ok(msg: Any) -> bool:
+    try:
+        return bool(signature_validator(msg))
+    except Exception:  # py-libp2p raises on a key it cannot decode: as bad as a wrong signature
+        return False
+
+
 async def _read_gossip(overlay: Overlay, pubsub: Any, stream: Any) -> None:
     """py-libp2p's `Pubsub.continuously_read_stream`, checking each RPC and message as gossipguard says
     before anything is scheduled: a graylisted peer's RPCs are ignored, oversize RPCs and messages, bad
@@ -1234,16 +1244,16 @@ async def _read_gossip(overlay: Overlay, pubsub: Any, stream: Any) -> None:
                     scorer.penalize_behavior(peer_id, penalty)
                     refuse("too-many-messages", len(rpc.publish) - count)
                 now = trio.current_time()
-                for msg in list(rpc.publish)[:count]:
+                for i, msg in enumerate(list(rpc.publish)[:count]):
                     if not pubsub._is_subscribed_to_msg(msg) or pubsub._is_msg_seen(msg):
                         continue
                     if scorer is not None and not scorer.allow_publish(peer_id, list(msg.topicIDs)):
-                        refuse("below-publish-threshold", count)  # the rest of this RPC, unread
+                        refuse("below-publish-threshold", count - i)  # the rest of this RPC, unread
                         break
                     if len(msg.data) > limits.max_message_bytes:
                         invalid(msg, "oversize-message")
                         continue
-                    if pubsub.strict_signing and not signature_validator(msg):
+                    if pubsub.strict_signing and not _signature_ok(msg):
                         invalid(msg, "bad-signature")
                         continue
                     if not gate.allow(bytes(msg.from_id), peer, now):
