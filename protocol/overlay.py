@@ -24,7 +24,10 @@ Everything else in the node sees only asyncio objects: `Overlay`, `Stream`, `Pee
 This module is also the one place that adjusts py-libp2p (pinned, 0.8.1) for bulk transfers: queue sizes
 and Yamux settings, and four internals replaced by equivalents without their extra copies and look-ups
 (`_read_exactly`, the secure session's buffer, PY_YAMUX_* read once, TCP read ahead; see each, and
-tests/unit/test_libp2p_tuning.py). Importing it applies them.
+tests/unit/test_libp2p_tuning.py). Importing it applies them. Per host, it also replaces py-libp2p's
+stream accounting (one shared pool) by per-peer, per-direction and per-protocol budgets with idle
+timeouts (`_limit_streams`, decisions in streamlimits.py), and gossipsub's read loop by one that checks
+and scores each RPC before it costs anything (`_read_gossip`, decisions in gossipguard.py).
 """
 
 from __future__ import annotations

@@ -270,11 +270,14 @@ async def test_bad_signature_flood_is_scored_and_stops_costing(tmp_path: Path, n
     victim, _, written = await under_attack(tmp_path, nodes, attack)
     assert written >= 10, written
     checked = await asyncio.to_thread(limits, victim, "gossip", "bad-signature")
+    unread = await asyncio.to_thread(limits, victim, "gossip", "too-many-messages")
     skipped = await asyncio.to_thread(limits, victim, "gossip", "below-publish-threshold")
     graylisted = await asyncio.to_thread(limits, victim, "gossip", "graylisted")
-    # scored: after a few dozen bad signatures the rest went unverified
+    print(f"{written} RPCs of 3000 bad signatures: {checked:.0f} verified, {unread:.0f} over the per-RPC cap, "
+          f"{skipped:.0f} skipped below the publish threshold, {graylisted:.0f} RPCs ignored whole")
+    # scored: after a few dozen bad signatures the rest went unverified, and the peer ended graylisted
     assert 1 <= checked < 1000, checked
-    assert skipped + graylisted * 3000 >= written * 3000 - 2 * 3000, (skipped, graylisted)
+    assert unread >= 2488 and skipped >= 1 and graylisted >= 1, (unread, skipped, graylisted)
 
 
 async def test_oversize_rpcs_and_messages_are_refused_scored_and_cost_no_memory(
