@@ -603,6 +603,10 @@ class Overlay:
                         from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 
                         self._dht = KadDHT(host, DHTMode.SERVER, enable_random_walk=True)
+                        # py-libp2p serves at most 12 kad streams at once, node-wide, for as long as each stays
+                        # open: 12 idle ones from one peer locked the DHT out. Each peer now has 4, reset when
+                        # idle for 10 s (streamlimits.py); 64 keeps a few busy peers from filling it.
+                        self._dht._inbound_limiter = trio.CapacityLimiter(64)
                         async with background_trio_service(self._dht):
                             await self._serve_until_stopped()
                     else:

@@ -47,7 +47,7 @@ class StreamLimits:
     node_outbound: int = 2048  # go-libp2p: SystemBaseLimit.StreamsOutbound 128 * 16
     # Inbound streams per peer and protocol class, once the protocol is negotiated (go-libp2p:
     # ProtocolPeerBaseLimit.StreamsInbound 64; go-libp2p-pubsub: one inbound stream per peer).
-    per_protocol: dict[str, int] = field(default_factory=lambda: {MESHSUB: 1, KAD: 2, COMMUNS: 64})
+    per_protocol: dict[str, int] = field(default_factory=lambda: {MESHSUB: 1, KAD: 4, COMMUNS: 64})
     protocol_default: int = 8
     # Classes where a stream over the budget replaces the peer's oldest instead of being refused.
     replace_oldest: frozenset[str] = frozenset({MESHSUB})

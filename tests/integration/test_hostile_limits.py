@@ -91,6 +91,9 @@ async def scene(tmp_path: Path, nodes: list[NodeProc]) -> tuple[NodeProc, NodePr
     return victim, honest, hostile
 
 
+hostile_seed: dict[str, bytes] = {}  # peer id -> key seed of each hostile host
+
+
 async def hostile_host() -> Overlay:
     seed, listen = keys.SigningKey.generate().seed, ["/ip4/127.0.0.1/tcp/0"]
     try:
@@ -101,6 +104,7 @@ async def hostile_host() -> Overlay:
     except TypeError:  # an overlay without stream limits (run against the code before them)
         overlay = Overlay(seed, listen, enable_dht=False)
     await overlay.start()
+    hostile_seed[overlay.peer_id] = seed
     return overlay
 
 
@@ -214,7 +218,7 @@ async def test_thousands_of_idle_meshsub_streams_from_one_peer(tmp_path: Path, n
 
 
 async def test_idle_kad_streams_do_not_lock_the_dht_out(tmp_path: Path, nodes: list[NodeProc]) -> None:
-    async def attack(hostile: Overlay, victim: NodeProc) -> tuple[list[Stream], bytes, int]:
+    async def attack(hostile: Overlay, victim: NodeProc) -> tuple[int, bytes, int]:
         streams = await open_streams(hostile, victim.peer_id, KAD, 12)  # held, never a byte sent
         await asyncio.sleep(0.5)
         prober = await hostile_host()
@@ -226,14 +230,15 @@ async def test_idle_kad_streams_do_not_lock_the_dht_out(tmp_path: Path, nodes: l
             await s.close()
         finally:
             await prober.stop()
-        # the two the victim admitted from the hostile peer are reset once idle for 10 s
-        return streams, answer, await still_open(streams, 20.0)
+        # the four the victim admitted from the hostile peer are reset once idle for 10 s
+        return len(streams), answer, await still_open(streams, 20.0)
 
-    victim, _, (streams, answer, left) = await under_attack(tmp_path, nodes, attack)
+    victim, _, (opened, answer, left) = await under_attack(tmp_path, nodes, attack)
+    print(f"{opened} of 12 idle kad streams opened")
     assert answer, "the DHT answered nobody while one peer held idle kad streams"
     assert left == 0, f"{left} idle kad streams were still open after 20 s"
-    assert len(streams) == 12
-    assert await asyncio.to_thread(limits, victim, "stream", "kad-per-peer") >= 10
+    # (some of the twelve fail to open on the hostile side: reset before it read the negotiation's answer)
+    assert await asyncio.to_thread(limits, victim, "stream", "kad-per-peer") >= 8
 
 
 # ---- item 6 and item 3's flood: gossip -------------------------------------------------------------------
@@ -289,11 +294,18 @@ async def test_oversize_rpcs_and_messages_are_refused_scored_and_cost_no_memory(
         flood = [_varint(4 << 20) + os.urandom(4 << 20) for _ in range(40)]  # 160 MiB of 4 MiB RPCs
         written = await write_rpcs(hostile, victim, big + flood)
         await asyncio.sleep(0.5)
-        # now scored below the graylist: a small RPC of its is ignored whole
-        await write_rpcs(hostile, victim, [rpc([gossip_message(from_id, b"x", os.urandom(8), os.urandom(64))])])
-        return written
+        # now scored below the graylist: even a valid announcement of its own is ignored, unread
+        key = keys.SigningKey(hostile_seed[hostile.peer_id])
+        ann, _ = announcement(key)
+        before = await asyncio.to_thread(metric, victim, "communs_gossip_messages_total", outcome="accepted")
+        await write_rpcs(hostile, victim, [rpc([signed_message(key.seed, ann.encode())])])
+        await asyncio.sleep(3.0)
+        after = await asyncio.to_thread(metric, victim, "communs_gossip_messages_total", outcome="accepted")
+        return written, after - before
 
-    victim, _, _ = await under_attack(tmp_path, nodes, attack)
+    victim, _, (written, accepted) = await under_attack(tmp_path, nodes, attack)
+    assert written >= 3, written
+    assert accepted == 0, "a peer that sent oversize RPCs was not penalised: its next announcement was accepted"
     assert await asyncio.to_thread(limits, victim, "gossip", "oversize-rpc") >= 6
     assert await asyncio.to_thread(limits, victim, "gossip", "oversize-message") >= 1
     assert await asyncio.to_thread(limits, victim, "gossip", "graylisted") >= 1

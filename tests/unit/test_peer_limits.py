@@ -44,11 +44,11 @@ def test_one_meshsub_stream_per_peer_the_newest_wins() -> None:
     assert budget.handled("a", "/meshsub/1.1.0") == 0
 
 
-def test_kad_streams_per_peer_are_refused_beyond_two_and_communs_keeps_its_own_design() -> None:
+def test_kad_streams_per_peer_are_refused_beyond_four_and_communs_keeps_its_own_design() -> None:
     budget = StreamBudget()
     verdicts = [budget.enter("a", "/ipfs/kad/1.0.0", i).admit for i in range(12)]
-    assert verdicts == [True, True] + [False] * 10
-    assert budget.refused["kad-per-peer"] == 10
+    assert verdicts == [True] * 4 + [False] * 8
+    assert budget.refused["kad-per-peer"] == 8
     assert budget.enter("b", "/ipfs/kad/1.0.0", 99).admit
     # Communs' own protocols answer `busy` after 8 themselves: the backstop here is far above that
     assert all(budget.enter("a", "/communs/chunks/1", 100 + i).admit for i in range(64))
