@@ -1307,12 +1307,23 @@ class _Notifee:
     async def connected(self, network: Any, conn: Any) -> None:
         with contextlib.suppress(Exception):  # a peer we were connected to is no stranger as a publisher
             self._overlay._origin_gate.learn(conn.muxed_conn.peer_id.to_bytes())
+        with contextlib.suppress(Exception):
+            # py-libp2p looks the address up for IP colocation before the peer's gossip stream exists, and so
+            # never finds it: given here, from the connection (loopback is left out, see `_guard_gossip`).
+            address = conn.muxed_conn.get_remote_address()
+            scorer = self._overlay._gossip.scorer
+            if address and scorer is not None:
+                scorer.add_peer_ip(conn.muxed_conn.peer_id, str(address[0]))
         cb = self._overlay.on_connect
         if cb is not None:
             with contextlib.suppress(Exception):
                 self._overlay._in_loop(cb, conn.muxed_conn.peer_id.to_base58())
 
     async def disconnected(self, network: Any, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            peer_id = conn.muxed_conn.peer_id
+            if not network.get_connections(peer_id):
+                self._overlay._gossip.scorer.remove_peer_ip(peer_id)
         cb = self._overlay.on_disconnect
         if cb is not None:
             with contextlib.suppress(Exception):

@@ -341,3 +341,32 @@ async def test_validly_signed_junk_from_throwaway_keys_is_rate_limited(tmp_path:
     assert accepted <= allowed, (accepted, allowed)
     assert relayed <= allowed, (relayed, allowed)
     assert dropped >= count - allowed
+
+
+# ---- IP colocation on one machine ------------------------------------------------------------------------
+
+async def test_peers_on_loopback_are_not_penalised_for_sharing_an_address() -> None:
+    """Four peers behind 127.0.0.1 with a colocation threshold of 1: exempt by default (every score 0), and
+    penalised when loopback is not exempt (the same wiring, so the exemption is what makes the difference)."""
+    from communs.protocol.gossipguard import GossipLimits
+
+    async def scores(exempt: tuple[str, ...]) -> list[float]:
+        victim = Overlay(keys.SigningKey.generate().seed, ["/ip4/127.0.0.1/tcp/0"], enable_dht=False,
+                         gossip_limits=GossipLimits(colocation_threshold=1, colocation_exempt=exempt))
+        await victim.start()
+        peers = [await hostile_host() for _ in range(4)]
+        try:
+            for p in peers:
+                await p.connect(victim.listen_addrs()[0])
+            scorer = victim._gossip.scorer
+            await until(lambda: len(victim._pubsub.peers) >= 4, 15, "the victim to see four gossip peers")
+            await asyncio.sleep(0.5)
+            return [scorer.score(pid, []) for pid in list(victim._pubsub.peers)]
+        finally:
+            for p in peers:
+                await p.stop()
+            await victim.stop()
+
+    assert await scores(GossipLimits().colocation_exempt) == [0.0] * 4
+    penalised = await scores(())
+    assert len(penalised) == 4 and all(s < 0 for s in penalised), penalised

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from communs.protocol import gossipguard, streamlimits
 from communs.protocol.gossipguard import GossipLimits, TokenBucket, UnknownOriginGate
 from communs.protocol.streamlimits import StreamBudget, StreamLimits
@@ -105,3 +108,19 @@ def test_messages_per_rpc_cap() -> None:
     limits = GossipLimits(max_messages_per_rpc=512)
     assert gossipguard.messages_to_read(512, limits) == (512, 0.0)
     assert gossipguard.messages_to_read(3000, limits) == (512, gossipguard.TOO_MANY_MESSAGES_PENALTY)
+
+
+def test_colocation_keys_in_config_toml(tmp_path: Path) -> None:
+    from communs.node.config import CONFIG_FILE, Config, ConfigError, load_config
+
+    base = Config().to_toml()
+    (tmp_path / CONFIG_FILE).write_text(base + '\n[gossip]\nip_colocation_threshold = 3\n'
+                                        'ip_colocation_exempt = ["10.1.0.0/16"]\n')
+    cfg = load_config(tmp_path)
+    assert cfg.ip_colocation_threshold == 3 and cfg.ip_colocation_exempt == ["10.1.0.0/16"]
+    assert Config().ip_colocation_exempt == ["127.0.0.0/8", "::1/128"]  # loopback exempt unless changed
+    for bad, says in (("ip_colocation_threshold = 0", "at least 1"),
+                      ('ip_colocation_exempt = ["localhost"]', "is not an IP network")):
+        (tmp_path / CONFIG_FILE).write_text(base + f"\n[gossip]\n{bad}\n")
+        with pytest.raises(ConfigError, match=says):
+            load_config(tmp_path)
