@@ -57,6 +57,10 @@ class Config:
     conn_limit_loopback: bool = False  # loopback is exempt from per_ip unless this is set (as in go-libp2p)
     conn_handshake_s: float = 10.0
     direct_io: bool | None = None  # [storage] direct_io; None: on where the chunk store's probe passes
+    # [gossip]: IP colocation scoring (protocol/gossipguard.py, SECURITY.md): more than this many peers
+    # behind one address are penalised, except in these networks (loopback: a federation on one machine).
+    ip_colocation_threshold: int = 10
+    ip_colocation_exempt: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
 
     @property
     def topic(self) -> str:
@@ -78,6 +82,14 @@ class Config:
         check_federation(self.federation)
         if not self.listen:
             raise ConfigError("node.listen must name at least one multiaddr")
+        if self.ip_colocation_threshold < 1:
+            raise ConfigError("gossip.ip_colocation_threshold must be at least 1")
+        for net in self.ip_colocation_exempt:
+            try:
+                ipaddress.ip_network(str(net), strict=False)
+            except ValueError:
+                raise ConfigError(f"gossip.ip_colocation_exempt: {net!r} is not an IP network "
+                                  "such as 127.0.0.0/8") from None
         for addr in self.listen:
             check_listen_multiaddr(addr)
         for addr in self.bootstrap:
@@ -168,6 +180,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, type | tuple[type, ...]]]] = {
                     "limit_loopback": ("conn_limit_loopback", bool),
                     "handshake_s": ("conn_handshake_s", (int, float))},
     "storage": {"direct_io": ("direct_io", bool)},
+    "gossip": {"ip_colocation_threshold": ("ip_colocation_threshold", int),
+               "ip_colocation_exempt": ("ip_colocation_exempt", list)},
 }
 
 

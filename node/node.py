@@ -155,6 +155,7 @@ class Node:
 
     async def _start_overlay(self) -> None:
         from communs.protocol.libp2p.connlimits import EXEMPT, ConnLimits
+        from communs.protocol.libp2p.gossipguard import GossipLimits
         from communs.protocol.libp2p.overlay import Overlay, OverlayError
 
         cfg = self.config
@@ -162,8 +163,12 @@ class Node:
             _probe_listen(addr)
         limits = ConnLimits(max_inbound=cfg.conn_max_inbound, per_ip=cfg.conn_per_ip,
                             handshake_s=float(cfg.conn_handshake_s), exempt=() if cfg.conn_limit_loopback else EXEMPT)
+        gossip_limits = GossipLimits(colocation_threshold=cfg.ip_colocation_threshold,
+                                     colocation_exempt=tuple(str(n) for n in cfg.ip_colocation_exempt))
         self.overlay = Overlay(self.key.seed, cfg.listen, enable_dht=cfg.dht, enable_mdns=cfg.mdns,
-                               conn_limits=limits)
+                               conn_limits=limits, gossip_limits=gossip_limits)
+        if self.metrics is not None:
+            self.metrics.watch_limits(self.overlay.limit_counts)
         try:
             await self.overlay.start()
         except (OverlayError, OSError) as exc:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 
 class Metrics:
@@ -29,5 +33,26 @@ class Metrics:
         self.sync_records = Counter("communs_sync_records_total", "Manifests learned by catalog sync",
                                     registry=r)
 
+    def watch_limits(self, read: Callable[[], dict[str, int]]) -> None:
+        """Export what the overlay's per-peer limits refused (`communs_peer_limits_total{what, reason}`); the
+        counts live in libp2p's thread and are read at scrape time."""
+        if getattr(self, "_limits", None) is None:
+            self._limits = _LimitCounts(read)
+            self.registry.register(self._limits)
+        self._limits.read = read
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _LimitCounts(Collector):
+    def __init__(self, read: Callable[[], dict[str, int]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("communs_peer_limits", "Streams and gossip refused by per-peer limits",
+                                     labels=["what", "reason"])
+        for key, count in sorted(self.read().items()):
+            what, _, reason = key.partition(":")
+            family.add_metric([what, reason], count)
+        yield family

@@ -24,12 +24,15 @@ Everything else in the node sees only asyncio objects: `Overlay`, `Stream`, `Pee
 This module is also the one place that adjusts py-libp2p (pinned, 0.8.1) for bulk transfers: queue sizes
 and Yamux settings, and four internals replaced by equivalents without their extra copies and look-ups
 (`_read_exactly`, the secure session's buffer, PY_YAMUX_* read once, TCP read ahead; see each, and
-tests/unit/test_libp2p_tuning.py). Importing it applies them.
+tests/unit/protocol/libp2p/test_overlay.py). Importing it applies them.
 
 It also bounds what a peer can hold (decisions in connlimits.py, see SECURITY.md "Connection and memory
 limits"): the swarm's inbound handler (slots released on close, per address, handshake deadline), and in
 Yamux the receive window (enforced; grown only for a reader), reset streams' data (dropped), and
-py-libp2p's per-frame warnings (budgeted).
+py-libp2p's per-frame warnings (budgeted). Per host, it also replaces py-libp2p's
+stream accounting (one shared pool) by per-peer, per-direction and per-protocol budgets with idle
+timeouts (`_limit_streams`, decisions in streamlimits.py), and gossipsub's read loop by one that checks
+and scores each RPC before it costs anything (`_read_gossip`, decisions in gossipguard.py).
 """
 
 from __future__ import annotations
@@ -68,7 +71,11 @@ from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub import gossipsub as gossipsub_mod
 from libp2p.pubsub import pubsub as pubsub_mod
 from libp2p.pubsub import rpc_queue as rpc_queue_mod
+from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.utils import maybe_consume_signed_record
+from libp2p.pubsub.validators import signature_validator
+from libp2p.rcmgr import Direction
 from libp2p.security.noise import io as noise_io
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
@@ -78,8 +85,12 @@ from libp2p.stream_muxer.yamux.yamux import MAX_WINDOW_SIZE as YAMUX_MAX_WINDOW
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 from libp2p.tools.anyio_service import background_trio_service
+from libp2p.utils.varint import read_varint_prefixed_bytes_limited
 
+from . import gossipguard, streamlimits
 from .connlimits import ConnLimits, InboundSlots, LogBudget, reachability_problem, window_exceeded
+from .gossipguard import GossipLimits, ScoreNumbers, UnknownOriginGate
+from .streamlimits import StreamBudget, StreamLimits
 
 log = logging.getLogger("communs.overlay")
 
@@ -392,19 +403,27 @@ PUBLISH_RATE = 200.0  # messages per second, per node; a burst beyond is queued,
 _FORWARDERS_KEPT = _QUEUE_SIZE
 
 
-def _score_params() -> Any:
-    """Peer scoring that acts on rejected messages (py-libp2p's defaults weigh nothing and gate nothing).
+def _score_params(limits: GossipLimits, numbers: ScoreNumbers | None = None) -> Any:
+    """Peer scoring that acts on misbehaviour (py-libp2p's defaults weigh nothing and gate nothing).
 
-    Each message a topic validator rejects costs its forwarder one point, decaying by 5% per 1 s
-    heartbeat; an honest peer relays only what it validated and never loses any. Below -50 the peer's
-    messages are dropped before validation (a flood stops costing CPU); below -100 it is graylisted.
+    Each message a topic validator rejects, or whose libp2p signature or size is wrong, costs its forwarder
+    one point (P4), decaying by 5% per 1 s heartbeat; an honest peer relays only what it validated and never
+    loses any. An oversize RPC, or one with too many messages, costs behaviour points (py-libp2p's P5, the
+    spec's P7); more than `colocation_threshold` peers behind one IP address cost each of them (py-libp2p's
+    P7, the spec's P6; loopback exempt, see gossipguard). Below -50 the peer's messages are dropped before
+    validation (a flood stops costing CPU); below -100 it is graylisted and its RPCs are ignored whole.
     So a peer can send about 2.5 invalid messages per second, sustained, before it is ignored.
     """
     from libp2p.pubsub.score import ScoreParams, TopicScoreParams
 
+    n = numbers or ScoreNumbers()
     return ScoreParams(
-        p4_invalid_messages=TopicScoreParams(weight=1.0, cap=1000.0, decay=0.95),
-        publish_threshold=-50.0, gossip_threshold=-25.0, graylist_threshold=-100.0,
+        p4_invalid_messages=TopicScoreParams(weight=n.invalid_weight, cap=n.invalid_cap, decay=n.invalid_decay),
+        p5_behavior_penalty_weight=n.behaviour_weight, p5_behavior_penalty_decay=n.behaviour_decay,
+        p5_behavior_penalty_threshold=n.behaviour_threshold,
+        p7_ip_colocation_weight=limits.colocation_weight, p7_ip_colocation_threshold=limits.colocation_threshold,
+        publish_threshold=n.publish_threshold, gossip_threshold=n.gossip_threshold,
+        graylist_threshold=n.graylist_threshold,
     )
 
 
@@ -639,6 +658,8 @@ class Overlay:
         enable_mdns: bool = False,
         connect_timeout: float = 10.0,
         conn_limits: ConnLimits | None = None,
+        stream_limits: StreamLimits | None = None,
+        gossip_limits: GossipLimits | None = None,
     ) -> None:
         self._seed = seed
         self._slots = InboundSlots(conn_limits)
@@ -667,6 +688,11 @@ class Overlay:
         # Who forwarded each accepted message, keyed by (from, seqno): the validator sees the forwarder,
         # the subscription only the origin, and a fetch after an announcement must ask a connected peer.
         self._forwarders: collections.OrderedDict[tuple[bytes, bytes], str] = collections.OrderedDict()
+        # Per-peer limits (protocol/streamlimits.py, protocol/gossipguard.py): used in trio's thread only.
+        self._stream_budget = StreamBudget(stream_limits)
+        self._gossip_limits = gossip_limits or GossipLimits()
+        self._origin_gate = UnknownOriginGate(self._gossip_limits)
+        self._gossip_refused: dict[str, int] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -735,6 +761,7 @@ class Overlay:
         host.get_network()._communs_slots = self._slots  # type: ignore[attr-defined]  # see _handle_inbound
         self._host = host
         self.peer_id = host.get_id().to_base58()
+        _limit_streams(host, self._stream_budget)
         gossip = gossipsub_mod.GossipSub(
             protocols=GOSSIP_PROTOCOLS,
             degree=6,
@@ -746,9 +773,11 @@ class Overlay:
             # application paces and validates instead.
             max_messages_per_topic_per_second=1000.0,
             max_pending_messages_per_peer=1000,
-            score_params=_score_params(),
+            score_params=_score_params(self._gossip_limits),
         )
-        pubsub = Pubsub(host, gossip, strict_signing=True, max_concurrent_validator_count=64)
+        pubsub = Pubsub(host, gossip, strict_signing=True, max_concurrent_validator_count=64,
+                        max_inbound_rpc_size=self._gossip_limits.max_rpc_bytes)
+        _guard_gossip(self, pubsub, gossip)
         # py-libp2p seeds message seqnos with int(time.time()) and adds 1 per publish: a node that published
         # N messages and restarts within N seconds re-uses seqnos, and peers drop its new messages as already
         # seen (message id = from + seqno). Nanoseconds keep seqnos increasing across restarts.
@@ -764,6 +793,10 @@ class Overlay:
                         from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 
                         self._dht = KadDHT(host, DHTMode.SERVER, enable_random_walk=True)
+                        # py-libp2p serves at most 12 kad streams at once, node-wide, for as long as each stays
+                        # open: 12 idle ones from one peer locked the DHT out. Each peer now has 4, reset when
+                        # idle for 10 s (streamlimits.py); 64 keeps a few busy peers from filling it.
+                        self._dht._inbound_limiter = trio.CapacityLimiter(64)
                         async with background_trio_service(self._dht):
                             await self._serve_until_stopped()
                     else:
@@ -1071,6 +1104,7 @@ class Overlay:
                 if self.on_reject is not None:
                     self._in_loop(self.on_reject, topic, sender, reason)
                 return False
+            self._origin_gate.learn(bytes(msg.from_id))
             forwarders = self._forwarders
             forwarders[(bytes(msg.from_id), bytes(msg.seqno))] = sender
             while len(forwarders) > _FORWARDERS_KEPT:
@@ -1124,6 +1158,15 @@ class Overlay:
         if pubsub is None:
             return []
         return _snapshot(lambda: [p.to_base58() for p in pubsub.peer_topics.get(topic, set())], [])
+
+    def limit_counts(self) -> dict[str, int]:
+        """What the per-peer limits refused so far, by reason (streams and gossip), for the metrics."""
+        def read() -> dict[str, int]:
+            out = {f"stream:{k}": v for k, v in self._stream_budget.refused.items()}
+            out.update({f"gossip:{k}": v for k, v in self._gossip_refused.items()})
+            return out
+
+        return _snapshot(read, {})
 
     # ---- DHT -----------------------------------------------------------------------------------
 
@@ -1231,6 +1274,222 @@ async def _wait_buffered(inner: Any, n: int) -> None:
                 conn.stream_events[sid] = trio.Event()
 
 
+# ---- per-peer limits: streams (protocol/streamlimits.py) and gossip (protocol/gossipguard.py) ----------
+
+
+def _limit_streams(host: Any, budget: StreamBudget) -> None:
+    """Count py-libp2p's streams in `budget` instead of its one shared pool, and wrap every protocol handler
+    (registered now or later) in the per-peer, per-protocol budget and idle timeout of `budget.limits`."""
+    network = host.get_network()
+    manager = getattr(network, "_resource_manager", None)
+    if manager is None:
+        log.warning("py-libp2p has no resource manager: per-peer stream limits are not applied")
+    else:
+        # Without the shared semaphore an outbound stream never waits behind inbound ones: each direction
+        # has its own budget, refused at once when full.
+        network.set_resource_manager(manager, enable_stream_semaphore=False)
+
+        def acquire(peer_id: Any, direction: Any) -> bool:
+            return budget.open(str(peer_id), direction == Direction.INBOUND) is None
+
+        def release(peer_id: Any, direction: Any) -> None:
+            budget.close(str(peer_id), direction == Direction.INBOUND)
+
+        manager.acquire_stream = acquire
+        manager.release_stream = release
+
+    tokens = iter(range(1, 1 << 62))
+    live: dict[int, Any] = {}
+
+    def limited(protocol: str, handler: Any) -> Any:
+        cls = streamlimits.protocol_class(protocol)
+        timeout = budget.limits.idle_limit(cls)
+
+        async def handle(stream: Any) -> None:
+            try:
+                peer = str(stream.muxed_conn.peer_id)
+            except Exception:
+                peer = "unknown"
+            token = next(tokens)
+            verdict = budget.enter(peer, protocol, token)
+            if not verdict.admit:
+                log.debug("refused a %s stream from %s: %s", protocol, peer, verdict.reason)
+                with contextlib.suppress(Exception):
+                    await stream.reset()
+                return
+            live[token] = stream  # before any await: the next stream may evict this one meanwhile
+            try:
+                if verdict.evict is not None:
+                    old = live.pop(verdict.evict, None)
+                    if old is not None:
+                        with contextlib.suppress(Exception):
+                            await old.reset()
+                if token not in live:  # evicted while the one before was being reset
+                    with contextlib.suppress(Exception):
+                        await stream.reset()
+                    return
+                if timeout is None:
+                    await handler(stream)
+                else:
+                    await _handle_with_idle_timeout(stream, handler, timeout)
+            finally:
+                live.pop(token, None)
+                budget.leave(peer, protocol, token)
+
+        handle._communs_limited = True  # type: ignore[attr-defined]
+        return handle
+
+    mux = host.get_mux()
+    for protocol, handler in list(mux.handlers.items()):
+        if protocol is not None and handler is not None and not getattr(handler, "_communs_limited", False):
+            mux.handlers[protocol] = limited(str(protocol), handler)
+    register = host.set_stream_handler
+
+    def set_stream_handler(protocol_id: Any, handler: Any) -> None:
+        register(protocol_id, limited(str(protocol_id), handler))
+
+    host.set_stream_handler = set_stream_handler
+
+
+async def _handle_with_idle_timeout(stream: Any, handler: Any, timeout: float) -> None:
+    """Run `handler(stream)`; reset the stream once it has received nothing for `timeout` seconds."""
+    last = [trio.current_time()]
+    read = stream.read
+
+    async def timed_read(n: int | None = None) -> bytes:
+        data: bytes = await read(n)
+        last[0] = trio.current_time()
+        return data
+
+    stream.read = timed_read
+
+    async def watch() -> None:
+        while True:
+            now = trio.current_time()
+            if streamlimits.idle_expired(last[0], now, timeout):
+                log.debug("reset a %s stream idle for %.0f s", stream.get_protocol(), timeout)
+                with contextlib.suppress(Exception):
+                    await stream.reset()
+                return
+            await trio.sleep(last[0] + timeout - now)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch)
+        try:
+            await handler(stream)
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+def _guard_gossip(overlay: Overlay, pubsub: Any, gossip: Any) -> None:
+    """Replace py-libp2p's gossip read loop by `_read_gossip`; keep loopback out of IP colocation."""
+    pubsub.continuously_read_stream = functools.partial(_read_gossip, overlay, pubsub)
+    scorer = gossip.scorer
+    exempt = overlay._gossip_limits.colocation_exempt
+    if scorer is not None:
+        add_peer_ip = scorer.add_peer_ip
+
+        def add_counted(peer: Any, ip: str) -> None:
+            if gossipguard.colocation_counted(ip, exempt):
+                add_peer_ip(peer, ip)
+
+        scorer.add_peer_ip = add_counted
+    overlay._origin_gate.learn(overlay._host.get_id().to_bytes())
+
+
+def _signature_ok(msg: Any) -> bool:
+    try:
+        return bool(signature_validator(msg))
+    except Exception:  # py-libp2p raises on a key it cannot decode: as bad as a wrong signature
+        return False
+
+
+async def _read_gossip(overlay: Overlay, pubsub: Any, stream: Any) -> None:
+    """py-libp2p's `Pubsub.continuously_read_stream`, checking each RPC and message as gossipguard says
+    before anything is scheduled: a graylisted peer's RPCs are ignored, oversize RPCs and messages, bad
+    signatures and surplus messages are scored, strangers' messages are rate-limited."""
+    from libp2p.io.exceptions import IOException, MessageTooLarge
+    from libp2p.network.connection.exceptions import RawConnError
+    from libp2p.network.stream.exceptions import StreamEOF, StreamError
+
+    peer_id = stream.muxed_conn.peer_id
+    peer = str(peer_id)
+    limits, gate, refused = overlay._gossip_limits, overlay._origin_gate, overlay._gossip_refused
+    scorer = getattr(pubsub.router, "scorer", None)
+
+    def refuse(reason: str, n: int = 1) -> None:
+        refused[reason] = refused.get(reason, 0) + n
+
+    def invalid(msg: Any, reason: str) -> None:
+        refuse(reason)
+        if scorer is not None:
+            for topic in msg.topicIDs:
+                scorer.on_invalid_message(peer_id, topic)
+
+    try:
+        while pubsub.manager.is_running:
+            try:
+                incoming = await read_varint_prefixed_bytes_limited(stream, limits.max_rpc_bytes)
+            except MessageTooLarge:
+                refuse("oversize-rpc")
+                if scorer is not None:
+                    scorer.penalize_behavior(peer_id, gossipguard.OVERSIZE_RPC_PENALTY)
+                with contextlib.suppress(Exception):
+                    await stream.reset()
+                return
+            topics = list(pubsub.topic_ids)
+            if scorer is not None and topics and scorer.is_graylisted(peer_id, topics):
+                refuse("graylisted")
+                continue
+            rpc = rpc_pb2.RPC()
+            try:
+                rpc.ParseFromString(incoming)
+            except Exception:
+                refuse("malformed-rpc")
+                if scorer is not None:
+                    scorer.penalize_behavior(peer_id, gossipguard.OVERSIZE_RPC_PENALTY)
+                with contextlib.suppress(Exception):
+                    await stream.reset()
+                return
+            if not maybe_consume_signed_record(rpc, pubsub.host, peer_id):
+                refuse("bad-peer-record")
+                continue
+            if rpc.publish:
+                count, penalty = gossipguard.messages_to_read(len(rpc.publish), limits)
+                if penalty and scorer is not None:
+                    scorer.penalize_behavior(peer_id, penalty)
+                    refuse("too-many-messages", len(rpc.publish) - count)
+                now = trio.current_time()
+                for i, msg in enumerate(list(rpc.publish)[:count]):
+                    if not pubsub._is_subscribed_to_msg(msg) or pubsub._is_msg_seen(msg):
+                        continue
+                    if scorer is not None and not scorer.allow_publish(peer_id, list(msg.topicIDs)):
+                        refuse("below-publish-threshold", count - i)  # the rest of this RPC, unread
+                        break
+                    if len(msg.data) > limits.max_message_bytes:
+                        invalid(msg, "oversize-message")
+                        continue
+                    if pubsub.strict_signing and not _signature_ok(msg):
+                        invalid(msg, "bad-signature")
+                        continue
+                    if not gate.allow(bytes(msg.from_id), peer, now):
+                        refuse("unknown-origin")
+                        continue
+                    if pubsub.manager.is_running:
+                        pubsub.manager.run_task(pubsub.push_msg, peer_id, msg)
+            if rpc.subscriptions:
+                if len(rpc.subscriptions) > pubsub.max_subscriptions_per_rpc:
+                    refuse("too-many-subscriptions")
+                else:
+                    for sub in rpc.subscriptions:
+                        pubsub.handle_subscription(peer_id, sub)
+            if rpc.HasField("control"):
+                await pubsub.router.handle_rpc(rpc, peer_id)
+    except (StreamEOF, StreamError, IOException, RawConnError) as exc:
+        log.debug("gossip stream from %s ended: %s", peer, exc)
+
+
+
 def _snapshot(read: Callable[[], T], default: T) -> T:
     """Read libp2p's state from the loop's thread. trio's thread may change a dict while we iterate it
     (Python then raises RuntimeError rather than return a torn view): read again."""
@@ -1255,12 +1514,25 @@ class _Notifee:
         pass
 
     async def connected(self, network: Any, conn: Any) -> None:
+        with contextlib.suppress(Exception):  # a peer we were connected to is no stranger as a publisher
+            self._overlay._origin_gate.learn(conn.muxed_conn.peer_id.to_bytes())
+        with contextlib.suppress(Exception):
+            # py-libp2p looks the address up for IP colocation before the peer's gossip stream exists, and so
+            # never finds it: given here, from the connection (loopback is left out, see `_guard_gossip`).
+            address = conn.muxed_conn.get_remote_address()
+            scorer = self._overlay._gossip.scorer
+            if address and scorer is not None:
+                scorer.add_peer_ip(conn.muxed_conn.peer_id, str(address[0]))
         cb = self._overlay.on_connect
         if cb is not None:
             with contextlib.suppress(Exception):
                 self._overlay._in_loop(cb, conn.muxed_conn.peer_id.to_base58())
 
     async def disconnected(self, network: Any, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            peer_id = conn.muxed_conn.peer_id
+            if not network.get_connections(peer_id):
+                self._overlay._gossip.scorer.remove_peer_ip(peer_id)
         cb = self._overlay.on_disconnect
         if cb is not None:
             with contextlib.suppress(Exception):
