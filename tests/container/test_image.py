@@ -146,7 +146,7 @@ def test_two_containers_peer_replicate_under_a_voted_policy_and_stop_cleanly(
     peer_a = a.node_json()["peer_id"]
     # everything `init` takes, given to run --init-if-missing
     b = containers(f"b-{secrets.token_hex(3)}", "run", "--data", "/data", "--init-if-missing", "--name", "bee",
-                   "--listen", "/ip4/0.0.0.0/tcp/7480", "--admin", "127.0.0.1:7481", "--no-dht",
+                   "--listen", "/ip4/0.0.0.0/tcp/7480", "--admin", "127.0.0.1:7481", "--federation", "communs",
                    "--bootstrap", f"/dns4/{a.name}/tcp/7470/p2p/{peer_a}")
     wait_for(lambda: (b.data / "node.json").exists(), 90, 0.5, what=f"node b to start: {b.logs()}")
 
