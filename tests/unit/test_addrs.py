@@ -29,7 +29,7 @@ def test_without_interface_addresses_a_wildcard_is_dropped_not_advertised() -> N
 
 @given(st.lists(st.sampled_from(["/ip4/0.0.0.0/tcp/1", "/ip6/::/tcp/1", "/ip4/1.2.3.4/tcp/1",
                                  "/ip4/127.0.0.1/tcp/9", "/ip6/::1/tcp/1", "/dns4/x/tcp/1"])),
-       st.lists(st.sampled_from(IFACES + ["0.0.0.0", "::", "x"])))
+       st.lists(st.sampled_from([*IFACES, "0.0.0.0", "::", "x"])))
 def test_never_an_unspecified_address_and_never_twice(addrs: list[str], ifaces: list[str]) -> None:
     out = advertised(addrs, ifaces)
     assert len(out) == len(set(out))
