@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,3 +210,56 @@ def test_a_data_folder_the_node_cannot_write_gets_one_sentence(
     assert "Traceback" not in log
     assert log.startswith("communs: error: the data folder /data is not writable by this process (uid 10001"), log
     assert "chown -R 10001:10001" in log and len(log.splitlines()) == 1, log
+
+
+def _compose_bin() -> str:
+    found = shutil.which("podman-compose") or str(Path(sys.executable).with_name("podman-compose"))
+    if not Path(found).exists():
+        pytest.fail("podman-compose is not installed (it is in the test extras: pip install -e '.[test]')")
+    return found
+
+
+def test_compose_file_brings_up_three_healthy_peered_nodes(
+        podman_env: dict[str, str], image: str, tmp_path: Path) -> None:
+    """compose.yaml as shipped, with two changes for a test: the image just built (no second build), and
+    no port published on the host (the nodes talk over the project's network)."""
+    yaml = pytest.importorskip("yaml")
+    doc = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    for svc in doc["services"].values():
+        svc.pop("build", None)
+        svc.pop("ports", None)
+        svc["image"] = image
+    (tmp_path / "compose.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    project = f"communs-test-{secrets.token_hex(3)}"
+    compose = [_compose_bin(), "-p", project, "-f", str(tmp_path / "compose.yaml")]
+    try:
+        run(podman_env, *compose, "up", "-d", timeout=300)
+        names = {}
+        for line in podman(podman_env, "ps", "-a", "--filter", f"label=io.podman.compose.project={project}",
+                           "--format", '{{.Names}} {{index .Labels "com.docker.compose.service"}}').stdout.splitlines():
+            name, service = line.split()
+            names[service] = name
+        assert sorted(names) == ["node1", "node2", "node3"], names
+
+        def cli(service: str, *args: str) -> Any:
+            return json.loads(podman(podman_env, "exec", names[service], "communs", *args, "--data", "/data",
+                                     "--json").stdout)
+
+        # no systemd here to run podman's health-check timers: run each check as the timer would
+        def healthy(service: str) -> bool:
+            podman(podman_env, "healthcheck", "run", names[service], check=False)
+            state = json.loads(podman(podman_env, "inspect", "--format", "{{json .State}}", names[service]).stdout)
+            health = state.get("Health") or state.get("Healthcheck") or {}
+            return bool(health.get("Status") == "healthy")
+
+        for service in names:
+            wait_for(lambda s=service: healthy(s), 120, 2.0, what=f"{service} to be healthy")
+        peer1 = cli("node1", "status")["peer_id"]
+        for service in ("node2", "node3"):
+            assert cli(service, "status")["name"] == service
+            wait_for(lambda s=service: any(p["peer_id"] == peer1 for p in cli(s, "peers")), 60, 1.0,
+                     what=f"{service} to peer with node1")
+        wait_for(lambda: len(cli("node1", "peers")) >= 2, 60, 1.0, what="node1 to list node2 and node3")
+    finally:
+        down = run(podman_env, *compose, "down", "-v", "-t", "10", check=False, timeout=300)
+        assert down.returncode == 0, down.stderr[-2000:]
