@@ -10,7 +10,11 @@
 # user cannot write them at run time. fastecdsa's one run-time library, libgmp10, is already in the base.
 
 FROM python:3.11-slim AS wheels
+# So that builders can remove this stage's image (it holds the compiler) once the build is done.
+LABEL org.communs.stage=wheels
 
+# A package index other than PyPI, where the build machine must use one: --build-arg PIP_INDEX_URL=...
+ARG PIP_INDEX_URL=https://pypi.org/simple
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 

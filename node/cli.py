@@ -172,7 +172,8 @@ def check_writable(root: Path) -> None:
     target = root if root.exists() else next((p for p in root.absolute().parents if p.exists()), None)
     if target is None or not target.is_dir() or os.access(target, os.W_OK | os.X_OK):
         return
-    fail(f"the data folder {root} is not writable by this process (uid {os.getuid()}, gid {os.getgid()}); "
+    what = f"the data folder {root}" if target == root else f"{target}, where the data folder {root} would be made,"
+    fail(f"{what} is not writable by this process (uid {os.getuid()}, gid {os.getgid()}); "
          f"give it that owner, e.g. `chown -R {os.getuid()}:{os.getgid()} HOST_FOLDER` for a folder "
          "bind-mounted into a container, or choose another folder with --data")
 

@@ -82,14 +82,18 @@ def image(podman_env: dict[str, str]) -> Iterator[str]:
     run(podman_env, "bash", str(HERE / "standin-base.sh"), timeout=900)
     tag = f"localhost/communs-test:{secrets.token_hex(4)}"
     started = time.monotonic()
-    # Host network for the build: apt and pip reach their servers as this machine does.
-    podman(podman_env, "build", "--format", "docker", "--pull=never", "--network", "host", "-t", tag,
+    # Host network for the build: apt and pip reach their servers as this machine does (here through an
+    # intercepting proxy, whose CA the stand-in base carries). A pip index set for this machine's pip
+    # goes in too when the build can reach it (not a file:// one).
+    index = [] if not os.environ.get("PIP_INDEX_URL", "").startswith(("http://", "https://")) \
+        else ["--build-arg", f"PIP_INDEX_URL={os.environ['PIP_INDEX_URL']}"]
+    podman(podman_env, "build", "--format", "docker", "--pull=never", "--network", "host", *index, "-t", tag,
            str(ROOT), timeout=1200)
     size = podman(podman_env, "image", "inspect", "--format", "{{.Size}}", tag).stdout.strip()
     print(f"image built in {time.monotonic() - started:.0f} s, {int(size) / 1e6:.0f} MB")
     yield tag
     podman(podman_env, "rmi", "-f", tag, check=False)
-    podman(podman_env, "image", "prune", "-f", check=False)  # the build stage's dangling layers
+    podman(podman_env, "image", "prune", "-f", "--filter", "label=org.communs.stage=wheels", check=False)
 
 
 @pytest.fixture
