@@ -30,7 +30,8 @@ COPY node ./node
 COPY protocol ./protocol
 COPY storage ./storage
 COPY governance ./governance
-RUN pip wheel --wheel-dir /wheels .
+RUN pip wheel --wheel-dir /wheels . \
+    && sha256sum /wheels/*.whl > /wheels.sha256
 
 
 FROM python:3.11-slim
@@ -48,9 +49,13 @@ RUN groupadd --system --gid 10001 communs \
     && chown 10001:10001 /data \
     && chmod 0700 /data
 
-# The wheels are mounted from the first stage, not copied, so that they take no room in a layer.
+# The wheels are mounted from the first stage, not copied, so that they take no room in a layer. Their
+# checksums are copied: a builder that keys its cache of the RUN on the command alone (buildah does)
+# then still installs new wheels when they changed, and the RUN checks that it mounted those.
+COPY --from=wheels /wheels.sha256 /usr/local/share/communs/wheels.sha256
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
-    pip install --no-index /wheels/*.whl
+    sha256sum --quiet -c /usr/local/share/communs/wheels.sha256 \
+    && pip install --no-index /wheels/*.whl
 
 USER 10001:10001
 WORKDIR /data

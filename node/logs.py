@@ -55,10 +55,14 @@ class _QuietDependencies(logging.Filter):
 class _DialFailuresToDebug(logging.Filter):
     """py-libp2p logs every failed TCP dial at ERROR ("Failed to open TCP stream"), once per address
     and attempt, and then raises; the node handles the error and says once per peer that it keeps
-    trying (service.py). So those records are demoted to DEBUG here, where the level filter drops them."""
+    trying (service.py). Likewise a stream refused because the peer does not speak the protocol (the
+    DHT asking a node run with --no-dht), in eight lines. Those records are demoted to DEBUG here,
+    where the level filter drops them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.getMessage().startswith(("Failed to open TCP stream", "Unexpected error opening TCP stream")):
+        msg = record.getMessage()
+        if msg.startswith(("Failed to open TCP stream", "Unexpected error opening TCP stream")) or (
+                msg.startswith("Failed to open stream to peer") and "protocol not supported" in msg):
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return True
 
@@ -84,7 +88,7 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
         for name in ("libp2p.network.swarm", "libp2p.transport.tcp", "libp2p.transport.tcp.tcp",
                      "libp2p.pubsub.pubsub", "libp2p.host.basic_host", "libp2p.kad_dht"):
             logging.getLogger(name).setLevel(logging.ERROR)
-    for name in ("libp2p.transport.tcp", "libp2p.transport.tcp.tcp"):
+    for name in ("libp2p.transport.tcp", "libp2p.transport.tcp.tcp", "libp2p.host.basic_host"):
         lg = logging.getLogger(name)
         if _DIAL_FILTER not in lg.filters:
             lg.addFilter(_DIAL_FILTER)

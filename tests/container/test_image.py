@@ -11,6 +11,7 @@ PyPI's package servers during the build. Without them the tests skip, unless COM
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -37,6 +38,12 @@ default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 runtime = "runc"
 """
 UID = 10001
+IMAGE_SOURCES = """
+import communs, hashlib, json, pathlib
+root = pathlib.Path(communs.__path__[0])
+print(json.dumps({f"{p.parent.name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest()
+                  for p in root.glob("*/*.py")}))
+"""
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -89,6 +96,11 @@ def image(podman_env: dict[str, str]) -> Iterator[str]:
         else ["--build-arg", f"PIP_INDEX_URL={os.environ['PIP_INDEX_URL']}"]
     podman(podman_env, "build", "--format", "docker", "--pull=never", "--network", "host", *index, "-t", tag,
            str(ROOT), timeout=1200)
+    # the image holds this tree's code, not a layer cached from an earlier build
+    listing = podman(podman_env, "run", "--rm", "--entrypoint", "python", tag, "-c", IMAGE_SOURCES).stdout
+    tree = {f"{p.parent.name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest()
+            for pkg in ("node", "protocol", "storage", "governance") for p in (ROOT / pkg).glob("*.py")}
+    assert json.loads(listing) == tree
     size = podman(podman_env, "image", "inspect", "--format", "{{.Size}}", tag).stdout.strip()
     print(f"image built in {time.monotonic() - started:.0f} s, {int(size) / 1e6:.0f} MB")
     yield tag
@@ -151,7 +163,7 @@ def test_two_containers_peer_replicate_under_a_voted_policy_and_stop_cleanly(
     peer_a = a.node_json()["peer_id"]
     # everything `init` takes, given to run --init-if-missing
     b = containers(f"b-{secrets.token_hex(3)}", "run", "--data", "/data", "--init-if-missing", "--name", "bee",
-                   "--listen", "/ip4/0.0.0.0/tcp/7480", "--admin", "127.0.0.1:7481", "--federation", "communs",
+                   "--listen", "/ip4/0.0.0.0/tcp/7480", "--admin", "127.0.0.1:7481", "--no-dht",
                    "--bootstrap", f"/dns4/{a.name}/tcp/7470/p2p/{peer_a}")
     wait_for(lambda: (b.data / "node.json").exists(), 90, 0.5, what=f"node b to start: {b.logs()}")
 

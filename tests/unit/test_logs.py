@@ -24,8 +24,13 @@ def test_failed_tcp_dials_are_debug_not_error(capsys: pytest.CaptureFixture[str]
     tcp.error("Failed to open TCP stream: %s", "[Errno 111] Connect call failed ('0.0.0.0', 7470)")
     tcp.error("could not listen on %s", "/ip4/0.0.0.0/tcp/7470")  # other errors still show
     logging.getLogger("communs.node").info("bootstrap peer X unreachable; retrying with backoff")
+    host = logging.getLogger("libp2p.host.basic_host")
+    host.error("Failed to open stream to peer 12D3KooWx:\n  Error: protocols not supported: tried "
+               "['/ipfs/kad/1.0.0'], timeout=10s. Last error: protocol not supported: /ipfs/kad/1.0.0")
+    host.error("Failed to open stream to peer 12D3KooWy:\n  Error: connection reset")  # not a refusal: shown
     err = capsys.readouterr().err
-    assert "Failed to open TCP stream" not in err
+    assert "Failed to open TCP stream" not in err and "12D3KooWx" not in err
+    assert "ERROR   libp2p.host.basic_host: Failed to open stream to peer 12D3KooWy" in err
     assert "ERROR   libp2p.transport.tcp.tcp: could not listen on /ip4/0.0.0.0/tcp/7470" in err
     assert "INFO    communs.node: bootstrap peer X unreachable" in err
 
