@@ -71,8 +71,12 @@ def init_folder(root: Path, cfg: Config, founders: list[tuple[bytes, str]] | Non
     """Create a new node folder. Refuses a folder that already holds a node, or any non-empty one.
 
     Returns the founding roster (public key, name). Without founders, an operator member key
-    is created in the folder and its member is the sole founder.
+    is created in the folder and its member is the sole founder. A config without a name gets
+    `default_node_name` of the new node key's peer id.
     """
+    node_key = keys.SigningKey.generate()
+    if not cfg.name:
+        cfg.name = default_node_name(keys.peer_id(node_key.public))
     cfg.validate()
     if (root / CONFIG_FILE).exists() or (root / NODE_KEY_FILE).exists():
         raise ConfigError(f"{root} already holds a Communs node; refusing to overwrite it")
@@ -82,7 +86,7 @@ def init_folder(root: Path, cfg: Config, founders: list[tuple[bytes, str]] | Non
         raise ConfigError(f"{root} is not empty; choose an empty or new folder for a new node")
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     fsync_dir(root.parent)  # the folder itself survives a power cut (its files are synced as written)
-    write_private(root / NODE_KEY_FILE, keys.format_private(keys.SigningKey.generate()))
+    write_private(root / NODE_KEY_FILE, keys.format_private(node_key))
     write_private(root / ADMIN_TOKEN_FILE, secrets.token_urlsafe(32) + "\n")
     if not founders:
         operator = keys.SigningKey.generate()
@@ -94,6 +98,11 @@ def init_folder(root: Path, cfg: Config, founders: list[tuple[bytes, str]] | Non
     # config.toml last: its presence is what marks the folder as a complete node.
     write_atomic(root / CONFIG_FILE, cfg.to_toml())
     return founders
+
+
+def default_node_name(peer_id: str) -> str:
+    """A name that tells nodes apart: the end of the peer id (its start, 12D3KooW, is the same for all)."""
+    return f"communs-{peer_id[-8:]}"
 
 
 def read_founders(root: Path) -> list[tuple[bytes, str]]:

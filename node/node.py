@@ -224,7 +224,7 @@ class Node:
                     await self.overlay.connect(addr)
                 except Exception as exc:
                     if addr not in reported:
-                        log.warning("bootstrap peer %s unreachable (%s); retrying with backoff", addr,
+                        log.info("bootstrap peer %s unreachable (%s); retrying with backoff", addr,
                                     _reason(exc))
                         reported.add(addr)
                     next_try[addr] = now + backoff[addr] * random.uniform(0.8, 1.2)

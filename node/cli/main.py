@@ -21,34 +21,12 @@ from communs.node.config import ConfigError
 
 
 def cmd_init(args: argparse.Namespace) -> None:
-    from communs.node.config import Config
-    from communs.node.datadir import init_folder, read_public_key
+    from communs.node.datadir import init_folder
     from communs.protocol import keys
 
     root = data_dir(args)
-    cfg = Config()
-    if args.name is not None:
-        cfg.name = args.name
-    else:
-        cfg.name = root.resolve().name or "communs-node"
-    if args.listen:
-        cfg.listen = list(args.listen)
-    if args.admin:
-        cfg.admin = args.admin
-    cfg.bootstrap = list(args.bootstrap or [])
-    cfg.federation = args.federation
-    cfg.mdns = bool(args.mdns)
-    if args.no_dht:
-        cfg.dht = False
-    if args.allow_remote_admin:
-        cfg.admin_allow_remote = True
-    founders = []
-    for i, path in enumerate(args.founder or []):
-        pub = read_public_key(Path(path))
-        name = Path(path).name.removesuffix(".pub").removesuffix(".key") or f"founder-{i + 1}"
-        founders.append((pub, name))
-    if len({k for k, _ in founders}) != len(founders):
-        fail("the same founder key was given twice")
+    check_writable(root)
+    cfg, founders = _config_from_args(args, list(args.bootstrap or []))
     roster = init_folder(root, cfg, founders or None)
     node_pub = _node_public(root)
     result = {
@@ -79,6 +57,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from communs.node.runtime.logsetup import setup_logging
 
     root = data_dir(args)
+    check_writable(root)
     if args.init_if_missing and not (root / "config.toml").exists():
         _init_default(root, args)
     cfg = load_config(root)  # fail early and clearly, before importing libp2p
@@ -112,15 +91,54 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def _init_default(root: Path, args: argparse.Namespace) -> None:
     """First start in a container: a node with default settings plus any --bootstrap given."""
-    from communs.node.config import Config
     from communs.node.datadir import init_folder
 
-    cfg = Config(name=args.name or root.resolve().name or "communs-node")
-    cfg.bootstrap = _bootstrap_addrs(args)
-    if args.mdns:
-        cfg.mdns = True
-    init_folder(root, cfg, None)
-    print(f"initialised a new node in {root}", file=sys.stderr)
+    cfg, founders = _config_from_args(args, _bootstrap_addrs(args))
+    init_folder(root, cfg, founders or None)
+    print(f"initialised a new node '{cfg.name}' in {root}", file=sys.stderr)
+
+
+def _config_from_args(args: argparse.Namespace, bootstrap: list[str]) -> tuple[Any, list[tuple[bytes, str]]]:
+    """The Config and founders that `init` (or `run --init-if-missing`) options describe. Without --name
+    the name is left empty, and `init_folder` names the node after its peer id: a folder's name ("data"
+    in every container) says nothing about the node."""
+    from communs.node.config import Config
+    from communs.node.datadir import read_public_key
+
+    cfg = Config(name=args.name or "")
+    if args.listen:
+        cfg.listen = list(args.listen)
+    if args.admin:
+        cfg.admin = args.admin
+    cfg.bootstrap = bootstrap
+    cfg.federation = args.federation
+    cfg.mdns = bool(args.mdns)
+    if args.no_dht:
+        cfg.dht = False
+    if args.allow_remote_admin:
+        cfg.admin_allow_remote = True
+    founders = []
+    for i, path in enumerate(args.founder or []):
+        pub = read_public_key(Path(path))
+        name = Path(path).name.removesuffix(".pub").removesuffix(".key") or f"founder-{i + 1}"
+        founders.append((pub, name))
+    if len({k for k, _ in founders}) != len(founders):
+        fail("the same founder key was given twice")
+    return cfg, founders
+
+
+def check_writable(root: Path) -> None:
+    """Fail with one sentence when this process cannot create files in the data folder (or create it):
+    a bind-mounted host folder owned by root is the usual case in containers."""
+    import os
+
+    target = root if root.exists() else next((p for p in root.absolute().parents if p.exists()), None)
+    if target is None or not target.is_dir() or os.access(target, os.W_OK | os.X_OK):
+        return
+    what = f"the data folder {root}" if target == root else f"{target}, where the data folder {root} would be made,"
+    fail(f"{what} is not writable by this process (uid {os.getuid()}, gid {os.getgid()}); "
+         f"give it that owner, e.g. `chown -R {os.getuid()}:{os.getgid()} HOST_FOLDER` for a folder "
+         "bind-mounted into a container, or choose another folder with --data")
 
 
 BOOTSTRAP_FROM_WAIT_S = 120.0
@@ -261,6 +279,20 @@ def cmd_member_keygen(args: argparse.Namespace) -> None:
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
 
 
+def add_init_options(p: Any) -> None:
+    """The options that describe a new node: `init` takes them, and so does `run --init-if-missing`."""
+    p.add_argument("--name", help="the node's name (default: communs- and the end of its peer id)")
+    p.add_argument("--listen", action="append", metavar="MULTIADDR")
+    p.add_argument("--admin", metavar="HOST:PORT")
+    p.add_argument("--bootstrap", action="append", metavar="MULTIADDR")
+    p.add_argument("--federation", default="communs")
+    p.add_argument("--founder", action="append", metavar="PUBKEYFILE")
+    p.add_argument("--mdns", action="store_true")
+    p.add_argument("--no-dht", action="store_true", help="do not run the Kademlia DHT")
+    p.add_argument("--allow-remote-admin", action="store_true",
+                   help="allow the admin endpoint on a non-loopback address")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data", default="./data", metavar="DIR", help="the node's data folder (default ./data)")
@@ -275,30 +307,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("init", parents=[common], help="create a new node folder")
-    p.add_argument("--name")
-    p.add_argument("--listen", action="append", metavar="MULTIADDR")
-    p.add_argument("--admin", metavar="HOST:PORT")
-    p.add_argument("--bootstrap", action="append", metavar="MULTIADDR")
-    p.add_argument("--federation", default="communs")
-    p.add_argument("--founder", action="append", metavar="PUBKEYFILE")
-    p.add_argument("--mdns", action="store_true")
-    p.add_argument("--no-dht", action="store_true", help="do not run the Kademlia DHT")
-    p.add_argument("--allow-remote-admin", action="store_true",
-                   help="allow the admin endpoint on a non-loopback address")
+    add_init_options(p)
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("run", parents=[common], help="run the node in the foreground")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=["text", "json"])
     p.add_argument("--init-if-missing", action="store_true",
-                   help="initialise DIR with default settings first if it holds no node (for containers)")
-    p.add_argument("--name", help="with --init-if-missing: the node's name")
-    p.add_argument("--bootstrap", action="append", metavar="MULTIADDR",
-                   help="with --init-if-missing: a bootstrap peer")
+                   help="initialise DIR first if it holds no node (for containers), with the options below; "
+                        "they are ignored once DIR holds a node")
+    add_init_options(p.add_argument_group("with --init-if-missing, as for `init`"))
     p.add_argument("--bootstrap-from", metavar="NODE_JSON",
                    help="with --init-if-missing: complete each --bootstrap given without /p2p/ with the peer id "
                         "in this node.json of the bootstrap node (waits for the file; for compose files)")
-    p.add_argument("--mdns", action="store_true", help="with --init-if-missing: enable mDNS")
     p.set_defaults(func=cmd_run)
     sub.add_parser("healthcheck", parents=[common],
                    help="exit 0 if the running node answers /healthz").set_defaults(func=cmd_healthcheck)
@@ -333,6 +354,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.code)
     except (ConfigError, ClientError) as exc:
         print(f"communs: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_ERROR)
+    except PermissionError as exc:  # a folder or file this user may not touch; the path says which
+        print(f"communs: error: permission denied on {exc.filename or exc}; check the owner and mode of the "
+              "data folder and its files", file=sys.stderr)
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         print("communs: interrupted", file=sys.stderr)

@@ -52,6 +52,24 @@ class _QuietDependencies(logging.Filter):
         return record.levelno >= self.threshold or record.name.startswith("communs")
 
 
+class _DialFailuresToDebug(logging.Filter):
+    """py-libp2p logs every failed TCP dial at ERROR ("Failed to open TCP stream"), once per address
+    and attempt, and then raises; the node handles the error and says once per peer that it keeps
+    trying (service.py). Likewise a stream refused because the peer does not speak the protocol (the
+    DHT asking a node run with --no-dht), in eight lines. Those records are demoted to DEBUG here,
+    where the level filter drops them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if msg.startswith(("Failed to open TCP stream", "Unexpected error opening TCP stream")) or (
+                msg.startswith("Failed to open stream to peer") and "protocol not supported" in msg):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+_DIAL_FILTER = _DialFailuresToDebug()
+
+
 def setup_logging(level: str = "info", fmt: str = "text") -> None:
     numeric = _LEVELS.get(level, logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
@@ -70,3 +88,7 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
         for name in ("libp2p.network.swarm", "libp2p.transport.tcp", "libp2p.transport.tcp.tcp",
                      "libp2p.pubsub.pubsub", "libp2p.host.basic_host", "libp2p.kad_dht"):
             logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("libp2p.transport.tcp", "libp2p.transport.tcp.tcp", "libp2p.host.basic_host"):
+        lg = logging.getLogger(name)
+        if _DIAL_FILTER not in lg.filters:
+            lg.addFilter(_DIAL_FILTER)

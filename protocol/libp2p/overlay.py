@@ -750,6 +750,7 @@ class Overlay:
             muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
             listen_addrs=self._listen,
             enable_mDNS=self._enable_mdns,
+            addrs_factory=_advertised_addrs_factory(),  # never /ip4/0.0.0.0: see addrs.py
             # One connection per peer also removes py-libp2p's fixed 250 ms dial delay. The auto-connector's
             # default target of 50 connections would dial every address it ever heard of; the node keeps
             # its bootstrap peers and those who dial it, and the DHT finds the rest.
@@ -1488,6 +1489,21 @@ async def _read_gossip(overlay: Overlay, pubsub: Any, stream: Any) -> None:
     except (StreamEOF, StreamError, IOException, RawConnError) as exc:
         log.debug("gossip stream from %s ended: %s", peer, exc)
 
+def _advertised_addrs_factory() -> Callable[[list[Any]], list[Any]]:
+    """py-libp2p's addrs_factory: its candidates (listen and observed addresses) as `addrs.advertised`
+    has them, with the interfaces' addresses read once, at start."""
+    from libp2p.utils.address_validation import get_available_interfaces
+
+    from .addrs import advertised
+
+    ips = []
+    with contextlib.suppress(Exception):  # no interface list: wildcards are then left out, not advertised
+        ips = [str(a).split("/")[2] for a in get_available_interfaces(0)]
+
+    def factory(candidates: list[Any]) -> list[Any]:
+        return [multiaddr.Multiaddr(a) for a in advertised([str(c) for c in candidates], ips)]
+
+    return factory
 
 
 def _snapshot(read: Callable[[], T], default: T) -> T:

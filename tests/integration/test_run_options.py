@@ -80,3 +80,30 @@ def test_bootstrap_from_refuses_what_it_cannot_use(tmp_path: Path) -> None:
         assert proc.returncode == 1, err
         assert sentence in err and "Traceback" not in err, err
         assert not (data / "config.toml").exists()
+
+
+def test_run_init_if_missing_takes_the_options_of_init(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    proc = start_run(data, "--name", "river", "--listen", "/ip4/127.0.0.1/tcp/0", "--admin", "127.0.0.1:0",
+                     "--federation", "fed-x", "--no-dht", "--mdns")
+    try:
+        wait_for(lambda: (data / "node.json").exists(), 30, what="the node to start")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    node = tomllib.loads((data / "config.toml").read_text())["node"]
+    admin = tomllib.loads((data / "config.toml").read_text())["admin"]
+    assert (node["name"], node["listen"], node["federation"], node["dht"], node["mdns"]) == \
+        ("river", ["/ip4/127.0.0.1/tcp/0"], "fed-x", False, True)
+    assert admin["listen"] == "127.0.0.1:0"
+
+
+def test_a_node_without_a_name_is_named_after_its_peer_id_not_its_folder(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    proc = subprocess.run([*COMMUNS, "init", "--data", str(data), "--json"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    peer = json.loads(proc.stdout)["peer_id"]
+    name = tomllib.loads((data / "config.toml").read_text())["node"]["name"]
+    assert name == f"communs-{peer[-8:]}"
