@@ -114,6 +114,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 async def healthz(request: web.Request) -> web.Response:
+    storage = node_of(request).storage
+    damaged = getattr(getattr(storage, "catalog", None), "damaged", None)
+    if damaged:  # every catalog query may fail from now on: not healthy, whatever else still answers
+        return json_response({"ok": False, "error": damaged}, status=503)
     return json_response({"ok": True})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from communs.protocol.errors import RecordError
 from communs.protocol.records import Manifest
 
 from .admin import ApiError, json_response, node_of, read_json
-from .publishing import DiskFull, PublishError, manifest_full
+from .publishing import DiskFull, IdempotencyConflict, PublishError, manifest_full
 
 
 def parse_id(text: str, what: str = "manifest id") -> bytes:
@@ -47,6 +48,9 @@ def _text(body: dict[str, Any], key: str, required: bool = True, default: str = 
     return value
 
 
+# A client-chosen key (the CLI sends a random one): a publish retried with it returns the first result.
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
 _PUBLISH_KEYS = {"path", "title", "licence", "description", "keywords", "dataset"}
 
 
@@ -68,13 +72,17 @@ async def publish(request: web.Request) -> web.Response:
     dataset = None
     if body.get("dataset") is not None:
         dataset = parse_id(_text(body, "dataset"), "dataset id")
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise ApiError(400, "'Idempotency-Key' must be 1 to 128 letters, digits, '-', '_', '.' or ':'")
     job = node.datasets.new_job(path_text)
     try:
         manifest = await node.datasets.publish(Path(path_text), title=title, licence=licence,
                                                description=description, keywords=keywords, dataset=dataset,
-                                               job=job)
+                                               job=job, idempotency_key=key)
     except PublishError as exc:
-        raise ApiError(507 if isinstance(exc, DiskFull) else 400, str(exc)) from None
+        status = 507 if isinstance(exc, DiskFull) else 422 if isinstance(exc, IdempotencyConflict) else 400
+        raise ApiError(status, str(exc)) from None
     return json_response({"id": manifest.cid, "dataset": ids.cid_str(manifest.dataset),
                           "version": manifest.version, "job": job.id}, status=201)
 

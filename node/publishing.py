@@ -6,14 +6,21 @@ its place in its publisher's log is checked (a contradiction is kept as fork evi
 `state`/`reason` is decided by the policy in force. The replication service then acts on the states.
 
 Publishing writes chunks first (each durable before it is visible) and the manifest last, in one
-catalog transaction: a publish killed half-way leaves only unreferenced chunks, which a second
-publish of the same files reuses.
+catalog transaction with the chunks' marks: a publish killed half-way leaves only chunk files the
+catalog does not know, named in its publish journal (publish_journal.py), which the next start
+deletes. An `Idempotency-Key` makes a retried publish return the first one's result instead of
+signing a second dataset (the key is stored in the publish's own transaction).
+
+Manifest states follow the policy in force: at each enactment, and at start when the states were last
+decided under another policy version (a node killed between an enactment and its re-evaluation).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
+import json
 import logging
 import os
 import stat
@@ -33,7 +40,9 @@ from communs.protocol.records import FileEntry, Manifest, decode_manifests, new_
 from communs.storage.catalog import ManifestInfo, ManifestRow, PutOutcome
 from communs.storage.errors import StorageError, StorageFull
 
+from .faults import crash_point
 from .gctune import GC_THRESHOLDS
+from .publish_journal import PublishJournal
 from .storage_service import UsesStorage
 
 if TYPE_CHECKING:
@@ -49,6 +58,10 @@ STATES = (OWN, COMPLETE, IN_PROGRESS, NOT_WANTED)
 
 class PublishError(Exception):
     """The path or the request cannot be published; one sentence says why. Nothing was published."""
+
+
+class IdempotencyConflict(PublishError):
+    """The idempotency key was already used for a different publish request: HTTP 422."""
 
 
 class DiskFull(PublishError):
@@ -178,11 +191,32 @@ class DatasetsService(UsesStorage):
         self._pool_ready: asyncio.Future[Any] | None = None
         self._thread_decoding = False
         self._pool_broken = False
+        self._idempotent: dict[str, asyncio.Future[Manifest]] = {}  # key -> publish running under it
 
     async def start(self) -> None:
         gov = self.node.governance
         if gov is not None and hasattr(gov, "on_policy_change"):
             gov.on_policy_change.append(self._policy_changed)
+        await self.reevaluate_if_behind()
+
+    def policy_version(self) -> int:
+        gov = self.node.governance
+        state = getattr(gov, "state", None) if gov is not None else None
+        return int(getattr(state, "policy_version", 0))
+
+    async def reevaluate_if_behind(self) -> bool:
+        """Re-evaluate every manifest if its state was decided under another policy version than the one in
+        force (the node died after an enactment committed and before its re-evaluation, or an enactment was
+        recorded while starting). Idempotent: True when it re-evaluated."""
+        evaluated = await self.catalog.states_policy_version()
+        version = self.policy_version()
+        if evaluated == version:
+            return False
+        if evaluated is not None:
+            log.warning("dataset states were decided under licence policy version %d, version %d is in force: "
+                        "re-evaluating them", evaluated, version)
+        await self.reevaluate()
+        return True
 
     async def stop(self) -> None:
         if self._pool is not None:
@@ -213,7 +247,9 @@ class DatasetsService(UsesStorage):
         changes: list[tuple[bytes, str, str]] = []
         wanted: list[bytes] = []
         unwanted: list[bytes] = []
-        for info in await self.catalog.list_manifests():
+        infos = await self.catalog.list_manifests()
+        version = self.policy_version()  # read with the policy: no await between here and the decisions
+        for info in infos:
             if info.own:
                 continue
             want, reason = self.decide(licence=info.licence, size=info.size, publisher=info.publisher,
@@ -228,8 +264,8 @@ class DatasetsService(UsesStorage):
                     unwanted.append(info.id)
             if (state, reason) != (info.state, info.reason):
                 changes.append((info.id, state, reason))
+        await self.catalog.set_states(changes, policy_version=version)
         if changes:
-            await self.catalog.set_states(changes)
             log.info("policy re-applied: %d manifest state(s) changed (%d wanted, %d no longer wanted)",
                      len(changes), len(wanted), len(unwanted))
         for cb in self.on_unwanted:
@@ -251,20 +287,81 @@ class DatasetsService(UsesStorage):
 
     async def publish(self, path: Path, *, title: str, licence: str, description: str = "",
                       keywords: Sequence[str] = (), dataset: bytes | None = None,
-                      job: PublishJob | None = None) -> Manifest:
+                      job: PublishJob | None = None, idempotency_key: str | None = None) -> Manifest:
+        """Publish `path`. With `idempotency_key`, a request repeated with the same key and the same fields
+        returns the manifest of the first (whether it is still running or committed long ago) instead of
+        publishing again; the same key with other fields is refused (IdempotencyConflict)."""
         if job is None:
             job = self.new_job(str(path))
+        idem: tuple[str, str] | None = None
+        if idempotency_key is not None:
+            request = request_fingerprint(path=str(path), title=title, licence=licence, description=description,
+                                          keywords=keywords, dataset=dataset)
+            idem = (idempotency_key, request)
+            earlier = await self._earlier_publish(idempotency_key, request)
+            if earlier is not None:
+                job.state = "done"
+                return earlier
         try:
             manifest = await self._publish(path, title=title, licence=licence, description=description,
-                                           keywords=keywords, dataset=dataset, job=job)
+                                           keywords=keywords, dataset=dataset, job=job, idem=idem)
         except BaseException:
             job.state = "failed"
             raise
+        finally:
+            if idem is not None:
+                self._idempotent.pop(idem[0], None)
         job.state = "done"
         return manifest
 
+    async def _earlier_publish(self, key: str, request: str) -> Manifest | None:
+        """The manifest an earlier request with this key published (awaiting it if it still runs), or None
+        after registering this request as the one running under the key."""
+        while True:
+            running = self._idempotent.get(key)
+            if running is None:
+                break
+            try:
+                await asyncio.shield(running)
+            except Exception:  # noqa: BLE001 - the first attempt failed: this one may try again
+                pass
+        stored = await self.catalog.kv_get(IDEMPOTENCY_PREFIX + key)
+        if stored is not None:
+            doc = json.loads(stored)
+            if doc.get("request") != request:
+                raise IdempotencyConflict("this Idempotency-Key was already used for a different publish request; "
+                                          "use a new key for a new publish")
+            info = await self.catalog.get_manifest(bytes.fromhex(doc["id"]))
+            if info is not None and info.raw is not None:
+                return Manifest.decode(info.raw, verify=False)
+        fut: asyncio.Future[Manifest] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, never "never retrieved"
+        self._idempotent[key] = fut
+        return None
+
     async def _publish(self, path: Path, *, title: str, licence: str, description: str,
-                       keywords: Sequence[str], dataset: bytes | None, job: PublishJob) -> Manifest:
+                       keywords: Sequence[str], dataset: bytes | None, job: PublishJob,
+                       idem: tuple[str, str] | None = None) -> Manifest:
+        running = self._idempotent.get(idem[0]) if idem is not None else None
+        journal = PublishJournal(self.node.root)
+        try:
+            manifest = await self._publish_journaled(
+                path, title=title, licence=licence, description=description, keywords=keywords,
+                dataset=dataset, job=job, idem=idem, journal=journal)
+        except BaseException as exc:
+            if running is not None and not running.done():
+                running.set_exception(exc if isinstance(exc, Exception) else PublishError("interrupted"))
+            # The journal stays: the chunks written so far are deleted at the next start.
+            await asyncio.to_thread(journal.close)
+            raise
+        if running is not None and not running.done():
+            running.set_result(manifest)
+        await asyncio.to_thread(journal.finish)
+        return manifest
+
+    async def _publish_journaled(self, path: Path, *, title: str, licence: str, description: str,
+                                 keywords: Sequence[str], dataset: bytes | None, job: PublishJob,
+                                 idem: tuple[str, str] | None, journal: PublishJournal) -> Manifest:
         try:
             licence = check_expression(licence)
         except GovernanceError as exc:
@@ -285,7 +382,9 @@ class DatasetsService(UsesStorage):
                 job.bytes_done = base + done
 
             try:
+                await asyncio.to_thread(journal.file, real)
                 chunk_list = await asyncio.to_thread(self.chunks.ingest_file, real, progress)
+                await asyncio.to_thread(journal.chunks, [d for d, _ in chunk_list])
             except StorageError as exc:
                 raise _storage_failure(f"could not store {real}", exc) from None
             except OSError as exc:
@@ -324,9 +423,13 @@ class DatasetsService(UsesStorage):
             raw = manifest.encode()
             row = ManifestRow.from_manifest(manifest, raw, received_at=int(time.time()), state=OWN,
                                             reason="published here", own=True)
+            kv = None
+            if idem is not None:
+                kv = (IDEMPOTENCY_PREFIX + idem[0],
+                      json.dumps({"request": idem[1], "id": manifest.id.hex()}).encode())
+            crash_point("publish-chunks-written")
             try:
-                await self.catalog.mark_chunks_stored(list(stored.items()))
-                await self.catalog.put_manifest(row)
+                await self.catalog.put_published(row, list(stored.items()), kv=kv)
             except StorageError as exc:
                 raise _storage_failure("could not record the dataset", exc) from None
         log.info("published %s version %d (%s, %d files, %d bytes) as %s", manifest.title, manifest.version,
@@ -522,6 +625,17 @@ class DatasetsService(UsesStorage):
             self.node.metrics.datasets.labels(state).set(n)
 
 
+IDEMPOTENCY_PREFIX = "publish-idempotency:"  # kv: Idempotency-Key -> the request and the manifest it made
+
+
+def request_fingerprint(*, path: str, title: str, licence: str, description: str, keywords: Sequence[str],
+                        dataset: bytes | None) -> str:
+    """A digest of a publish request's fields: the same key must come with the same request."""
+    doc = {"path": path, "title": title, "licence": licence, "description": description,
+           "keywords": list(keywords), "dataset": dataset.hex() if dataset else None}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
 def decoded_seq(m: Manifest | str) -> int:
     return m.seq if isinstance(m, Manifest) else 0
 
@@ -556,4 +670,5 @@ def manifest_full(info: ManifestInfo, manifest: Manifest, forked: bool = False) 
     return doc
 
 
-__all__ = ["DatasetsService", "DiskFull", "Outcome", "PublishError", "manifest_full", "manifest_summary"]
+__all__ = ["DatasetsService", "DiskFull", "IdempotencyConflict", "Outcome", "PublishError", "manifest_full",
+           "manifest_summary"]
