@@ -12,7 +12,7 @@ from communs.protocol.errors import RecordError
 from communs.protocol.records import Manifest
 
 from .admin import ApiError, json_response, node_of, read_json
-from .publishing import DiskFull, IdempotencyConflict, PublishError, manifest_full
+from .publishing import DiskFull, IdempotencyConflict, PublishError, PublishHeld, manifest_full
 
 
 def parse_id(text: str, what: str = "manifest id") -> bytes:
@@ -81,7 +81,8 @@ async def publish(request: web.Request) -> web.Response:
                                                description=description, keywords=keywords, dataset=dataset,
                                                job=job, idempotency_key=key)
     except PublishError as exc:
-        status = 507 if isinstance(exc, DiskFull) else 422 if isinstance(exc, IdempotencyConflict) else 400
+        status = (507 if isinstance(exc, DiskFull) else 422 if isinstance(exc, IdempotencyConflict)
+                  else 409 if isinstance(exc, PublishHeld) else 400)
         raise ApiError(status, str(exc)) from None
     return json_response({"id": manifest.cid, "dataset": ids.cid_str(manifest.dataset),
                           "version": manifest.version, "job": job.id}, status=201)

@@ -344,10 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--out", required=True, metavar="FILE")
     k.set_defaults(func=cmd_member_keygen)
 
-    from . import cli_datasets, cli_governance
+    from . import cli_datasets, cli_governance, cli_repair
 
     cli_datasets.add_commands(sub, common)
     cli_governance.add_commands(sub, common)
+    cli_repair.add_commands(sub, common)
     return parser
 
 

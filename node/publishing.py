@@ -43,6 +43,7 @@ from communs.storage.errors import StorageError, StorageFull
 from .faults import crash_point
 from .gctune import GC_THRESHOLDS
 from .publish_journal import PublishJournal
+from .repair import REPAIR_PENDING_KEY
 from .storage_service import UsesStorage
 
 if TYPE_CHECKING:
@@ -62,6 +63,11 @@ class PublishError(Exception):
 
 class IdempotencyConflict(PublishError):
     """The idempotency key was already used for a different publish request: HTTP 422."""
+
+
+class PublishHeld(PublishError):
+    """`communs repair` could not read every manifest: own ones may still be coming back from peers, and a
+    publish now could sign a second record at a place of this node's log already used. HTTP 409."""
 
 
 class DiskFull(PublishError):
@@ -394,6 +400,10 @@ class DatasetsService(UsesStorage):
             job.files_done += 1
             job.bytes_done = base + sum(s for _, s in chunk_list)
         job.state = "signing"
+        if await self.catalog.kv_get(REPAIR_PENDING_KEY) is not None:
+            raise PublishHeld("the catalog was rebuilt by 'communs repair' and some manifests could not be read: "
+                              "publishing waits until 'communs datasets' lists this node's own datasets again "
+                              "(they come back from peers) and you run 'communs repair --confirm'")
         async with self._publish_lock:
             key = self.node.key
             prev_id: bytes | None = None
@@ -670,5 +680,6 @@ def manifest_full(info: ManifestInfo, manifest: Manifest, forked: bool = False) 
     return doc
 
 
-__all__ = ["DatasetsService", "DiskFull", "IdempotencyConflict", "Outcome", "PublishError", "manifest_full",
+__all__ = ["DatasetsService", "DiskFull", "IdempotencyConflict", "Outcome", "PublishError", "PublishHeld",
+           "manifest_full",
            "manifest_summary"]

@@ -54,6 +54,12 @@ def vote_expecting_death(node: NodeProc, accept: list[str], tmp: Path, point: st
     node.proc = None
 
 
+def reconnect(a: NodeProc, b: NodeProc) -> None:
+    """`a` restarted on a new port: it dials `b` (whose bootstrap entry names a's old address)."""
+    status, answer = a.api("POST", "/api/v1/peers", {"addr": b.addr})
+    assert status == 200, answer
+
+
 def two_nodes(tmp_path: Path, nodes: list[NodeProc], size: int = 6 << 20) -> tuple[NodeProc, NodeProc, str, Path]:
     a = NodeProc.init(tmp_path, "a")
     nodes.append(a)
@@ -163,7 +169,7 @@ def test_killed_publish_leaves_nothing_marked_and_its_chunks_go(tmp_path: Path, 
 def test_chunks_the_catalog_forgot_are_kept_and_adopted(tmp_path: Path, nodes) -> None:  # type: ignore[no-untyped-def]
     """Item 11: a catalog that lost its last commits (here: the WAL removed after a kill) must not make the
     node delete its own dataset's chunks; the manifest comes back from a peer and the chunks are adopted."""
-    a, _b, mid, src = two_nodes(tmp_path, nodes)
+    a, b, mid, src = two_nodes(tmp_path, nodes)
     a.kill()  # no checkpoint: the publish lives only in the WAL
     wal = a.data / "catalog.sqlite-wal"
     assert wal.exists() and wal.stat().st_size > 0
@@ -172,6 +178,7 @@ def test_chunks_the_catalog_forgot_are_kept_and_adopted(tmp_path: Path, nodes) -
     files = chunk_files(a)
     assert files
     a.start()
+    reconnect(a, b)
     wait_for(lambda: any(d["id"] == mid for d in a.get("/api/v1/datasets")), 60,
              what="a to learn its own manifest back from b")
     assert state(a, mid) == "own"
@@ -225,7 +232,7 @@ def test_damaged_table_root_is_refused_then_repaired(tmp_path: Path, nodes) -> N
     """Item 10: a damaged table root. The node refuses to start with one sentence naming the file and what to
     do; verify and audit fail cleanly; `communs repair` moves the file aside and the node rebuilds: its
     governance log from what was readable, its own manifest from a peer, its chunks adopted by hash."""
-    a, _b, mid, src = two_nodes(tmp_path, nodes)
+    a, b, mid, src = two_nodes(tmp_path, nodes)
     gov_before = cli_json(a.data, "audit")["entries"]
     assert a.stop() == 0
     catalog = a.data / "catalog.sqlite"
@@ -243,6 +250,7 @@ def test_damaged_table_root_is_refused_then_repaired(tmp_path: Path, nodes) -> N
     assert rep["governance_entries"] == gov_before
     a.start()
     assert cli_json(a.data, "audit")["ok"] is True
+    reconnect(a, b)
     wait_for(lambda: any(d["id"] == mid for d in a.get("/api/v1/datasets")), 60,
              what="a to learn its own manifest back from b")
     out = tmp_path / "out"
@@ -251,3 +259,12 @@ def test_damaged_table_root_is_refused_then_repaired(tmp_path: Path, nodes) -> N
     assert same_tree(src, out)
     assert state(a, mid) == "own"
     assert cli_json(a.data, "verify")["ok"] is True
+    # the manifests table was unreadable: publishing waits for the operator's confirmation (no own-key fork)
+    assert rep["publishing_held"] is True
+    body = {"path": str(src), "title": "again", "licence": "CC0-1.0"}
+    status, answer = a.api("POST", "/api/v1/datasets", body)
+    assert status == 409 and "communs repair --confirm" in answer["error"], answer
+    assert cli_json(a.data, "repair", "--confirm")["confirmed"] is True
+    status, answer = a.api("POST", "/api/v1/datasets", body)
+    assert status == 201, answer
+    assert cli_json(a.data, "audit")["ok"] is True
