@@ -18,6 +18,7 @@ decided under another policy version (a node killed between an enactment and its
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import hashlib
 import json
@@ -73,6 +74,17 @@ class PublishHeld(PublishError):
 class DiskFull(PublishError):
     """The node's disk filled up while publishing; nothing was published, and the chunks already written
     stay (unreferenced) for the next try to reuse once space is freed. Not the caller's mistake: HTTP 507."""
+
+
+async def _journal(write: Callable[[Any], None], arg: Any) -> None:
+    """One fsynced journal line (publish_journal.py); a full disk is DiskFull, as for the chunks."""
+    try:
+        await asyncio.to_thread(write, arg)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull("the disk is full: the publish journal could not be written; free some space on the "
+                           "node's disk and publish again") from None
+        raise PublishError(f"cannot write the publish journal: {exc.strerror}") from None
 
 
 def _storage_failure(prefix: str, exc: StorageError) -> PublishError:
@@ -387,14 +399,14 @@ class DatasetsService(UsesStorage):
             def progress(done: int, _total: int, base: int = base) -> None:
                 job.bytes_done = base + done
 
+            await _journal(journal.file, real)
             try:
-                await asyncio.to_thread(journal.file, real)
                 chunk_list = await asyncio.to_thread(self.chunks.ingest_file, real, progress)
-                await asyncio.to_thread(journal.chunks, [d for d, _ in chunk_list])
             except StorageError as exc:
                 raise _storage_failure(f"could not store {real}", exc) from None
             except OSError as exc:
                 raise PublishError(f"cannot read {real}: {exc.strerror}") from None
+            await _journal(journal.chunks, [d for d, _ in chunk_list])
             entries.append(FileEntry.of(rel, chunk_list))
             stored.update(chunk_list)
             job.files_done += 1
