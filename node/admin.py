@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from communs.storage.errors import CatalogDamaged
 
 from . import __version__
 
@@ -86,6 +87,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             sentence = _STATUS_SENTENCES.get(exc.status, exc.reason)
             raise ApiError(exc.status, sentence) from None
         raise
+    except CatalogDamaged as exc:  # not a bug to trace: the file is damaged, and the sentence says what to do
+        log.error("%s %s: %s", request.method, request.path, exc)
+        _count(node, 503)
+        raise ApiError(503, str(exc)) from None
     except Exception:
         log.exception("internal error answering %s %s", request.method, request.path)
         _count(node, 500)
