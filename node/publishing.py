@@ -204,6 +204,9 @@ class DatasetsService(UsesStorage):
         self.jobs: dict[int, PublishJob] = {}
         self._job_ids = 0
         self._publish_lock = asyncio.Lock()
+        # Held while a publish records its chunks and while a release unmarks and deletes chunks, so that a
+        # chunk a publish found already on disk is never deleted between its check and its commit.
+        self.store_lock = self._publish_lock
         self._ingest_lock = asyncio.Lock()
         self._pool: Any = None
         self._pool_ready: asyncio.Future[Any] | None = None
@@ -417,6 +420,7 @@ class DatasetsService(UsesStorage):
                               "publishing waits until 'communs datasets' lists this node's own datasets again "
                               "(they come back from peers) and you run 'communs repair --confirm'")
         async with self._publish_lock:
+            await self._rewrite_released(files, entries, stored)
             key = self.node.key
             prev_id: bytes | None = None
             version = 1
@@ -462,6 +466,26 @@ class DatasetsService(UsesStorage):
             except Exception as exc:  # noqa: BLE001 - announcing is best effort; sync repairs it
                 log.warning("after publishing %s: %s", manifest.cid, exc)
         return manifest
+
+    async def _rewrite_released(self, files: Sequence[tuple[str, Path, int]], entries: Sequence[FileEntry],
+                                stored: dict[bytes, int]) -> None:
+        """A release may have deleted chunks that this publish found already stored (same content in a
+        dataset no longer wanted) before the publish took `store_lock`: write those files' chunks again."""
+        gone = set(await asyncio.to_thread(lambda: [d for d in stored if not self.chunks.has(d)]))
+        if not gone:
+            return
+        for (_rel, real, _size), entry in zip(files, entries, strict=True):
+            if not any(c.digest in gone for c in entry.chunks):
+                continue
+            try:
+                again = await asyncio.to_thread(self.chunks.ingest_file, real, None)
+            except StorageError as exc:
+                raise _storage_failure(f"could not store {real}", exc) from None
+            except OSError as exc:
+                raise PublishError(f"cannot read {real}: {exc.strerror}") from None
+            if [d for d, _ in again] != [c.digest for c in entry.chunks]:
+                raise PublishError(f"{real} changed while it was being published; publish it again")
+        log.info("%d chunk(s) released while publishing were written again", len(gone))
 
     # ---- manifests from peers --------------------------------------------------------------------
 

@@ -553,6 +553,11 @@ class ReplicationService(UsesStorage):
 
         The catalog stops calling them stored before any file goes: a crash in between leaves files the
         catalog does not know (kept, harmless), never a chunk marked stored that is not on disk."""
+        lock = getattr(self.node.datasets, "store_lock", None) or contextlib.nullcontext()
+        async with lock:
+            return await self._collect_garbage()
+
+    async def _collect_garbage(self) -> int:
         gone = await self.catalog.unreferenced_chunks()
         if not gone:
             return 0
