@@ -268,3 +268,35 @@ def test_damaged_table_root_is_refused_then_repaired(tmp_path: Path, nodes) -> N
     status, answer = a.api("POST", "/api/v1/datasets", body)
     assert status == 201, answer
     assert cli_json(a.data, "audit")["ok"] is True
+
+
+def test_damage_met_while_running_makes_health_fail(tmp_path: Path, nodes) -> None:  # type: ignore[no-untyped-def]
+    """Item 10: a page damaged under a running node. The datasets API answers 503 with the repair sentence
+    (not a 500 and a traceback), and /healthz stops saying ok."""
+    a = NodeProc.init(tmp_path, "a")
+    nodes.append(a)
+    a.start()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "data.bin").write_bytes(os.urandom(1 << 20))
+    cli_json(a.data, "publish", str(src), "--title", "d", "--licence", "CC0-1.0")
+    assert a.api("GET", "/healthz", token="") == (200, {"ok": True})
+    catalog = a.data / "catalog.sqlite"
+    db = sqlite3.connect(catalog, timeout=10)
+    try:
+        assert db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # every page in the main file
+        root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'manifests'").fetchone()[0]
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        with open(catalog, "r+b") as fh:
+            fh.seek((root - 1) * page_size)
+            fh.write(bytes([0xA5]) * page_size)
+        with db:  # another writer: the node's page cache is invalidated, so it reads the damaged page
+            db.execute("INSERT INTO kv (key, value) VALUES ('test', x'00') "
+                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+    finally:
+        db.close()
+    status, body = a.api("GET", "/api/v1/datasets")
+    assert status == 503 and "communs repair" in body["error"], (status, body)
+    status, body = a.api("GET", "/healthz", token="")
+    assert status == 503 and body["ok"] is False and "damaged" in body["error"], (status, body)
+    assert "Traceback" not in a.log()
