@@ -551,8 +551,9 @@ class ReplicationService(UsesStorage):
     async def collect_garbage(self) -> int:
         """Delete stored chunks that no kept manifest uses; returns bytes freed.
 
-        The catalog stops calling them stored before any file goes: a crash in between leaves files the
-        catalog does not know (kept, harmless), never a chunk marked stored that is not on disk."""
+        The catalog stops calling them stored before any file goes, so a crash in between never leaves a
+        chunk marked stored that is not on disk; the files it leaves are named in a journal and deleted at
+        the next start (reconcile.py)."""
         lock = getattr(self.node.datasets, "store_lock", None) or contextlib.nullcontext()
         async with lock:
             return await self._collect_garbage()
@@ -563,8 +564,15 @@ class ReplicationService(UsesStorage):
             return 0
         # Journaled first (publish_journal.py), so that files left by a crash after the unmark are known
         # to be released ones and deleted at the next start, not kept as possibly-own data.
-        journal = PublishJournal(self.node.root)
-        await asyncio.to_thread(journal.chunks, [d for d, _ in gone])
+        written = PublishJournal(self.node.root)
+        journal: PublishJournal | None = written
+        try:
+            await asyncio.to_thread(written.chunks, [d for d, _ in gone])
+        except OSError as exc:
+            # A full disk is when releasing matters most: go on without the journal (a crash before the
+            # files are deleted then keeps them, unknown to the catalog, rather than risking own data).
+            log.warning("releasing without a journal (%s)", exc.strerror)
+            journal = None
         await self.catalog.mark_chunks_gone([d for d, _ in gone])
         crash_point("release-unmarked")
 
@@ -573,7 +581,8 @@ class ReplicationService(UsesStorage):
                 self.chunks.delete(d)
                 if i == 0:
                     crash_point("release-deleting")
-            journal.finish()
+            if journal is not None:
+                journal.finish()
 
         await asyncio.to_thread(delete)
         freed = sum(s for _, s in gone)

@@ -101,17 +101,20 @@ def test_kill_right_after_an_enactment_commits(tmp_path: Path, nodes) -> None:  
     assert state(b, mid) == "not-wanted"
 
 
-def test_kill_during_a_release_leaves_no_chunk_marked_that_is_gone(tmp_path: Path, nodes) -> None:  # type: ignore[no-untyped-def]
-    """Item 9: a release killed after deleting its first chunk file; wanted again later, the dataset is
-    fetched again, never called complete with chunks missing."""
+@pytest.mark.parametrize("point", ["release-deleting", "release-unmarked"])
+def test_kill_during_a_release_leaves_no_chunk_marked_that_is_gone(tmp_path: Path, nodes, point: str) -> None:  # type: ignore[no-untyped-def]
+    """Item 9: a release killed after deleting its first chunk file (or after unmarking, before deleting);
+    wanted again later, the dataset is fetched again, never called complete with chunks missing, and no
+    released chunk file is left behind."""
     _a, b, mid, src = two_nodes(tmp_path, nodes)
     enact_policy(b, ["CC0-1.0"], tmp_path)
     wait_for(lambda: state(b, mid) == "complete", 60, what="b's replica")
     assert b.stop() == 0
-    with crash_at("release-deleting"):
+    with crash_at(point):
         b.start()
-    vote_expecting_death(b, ["MIT"], tmp_path, "release-deleting")
+    vote_expecting_death(b, ["MIT"], tmp_path, point)
     b.start()
+    wait_for(lambda: not chunk_files(b), 30, what="the released chunk files to be gone after the restart")
     enact_policy(b, ["CC0-1.0"], tmp_path)
     wait_for(lambda: state(b, mid) == "complete", 60, what="the dataset to be complete again")
     out = tmp_path / "out"
