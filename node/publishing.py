@@ -315,11 +315,12 @@ class DatasetsService(UsesStorage):
         if job is None:
             job = self.new_job(str(path))
         idem: tuple[str, str] | None = None
+        mine: asyncio.Future[Manifest] | None = None
         if idempotency_key is not None:
             request = request_fingerprint(path=str(path), title=title, licence=licence, description=description,
                                           keywords=keywords, dataset=dataset)
             idem = (idempotency_key, request)
-            earlier = await self._earlier_publish(idempotency_key, request)
+            earlier, mine = await self._earlier_publish(idempotency_key, request)
             if earlier is not None:
                 job.state = "done"
                 return earlier
@@ -330,35 +331,49 @@ class DatasetsService(UsesStorage):
             job.state = "failed"
             raise
         finally:
-            if idem is not None:
-                self._idempotent.pop(idem[0], None)
+            if idem is not None and self._idempotent.get(idem[0]) is mine:
+                del self._idempotent[idem[0]]
         job.state = "done"
         return manifest
 
-    async def _earlier_publish(self, key: str, request: str) -> Manifest | None:
-        """The manifest an earlier request with this key published (awaiting it if it still runs), or None
-        after registering this request as the one running under the key."""
-        while True:
-            running = self._idempotent.get(key)
-            if running is None:
-                break
+    async def _earlier_publish(self, key: str, request: str) \
+            -> tuple[Manifest | None, asyncio.Future[Manifest] | None]:
+        """The manifest an earlier request with this key published (awaiting it if it still runs); or None
+        and the future registered for this request, now the one running under the key."""
+        running = self._idempotent.get(key)
+        while running is not None and not running.done():
             try:
                 await asyncio.shield(running)
-            except Exception:  # noqa: BLE001 - the first attempt failed: this one may try again
+            except Exception:  # noqa: BLE001, S110 - the first attempt failed: this one may try again
                 pass
-        stored = await self.catalog.kv_get(IDEMPOTENCY_PREFIX + key)
-        if stored is not None:
-            doc = json.loads(stored)
-            if doc.get("request") != request:
-                raise IdempotencyConflict("this Idempotency-Key was already used for a different publish request; "
-                                          "use a new key for a new publish")
-            info = await self.catalog.get_manifest(bytes.fromhex(doc["id"]))
-            if info is not None and info.raw is not None:
-                return Manifest.decode(info.raw, verify=False)
+            running = self._idempotent.get(key)
+        # Claim the key before the next await, so that a request arriving meanwhile waits for this one.
         fut: asyncio.Future[Manifest] = asyncio.get_running_loop().create_future()
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, never "never retrieved"
         self._idempotent[key] = fut
-        return None
+        try:
+            earlier = await self._stored_publish(key, request)
+        except BaseException as exc:
+            fut.set_exception(exc if isinstance(exc, Exception) else PublishError("interrupted"))
+            del self._idempotent[key]
+            raise
+        if earlier is not None:
+            fut.set_result(earlier)
+            del self._idempotent[key]
+            return earlier, None
+        return None, fut
+
+    async def _stored_publish(self, key: str, request: str) -> Manifest | None:
+        """The manifest a committed publish under this key made; IdempotencyConflict for another request."""
+        stored = await self.catalog.kv_get(IDEMPOTENCY_PREFIX + key)
+        if stored is None:
+            return None
+        doc = json.loads(stored)
+        if doc.get("request") != request:
+            raise IdempotencyConflict("this Idempotency-Key was already used for a different publish request; "
+                                      "use a new key for a new publish")
+        info = await self.catalog.get_manifest(bytes.fromhex(doc["id"]))
+        return None if info is None or info.raw is None else Manifest.decode(info.raw, verify=False)
 
     async def _publish(self, path: Path, *, title: str, licence: str, description: str,
                        keywords: Sequence[str], dataset: bytes | None, job: PublishJob,

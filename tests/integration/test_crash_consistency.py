@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -215,6 +216,25 @@ def test_publish_retried_with_its_idempotency_key_returns_the_first(tmp_path: Pa
     s4, r4 = a.api("POST", "/api/v1/datasets", body, headers={"Idempotency-Key": "bad key!"})
     assert s4 == 400, r4
     assert len(a.get("/api/v1/datasets")) == 1
+    # a retry that arrives while the first request still runs waits for it and returns its result
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "data.bin").write_bytes(os.urandom(48 << 20))
+    big_body = {"path": str(big), "title": "big", "licence": "CC0-1.0"}
+    answers: list[tuple[int, object]] = []
+    threads = [threading.Thread(target=lambda: answers.append(
+        a.api("POST", "/api/v1/datasets", big_body, headers={"Idempotency-Key": "concurrent-1"})))
+        for _ in range(2)]
+    threads[0].start()
+    wait_for(lambda: any(j["path"] == str(big) and j["state"] not in ("done", "failed")
+                         for j in a.get("/api/v1/publishing")), 30, interval=0.01, what="the first publish to run")
+    threads[1].start()
+    for t in threads:
+        t.join(120)
+    assert len(answers) == 2 and all(st == 201 for st, _ in answers), answers
+    ids_back = {r["id"] for _, r in answers}  # type: ignore[index]
+    assert len(ids_back) == 1, answers
+    assert sorted(d["title"] for d in a.get("/api/v1/datasets")) == ["big", "d"]
 
 
 def _damage_table_root(db_path: Path, table: str) -> None:
