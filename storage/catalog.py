@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import aiosqlite
 from communs.protocol.publog import LogEntry
 
-from .errors import CatalogError, StorageFull
+from .errors import CatalogDamaged, CatalogError, StorageFull
 from .schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 # States whose chunks are kept: a chunk used by none of these may be deleted.
 KEPT_STATES: frozenset[str] = frozenset({"own", "complete", "in-progress", "wanted"})
+
+STATES_POLICY_KEY = "states_policy_version"  # kv: the policy version manifest states were decided under
 
 _MAX_VARS = 500  # parameters per statement, well under SQLite's limit
 
@@ -196,11 +198,37 @@ def _db_error(exc: sqlite3.Error, what: str) -> Exception:
     text = str(exc)
     if "full" in text.lower():
         return StorageFull(f"the disk is full: the catalog could not be updated ({what})")
-    if "malformed" in text.lower() or "not a database" in text.lower():
-        return CatalogError(f"the catalog file is damaged ({text}) while {what}")
+    if _is_damage(text):
+        return CatalogDamaged(f"the catalog file is damaged ({text}) while {what}; stop the node and run "
+                              "'communs repair' (README: Repairing a damaged catalog)")
     if text.startswith("the governance log is append-only"):
         return CatalogError(text)
     return CatalogError(f"catalog failure while {what}: {text}")
+
+
+def _is_damage(text: str) -> bool:
+    low = text.lower()
+    return "malformed" in low or "not a database" in low or "corrupt" in low
+
+
+def damaged_sentence(path: Path, problem: str) -> str:
+    """What the operator reads when the catalog file is damaged: which file, what SQLite found, what to do."""
+    return (f"the catalog {path} is damaged ({problem}); with the node stopped, run 'communs repair --data "
+            f"{path.parent}' to move it aside and rebuild it from what can still be read, from peers and from "
+            "the chunk store (README: Repairing a damaged catalog)")
+
+
+async def quick_check(db: aiosqlite.Connection) -> list[str]:
+    """SQLite's `PRAGMA quick_check` (every page and record, without cross-checking index contents: O(size)
+    but several times faster than `integrity_check`); an empty list when the file is sound. A check that
+    itself fails on a bad page counts as one problem."""
+    try:
+        async with db.execute("PRAGMA quick_check(20)") as cur:
+            rows = await cur.fetchall()
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+    problems = [str(r[0]) for r in rows]
+    return [] if problems == ["ok"] else problems
 
 
 class Catalog:
@@ -210,12 +238,23 @@ class Catalog:
         self._db = db
         self.path = path
         self._lock = asyncio.Lock()
+        self.damaged: str | None = None  # set when SQLite reports the file damaged while running (health)
+
+    def _failed(self, exc: sqlite3.Error, what: str) -> Exception:
+        err = _db_error(exc, what)
+        if isinstance(err, CatalogDamaged) and self.damaged is None:
+            self.damaged = str(err)
+        return err
 
     # -- open / close ------------------------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: str | Path) -> Catalog:
-        """Open (creating if absent) and migrate the catalog; CatalogError with one sentence otherwise."""
+    async def open(cls, path: str | Path, *, check: bool = True) -> Catalog:
+        """Open (creating if absent) and migrate the catalog; CatalogError with one sentence otherwise.
+
+        With `check`, `PRAGMA quick_check` runs first and a damaged file is refused (CatalogDamaged, naming
+        the file and what to do): a node must not start, say ready and then fail on every query, nor write
+        into a file whose free list or table roots are broken."""
         path = Path(path)
         if path.exists() and not path.is_file():
             raise CatalogError(f"{path} is not a Communs catalog (it is not a file)")
@@ -225,6 +264,8 @@ class Catalog:
             raise CatalogError(f"cannot open the catalog {path}: {exc}") from exc
         try:
             await _prepare(db, path)
+            if check and (problems := await quick_check(db)):
+                raise CatalogDamaged(damaged_sentence(path, "; ".join(problems[:3])))
         except BaseException:
             await db.close()
             raise
@@ -248,7 +289,7 @@ class Catalog:
             try:
                 await db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise _db_error(exc, what) from exc
+                raise self._failed(exc, what) from exc
             except asyncio.CancelledError:
                 # aiosqlite's thread still runs the BEGIN: end it before the lock is given back, or every
                 # later transaction would fail with "cannot start a transaction within a transaction".
@@ -265,7 +306,7 @@ class Catalog:
                 except sqlite3.Error:
                     pass  # the transaction may already be gone; the original error says why
                 if isinstance(exc, sqlite3.Error):
-                    raise _db_error(exc, what) from exc
+                    raise self._failed(exc, what) from exc
                 raise
             try:
                 await db.execute("COMMIT")
@@ -274,7 +315,7 @@ class Catalog:
                     await db.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
-                raise _db_error(exc, what) from exc
+                raise self._failed(exc, what) from exc
 
     @asynccontextmanager
     async def _reading(self, what: str = "reading") -> AsyncIterator[aiosqlite.Connection]:
@@ -283,7 +324,7 @@ class Catalog:
             try:
                 yield self._db
             except sqlite3.Error as exc:
-                raise _db_error(exc, what) from exc
+                raise self._failed(exc, what) from exc
 
     async def _all(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
         async with self._reading() as db, db.execute(sql, params) as cur:
@@ -292,6 +333,14 @@ class Catalog:
     async def _one(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
         async with self._reading() as db, db.execute(sql, params) as cur:
             return await cur.fetchone()
+
+    async def quick_check(self) -> list[str]:
+        """`PRAGMA quick_check` on the open file; an empty list when it is sound."""
+        async with self._lock:
+            problems = await quick_check(self._db)
+        if problems and self.damaged is None:
+            self.damaged = damaged_sentence(self.path, "; ".join(problems[:3]))
+        return problems
 
     async def integrity_check(self) -> list[str]:
         """SQLite's own check of the file; an empty list when it is sound."""
@@ -311,6 +360,14 @@ class Catalog:
                                    existing)
         return outcome is PutOutcome.INSERTED
 
+    async def put_published(self, row: ManifestRow, stored: Sequence[tuple[bytes, int]], *,
+                            kv: tuple[str, bytes] | None = None) -> None:
+        """Record a manifest published here, the chunks it stored and (optionally) one `kv` entry, in one
+        transaction: a publish killed before it commits leaves no chunk marked stored without its manifest
+        (which nothing would ever release), and an idempotency key never names a publish that is not there.
+        ManifestConflict as `put_manifest`."""
+        await self._put_batch([row], stored=stored, kv=kv, strict=True)
+
     async def put_manifests_batch(self, rows: Sequence[ManifestRow]) -> list[PutOutcome]:
         """Store many manifests in one transaction (catalog sync); one outcome per row, in order.
 
@@ -319,10 +376,16 @@ class Catalog:
         """
         return [outcome for outcome, _ in await self._put_batch(rows)]
 
-    async def _put_batch(self, rows: Sequence[ManifestRow]) -> list[tuple[PutOutcome, bytes | None]]:
+    async def _put_batch(self, rows: Sequence[ManifestRow], *, stored: Sequence[tuple[bytes, int]] = (),
+                         kv: tuple[str, bytes] | None = None,
+                         strict: bool = False) -> list[tuple[PutOutcome, bytes | None]]:
         if not rows:
             return []
         async with self.transaction("storing manifests") as db:
+            if stored:
+                await db.executemany(
+                    "INSERT INTO chunks (digest, size, stored) VALUES (?, ?, 1) "
+                    "ON CONFLICT (digest) DO UPDATE SET stored = 1, size = excluded.size", list(stored))
             known_ids: set[bytes] = set()
             for part in _batches([r.id for r in rows]):
                 sql = f"SELECT id FROM manifests WHERE id IN ({','.join('?' * len(part))})"
@@ -358,6 +421,12 @@ class Catalog:
                       r.created, r.received_at, int(r.own), r.state, r.reason, r.raw, _pack_refs(r.chunks))
                      for r in new])
                 await _insert_chunk_rows(db, [(r.id, r.chunks) for r in new if r.state in KEPT_STATES])
+            if kv is not None and new:
+                await db.execute("INSERT INTO kv (key, value) VALUES (?, ?) "
+                                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value", kv)
+            if strict and outcomes[0][0] is PutOutcome.CONFLICT:  # roll the chunk marks back with it
+                raise ManifestConflict("the publisher's log already holds another manifest at seq "
+                                       f"{rows[0].seq}", outcomes[0][1] or b"")
             return outcomes
 
     async def get_manifest(self, manifest_id: bytes) -> ManifestInfo | None:
@@ -412,13 +481,30 @@ class Catalog:
             if state in KEPT_STATES:
                 await _add_chunk_rows(db, [manifest_id])
 
-    async def set_states(self, changes: Iterable[tuple[bytes, str, str]]) -> None:
-        """Several `(id, state, reason)` at once (a policy enactment re-evaluates everything)."""
+    async def set_states(self, changes: Iterable[tuple[bytes, str, str]], *,
+                         policy_version: int | None = None) -> None:
+        """Several `(id, state, reason)` at once (a policy enactment re-evaluates everything).
+
+        `policy_version`, when given, is recorded in the same transaction as the policy version these
+        states were decided under (`states_policy_version`): a node killed after an enactment commits but
+        before its re-evaluation finds the two versions apart at start, and re-evaluates then."""
         changes = list(changes)
         async with self.transaction("setting manifest states") as db:
             await db.executemany("UPDATE manifests SET state = ?, reason = ? WHERE id = ?",
                                  [(s, r, i) for i, s, r in changes])
             await _add_chunk_rows(db, [i for i, s, _ in changes if s in KEPT_STATES])
+            if policy_version is not None:
+                await db.execute("INSERT INTO kv (key, value) VALUES (?, ?) "
+                                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                                 (STATES_POLICY_KEY, str(policy_version).encode()))
+
+    async def states_policy_version(self) -> int | None:
+        """The policy version the stored manifest states were last evaluated under (None: never recorded)."""
+        raw = await self.kv_get(STATES_POLICY_KEY)
+        try:
+            return None if raw is None else int(raw.decode())
+        except ValueError:
+            return None
 
     # -- per-publisher logs ------------------------------------------------------------------------------
 
@@ -806,9 +892,18 @@ def read_gov_log_readonly(path: Path) -> list[bytes]:
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
         try:
+            # A damaged file can still answer this one query from intact pages: audit must not say "intact"
+            # about a catalog that is not (the whole file is checked, as the node does at start).
+            problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check(20)").fetchall()]
+            if problems != ["ok"]:
+                raise CatalogDamaged(damaged_sentence(path, "; ".join(problems[:3])))
             rows = conn.execute("SELECT seq, raw FROM gov_log ORDER BY seq").fetchall()
         finally:
             conn.close()
+    except sqlite3.DatabaseError as exc:
+        if _is_damage(str(exc)):
+            raise CatalogDamaged(damaged_sentence(path, str(exc))) from None
+        raise CatalogError(f"cannot read the governance log from {path}: {exc}") from None
     except sqlite3.Error as exc:
         raise CatalogError(f"cannot read the governance log from {path}: {exc}") from None
     return [bytes(raw) for _, raw in rows]

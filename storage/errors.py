@@ -24,3 +24,7 @@ class StorageFull(StorageError):
 
 class CatalogError(StorageError):
     """The catalog cannot be opened or used (not a Communs catalog, too new a schema, a failed migration)."""
+
+
+class CatalogDamaged(CatalogError):
+    """SQLite reports the catalog file itself damaged (a bad page, a broken index, a malformed record)."""

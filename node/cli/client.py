@@ -54,9 +54,9 @@ class AdminClient:
             raise ClientError(f"cannot read the admin token: {exc.strerror}") from None
         return cls(url, token, timeout)
 
-    def request(self, method: str, path: str, body: Any = None) -> Any:
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         data = None
-        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json", **(headers or {})}
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
@@ -81,8 +81,8 @@ class AdminClient:
     def get(self, path: str) -> Any:
         return self.request("GET", path)
 
-    def post(self, path: str, body: Any) -> Any:
-        return self.request("POST", path, body)
+    def post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+        return self.request("POST", path, body, headers)
 
 
 def _alive(pid: int) -> bool:

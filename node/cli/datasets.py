@@ -6,8 +6,12 @@ import argparse
 import asyncio
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
+
+PUBLISH_ATTEMPTS = 3  # a publish whose connection broke is asked again (same Idempotency-Key) this often
+PUBLISH_RETRY_S = 1.0
 
 
 def _progress_bar(args: argparse.Namespace) -> Any:
@@ -41,11 +45,23 @@ def cmd_publish(args: argparse.Namespace) -> None:
     result: dict[str, Any] = {}
     error: list[Exception] = []
 
+    # One key for this publish and its retries: if the connection breaks after the node committed, the
+    # retry returns that dataset instead of publishing a second one.
+    headers = {"Idempotency-Key": f"cli-{uuid.uuid4().hex}"}
+
     def post() -> None:
-        try:
-            result.update(c.post("/api/v1/datasets", body))
-        except Exception as exc:  # noqa: BLE001 - re-raised in the main thread
-            error.append(exc)
+        for attempt in range(PUBLISH_ATTEMPTS):
+            try:
+                result.update(c.post("/api/v1/datasets", body, headers))
+                return
+            except ClientError as exc:
+                if exc.status != 0 or attempt + 1 == PUBLISH_ATTEMPTS:  # refused by the node, or out of tries
+                    error.append(exc)
+                    return
+                time.sleep(PUBLISH_RETRY_S * (attempt + 1))  # the connection broke: ask again, same key
+            except Exception as exc:  # noqa: BLE001 - re-raised in the main thread
+                error.append(exc)
+                return
 
     worker = threading.Thread(target=post, daemon=True)
     worker.start()

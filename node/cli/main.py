@@ -336,9 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from communs.node.cli import datasets as cli_datasets
     from communs.node.cli import governance as cli_governance
+    from communs.node.cli import repair as cli_repair
 
     cli_datasets.add_commands(sub, common)
     cli_governance.add_commands(sub, common)
+    cli_repair.add_commands(sub, common)
     return parser
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from communs.node import __version__
+from communs.storage.errors import CatalogDamaged
 
 if TYPE_CHECKING:
     from communs.node.node import Node
@@ -85,6 +86,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             sentence = _STATUS_SENTENCES.get(exc.status, exc.reason)
             raise ApiError(exc.status, sentence) from None
         raise
+    except CatalogDamaged as exc:  # not a bug to trace: the file is damaged, and the sentence says what to do
+        log.error("%s %s: %s", request.method, request.path, exc)
+        _count(node, 503)
+        raise ApiError(503, str(exc)) from None
     except Exception:
         log.exception("internal error answering %s %s", request.method, request.path)
         _count(node, 500)
@@ -113,9 +118,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """ok while the node can accept a new peer: a node that no peer can connect to is not healthy,
-    even if its process and API are (issue 12: 300 connections once locked every new peer out)."""
-    overlay = node_of(request).overlay
+    """ok while the node can accept a new peer and its catalog is sound: a node that no peer can connect to
+    is not healthy, even if its process and API are (issue 12: 300 connections once locked every new peer out),
+    and once the catalog file was found damaged every query may fail."""
+    node = node_of(request)
+    damaged = node.storage.catalog.damaged if node.storage is not None else None
+    if damaged:
+        return json_response({"ok": False, "error": damaged}, status=503)
+    overlay = node.overlay
     problem = overlay.reachability() if overlay is not None else None
     if problem is not None:
         return json_response({"error": problem}, status=503)

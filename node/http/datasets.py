@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from communs.node.http.app import ApiError, json_response, node_of, read_json
-from communs.node.services.datasets import DiskFull, PublishError, manifest_full
+from communs.node.services.datasets import DiskFull, IdempotencyConflict, PublishError, PublishHeld, manifest_full
 from communs.protocol import ids
 from communs.protocol.errors import RecordError
 from communs.protocol.records import Manifest
@@ -46,6 +47,9 @@ def _text(body: dict[str, Any], key: str, required: bool = True, default: str = 
     return value
 
 
+# A client-chosen key (the CLI sends a random one): a publish retried with it returns the first result.
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
 _PUBLISH_KEYS = {"path", "title", "licence", "description", "keywords", "dataset"}
 
 
@@ -67,13 +71,18 @@ async def publish(request: web.Request) -> web.Response:
     dataset = None
     if body.get("dataset") is not None:
         dataset = parse_id(_text(body, "dataset"), "dataset id")
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise ApiError(400, "'Idempotency-Key' must be 1 to 128 letters, digits, '-', '_', '.' or ':'")
     job = node.datasets.new_job(path_text)
     try:
         manifest = await node.datasets.publish(Path(path_text), title=title, licence=licence,
                                                description=description, keywords=keywords, dataset=dataset,
-                                               job=job)
+                                               job=job, idempotency_key=key)
     except PublishError as exc:
-        raise ApiError(507 if isinstance(exc, DiskFull) else 400, str(exc)) from None
+        status = (507 if isinstance(exc, DiskFull) else 422 if isinstance(exc, IdempotencyConflict)
+                  else 409 if isinstance(exc, PublishHeld) else 400)
+        raise ApiError(status, str(exc)) from None
     return json_response({"id": manifest.cid, "dataset": ids.cid_str(manifest.dataset),
                           "version": manifest.version, "job": job.id}, status=201)
 

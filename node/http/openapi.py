@@ -166,6 +166,7 @@ _ERRORS = {
     "Unavailable": "the service is still starting",
     "Unreachable": "the node cannot accept new peers now (all inbound slots in use, or not listening)",
     "InsufficientStorage": "the node's disk is full; nothing was published (free space, then retry)",
+    "Unprocessable": "the Idempotency-Key was already used for a different publish request",
 }
 
 
@@ -175,7 +176,7 @@ def _op(summary: str, ok: dict[str, Any], *errors: str, status: str = "200", bod
     responses: dict[str, Any] = {status: ok}
     codes = {"BadRequest": "400", "Unauthorized": "401", "Forbidden": "403", "NotFound": "404",
              "Conflict": "409", "TooLarge": "413", "NotJson": "415", "BadGateway": "502", "Unavailable": "503",
-             "Unreachable": "503", "InsufficientStorage": "507"}
+             "Unreachable": "503", "Unprocessable": "422", "InsufficientStorage": "507"}
     names = list(errors)
     if not public:
         names.append("Unauthorized")
@@ -206,7 +207,8 @@ def _paths() -> dict[str, Any]:
     peer = [_path_param("peer_id", "a connected peer's id")]
     list_of = lambda name: {"type": "array", "items": _ref(name)}  # noqa: E731
     paths: dict[str, Any] = {
-        "/healthz": {"get": _op("liveness and reachability; needs no token",
+        "/healthz": {"get": _op("liveness and reachability; needs no token (503 when no new peer can connect or "
+                                "the catalog file was found damaged)",
                                 _json(_ref("Health"), "the node is up and can accept new peers"), "Unreachable",
                                 public=True)},
         "/metrics": {"get": _op("Prometheus metrics (text exposition format)", {
@@ -229,9 +231,14 @@ def _paths() -> dict[str, Any]:
                        _json(list_of("ManifestSummary"), "manifests"), tag="datasets"),
             "post": _op("publish a file or a folder as a new dataset, or a new version of an own dataset",
                         _json(_ref("Published"), "published and announced"), "InsufficientStorage",
-                        status="201", body="PublishRequest", tag="datasets",
+                        "Conflict", "Unprocessable", status="201", body="PublishRequest", tag="datasets",
+                        params=[{"name": "Idempotency-Key", "in": "header", "required": False,
+                                 "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+                                 "description": "a retry with the same key (and the same request) returns the "
+                                                "first publish's result instead of publishing again"}],
                         description="The node reads `path` itself; progress is readable at /api/v1/publishing "
-                                    "while this request runs."),
+                                    "while this request runs. 409: publishing waits for `communs repair "
+                                    "--confirm` after a repair."),
         },
         "/api/v1/datasets/{id}": {"get": _op("one manifest in full, with its files and chunks",
                                              _json(_ref("Manifest"), "the manifest"), "BadRequest", "NotFound",

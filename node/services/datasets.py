@@ -6,14 +6,22 @@ its place in its publisher's log is checked (a contradiction is kept as fork evi
 `state`/`reason` is decided by the policy in force. The replication service then acts on the states.
 
 Publishing writes chunks first (each durable before it is visible) and the manifest last, in one
-catalog transaction: a publish killed half-way leaves only unreferenced chunks, which a second
-publish of the same files reuses.
+catalog transaction with the chunks' marks: a publish killed half-way leaves only chunk files the
+catalog does not know, named in its publish journal (publish_journal.py), which the next start
+deletes. An `Idempotency-Key` makes a retried publish return the first one's result instead of
+signing a second dataset (the key is stored in the publish's own transaction).
+
+Manifest states follow the policy in force: at each enactment, and at start when the states were last
+decided under another policy version (a node killed between an enactment and its re-evaluation).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
+import hashlib
+import json
 import logging
 import os
 import stat
@@ -26,7 +34,10 @@ from typing import TYPE_CHECKING, Any
 from communs.governance import policy as policy_mod
 from communs.governance.errors import GovernanceError
 from communs.governance.licences import check_expression
+from communs.node.runtime.faults import crash_point
 from communs.node.runtime.gctune import GC_THRESHOLDS
+from communs.node.services.publish_journal import PublishJournal
+from communs.node.services.repair import REPAIR_PENDING_KEY
 from communs.node.services.storage import UsesStorage
 from communs.protocol import ids, keys, paths
 from communs.protocol import publog as plog
@@ -50,9 +61,29 @@ class PublishError(Exception):
     """The path or the request cannot be published; one sentence says why. Nothing was published."""
 
 
+class IdempotencyConflict(PublishError):
+    """The idempotency key was already used for a different publish request: HTTP 422."""
+
+
+class PublishHeld(PublishError):
+    """`communs repair` could not read every manifest: own ones may still be coming back from peers, and a
+    publish now could sign a second record at a place of this node's log already used. HTTP 409."""
+
+
 class DiskFull(PublishError):
     """The node's disk filled up while publishing; nothing was published, and the chunks already written
     stay (unreferenced) for the next try to reuse once space is freed. Not the caller's mistake: HTTP 507."""
+
+
+async def _journal(write: Callable[[Any], None], arg: Any) -> None:
+    """One fsynced journal line (publish_journal.py); a full disk is DiskFull, as for the chunks."""
+    try:
+        await asyncio.to_thread(write, arg)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull("the disk is full: the publish journal could not be written; free some space on the "
+                           "node's disk and publish again") from None
+        raise PublishError(f"cannot write the publish journal: {exc.strerror}") from None
 
 
 def _storage_failure(prefix: str, exc: StorageError) -> PublishError:
@@ -173,16 +204,40 @@ class DatasetsService(UsesStorage):
         self.jobs: dict[int, PublishJob] = {}
         self._job_ids = 0
         self._publish_lock = asyncio.Lock()
+        # Held while a publish records its chunks and while a release unmarks and deletes chunks, so that a
+        # chunk a publish found already on disk is never deleted between its check and its commit.
+        self.store_lock = self._publish_lock
         self._ingest_lock = asyncio.Lock()
         self._pool: Any = None
         self._pool_ready: asyncio.Future[Any] | None = None
         self._thread_decoding = False
         self._pool_broken = False
+        self._idempotent: dict[str, asyncio.Future[Manifest]] = {}  # key -> publish running under it
 
     async def start(self) -> None:
         gov = self.node.governance
         if gov is not None and hasattr(gov, "on_policy_change"):
             gov.on_policy_change.append(self._policy_changed)
+        await self.reevaluate_if_behind()
+
+    def policy_version(self) -> int:
+        gov = self.node.governance
+        state = getattr(gov, "state", None) if gov is not None else None
+        return int(getattr(state, "policy_version", 0))
+
+    async def reevaluate_if_behind(self) -> bool:
+        """Re-evaluate every manifest if its state was decided under another policy version than the one in
+        force (the node died after an enactment committed and before its re-evaluation, or an enactment was
+        recorded while starting). Idempotent: True when it re-evaluated."""
+        evaluated = await self.catalog.states_policy_version()
+        version = self.policy_version()
+        if evaluated == version:
+            return False
+        if evaluated is not None:
+            log.warning("dataset states were decided under licence policy version %d, version %d is in force: "
+                        "re-evaluating them", evaluated, version)
+        await self.reevaluate()
+        return True
 
     async def stop(self) -> None:
         if self._pool is not None:
@@ -213,7 +268,9 @@ class DatasetsService(UsesStorage):
         changes: list[tuple[bytes, str, str]] = []
         wanted: list[bytes] = []
         unwanted: list[bytes] = []
-        for info in await self.catalog.list_manifests():
+        infos = await self.catalog.list_manifests()
+        version = self.policy_version()  # read with the policy: no await between here and the decisions
+        for info in infos:
             if info.own:
                 continue
             want, reason = self.decide(licence=info.licence, size=info.size, publisher=info.publisher,
@@ -228,8 +285,8 @@ class DatasetsService(UsesStorage):
                     unwanted.append(info.id)
             if (state, reason) != (info.state, info.reason):
                 changes.append((info.id, state, reason))
+        await self.catalog.set_states(changes, policy_version=version)
         if changes:
-            await self.catalog.set_states(changes)
             log.info("policy re-applied: %d manifest state(s) changed (%d wanted, %d no longer wanted)",
                      len(changes), len(wanted), len(unwanted))
         for cb in self.on_unwanted:
@@ -251,12 +308,25 @@ class DatasetsService(UsesStorage):
 
     async def publish(self, path: Path, *, title: str, licence: str, description: str = "",
                       keywords: Sequence[str] = (), dataset: bytes | None = None,
-                      job: PublishJob | None = None) -> Manifest:
+                      job: PublishJob | None = None, idempotency_key: str | None = None) -> Manifest:
+        """Publish `path`. With `idempotency_key`, a request repeated with the same key and the same fields
+        returns the manifest of the first (whether it is still running or committed long ago) instead of
+        publishing again; the same key with other fields is refused (IdempotencyConflict)."""
         if job is None:
             job = self.new_job(str(path))
+        idem: tuple[str, str] | None = None
+        mine: asyncio.Future[Manifest] | None = None
+        if idempotency_key is not None:
+            request = request_fingerprint(path=str(path), title=title, licence=licence, description=description,
+                                          keywords=keywords, dataset=dataset)
+            idem = (idempotency_key, request)
+            earlier, mine = await self._earlier_publish(idempotency_key, request)
+            if earlier is not None:
+                job.state = "done"
+                return earlier
         try:
             manifest = await self._publish(path, title=title, licence=licence, description=description,
-                                           keywords=keywords, dataset=dataset, job=job)
+                                           keywords=keywords, dataset=dataset, job=job, idem=idem)
         except BaseException as exc:
             job.state = "failed"
             if isinstance(exc, Exception):
@@ -264,6 +334,8 @@ class DatasetsService(UsesStorage):
             raise
         finally:
             job.created = []
+            if idem is not None and self._idempotent.get(idem[0]) is mine:
+                del self._idempotent[idem[0]]
         job.state = "done"
         return manifest
 
@@ -287,8 +359,68 @@ class DatasetsService(UsesStorage):
         if leftovers:
             log.info("removed %d chunk file(s) written by the failed publish of %s", len(leftovers), job.path)
 
+    async def _earlier_publish(self, key: str, request: str) \
+            -> tuple[Manifest | None, asyncio.Future[Manifest] | None]:
+        """The manifest an earlier request with this key published (awaiting it if it still runs); or None
+        and the future registered for this request, now the one running under the key."""
+        running = self._idempotent.get(key)
+        while running is not None and not running.done():
+            try:
+                await asyncio.shield(running)
+            except Exception:  # noqa: BLE001, S110 - the first attempt failed: this one may try again
+                pass
+            running = self._idempotent.get(key)
+        # Claim the key before the next await, so that a request arriving meanwhile waits for this one.
+        fut: asyncio.Future[Manifest] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, never "never retrieved"
+        self._idempotent[key] = fut
+        try:
+            earlier = await self._stored_publish(key, request)
+        except BaseException as exc:
+            fut.set_exception(exc if isinstance(exc, Exception) else PublishError("interrupted"))
+            del self._idempotent[key]
+            raise
+        if earlier is not None:
+            fut.set_result(earlier)
+            del self._idempotent[key]
+            return earlier, None
+        return None, fut
+
+    async def _stored_publish(self, key: str, request: str) -> Manifest | None:
+        """The manifest a committed publish under this key made; IdempotencyConflict for another request."""
+        stored = await self.catalog.kv_get(IDEMPOTENCY_PREFIX + key)
+        if stored is None:
+            return None
+        doc = json.loads(stored)
+        if doc.get("request") != request:
+            raise IdempotencyConflict("this Idempotency-Key was already used for a different publish request; "
+                                      "use a new key for a new publish")
+        info = await self.catalog.get_manifest(bytes.fromhex(doc["id"]))
+        return None if info is None or info.raw is None else Manifest.decode(info.raw, verify=False)
+
     async def _publish(self, path: Path, *, title: str, licence: str, description: str,
-                       keywords: Sequence[str], dataset: bytes | None, job: PublishJob) -> Manifest:
+                       keywords: Sequence[str], dataset: bytes | None, job: PublishJob,
+                       idem: tuple[str, str] | None = None) -> Manifest:
+        running = self._idempotent.get(idem[0]) if idem is not None else None
+        journal = PublishJournal(self.node.root)
+        try:
+            manifest = await self._publish_journaled(
+                path, title=title, licence=licence, description=description, keywords=keywords,
+                dataset=dataset, job=job, idem=idem, journal=journal)
+        except BaseException as exc:
+            if running is not None and not running.done():
+                running.set_exception(exc if isinstance(exc, Exception) else PublishError("interrupted"))
+            # The journal stays: the chunks written so far are deleted at the next start.
+            await asyncio.to_thread(journal.close)
+            raise
+        if running is not None and not running.done():
+            running.set_result(manifest)
+        await asyncio.to_thread(journal.finish)
+        return manifest
+
+    async def _publish_journaled(self, path: Path, *, title: str, licence: str, description: str,
+                                 keywords: Sequence[str], dataset: bytes | None, job: PublishJob,
+                                 idem: tuple[str, str] | None, journal: PublishJournal) -> Manifest:
         try:
             licence = check_expression(licence)
         except GovernanceError as exc:
@@ -308,18 +440,25 @@ class DatasetsService(UsesStorage):
             def progress(done: int, _total: int, base: int = base) -> None:
                 job.bytes_done = base + done
 
+            await _journal(journal.file, real)
             try:
                 chunk_list = await asyncio.to_thread(self.chunks.ingest_file, real, progress, job.created)
             except StorageError as exc:
                 raise _storage_failure(f"could not store {real}", exc) from None
             except OSError as exc:
                 raise PublishError(f"cannot read {real}: {exc.strerror}") from None
+            await _journal(journal.chunks, [d for d, _ in chunk_list])
             entries.append(FileEntry.of(rel, chunk_list))
             stored.update(chunk_list)
             job.files_done += 1
             job.bytes_done = base + sum(s for _, s in chunk_list)
         job.state = "signing"
+        if await self.catalog.kv_get(REPAIR_PENDING_KEY) is not None:
+            raise PublishHeld("the catalog was rebuilt by 'communs repair' and some manifests could not be read: "
+                              "publishing waits until 'communs datasets' lists this node's own datasets again "
+                              "(they come back from peers) and you run 'communs repair --confirm'")
         async with self._publish_lock:
+            await self._rewrite_released(files, entries, stored)
             key = self.node.key
             prev_id: bytes | None = None
             version = 1
@@ -348,9 +487,13 @@ class DatasetsService(UsesStorage):
             raw = manifest.encode()
             row = ManifestRow.from_manifest(manifest, raw, received_at=int(time.time()), state=OWN,
                                             reason="published here", own=True)
+            kv = None
+            if idem is not None:
+                kv = (IDEMPOTENCY_PREFIX + idem[0],
+                      json.dumps({"request": idem[1], "id": manifest.id.hex()}).encode())
+            crash_point("publish-chunks-written")
             try:
-                await self.catalog.mark_chunks_stored(list(stored.items()))
-                await self.catalog.put_manifest(row)
+                await self.catalog.put_published(row, list(stored.items()), kv=kv)
             except StorageError as exc:
                 raise _storage_failure("could not record the dataset", exc) from None
         log.info("published %s version %d (%s, %d files, %d bytes) as %s", manifest.title, manifest.version,
@@ -361,6 +504,26 @@ class DatasetsService(UsesStorage):
             except Exception as exc:  # noqa: BLE001 - announcing is best effort; sync repairs it
                 log.warning("after publishing %s: %s", manifest.cid, exc)
         return manifest
+
+    async def _rewrite_released(self, files: Sequence[tuple[str, Path, int]], entries: Sequence[FileEntry],
+                                stored: dict[bytes, int]) -> None:
+        """A release may have deleted chunks that this publish found already stored (same content in a
+        dataset no longer wanted) before the publish took `store_lock`: write those files' chunks again."""
+        gone = set(await asyncio.to_thread(lambda: [d for d in stored if not self.chunks.has(d)]))
+        if not gone:
+            return
+        for (_rel, real, _size), entry in zip(files, entries, strict=True):
+            if not any(c.digest in gone for c in entry.chunks):
+                continue
+            try:
+                again = await asyncio.to_thread(self.chunks.ingest_file, real, None)
+            except StorageError as exc:
+                raise _storage_failure(f"could not store {real}", exc) from None
+            except OSError as exc:
+                raise PublishError(f"cannot read {real}: {exc.strerror}") from None
+            if [d for d, _ in again] != [c.digest for c in entry.chunks]:
+                raise PublishError(f"{real} changed while it was being published; publish it again")
+        log.info("%d chunk(s) released while publishing were written again", len(gone))
 
     # ---- manifests from peers --------------------------------------------------------------------
 
@@ -546,6 +709,17 @@ class DatasetsService(UsesStorage):
             self.node.metrics.datasets.labels(state).set(n)
 
 
+IDEMPOTENCY_PREFIX = "publish-idempotency:"  # kv: Idempotency-Key -> the request and the manifest it made
+
+
+def request_fingerprint(*, path: str, title: str, licence: str, description: str, keywords: Sequence[str],
+                        dataset: bytes | None) -> str:
+    """A digest of a publish request's fields: the same key must come with the same request."""
+    doc = {"path": path, "title": title, "licence": licence, "description": description,
+           "keywords": list(keywords), "dataset": dataset.hex() if dataset else None}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
 def decoded_seq(m: Manifest | str) -> int:
     return m.seq if isinstance(m, Manifest) else 0
 
@@ -580,4 +754,6 @@ def manifest_full(info: ManifestInfo, manifest: Manifest, forked: bool = False) 
     return doc
 
 
-__all__ = ["DatasetsService", "DiskFull", "Outcome", "PublishError", "manifest_full", "manifest_summary"]
+__all__ = ["DatasetsService", "DiskFull", "IdempotencyConflict", "Outcome", "PublishError", "PublishHeld",
+           "manifest_full",
+           "manifest_summary"]

@@ -10,7 +10,9 @@ truth, memory is a cache of it.
 Other services read `policy`, `roster` and `policy_info()`, and register coroutines in
 `on_policy_change` to re-evaluate manifests when a new policy version is enacted. Hooks run
 after the enactment is stored, never for enactments recorded while the node starts (services
-that start after this one read `policy` when they start).
+that start after this one read `policy` when they start; the datasets service re-evaluates at start
+whatever was decided under an older policy version, so a kill between an enactment and its hooks
+loses nothing).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from communs.governance.ledger import AuditResult, Entry, Ledger, ProposalStatus
 from communs.governance.policy import Policy
 from communs.governance.records import Ballot, Proposal, Roster
 from communs.governance.tally import GovernanceState, Tally
+from communs.node.runtime.faults import crash_point
 from communs.protocol import ids, keys
 from communs.protocol.errors import DecodeError, RecordError, SignatureError
 
@@ -266,6 +269,7 @@ class GovernanceService:
                     self._after(entries)
             changed = ledger.current.policy_version != version
         if changed and hooks:
+            crash_point("enactment-committed")
             await self._run_hooks()
         return result
 

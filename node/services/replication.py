@@ -36,7 +36,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from communs.governance import policy as policy_mod
+from communs.node.runtime.faults import crash_point
 from communs.node.services.datasets import COMPLETE, IN_PROGRESS, OWN
+from communs.node.services.publish_journal import PublishJournal
+from communs.node.services.reconcile import adopt_present, reconcile
 from communs.node.services.storage import UsesStorage
 from communs.protocol import ids, keys
 from communs.protocol.records import Manifest
@@ -275,6 +278,8 @@ class ReplicationService(UsesStorage):
 
     async def _fetch(self, manifest: Manifest, sources: list[str]) -> None:
         cat = self.catalog
+        # chunks already on disk (kept after a catalog repair, shared with another copy) are adopted by hash
+        await adopt_present(cat, self.chunks, await cat.missing_chunks(manifest.id))
         missing = await cat.missing_chunks(manifest.id)
         done, total = await cat.progress(manifest.id)
         fetch = Fetch(manifest, total, done, deque(missing))
@@ -537,48 +542,50 @@ class ReplicationService(UsesStorage):
     # ---- resume and release ----------------------------------------------------------------------
 
     async def _resume_written_chunks(self) -> None:
-        """Chunks written before a crash but not yet marked stored: re-hash and mark them, so they are
-        not fetched again."""
-        found: list[tuple[bytes, int]] = []
-        for info in await self.catalog.list_manifests():
-            if info.state not in (IN_PROGRESS, COMPLETE, OWN):
-                continue
-            for d, size in await self.catalog.missing_chunks(info.id):
-                if await asyncio.to_thread(self._intact, d):
-                    found.append((d, size))
-        if found:
-            await self.catalog.mark_chunks_stored(found)
-            log.info("resumed: %d chunk(s) written before the last stop were verified and kept", len(found))
-        # Chunk files the catalog does not know at all were written by a publish that never committed:
-        # nothing refers to them, so they go (publishes wait for `reconciled`, so none is being written).
-        known = await self.catalog.stored_digests()
-        orphans = [d for d in await asyncio.to_thread(lambda: list(self.chunks.iter_digests())) if d not in known]
-        if orphans:
-            await asyncio.to_thread(lambda: [self.chunks.delete(d) for d in orphans])
-            log.info("removed %d chunk file(s) left by an interrupted publish", len(orphans))
+        """Make the catalog and the store agree after a crash (reconcile.py), then release what no kept
+        dataset uses (a release or an enactment cut short by a crash). Publishes wait for `reconciled`,
+        so none is writing chunks meanwhile."""
+        await reconcile(self.catalog, self.chunks, self.node.root)
+        await self.collect_garbage()
         self.reconciled.set()
 
-    def _intact(self, d: bytes) -> bool:
-        if not self.chunks.has(d):
-            return False
-        try:
-            self.chunks.get(d, verify=True, quarantine_bad=True)
-        except (ChunkCorrupt, StorageError):
-            return False
-        return True
-
     async def collect_garbage(self) -> int:
-        """Delete stored chunks that no kept manifest uses; returns bytes freed."""
+        """Delete stored chunks that no kept manifest uses; returns bytes freed.
+
+        The catalog stops calling them stored before any file goes, so a crash in between never leaves a
+        chunk marked stored that is not on disk; the files it leaves are named in a journal and deleted at
+        the next start (reconcile.py)."""
+        lock = getattr(self.node.datasets, "store_lock", None) or contextlib.nullcontext()
+        async with lock:
+            return await self._collect_garbage()
+
+    async def _collect_garbage(self) -> int:
         gone = await self.catalog.unreferenced_chunks()
         if not gone:
             return 0
+        # Journaled first (publish_journal.py), so that files left by a crash after the unmark are known
+        # to be released ones and deleted at the next start, not kept as possibly-own data.
+        written = PublishJournal(self.node.root)
+        journal: PublishJournal | None = written
+        try:
+            await asyncio.to_thread(written.chunks, [d for d, _ in gone])
+        except OSError as exc:
+            # A full disk is when releasing matters most: go on without the journal (a crash before the
+            # files are deleted then keeps them, unknown to the catalog, rather than risking own data).
+            log.warning("releasing without a journal (%s)", exc.strerror)
+            journal = None
+        await self.catalog.mark_chunks_gone([d for d, _ in gone])
+        crash_point("release-unmarked")
 
         def delete() -> None:
-            for d, _ in gone:
+            for i, (d, _) in enumerate(gone):
                 self.chunks.delete(d)
+                if i == 0:
+                    crash_point("release-deleting")
+            if journal is not None:
+                journal.finish()
 
         await asyncio.to_thread(delete)
-        await self.catalog.mark_chunks_gone([d for d, _ in gone])
         freed = sum(s for _, s in gone)
         log.info("released %d chunk(s), %d bytes, that no kept dataset uses", len(gone), freed)
         return freed

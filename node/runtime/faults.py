@@ -1,0 +1,33 @@
+"""Fault injection for crash tests: the node kills itself (SIGKILL) at a named point.
+
+`COMMUNS_FAULT_CRASH_AT=NAME` makes `crash_point(NAME)` end the process at once, as a power cut or an
+OOM kill would, with no cleanup, no flush and no `finally`. Crash tests use it to stop a real node
+exactly between two steps (after an enactment commits, between a release's catalog update and its
+file deletions, between a publish's chunk writes and its manifest) instead of hoping a timed SIGKILL
+lands there. Unset, a crash point costs one dictionary lookup.
+
+Points (grep `crash_point(` for where they sit):
+- `enactment-committed`: a governance step that changed the policy is stored; re-evaluation not yet run.
+- `release-unmarked`: a release recorded the chunks as gone; their files not yet deleted.
+- `release-deleting`: a release deleted its first chunk file.
+- `publish-chunks-written`: a publish stored its chunk files; its manifest not yet recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+ENV = "COMMUNS_FAULT_CRASH_AT"
+
+
+def crash_point(name: str) -> None:
+    """SIGKILL this process if the environment names this point."""
+    if os.environ.get(ENV) == name:
+        sys.stderr.write(f"fault injection: killed at {name}\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+__all__ = ["ENV", "crash_point"]
