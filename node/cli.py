@@ -79,6 +79,9 @@ def cmd_init(args: argparse.Namespace) -> None:
         cfg.dht = False
     if args.allow_remote_admin:
         cfg.admin_allow_remote = True
+    cfg.storage = _storage_from_args(args)
+    if cfg.storage.backend == "s3" and not args.s3_skip_check:
+        _check_s3(root, cfg.storage)
     founders = []
     for i, path in enumerate(args.founder or []):
         pub = read_public_key(Path(path))
@@ -103,6 +106,45 @@ def cmd_init(args: argparse.Namespace) -> None:
         return "\n".join(lines)
 
     emit(args, result, text)
+
+
+def _storage_from_args(args: argparse.Namespace) -> Any:
+    from .storage_config import S3Config, StorageConfig, StorageConfigError
+
+    storage = StorageConfig(backend=args.storage)
+    s3_given = any(getattr(args, a) is not None for a in ("s3_endpoint", "s3_bucket", "s3_prefix", "s3_region",
+                                                             "s3_credentials_file", "s3_capacity_bytes"))
+    if args.storage != "s3":
+        if s3_given:
+            fail("the --s3-* options need --storage s3")
+        return storage
+    if not args.s3_endpoint or not args.s3_bucket:
+        fail("--storage s3 needs --s3-endpoint URL and --s3-bucket NAME")
+    s3 = S3Config(endpoint=args.s3_endpoint, bucket=args.s3_bucket)
+    if args.s3_prefix is not None:
+        s3.prefix = args.s3_prefix
+    if args.s3_region is not None:
+        s3.region = args.s3_region
+    s3.credentials_file = str(Path(args.s3_credentials_file).resolve()) if args.s3_credentials_file else None
+    s3.capacity_bytes = args.s3_capacity_bytes
+    storage.s3 = s3
+    try:
+        storage.validate()
+    except StorageConfigError as exc:
+        fail(str(exc))
+    return storage
+
+
+def _check_s3(root: Path, storage: Any) -> None:
+    """Open the bucket once, so that bad credentials or a missing bucket are told at init, not at first run."""
+    from communs.storage.errors import StorageError
+
+    from .storage_config import open_chunk_store
+
+    try:
+        open_chunk_store(root, storage, wait_s=10).close()
+    except StorageError as exc:
+        fail(f"{exc} (or pass --s3-skip-check to write the config anyway)")
 
 
 def _node_public(root: Path) -> bytes:
@@ -316,6 +358,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-dht", action="store_true", help="do not run the Kademlia DHT")
     p.add_argument("--allow-remote-admin", action="store_true",
                    help="allow the admin endpoint on a non-loopback address")
+    p.add_argument("--storage", choices=["fs", "s3"], default="fs",
+                   help="where chunks go: fs (DIR/store/, the default) or s3 (an S3-compatible bucket)")
+    p.add_argument("--s3-endpoint", metavar="URL", help="the object store's URL, e.g. http://127.0.0.1:8333")
+    p.add_argument("--s3-bucket", metavar="NAME", help="the bucket (it must exist)")
+    p.add_argument("--s3-prefix", metavar="PREFIX", help="object names start with it (default communs/)")
+    p.add_argument("--s3-region", metavar="REGION", help="the region to sign for (default us-east-1)")
+    p.add_argument("--s3-credentials-file", metavar="FILE",
+                   help="an AWS-style credentials file, mode 0600 (default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
+    p.add_argument("--s3-capacity-bytes", type=int, metavar="N", help="the space this node may use in the bucket")
+    p.add_argument("--s3-skip-check", action="store_true", help="do not check that the bucket can be reached")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("run", parents=[common], help="run the node in the foreground")

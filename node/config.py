@@ -18,6 +18,8 @@ from typing import Any
 
 import tomli_w
 
+from .storage_config import StorageConfig, StorageConfigError, parse_storage
+
 CONFIG_FILE = "config.toml"
 NODE_KEY_FILE = "node.key"
 ADMIN_TOKEN_FILE = "admin.token"
@@ -51,6 +53,7 @@ class Config:
     log_level: str = "info"
     log_format: str = "text"
     max_request_bytes: int = 1 << 20
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
     @property
     def topic(self) -> str:
@@ -63,6 +66,8 @@ class Config:
             "admin": {"listen": self.admin, "allow_remote": self.admin_allow_remote},
             "log": {"level": self.log_level, "format": self.log_format},
         }
+        if not self.storage.is_default():
+            doc["storage"] = self.storage.to_doc()
         return "# Communs node configuration. See README.md, 'Operator's guide'.\n" + tomli_w.dumps(doc)
 
     def validate(self) -> None:
@@ -172,6 +177,12 @@ def load_config(data_dir: Path) -> Config:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
     cfg = Config()
     for section, value in doc.items():
+        if section == "storage" and isinstance(value, dict):
+            try:
+                cfg.storage = parse_storage(value)
+            except StorageConfigError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
+            continue
         if section not in _SCHEMA or not isinstance(value, dict):
             raise ConfigError(f"{path}: unknown section [{section}]")
         for key, item in value.items():

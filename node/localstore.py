@@ -16,11 +16,11 @@ from communs.protocol import ids, paths
 from communs.protocol.errors import RecordError
 from communs.protocol.records import Manifest
 from communs.storage.catalog import Catalog
-from communs.storage.chunkstore import FsChunkStore
+from communs.storage.chunkstore import ChunkStore
 from communs.storage.errors import ChunkCorrupt, ChunkMissing, StorageError
 
 from .config import CATALOG_FILE, ConfigError, load_config
-from .storage_service import STORE_DIR
+from .storage_config import open_chunk_store
 
 Progress = Callable[[int, int], None]
 
@@ -29,14 +29,14 @@ class LocalError(Exception):
     """One sentence for the operator."""
 
 
-async def _open(root: Path) -> tuple[Catalog, FsChunkStore]:
-    load_config(root)  # a clear error when DIR is not a node folder
+async def _open(root: Path) -> tuple[Catalog, ChunkStore]:
+    cfg = load_config(root)  # a clear error when DIR is not a node folder
     try:
         catalog = await Catalog.open(root / CATALOG_FILE)
     except StorageError as exc:
         raise LocalError(str(exc)) from None
     try:
-        store = FsChunkStore(root / STORE_DIR)
+        store = open_chunk_store(root, cfg.storage)
     except StorageError as exc:
         await catalog.close()
         raise LocalError(str(exc)) from None

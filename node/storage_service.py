@@ -6,15 +6,15 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from communs.storage.catalog import Catalog
-from communs.storage.chunkstore import ChunkStore, FsChunkStore
+from communs.storage.chunkstore import ChunkStore
 from communs.storage.errors import StorageError
 
 from .config import CATALOG_FILE
+from .storage_config import open_chunk_store
 
 if TYPE_CHECKING:
     from .service import Node
 
-STORE_DIR = "store"
 
 
 class UsesStorage:
@@ -38,7 +38,7 @@ class StorageService:
         self.node = node
         node.storage = self
         self.catalog: Catalog
-        self.chunks: FsChunkStore
+        self.chunks: ChunkStore
 
     async def start(self) -> None:
         from .service import StartupError
@@ -48,7 +48,7 @@ class StorageService:
         except StorageError as exc:
             raise StartupError(str(exc)) from None
         try:
-            self.chunks = await asyncio.to_thread(FsChunkStore, self.node.root / STORE_DIR)
+            self.chunks = await asyncio.to_thread(open_chunk_store, self.node.root, self.node.config.storage)
         except StorageError as exc:
             await self.catalog.close()
             raise StartupError(str(exc)) from None

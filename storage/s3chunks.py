@@ -151,6 +151,7 @@ class S3ChunkStore(ChunkStore):
         self._executor: ThreadPoolExecutor | None = None
         self._windows: chunker.WindowPool | None = None
         self._last_warning = 0.0
+        self._closing = threading.Event()  # set by close(): stop waiting for an unreachable store
         if client is None:
             session = botocore.session.get_session()
             client = session.create_client(
@@ -208,6 +209,9 @@ class S3ChunkStore(ChunkStore):
                     self.waiting = None
                 return result
             waited = time.monotonic() - start
+            if self._closing.is_set():
+                self.waiting = None
+                raise StorageError(f"the chunk store is closing; {what} was abandoned ({reason})")
             if waited >= s.wait_s:
                 self.waiting = None
                 raise StorageError(f"the object store at {s.endpoint} could not be used for {s.wait_s:.0f} s "
@@ -218,7 +222,7 @@ class S3ChunkStore(ChunkStore):
                 self._last_warning = now
                 log.warning("%s while %s; retrying for up to %.0f s more", self.waiting, what,
                             s.wait_s - waited)
-            time.sleep(min(retry_delay(attempt), max(0.0, s.wait_s - waited)))
+            self._closing.wait(min(retry_delay(attempt), max(0.0, s.wait_s - waited)))
 
     def _error(self, kind: str, code: str, message: str, what: str, write: bool) -> Exception:
         s = self.settings
@@ -437,6 +441,8 @@ class S3ChunkStore(ChunkStore):
         return True
 
     def close(self) -> None:
+        """Wait for queued uploads, but not for an unreachable store: the node must stop within seconds."""
+        self._closing.set()
         with self._lock:
             pending = [f for fs in self._pending.values() for f in fs]
             self._pending.clear()
