@@ -172,15 +172,8 @@ class S3ChunkStore(ChunkStore):
     def _call(self, what: str, fn: Callable[[], _T], *, write: bool = False) -> _T:
         """Run one request, retrying transient failures with backoff for up to `wait_s` seconds; every
         other failure becomes one sentence (StorageError, StorageFull, or `_Missing`)."""
-        from botocore.exceptions import (
-            BotoCoreError,
-            ClientError,
-            ConnectTimeoutError,
-            ReadTimeoutError,
-        )
-        from botocore.exceptions import (
-            ConnectionError as BotoConnectionError,
-        )
+        from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
 
         s = self.settings
         start = time.monotonic()
@@ -199,7 +192,7 @@ class S3ChunkStore(ChunkStore):
                 else:
                     raise self._error(kind, code or str(status), str(err.get("Message", "")), what,
                                       write) from None
-            except (BotoConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
+            except (BotoConnectionError, HTTPClientError) as exc:  # refused, reset, closed early, timed out
                 reason = f"it does not answer ({type(exc).__name__})"
             except BotoCoreError as exc:
                 raise StorageError(f"the object store at {s.endpoint} failed while {what}: {exc}") from None
