@@ -396,10 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--out", required=True, metavar="FILE")
     k.set_defaults(func=cmd_member_keygen)
 
-    from . import cli_datasets, cli_governance
+    from . import cli_datasets, cli_governance, cli_storage
 
     cli_datasets.add_commands(sub, common)
     cli_governance.add_commands(sub, common)
+    cli_storage.add_commands(sub, common)
     return parser
 
 

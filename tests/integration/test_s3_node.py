@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -235,3 +236,60 @@ def test_the_object_store_stopped_mid_transfer_is_waited_for(weed_bin: str, tmp_
         for n in nodes:
             n.kill()
         server.stop()
+
+
+def test_migrate_to_s3_resumes_after_a_kill_and_back_to_the_folder(weed: WeedServer, bucket: str, tmp_path: Path,
+                                                                   nodes) -> None:  # type: ignore[no-untyped-def]
+    a = NodeProc.init(tmp_path, "a")
+    nodes.append(a)
+    a.start()
+    src = tree(tmp_path / "src", 64 << 20)
+    mid = cli_json(a.data, "publish", str(src), "--title", "moved", "--licence", "CC0-1.0", timeout=300)["id"]
+    chunks = manifest_chunks(a, mid)
+    to_s3 = ("storage", "migrate", "--to", "s3", "--s3-endpoint", weed.endpoint, "--s3-bucket", bucket,
+             "--s3-prefix", "node")
+    running = cli(a.data, *to_s3, check=False)
+    assert running.returncode != 0 and "the node is running; stop it" in running.stderr
+    assert a.stop() == 0
+    # killed part-way: nothing switched; run again: resumes, skipping what was copied
+    proc = subprocess.Popen([*COMMUNS, *to_s3, "--data", str(a.data)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: len(objects(weed, bucket)) >= 3 or proc.poll() is not None, 120, interval=0.02,
+                 what="the migration to start copying")
+        assert proc.poll() is None, "the migration finished before it could be interrupted"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    assert 'backend = "s3"' not in (a.data / "config.toml").read_text()
+    copied_before = len(objects(weed, bucket))
+    result = subprocess.run([*COMMUNS, *to_s3, "--data", str(a.data), "--json"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["skipped"] >= copied_before and report["copied"] + report["skipped"] == report["chunks"]
+    assert "migrated" in result.stderr  # progress lines
+    assert 'backend = "s3"' in (a.data / "config.toml").read_text()
+    assert chunks <= set(objects(weed, bucket))
+    a.start()
+    assert a.get(f"/api/v1/datasets/{mid}")["state"] == "own"
+    out = tmp_path / "out-s3"
+    cli(a.data, "get", mid, str(out), timeout=300)
+    assert same_tree(src, out)
+    assert cli_json(a.data, "verify")["ok"] is True
+    assert a.stop() == 0
+    # and back to the folder store (the old chunk files are still there: they are checked and skipped)
+    for p in sorted((a.data / "store" / "chunks").rglob("*"))[-3:]:
+        if p.is_file():
+            p.unlink()  # a few are gone from the old folder: copied back from the bucket
+    back = cli_json(a.data, "storage", "migrate", "--to", "fs", timeout=300)
+    assert back["copied"] >= 1 and back["chunks"] == len(chunks)
+    assert "backend" not in (a.data / "config.toml").read_text() or \
+        'backend = "fs"' in (a.data / "config.toml").read_text()
+    a.start()
+    out2 = tmp_path / "out-fs"
+    cli(a.data, "get", mid, str(out2), timeout=300)
+    assert same_tree(src, out2)
+    assert a.stop() == 0
+    again = cli(a.data, "storage", "migrate", "--to", "fs", check=False)
+    assert again.returncode != 0 and "already keeps its chunks in the folder store" in again.stderr
