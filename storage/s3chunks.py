@@ -341,9 +341,10 @@ class S3ChunkStore(ChunkStore):
 
     # -- writing -----------------------------------------------------------------------------------------
 
-    def _store(self, d: bytes, data: Buffer) -> bool:
-        """Upload an already verified chunk unless it is there; whether it was created."""
-        if self._head(d) is not None:
+    def _store(self, d: bytes, data: Buffer, *, look: bool = True) -> bool:
+        """Upload an already verified chunk unless it is there (`look`: ask first, one cheap request that can
+        save a whole upload when publishing data that is partly stored already); whether it was created."""
+        if look and self._head(d) is not None:
             return False
         body = bytes(data) if not isinstance(data, bytes) else data
         md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode("ascii")
@@ -386,8 +387,9 @@ class S3ChunkStore(ChunkStore):
         self._verified(d, data)
         if durable:
             return self._store(d, data)
-        body = bytes(data)  # the caller may reuse its buffer once this returns
-        fut = self._submit(lambda: self._store(d, body))
+        # Replication asks only for chunks it lacks: no need to look first. The caller may reuse its buffer.
+        body = bytes(data)
+        fut = self._submit(lambda: self._store(d, body, look=False))
         with self._lock:
             self._pending.setdefault(threading.get_ident(), []).append(fut)
         return True
