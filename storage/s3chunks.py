@@ -137,13 +137,13 @@ class _Missing(Exception):
 class S3ChunkStore(ChunkStore):
     """Chunks as objects `<prefix><CID>` in one bucket; quarantined ones under `<prefix>quarantine/`."""
 
-    def __init__(self, settings: S3Settings, *, client: Any = None) -> None:
+    def __init__(self, settings: S3Settings) -> None:
         import botocore.session
         from botocore.config import Config as BotoConfig
 
         self.settings = settings
         self.prefix = settings.key_prefix
-        self.waiting: str | None = None  # why the store is waiting for the object store, for status reports
+        self.waiting: str | None = None  # why the store is waiting for the object store now (also logged)
         self._lock = threading.Lock()
         self._total: int | None = None
         self._slots = threading.BoundedSemaphore(max(1, settings.concurrency) * 2)
@@ -152,17 +152,15 @@ class S3ChunkStore(ChunkStore):
         self._windows: chunker.WindowPool | None = None
         self._last_warning = 0.0
         self._closing = threading.Event()  # set by close(): stop waiting for an unreachable store
-        if client is None:
-            session = botocore.session.get_session()
-            client = session.create_client(
-                "s3", endpoint_url=settings.endpoint, region_name=settings.region,
-                aws_access_key_id=settings.access_key, aws_secret_access_key=settings.secret_key,
-                config=BotoConfig(
-                    max_pool_connections=max(4, settings.concurrency * 2 + 2),
-                    connect_timeout=settings.connect_timeout_s, read_timeout=settings.read_timeout_s,
-                    retries={"total_max_attempts": 1}, s3={"addressing_style": "path"},
-                    request_checksum_calculation="when_required", response_checksum_validation="when_required"))
-        self._client = client
+        session = botocore.session.get_session()
+        self._client = session.create_client(
+            "s3", endpoint_url=settings.endpoint, region_name=settings.region,
+            aws_access_key_id=settings.access_key, aws_secret_access_key=settings.secret_key,
+            config=BotoConfig(
+                max_pool_connections=max(4, settings.concurrency * 2 + 2),
+                connect_timeout=settings.connect_timeout_s, read_timeout=settings.read_timeout_s,
+                retries={"total_max_attempts": 1}, s3={"addressing_style": "path"},
+                request_checksum_calculation="when_required", response_checksum_validation="when_required"))
         # One listing call: a clear sentence now for bad credentials or a missing bucket, not at first write.
         self._call("opening the chunk store", lambda: self._client.list_objects_v2(
             Bucket=settings.bucket, Prefix=self.prefix, MaxKeys=1))
