@@ -123,6 +123,7 @@ def test_free_space_comes_from_the_configured_capacity(weed: WeedServer, bucket:
         assert s.space() == (6000, 10_000)
 
 
+@pytest.mark.slow
 def test_a_stopped_server_is_waited_for_then_work_resumes(weed_bin: str, tmp_path: Path) -> None:
     server = WeedServer(weed_bin, tmp_path / "w").start()
     try:
@@ -150,6 +151,7 @@ def test_a_stopped_server_is_waited_for_then_work_resumes(weed_bin: str, tmp_pat
         server.stop()
 
 
+@pytest.mark.slow
 def test_a_server_gone_for_longer_than_the_wait_is_one_sentence(weed_bin: str, tmp_path: Path) -> None:
     server = WeedServer(weed_bin, tmp_path / "w").start()
     try:
