@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from communs.storage.catalog import Catalog
 from communs.storage.chunkstore import ChunkStore
@@ -52,6 +52,11 @@ class StorageService:
         except StorageError as exc:
             await self.catalog.close()
             raise StartupError(str(exc)) from None
+
+    async def status(self) -> dict[str, Any]:
+        """Which store holds the chunks, and why it is waiting for an object store that does not answer."""
+        waiting = getattr(self.chunks, "waiting", None)
+        return {"storage": {"backend": self.node.config.storage.backend, "waiting": waiting}}
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.chunks.close)

@@ -220,11 +220,14 @@ def test_the_object_store_stopped_mid_transfer_is_waited_for(weed_bin: str, tmp_
         wait_for(lambda: len(objects(server, "chunks")) >= 5, 90, interval=0.05, what="some objects replicated")
         server.stop()
         wait_for(lambda: "waiting for the object store" in b.log(), 60, what="b to say why it waits")
+        waiting = wait_for(lambda: b.get("/api/v1/status")["storage"]["waiting"], 30, what="status to say why")
+        assert "does not answer" in waiting and server.endpoint in waiting
         time.sleep(3)
         assert b.get(f"/api/v1/datasets/{mid}")["state"] != "complete"
         server.start()
         wait_for(lambda: b.get(f"/api/v1/datasets/{mid}")["state"] == "complete", 300,
                  what="b to resume after the store came back")
+        assert b.get("/api/v1/status")["storage"] == {"backend": "s3", "waiting": None}
         # no store operation gave up meanwhile (a connection closed mid-request is waited for too)
         full_log = b.log_path.read_text(errors="replace")
         assert "failed while" not in full_log and "answers again; resuming" in full_log
