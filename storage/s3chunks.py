@@ -146,6 +146,7 @@ class S3ChunkStore(ChunkStore):
         self.waiting: str | None = None  # why the store is waiting for the object store now (also logged)
         self._lock = threading.Lock()
         self._total: int | None = None
+        self._queued = 0  # bytes of deferred uploads not finished yet: they count against the capacity
         self._slots = threading.BoundedSemaphore(max(1, settings.concurrency) * 2)
         self._pending: dict[int, list[Future[bool]]] = {}
         self._executor: ThreadPoolExecutor | None = None
@@ -331,7 +332,10 @@ class S3ChunkStore(ChunkStore):
         cap = self.settings.capacity_bytes
         if cap is None:
             return None
-        return max(0, cap - self.total_bytes()), cap
+        total = self.total_bytes()
+        with self._lock:
+            queued = self._queued
+        return max(0, cap - total - queued), cap
 
     def quarantined(self) -> list[str]:
         """The object names in quarantine (for reports and tests)."""
@@ -344,6 +348,10 @@ class S3ChunkStore(ChunkStore):
         save a whole upload when publishing data that is partly stored already); whether it was created."""
         if look and self._head(d) is not None:
             return False
+        cap = self.settings.capacity_bytes
+        if cap is not None and self.total_bytes() + len(memoryview(data).cast("B")) > cap:
+            raise StorageFull(f"the bucket holds {self.total_bytes()} bytes of chunks, and storage.s3.capacity_bytes "
+                              f"is {cap}: chunk {cid_str(d)} does not fit; nothing partial was kept")
         body = bytes(data) if not isinstance(data, bytes) else data
         md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode("ascii")
         key = self.key_of(d)
@@ -387,7 +395,17 @@ class S3ChunkStore(ChunkStore):
             return self._store(d, data)
         # Replication asks only for chunks it lacks: no need to look first. The caller may reuse its buffer.
         body = bytes(data)
-        fut = self._submit(lambda: self._store(d, body, look=False))
+        with self._lock:
+            self._queued += len(body)
+
+        def upload() -> bool:
+            try:
+                return self._store(d, body, look=False)
+            finally:
+                with self._lock:
+                    self._queued -= len(body)
+
+        fut = self._submit(upload)
         with self._lock:
             self._pending.setdefault(threading.get_ident(), []).append(fut)
         return True

@@ -296,3 +296,33 @@ def test_migrate_to_s3_resumes_after_a_kill_and_back_to_the_folder(weed: WeedSer
     assert a.stop() == 0
     again = cli(a.data, "storage", "migrate", "--to", "fs", check=False)
     assert again.returncode != 0 and "already keeps its chunks in the folder store" in again.stderr
+
+
+def test_a_bucket_at_its_configured_capacity_stops_replication_like_a_full_disk(
+        weed: WeedServer, bucket: str, tmp_path: Path, nodes) -> None:  # type: ignore[no-untyped-def]
+    a = NodeProc.init(tmp_path, "a")
+    nodes.append(a)
+    a.start()
+    src = tree(tmp_path / "src", 14 << 20)
+    mid = cli_json(a.data, "publish", str(src), "--title", "big", "--licence", "CC0-1.0")["id"]
+    b = NodeProc.init(tmp_path, "b", "--bootstrap", a.addr, *s3_args(weed, bucket), "--s3-capacity-bytes",
+                      str(6 << 20))
+    nodes.append(b)
+    b.start()
+    wait_for(lambda: any(d["id"] == mid for d in b.get("/api/v1/datasets")), 30, what="b lists it")
+    enact_policy(b, ["CC0-1.0"], tmp_path)
+    rep = wait_for(lambda: next((w for w in b.get("/api/v1/replication")["waiting"]
+                                 if w["id"] == mid and "disk is full" in w["reason"]), None),
+                   90, what="replication to stop at the bucket's capacity")
+    assert 0 < rep["bytes_done"] < rep["bytes_total"]
+    assert 0 < sum(objects(weed, bucket).values()) <= 6 << 20
+    assert b.stop() == 0
+    # the operator gives the node more room: it resumes from what is stored and completes
+    config = b.data / "config.toml"
+    config.write_text(config.read_text().replace(f"capacity_bytes = {6 << 20}", f"capacity_bytes = {1 << 30}"))
+    b.start()
+    wait_for(lambda: b.get(f"/api/v1/datasets/{mid}")["state"] == "complete", 120, what="b to complete")
+    out = tmp_path / "out"
+    cli(b.data, "get", mid, str(out))
+    assert same_tree(src, out)
+    assert b.stop() == 0 and a.stop() == 0

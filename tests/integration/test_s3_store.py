@@ -121,6 +121,13 @@ def test_free_space_comes_from_the_configured_capacity(weed: WeedServer, bucket:
     with S3ChunkStore(settings(weed, bucket, capacity_bytes=10_000)) as s:
         s.put(digest(b"a" * 4000), b"a" * 4000)
         assert s.space() == (6000, 10_000)
+        big = os.urandom(7000)
+        with pytest.raises(StorageFull, match=r"capacity_bytes is 10000: chunk .* does not fit"):
+            s.put(digest(big), big)
+        s.put(digest(big), big, durable=False)
+        with pytest.raises(StorageFull):
+            s.flush()
+        assert not s.has(digest(big)) and s.space() == (6000, 10_000)
 
 
 @pytest.mark.slow
