@@ -283,6 +283,10 @@ def cmd_status(args: argparse.Namespace) -> None:
         if "datasets" in d:
             counts = ", ".join(f"{k} {v}" for k, v in sorted(d["datasets"].items())) or "none"
             lines.append(f"datasets  {counts}")
+        storage = d.get("storage")
+        if storage:
+            waiting = f"; {storage['waiting']}" if storage.get("waiting") else ""
+            lines.append(f"storage   {storage['backend']}{waiting}")
         for job in (d.get("replication") or {}).get("active", []):
             pct = 100 * job["bytes_done"] / job["bytes_total"] if job["bytes_total"] else 100.0
             lines.append(f"fetching  {job['title']} ({job['id'][:16]}…) {pct:5.1f}% "

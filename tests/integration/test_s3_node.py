@@ -222,6 +222,7 @@ def test_the_object_store_stopped_mid_transfer_is_waited_for(weed_bin: str, tmp_
         wait_for(lambda: "waiting for the object store" in b.log(), 60, what="b to say why it waits")
         waiting = wait_for(lambda: b.get("/api/v1/status")["storage"]["waiting"], 30, what="status to say why")
         assert "does not answer" in waiting and server.endpoint in waiting
+        assert "storage   s3; waiting for the object store" in cli(b.data, "status").stdout
         time.sleep(3)
         assert b.get(f"/api/v1/datasets/{mid}")["state"] != "complete"
         server.start()
