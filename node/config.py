@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomli_w
+from communs.node.services.storage_config import StorageConfig, StorageConfigError, parse_storage
 from communs.protocol.libp2p.addrs import BadMultiaddr, components
 
 CONFIG_FILE = "config.toml"
@@ -56,11 +57,11 @@ class Config:
     conn_per_ip: int = 8
     conn_limit_loopback: bool = False  # loopback is exempt from per_ip unless this is set (as in go-libp2p)
     conn_handshake_s: float = 10.0
-    direct_io: bool | None = None  # [storage] direct_io; None: on where the chunk store's probe passes
     # [gossip]: IP colocation scoring (protocol/gossipguard.py, SECURITY.md): more than this many peers
     # behind one address are penalised, except in these networks (loopback: a federation on one machine).
     ip_colocation_threshold: int = 10
     ip_colocation_exempt: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
     @property
     def topic(self) -> str:
@@ -73,8 +74,8 @@ class Config:
             "admin": {"listen": self.admin, "allow_remote": self.admin_allow_remote},
             "log": {"level": self.log_level, "format": self.log_format},
         }
-        if self.direct_io is not None:
-            doc["storage"] = {"direct_io": self.direct_io}
+        if not self.storage.is_default():
+            doc["storage"] = self.storage.to_doc()
         return "# Communs node configuration. See README.md, 'Operator's guide'.\n" + tomli_w.dumps(doc)
 
     def validate(self) -> None:
@@ -179,7 +180,6 @@ _SCHEMA: dict[str, dict[str, tuple[str, type | tuple[type, ...]]]] = {
     "connections": {"max_inbound": ("conn_max_inbound", int), "per_ip": ("conn_per_ip", int),
                     "limit_loopback": ("conn_limit_loopback", bool),
                     "handshake_s": ("conn_handshake_s", (int, float))},
-    "storage": {"direct_io": ("direct_io", bool)},
     "gossip": {"ip_colocation_threshold": ("ip_colocation_threshold", int),
                "ip_colocation_exempt": ("ip_colocation_exempt", list)},
 }
@@ -199,6 +199,12 @@ def load_config(data_dir: Path) -> Config:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
     cfg = Config()
     for section, value in doc.items():
+        if section == "storage" and isinstance(value, dict):
+            try:
+                cfg.storage = parse_storage(value)
+            except StorageConfigError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
+            continue
         if section not in _SCHEMA or not isinstance(value, dict):
             raise ConfigError(f"{path}: unknown section [{section}]")
         for key, item in value.items():

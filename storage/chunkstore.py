@@ -20,6 +20,7 @@ import fcntl
 import itertools
 import mmap
 import os
+import shutil
 import stat
 import threading
 import time
@@ -100,6 +101,10 @@ class ChunkStore(abc.ABC):
     @abc.abstractmethod
     def total_bytes(self) -> int:
         """The bytes of all stored chunks."""
+
+    def space(self) -> tuple[int, int] | None:
+        """(free, total) bytes the store may still fill; None when it cannot be known."""
+        return None
 
     def flush(self) -> None:  # noqa: B027 - a no-op is right for stores whose writes are durable at once
         """Make every earlier `put(..., durable=False)` durable."""
@@ -343,6 +348,15 @@ class FsChunkStore(ChunkStore):
         with self._lock:
             if self._total is not None:
                 self._total += delta
+
+    def space(self) -> tuple[int, int] | None:
+        try:
+            usage = shutil.disk_usage(self.root)
+        except OSError:
+            return None
+        if usage.total == 0:  # a filesystem that reports no sizes (LazyFS, some FUSE ones): unknown, not full
+            return None
+        return usage.free, usage.total
 
     def quarantined(self) -> list[Path]:
         """The files in quarantine (for reports and tests)."""

@@ -9,6 +9,9 @@ import pytest
 
 from tests.nodes import NodeProc
 
+# The SeaweedFS fixtures (weed_bin, weed, bucket) of the S3 chunk store's tests.
+pytest_plugins = ["tests.s3server"]
+
 
 @pytest.fixture
 def nodes(tmp_path: Path) -> Iterator[list[NodeProc]]:

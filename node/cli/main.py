@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from communs.node.cli.common import EXIT_ERROR, CliError, client, data_dir, emit, fail
+from communs.node.cli.storage import check_s3, storage_from_args
 from communs.node.config import ConfigError
 
 # ---- init / run ----------------------------------------------------------------------------------
@@ -27,6 +28,8 @@ def cmd_init(args: argparse.Namespace) -> None:
     root = data_dir(args)
     check_writable(root)
     cfg, founders = _config_from_args(args, list(args.bootstrap or []))
+    if cfg.storage.backend == "s3" and not args.s3_skip_check:
+        check_s3(root, cfg.storage)
     roster = init_folder(root, cfg, founders or None)
     node_pub = _node_public(root)
     result = {
@@ -117,6 +120,7 @@ def _config_from_args(args: argparse.Namespace, bootstrap: list[str]) -> tuple[A
         cfg.dht = False
     if args.allow_remote_admin:
         cfg.admin_allow_remote = True
+    cfg.storage = storage_from_args(args)
     founders = []
     for i, path in enumerate(args.founder or []):
         pub = read_public_key(Path(path))
@@ -229,6 +233,10 @@ def cmd_status(args: argparse.Namespace) -> None:
         if "datasets" in d:
             counts = ", ".join(f"{k} {v}" for k, v in sorted(d["datasets"].items())) or "none"
             lines.append(f"datasets  {counts}")
+        storage = d.get("storage")
+        if storage:
+            waiting = f"; {storage['waiting']}" if storage.get("waiting") else ""
+            lines.append(f"storage   {storage['backend']}{waiting}")
         for job in (d.get("replication") or {}).get("active", []):
             pct = 100 * job["bytes_done"] / job["bytes_total"] if job["bytes_total"] else 100.0
             lines.append(f"fetching  {job['title']} ({job['id'][:16]}…) {pct:5.1f}% "
@@ -291,6 +299,16 @@ def add_init_options(p: Any) -> None:
     p.add_argument("--no-dht", action="store_true", help="do not run the Kademlia DHT")
     p.add_argument("--allow-remote-admin", action="store_true",
                    help="allow the admin endpoint on a non-loopback address")
+    p.add_argument("--storage", choices=["fs", "s3"], default="fs",
+                   help="where chunks go: fs (DIR/store/, the default) or s3 (an S3-compatible bucket)")
+    p.add_argument("--s3-endpoint", metavar="URL", help="the object store's URL, e.g. http://127.0.0.1:8333")
+    p.add_argument("--s3-bucket", metavar="NAME", help="the bucket (it must exist)")
+    p.add_argument("--s3-prefix", metavar="PREFIX", help="object names start with it (default communs/)")
+    p.add_argument("--s3-region", metavar="REGION", help="the region to sign for (default us-east-1)")
+    p.add_argument("--s3-credentials-file", metavar="FILE",
+                   help="an AWS-style credentials file, mode 0600 (default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
+    p.add_argument("--s3-capacity-bytes", type=int, metavar="N", help="the space this node may use in the bucket")
+    p.add_argument("--s3-skip-check", action="store_true", help="do not check that the bucket can be reached")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -337,10 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
     from communs.node.cli import datasets as cli_datasets
     from communs.node.cli import governance as cli_governance
     from communs.node.cli import repair as cli_repair
+    from communs.node.cli import storage as cli_storage
 
     cli_datasets.add_commands(sub, common)
     cli_governance.add_commands(sub, common)
     cli_repair.add_commands(sub, common)
+    cli_storage.add_commands(sub, common)
     return parser
 
 

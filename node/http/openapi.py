@@ -104,7 +104,9 @@ def _schemas() -> dict[str, Any]:
                         "inbound": _obj({"open": _NN_INT, "capacity": _NN_INT, "refused": _NN_INT,
                                          "reachable": _BOOL, "problem": _STR},
                                         description="inbound libp2p connections held now (handshaking or "
-                                                    "open) against the cap; whether a new peer can connect")}),
+                                                    "open) against the cap; whether a new peer can connect"),
+                        "storage": _obj({"backend": {"type": "string", "enum": ["fs", "s3"]}},
+                                        {"waiting": _nullable(_STR)})}),
         "Peer": _obj({"peer_id": _PEER, "addrs": _STRS}, {"protocols": _STRS}),
         "ConnectRequest": _obj({"addr": {"type": "string",
                                          "description": "a full multiaddr ending in /p2p/<peer id>"}},

@@ -7,18 +7,19 @@ dataset or check a disk while the node is stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from communs.node.config import CATALOG_FILE, ConfigError, fsync_dir, load_config
-from communs.node.services.storage import STORE_DIR
+from communs.node.services.storage_config import open_chunk_store
 from communs.protocol import ids, paths
 from communs.protocol.errors import RecordError
 from communs.protocol.records import Manifest
 from communs.storage.catalog import Catalog
-from communs.storage.chunkstore import FsChunkStore
+from communs.storage.chunkstore import ChunkStore
 from communs.storage.errors import ChunkCorrupt, ChunkMissing, StorageError
 
 Progress = Callable[[int, int], None]
@@ -28,14 +29,14 @@ class LocalError(Exception):
     """One sentence for the operator."""
 
 
-async def _open(root: Path) -> tuple[Catalog, FsChunkStore]:
-    load_config(root)  # a clear error when DIR is not a node folder
+async def _open(root: Path) -> tuple[Catalog, ChunkStore]:
+    cfg = load_config(root)  # a clear error when DIR is not a node folder
     try:
         catalog = await Catalog.open(root / CATALOG_FILE)
     except StorageError as exc:
         raise LocalError(str(exc)) from None
     try:
-        store = FsChunkStore(root / STORE_DIR, direct=False)  # reads and quarantines only: no probe
+        store = open_chunk_store(root, dataclasses.replace(cfg.storage, direct_io=False))  # reads only: no probe
     except StorageError as exc:
         await catalog.close()
         raise LocalError(str(exc)) from None

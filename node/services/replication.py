@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -488,13 +487,8 @@ class ReplicationService(UsesStorage):
 
     def _disk_usage(self) -> tuple[int, int] | None:
         """(free, total) bytes of the filesystem holding the chunks; None when it cannot be known."""
-        try:
-            usage = shutil.disk_usage(getattr(self.chunks, "root", None) or self.node.root)
-        except (OSError, TypeError):
-            return None
-        if usage.total == 0:  # a filesystem that reports no sizes (LazyFS, some FUSE ones): unknown, not full
-            return None
-        return usage.free, usage.total
+        space: tuple[int, int] | None = self.chunks.space()
+        return space
 
     def _reserve_bytes(self, total: int | None = None) -> int:
         if total is None:

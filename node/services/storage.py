@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from communs.node.config import CATALOG_FILE
+from communs.node.services.storage_config import open_chunk_store
 from communs.storage.catalog import Catalog
-from communs.storage.chunkstore import ChunkStore, FsChunkStore
+from communs.storage.chunkstore import ChunkStore
 from communs.storage.errors import StorageError
 
 if TYPE_CHECKING:
     from communs.node.node import Node
 
-STORE_DIR = "store"
 
 log = logging.getLogger("communs.storage")
 
@@ -40,7 +40,7 @@ class StorageService:
         self.node = node
         node.storage = self
         self.catalog: Catalog
-        self.chunks: FsChunkStore
+        self.chunks: ChunkStore
 
     async def start(self) -> None:
         from communs.node.errors import StartupError
@@ -50,14 +50,19 @@ class StorageService:
         except StorageError as exc:
             raise StartupError(str(exc)) from None
         try:
-            self.chunks = await asyncio.to_thread(FsChunkStore, self.node.root / STORE_DIR,
-                                                  direct=self.node.config.direct_io)
+            self.chunks = await asyncio.to_thread(open_chunk_store, self.node.root, self.node.config.storage)
         except StorageError as exc:
             await self.catalog.close()
             raise StartupError(str(exc)) from None
-        why = "storage.direct_io" if self.node.config.direct_io is not None else "probed"
-        log.info("chunk files are written %s (%s)",
-                 "with O_DIRECT" if self.chunks.direct else "through the page cache", why)
+        why = "storage.direct_io" if self.node.config.storage.direct_io is not None else "probed"
+        if self.node.config.storage.backend == "fs":
+            log.info("chunk files are written %s (%s)",
+                     "with O_DIRECT" if getattr(self.chunks, "direct", False) else "through the page cache", why)
+
+    async def status(self) -> dict[str, Any]:
+        """Which store holds the chunks, and why it is waiting for an object store that does not answer."""
+        waiting = getattr(self.chunks, "waiting", None)
+        return {"storage": {"backend": self.node.config.storage.backend, "waiting": waiting}}
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.chunks.close)

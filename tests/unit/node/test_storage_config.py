@@ -14,9 +14,9 @@ def _load(tmp_path: Path, text: str) -> Config:
 
 
 def test_direct_io_is_probed_unless_set(tmp_path: Path) -> None:
-    assert _load(tmp_path, "").direct_io is None
-    assert _load(tmp_path, "[storage]\ndirect_io = false\n").direct_io is False
-    assert _load(tmp_path, "[storage]\ndirect_io = true\n").direct_io is True
+    assert _load(tmp_path, "").storage.direct_io is None
+    assert _load(tmp_path, "[storage]\ndirect_io = false\n").storage.direct_io is False
+    assert _load(tmp_path, "[storage]\ndirect_io = true\n").storage.direct_io is True
 
 
 def test_direct_io_must_be_a_boolean(tmp_path: Path) -> None:
@@ -26,5 +26,5 @@ def test_direct_io_must_be_a_boolean(tmp_path: Path) -> None:
 
 def test_direct_io_survives_a_rewrite_of_the_config(tmp_path: Path) -> None:
     cfg = _load(tmp_path, "[storage]\ndirect_io = false\n")
-    assert _load(tmp_path, cfg.to_toml()).direct_io is False
+    assert _load(tmp_path, cfg.to_toml()).storage.direct_io is False
     assert "[storage]" not in Config().to_toml()  # the default stays implicit: probed at every start

@@ -54,7 +54,7 @@ async def test_get_fsyncs_the_files_and_every_folder_it_adds_to(tmp_path: Path,
     (root / config.CONFIG_FILE).write_text("")
     body = os.urandom(5000)
     d = ids.digest(body)
-    with FsChunkStore(root / localstore.STORE_DIR, direct=False) as store:
+    with FsChunkStore(root / "store", direct=False) as store:
         store.put(d, body)
     key = keys.SigningKey.generate()
     manifest = Manifest.create(key, dataset=new_dataset_id(key.public, b"n" * 16), version=1, prev=None, seq=1,
