@@ -53,6 +53,7 @@ from communs.protocol.records import (
     check_fresh,
 )
 
+from . import ingest_quota
 from .exchange_client import ManifestClient, SyncSession, fetch_chunks, fetch_manifests
 from .exchange_server import StreamServer
 from .streamio import ExchangeError, PeerUnavailable, ProtocolViolation
@@ -551,6 +552,7 @@ class ExchangeService:
         refused: collections.Counter[str] = collections.Counter()  # reason -> records refused over a quota
         refused_pubs: set[bytes] = set()
         cut: list[str] = []  # why the session stopped before its plan's end
+        over_quota: list[str] = []  # a refusal that applies to all the peer would send now
         try:
             remote = await session.heads()
             local = await catalog.contiguous_heads()
@@ -564,6 +566,10 @@ class ExchangeService:
                 for planned in plan.ranges:
                     r: plog.SyncRange | None = planned
                     while r is not None and r.publisher not in stopped:
+                        if over_quota:
+                            cut.append(f"{over_quota[0]} (what it sends now would be refused)")
+                            await queue.put(None)
+                            return
                         if received >= SYNC_SESSION_BYTES:
                             cut.append(f"{SYNC_SESSION_BYTES // (1 << 20)} MiB of records were read")
                             await queue.put(None)
@@ -611,6 +617,8 @@ class ExchangeService:
                     elif outcome.status == "refused":
                         refused[outcome.reason] += 1
                         refused_pubs.add(facts_i.publisher)
+                        if ingest_quota.ends_session(outcome.reason) and not over_quota:
+                            over_quota.append(outcome.reason)
                 if any(o.status in ("rejected", "fork", "refused") for o in outcomes):
                     broken.add(r.publisher)
                     rejected = [o.reason for o in outcomes if o.status == "rejected"]

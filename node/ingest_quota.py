@@ -63,6 +63,16 @@ PEER_WINDOW = 3600.0  # seconds over which PEER_QUOTA applies
 CATALOG_BYTES_PER_REF = 150  # catalog bytes a chunk reference costs at most (packed list, chunk rows, index)
 
 
+PEER_OVER = "the peer reached its quota of"
+STORAGE_OVER = "the catalog and the chunks held reached the storage quota"
+
+
+def ends_session(reason: str) -> bool:
+    """Whether a refusal applies to everything else the peer could send now (its own quota, or the node's
+    storage quota), so that a sync session should stop asking rather than fetch records to refuse."""
+    return reason.startswith((PEER_OVER, STORAGE_OVER))
+
+
 def catalog_cost(record_bytes: int, chunk_refs: int) -> int:
     """The catalog bytes one record is estimated to take, for the storage quota."""
     return record_bytes + chunk_refs * CATALOG_BYTES_PER_REF
@@ -114,9 +124,9 @@ def admit(
         if why is None and (over := publisher_quota.excess(pub_next)) is not None:
             why = f"publisher {keys.peer_id(c.publisher)} reached its quota of {over} here"
         if why is None and peer_next is not None and (over := peer_quota.excess(peer_next)) is not None:
-            why = f"the peer reached its quota of {over} per {PEER_WINDOW / 3600:.0f} h"
+            why = f"{PEER_OVER} {over} per {PEER_WINDOW / 3600:.0f} h"
         if why is None and left is not None and cost > left:
-            why = "the catalog and the chunks held reached the storage quota"
+            why = STORAGE_OVER
         if why is not None:
             refused[c.publisher] = why
             out.append(why)

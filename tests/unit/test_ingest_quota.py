@@ -100,3 +100,15 @@ def test_peer_ledger_memory_is_bounded() -> None:
     with pytest.raises(ValueError):
         PeerLedger(window=0)
     assert q.total([Usage(1, 1, 1), Usage(2, 2, 2)]) == Usage(3, 3, 3)
+
+
+def test_refusals_that_end_a_sync_session() -> None:
+    """A peer over its own quota, or a node over its storage quota: nothing more the peer sends now can be
+    stored, so sync stops asking. A publisher over its quota only stops that publisher."""
+    peer, storage, pub = (admit([Candidate(A, 10, 1)], publishers=held, peer=p, storage_left=left,
+                                publisher_quota=SMALL, peer_quota=SMALL)[0]
+                          for held, p, left in (({}, Usage(10, 0, 0), None), ({}, None, 0),
+                                                ({A: Usage(3, 0, 0)}, None, None)))
+    assert peer is not None and q.ends_session(peer)
+    assert storage is not None and q.ends_session(storage)
+    assert pub is not None and not q.ends_session(pub)
