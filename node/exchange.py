@@ -545,6 +545,12 @@ class ExchangeService:
         """
         catalog = self.node.storage.catalog
         started = time.monotonic()
+        over = self.node.datasets.peer_over_quota(peer)
+        if over is not None:  # nothing it could send now would be stored: do not ask (said when it was reached)
+            log.debug("catalog sync with %s skipped: %s", peer, over)
+            self._last_sync[peer] = time.monotonic()
+            self._more[peer] = False
+            return 0
         session = await SyncSession.open(self.node.overlay, peer)
         new = 0
         ok = False
@@ -674,7 +680,7 @@ class ExchangeService:
                 await session.abort()
         self.counts["sync_runs"] += 1
         self._last_sync[peer] = time.monotonic()
-        self._more[peer] = bool(cut) or not plan.complete
+        self._more[peer] = not over_quota and (bool(cut) or not plan.complete)  # over quota: wait for the window
         if refused or cut or not plan.complete:  # a warning when the peer went over a limit, else news
             log.log(logging.WARNING if refused or cut else logging.INFO, "%s",
                     sync_limits_sentence(peer, plan, cut, refused, len(refused_pubs)))

@@ -487,6 +487,12 @@ class DatasetsService(UsesStorage):
             self.node.metrics.sync_records.inc(sum(1 for o in outcomes if o is not None and o.status == "new"))
         return [o if o is not None else Outcome("rejected", "not processed") for o in outcomes]
 
+    def peer_over_quota(self, peer: str) -> str | None:
+        """Why nothing more from `peer` can be stored now (its ingest quota for the window is used up), or None."""
+        used = self._peer_ledger.usage(peer, time.monotonic()) + quota.Usage(1, 1, 1)
+        over = quota.PEER_QUOTA.excess(used)
+        return None if over is None else f"{quota.PEER_OVER} {over} per {quota.PEER_WINDOW / 3600:.0f} h"
+
     async def _within_quotas(self, rows: list[tuple[int, ManifestRow]], decoded: list[Manifest | str],
                              outcomes: list[Outcome | None], source: str | None) -> list[tuple[int, ManifestRow]]:
         """The rows that fit the ingest quotas (node/ingest_quota.py); the others get a "refused" outcome."""
