@@ -578,7 +578,8 @@ class Catalog:
         return int(row[0])
 
     async def catalog_bytes(self) -> int:
-        """Bytes the catalog's pages in use take on disk (free pages left by deletions not counted)."""
+        """Bytes the catalog takes on disk: its pages in use (free pages left by deletions not counted) and
+        its write-ahead log, which holds recent pages a second time until a checkpoint."""
         async with self._reading() as db:
             values = []
             for pragma in ("page_count", "freelist_count", "page_size"):
@@ -586,7 +587,7 @@ class Catalog:
                     row = await cur.fetchone()
                 values.append(int(row[0]) if row is not None else 0)
         pages, free, size = values
-        return max(0, pages - free) * size
+        return max(0, pages - free) * size + await asyncio.to_thread(_file_size, Path(f"{self.path}-wal"))
 
     async def quota_used_bytes(self) -> int:
         """What the policy's storage quota limits: the chunks stored here and the catalog itself, so that
@@ -740,6 +741,13 @@ async def _add_chunk_rows(db: aiosqlite.Connection, manifest_ids: Sequence[bytes
             items.extend((mid, _unpack_refs(bytes(refs))) for mid, refs in await cur.fetchall())
     if items:
         await _insert_chunk_rows(db, items)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 _REF = 40  # a packed chunk reference: 32-byte digest, 8-byte big-endian size

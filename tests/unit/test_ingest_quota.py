@@ -45,7 +45,7 @@ def test_admit_per_peer_window() -> None:
 
 def test_admit_counts_the_catalog_against_the_storage_quota() -> None:
     cost = q.catalog_cost(100, 2)
-    assert cost == 100 + 2 * q.CATALOG_BYTES_PER_REF
+    assert cost == 100 + 2 * q.CATALOG_BYTES_PER_REF == 700
     cands = [Candidate(A, 100, 2), Candidate(B, 100, 2)]
     verdicts = admit(cands, publishers={}, peer=Usage(), storage_left=cost + 1)
     assert verdicts == [None, "the catalog and the chunks held reached the storage quota"]
