@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .errors import DecodeError
+from .ids import digest
 
 MAX_RANGE = 1000
 
@@ -149,19 +150,99 @@ class SyncRange:
     last: int
 
 
+# What one catalog sync session asks a peer for at most. The peer's heads are numbers it chose (a head
+# of 2**63 - 1 is well formed), so the plan is built from them without ever iterating or allocating in
+# proportion to them: what is missing beyond these caps is left for the next session.
+MAX_SESSION_RANGES = 1000  # range requests per session
+MAX_SESSION_RECORDS = 200_000  # records asked for per session, all publishers together
+MAX_SESSION_RECORDS_PER_PUBLISHER = 50_000  # records asked for per publisher per session
+
+
+@dataclass(frozen=True)
+class SyncLimits:
+    """The caps of one sync session's plan (see the module constants for why these values)."""
+
+    max_range: int = MAX_RANGE
+    max_ranges: int = MAX_SESSION_RANGES
+    max_records: int = MAX_SESSION_RECORDS
+    max_records_per_publisher: int = MAX_SESSION_RECORDS_PER_PUBLISHER
+
+    def __post_init__(self) -> None:
+        for name in ("max_range", "max_ranges", "max_records", "max_records_per_publisher"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    """The ranges of one session, and what the peer advertised beyond them (left for a later session)."""
+
+    ranges: tuple[SyncRange, ...]
+    deferred_records: int = 0  # advertised records not asked for this time (may be huge: it is the peer's number)
+    deferred_publishers: int = 0  # publishers with some of those records
+
+    @property
+    def records(self) -> int:
+        return sum(r.last - r.first + 1 for r in self.ranges)
+
+    @property
+    def complete(self) -> bool:
+        """Whether the plan asks for everything the peer advertised beyond our heads."""
+        return self.deferred_records == 0
+
+
+def plan_session(
+    local: Mapping[bytes, int],
+    remote: Iterable[tuple[bytes, int]],
+    limits: SyncLimits = SyncLimits(),
+    *,
+    first: Iterable[bytes] = (),
+    seed: bytes | None = None,
+) -> SyncPlan:
+    """The bounded plan of one sync session: per publisher, from our contiguous head + 1 towards the
+    peer's, in pieces of at most `limits.max_range` records, within the session's caps.
+
+    Order (what is asked first when the caps cut): the publishers in `first` (the peer's own key), then
+    publishers we already hold records of, then the others, in the peer's order or, given a `seed`, in
+    an order the peer cannot choose (so that a peer listing many made-up publishers cannot keep the
+    same honest one behind them every time). Work and memory are O(len(remote) + ranges returned).
+    """
+    wanted: list[tuple[int, bytes, bytes, int, int]] = []  # (rank, tiebreak, publisher, first, their head)
+    leading = set(first)
+    for position, (publisher, their_head) in enumerate(remote):
+        start = local.get(publisher, 0) + 1
+        if their_head < start:
+            continue
+        rank = 0 if publisher in leading else 1 if publisher in local else 2
+        tiebreak = (digest(seed + publisher)[:8] if seed is not None and rank == 2
+                    else position.to_bytes(8, "big"))
+        wanted.append((rank, tiebreak, publisher, start, their_head))
+    wanted.sort(key=lambda w: (w[0], w[1]))
+    ranges: list[SyncRange] = []
+    budget = limits.max_records
+    deferred = deferred_pubs = 0
+    for _, _, publisher, start, their_head in wanted:
+        advertised = their_head - start + 1
+        take = min(advertised, limits.max_records_per_publisher, budget)
+        stop = start + take - 1  # last seq asked for; take may be 0
+        seq = start
+        while seq <= stop and len(ranges) < limits.max_ranges:
+            last = min(stop, seq + limits.max_range - 1)
+            ranges.append(SyncRange(publisher, seq, last))
+            seq = last + 1
+        asked = seq - start
+        budget -= asked
+        if asked < advertised:
+            deferred += advertised - asked
+            deferred_pubs += 1
+    return SyncPlan(tuple(ranges), deferred, deferred_pubs)
+
+
 def plan_sync(
     local: Mapping[bytes, int], remote: Iterable[tuple[bytes, int]], max_range: int = MAX_RANGE
 ) -> list[SyncRange]:
-    """The ranges to ask a peer for: per publisher, from our contiguous head + 1 to the peer's,
-    in pieces of at most `max_range` records, in the peer's publisher order.
-    """
+    """The ranges to ask a peer for in one session, in the peer's publisher order among publishers we
+    already hold and among those we do not (`plan_session` with the default caps)."""
     if max_range < 1:
         raise ValueError("max_range must be at least 1")
-    plan = []
-    for publisher, their_head in remote:
-        first = local.get(publisher, 0) + 1
-        while first <= their_head:
-            last = min(their_head, first + max_range - 1)
-            plan.append(SyncRange(publisher, first, last))
-            first = last + 1
-    return plan
+    return list(plan_session(local, remote, SyncLimits(max_range=max_range)).ranges)

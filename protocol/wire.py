@@ -36,6 +36,10 @@ MAX_RANGE = log.MAX_RANGE
 MAX_HEADS = 100_000
 MAX_ERROR_CHARS = 500
 RECORDS_FRAME_BUDGET = 1024 * 1024  # records per frame are packed up to about this many bytes
+# A range answer carries records until their bytes reach this budget (the record that reaches it is the
+# last one sent), so a client holds at most RANGE_ANSWER_BYTES + one record of a range at once; a client
+# refuses more, and asks again from the next seq when an answer stopped short at the budget.
+RANGE_ANSWER_BYTES = 8 * 1024 * 1024
 ERROR_CODES = ("not-found", "bad-request", "busy", "too-large")
 _MAX_VARINT_BYTES = 4  # 2**28: above every frame limit
 
@@ -405,6 +409,22 @@ def decode_message(protocol: str, side: Side, payload: bytes) -> Message:
 def chunk_frames(chunk_id: bytes, data: bytes | memoryview) -> tuple[bytes, bytes | memoryview]:
     """The header frame and the body of one chunk answer: write both, in order, without joining them."""
     return ChunkHeader(chunk_id, len(data)).encode(), data
+
+
+def within_answer_budget(encoded: Sequence[bytes], budget: int = RANGE_ANSWER_BYTES) -> Sequence[bytes]:
+    """The records of a range answer: the first ones until their bytes reach `budget` (at least one)."""
+    total = 0
+    for n, rec in enumerate(encoded):
+        total += len(rec)
+        if total >= budget:
+            return encoded[:n + 1]
+    return encoded
+
+
+def answer_was_cut(received_bytes: int, budget: int = RANGE_ANSWER_BYTES) -> bool:
+    """Whether a range answer that holds fewer records than asked stopped at the byte budget (ask on
+    from the next seq) rather than at the end of what the peer holds."""
+    return received_bytes >= budget
 
 
 def records_frames(encoded: Sequence[bytes], budget: int = RECORDS_FRAME_BUDGET) -> list[bytes]:

@@ -671,9 +671,37 @@ class Catalog:
         return {r[0] for r in await self._all("SELECT digest FROM chunks WHERE stored = 1")}
 
     async def used_bytes(self) -> int:
-        """Bytes of all chunks stored here (what the storage quota limits)."""
+        """Bytes of all chunks stored here (with `catalog_bytes`, what the storage quota limits)."""
         row = await self._one("SELECT COALESCE(SUM(size), 0) FROM chunks WHERE stored = 1")
         return int(row[0])
+
+    async def catalog_bytes(self) -> int:
+        """Bytes the catalog takes on disk: its pages in use (free pages left by deletions not counted) and
+        its write-ahead log, which holds recent pages a second time until a checkpoint."""
+        async with self._reading() as db:
+            values = []
+            for pragma in ("page_count", "freelist_count", "page_size"):
+                async with db.execute(f"PRAGMA {pragma}") as cur:
+                    row = await cur.fetchone()
+                values.append(int(row[0]) if row is not None else 0)
+        pages, free, size = values
+        return max(0, pages - free) * size + await asyncio.to_thread(_file_size, Path(f"{self.path}-wal"))
+
+    async def quota_used_bytes(self) -> int:
+        """What the policy's storage quota limits: the chunks stored here and the catalog itself, so that
+        neither datasets nor the records that describe them can grow past it."""
+        return await self.used_bytes() + await self.catalog_bytes()
+
+    async def publisher_usage(self, publishers: Iterable[bytes]) -> dict[bytes, tuple[int, int, int]]:
+        """Per publisher: (records, bytes of records, chunk references) held here, for ingest quotas."""
+        out: dict[bytes, tuple[int, int, int]] = {}
+        for part in _batches(list(dict.fromkeys(publishers))):
+            sql = (f"SELECT publisher, COUNT(*), COALESCE(SUM(length(raw)), 0), "
+                   f"COALESCE(SUM(length(chunk_refs)), 0) / {_REF} FROM manifests "
+                   f"WHERE publisher IN ({','.join('?' * len(part))}) GROUP BY publisher")
+            for pub, n, size, refs in await self._all(sql, part):
+                out[bytes(pub)] = (int(n), int(size), int(refs))
+        return out
 
     # -- governance log ----------------------------------------------------------------------------------
 
@@ -811,6 +839,13 @@ async def _add_chunk_rows(db: aiosqlite.Connection, manifest_ids: Sequence[bytes
             items.extend((mid, _unpack_refs(bytes(refs))) for mid, refs in await cur.fetchall())
     if items:
         await _insert_chunk_rows(db, items)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 _REF = 40  # a packed chunk reference: 32-byte digest, 8-byte big-endian size

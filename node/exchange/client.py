@@ -296,10 +296,15 @@ class SyncSession:
         return event.heads
 
     async def range(self, publisher: bytes, first: int, last: int) -> list[bytes]:
-        """The raw records of `publisher` from seq `first` to at most `last`, as sent (unchecked)."""
+        """The raw records of `publisher` from seq `first` to at most `last`, as sent (unchecked).
+
+        An answer may stop short at the byte budget (`wire.RANGE_ANSWER_BYTES`; see `wire.answer_was_cut`);
+        one that goes past the budget by more than one record is a protocol violation, refused as soon as
+        it is seen, so that a range never holds more than that in memory."""
         await self.conv.send(wire.RangeRequest(publisher, first, last))
         out: list[bytes] = []
         limit = last - first + 1
+        received = 0
         first_frame = True
         while True:
             event = await self.conv.receive(first=first_frame)
@@ -308,7 +313,12 @@ class SyncSession:
                 return out
             if not isinstance(event, wire.Records):
                 raise _violation(self.peer, f"sent an unexpected {type(event).__name__} in a range answer")
-            out.extend(event.records)
+            for rec in event.records:
+                if received >= wire.RANGE_ANSWER_BYTES:
+                    raise _violation(self.peer, f"sent more than {wire.RANGE_ANSWER_BYTES} bytes of records in "
+                                                "one range answer")
+                received += len(rec)
+                out.append(rec)
             if len(out) > limit:
                 raise _violation(self.peer, "sent more records than the range asked for")
 

@@ -230,6 +230,7 @@ class StreamServer:
                     break
                 raws.append(bytes(row.raw))
                 expected += 1
+        raws = list(wire.within_answer_budget(raws))
         out = bytearray()
         for frame in wire.records_frames(raws):
             out += frame

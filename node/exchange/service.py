@@ -31,6 +31,7 @@ import collections
 import contextlib
 import hashlib
 import logging
+import os
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -41,6 +42,7 @@ import msgpack
 from communs.node.exchange.client import ManifestClient, SyncSession, fetch_chunks, fetch_manifests
 from communs.node.exchange.server import StreamServer
 from communs.node.exchange.streamio import ExchangeError, PeerUnavailable, ProtocolViolation
+from communs.node.services import ingest_quota
 from communs.protocol import keys, wire
 from communs.protocol import publog as plog
 from communs.protocol.errors import DecodeError, RecordError, SignatureError
@@ -63,6 +65,9 @@ log = logging.getLogger("communs.exchange")
 SYNC_INTERVAL = 45.0  # seconds between periodic catalog syncs with each connected peer (jittered)
 SYNC_RETRY = (1.0, 3.0, 10.0)  # after a failed sync on connect
 SYNC_AHEAD = 2  # ranges read ahead, and ranges being verified and stored, at once
+SYNC_SESSION_BYTES = 256 * 1024 * 1024  # record bytes read from one peer in one session; the rest waits
+SYNC_SHORT_ANSWERS = 16  # ranges answered with less than the peer advertised before a session ends
+SYNC_SESSIONS_IN_A_ROW = 8  # sessions run back to back while the last one was cut by a cap and brought news
 TARGET_PEERS = 8  # discovery dials known peers until this many are connected
 DISCOVERY_INTERVAL = 5.0
 DIAL_BACKOFF_MIN, DIAL_BACKOFF_MAX = 30.0, 1800.0
@@ -115,6 +120,32 @@ def record_facts(raw: bytes) -> RecordFacts:
     return RecordFacts(digest(raw), pub, seq, prev, ds, size)
 
 
+def _own_key(peer: str) -> tuple[bytes, ...]:
+    """The publisher key of a peer (its own records are asked for first), if its id is an Ed25519 key."""
+    try:
+        return (keys.public_from_peer_id(peer),)
+    except Exception:  # noqa: BLE001 - another key type: no own records to put first
+        return ()
+
+
+def sync_limits_sentence(peer: str, plan: plog.SyncPlan, cut: Sequence[str], refused: collections.Counter[str],
+                         refused_publishers: int) -> str:
+    """One sentence saying what a catalog sync session left out or refused, and why."""
+    parts = []
+    if refused:
+        reason, _ = refused.most_common(1)[0]
+        parts.append(f"refused {sum(refused.values())} valid record(s) of {refused_publishers} publisher(s) "
+                     f"over an ingest quota ({reason})")
+    if cut:
+        parts.append(f"stopped reading because {cut[0]}")
+    if not plan.complete:
+        parts.append(f"left {plan.deferred_records} advertised record(s) of {plan.deferred_publishers} "
+                     f"publisher(s) for a later session (at most {plog.MAX_SESSION_RECORDS} records, "
+                     f"{plog.MAX_SESSION_RECORDS_PER_PUBLISHER} per publisher, {plog.MAX_SESSION_RANGES} "
+                     "ranges per session)")
+    return f"catalog sync with {peer}: " + "; ".join(parts) + "."
+
+
 @dataclass
 class _Fetch:
     """A manifest announced on gossip that this node does not hold yet."""
@@ -141,6 +172,7 @@ class ExchangeService:
         self._provide_queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._syncing: set[str] = set()
         self._last_sync: dict[str, float] = {}
+        self._more: dict[str, bool] = {}  # the last session with a peer left records for another one
         self._not_communs: dict[str, float] = {}
         self._dial_backoff: dict[str, tuple[float, float]] = {}  # peer -> (next try, backoff)
         self._warned: dict[str, tuple[float, int, str]] = {}  # peer -> (last warning, count since, reason)
@@ -494,37 +526,78 @@ class ExchangeService:
     # ---- catalog sync --------------------------------------------------------------------------------
 
     async def sync_with(self, peer: str) -> int:
-        """Fetch every manifest `peer` holds beyond our contiguous heads; returns how many were new.
+        """Fetch what `peer` holds beyond our contiguous heads, within one session's caps; returns how many
+        records were new. `self._more[peer]` says afterwards whether the caps left some for another session.
 
         One stream: the peer's heads, then ranges of at most 1000 records per publisher, the next range
         read while the last one is verified and stored. A range must be a chain (consecutive seqs of
         the asked publisher, each linked to the one before), else the peer broke the protocol; a range
         whose first record does not link to ours is handed to the datasets service, which keeps it as
         fork evidence.
+
+        Everything the peer says is bounded before it costs anything: the plan (`protocol.log.plan_session`)
+        asks for a capped number of ranges and records whatever heads it advertised, a range answer holds
+        at most `wire.RANGE_ANSWER_BYTES` and one record, a session reads at most `SYNC_SESSION_BYTES`, a
+        peer that answers short (it advertised records it does not serve) more than `SYNC_SHORT_ANSWERS`
+        times is left, and the datasets service refuses records over the ingest quotas. What was left or
+        refused is logged in one sentence at the end.
         """
         catalog = self.node.storage.catalog
         started = time.monotonic()
+        over = self.node.datasets.peer_over_quota(peer)
+        if over is not None:  # nothing it could send now would be stored: do not ask (said when it was reached)
+            log.debug("catalog sync with %s skipped: %s", peer, over)
+            self._last_sync[peer] = time.monotonic()
+            self._more[peer] = False
+            return 0
         session = await SyncSession.open(self.node.overlay, peer)
         new = 0
         ok = False
         waited = storing = 0.0  # time waiting for the peer's next range / in ingest (verify and store)
+        refused: collections.Counter[str] = collections.Counter()  # reason -> records refused over a quota
+        refused_pubs: set[bytes] = set()
+        cut: list[str] = []  # why the session stopped before its plan's end
+        over_quota: list[str] = []  # a refusal that applies to all the peer would send now
         try:
             remote = await session.heads()
             local = await catalog.contiguous_heads()
-            plan = plog.plan_sync(local, remote)
-            self.node.datasets.warm_up(sum(r.last - r.first + 1 for r in plan))
+            plan = plog.plan_session(local, remote, first=_own_key(peer), seed=os.urandom(8))
+            self.node.datasets.warm_up(plan.records)
             queue: asyncio.Queue[tuple[plog.SyncRange, list[bytes]] | None] = asyncio.Queue(maxsize=SYNC_AHEAD)
 
             async def reader() -> None:
                 stopped: set[bytes] = set()
-                for r in plan:
-                    if r.publisher in stopped:
-                        continue
-                    raws = await session.range(r.publisher, r.first, r.last)
-                    if len(raws) < r.last - r.first + 1:
-                        stopped.add(r.publisher)  # the peer holds less than it advertised: go no further
-                    if raws:
-                        await queue.put((r, raws))
+                received = short = 0
+                for planned in plan.ranges:
+                    r: plog.SyncRange | None = planned
+                    while r is not None and r.publisher not in stopped:
+                        if over_quota:
+                            cut.append(f"{over_quota[0]} (what it sends now would be refused)")
+                            await queue.put(None)
+                            return
+                        if received >= SYNC_SESSION_BYTES:
+                            cut.append(f"{SYNC_SESSION_BYTES // (1 << 20)} MiB of records were read")
+                            await queue.put(None)
+                            return
+                        raws = await session.range(r.publisher, r.first, r.last)
+                        got = sum(map(len, raws))
+                        received += got
+                        asked = r.last - r.first + 1
+                        follow = None
+                        if len(raws) < asked:
+                            if raws and wire.answer_was_cut(got):  # the byte budget: ask on from there
+                                follow = plog.SyncRange(r.publisher, r.first + len(raws), r.last)
+                            else:  # the peer holds less than it advertised: go no further with it
+                                stopped.add(r.publisher)
+                                short += 1
+                        if raws:
+                            await queue.put((r if follow is None else
+                                             plog.SyncRange(r.publisher, r.first, follow.first - 1), raws))
+                        if short > SYNC_SHORT_ANSWERS:
+                            cut.append(f"the peer served less than it advertised for {short} publishers")
+                            await queue.put(None)
+                            return
+                        r = follow
                 await queue.put(None)
 
             read_task = asyncio.ensure_future(reader())
@@ -546,7 +619,12 @@ class ExchangeService:
                 for facts_i, outcome in zip(facts, outcomes, strict=False):
                     if outcome.status in ("new", "known"):
                         self._resolve(facts_i.id)
-                if any(o.status in ("rejected", "fork") for o in outcomes):
+                    elif outcome.status == "refused":
+                        refused[outcome.reason] += 1
+                        refused_pubs.add(facts_i.publisher)
+                        if ingest_quota.ends_session(outcome.reason) and not over_quota:
+                            over_quota.append(outcome.reason)
+                if any(o.status in ("rejected", "fork", "refused") for o in outcomes):
                     broken.add(r.publisher)
                     rejected = [o.reason for o in outcomes if o.status == "rejected"]
                     if rejected:
@@ -601,6 +679,10 @@ class ExchangeService:
                 await session.abort()
         self.counts["sync_runs"] += 1
         self._last_sync[peer] = time.monotonic()
+        self._more[peer] = not over_quota and (bool(cut) or not plan.complete)  # over quota: wait for the window
+        if refused or cut or not plan.complete:  # a warning when the peer went over a limit, else news
+            log.log(logging.WARNING if refused or cut else logging.INFO, "%s",
+                    sync_limits_sentence(peer, plan, cut, refused, len(refused_pubs)))
         if new:
             took = time.monotonic() - started
             log.info("catalog sync with %s: %d new manifest(s) in %.2f s (%.0f/s; %.2f s waiting for the peer, "
@@ -632,7 +714,9 @@ class ExchangeService:
                     self._not_communs[peer] = time.monotonic()
                     return
                 try:
-                    await self.sync_with(peer)
+                    for _ in range(SYNC_SESSIONS_IN_A_ROW):  # again at once while the caps cut and news came
+                        if not await self.sync_with(peer) or not self._more.pop(peer, False):
+                            break
                     return
                 except PeerUnavailable as exc:
                     self.counts["sync_failures"] += 1

@@ -36,6 +36,7 @@ from communs.governance.errors import GovernanceError
 from communs.governance.licences import check_expression
 from communs.node.runtime.faults import crash_point
 from communs.node.runtime.gctune import GC_THRESHOLDS
+from communs.node.services import ingest_quota as quota
 from communs.node.services.publish_journal import PublishJournal
 from communs.node.services.repair import REPAIR_PENDING_KEY
 from communs.node.services.storage import UsesStorage
@@ -53,6 +54,7 @@ log = logging.getLogger("communs.datasets")
 
 OWN, COMPLETE, IN_PROGRESS, NOT_WANTED = "own", "complete", "in-progress", "not-wanted"
 PROCESS_BATCH = 200  # manifests at once above which verification runs in worker processes
+PROCESS_BATCH_BYTES = 1024 * 1024  # ... or bytes of manifests at once (a few large ones hold the loop as long)
 DECODE_WORKERS = 1  # measured: a second worker loses to the node and its peer on a 2-core machine
 STATES = (OWN, COMPLETE, IN_PROGRESS, NOT_WANTED)
 
@@ -113,7 +115,7 @@ class PublishJob:
 class Outcome:
     """What happened to one manifest offered by a peer."""
 
-    status: str  # "new", "known", "fork", "rejected"
+    status: str  # "new", "known", "fork", "rejected", "refused" (valid but over a quota: not stored, for now)
     reason: str = ""
     manifest: Manifest | None = None
 
@@ -213,6 +215,7 @@ class DatasetsService(UsesStorage):
         self._thread_decoding = False
         self._pool_broken = False
         self._idempotent: dict[str, asyncio.Future[Manifest]] = {}  # key -> publish running under it
+        self._peer_ledger = quota.PeerLedger()  # what each peer brought into the catalog lately
 
     async def start(self) -> None:
         gov = self.node.governance
@@ -542,7 +545,7 @@ class DatasetsService(UsesStorage):
         starves the event loop and the catalog's thread: measured here, a 1,000-record range took 0.5 s to
         store beside a decoding thread against 0.1 s alone. A second process uses the second core instead.
         """
-        if len(raws) < PROCESS_BATCH or self._pool_broken:
+        if self._pool_broken or (len(raws) < PROCESS_BATCH and sum(map(len, raws)) < PROCESS_BATCH_BYTES):
             return decode_manifests(raws)
         loop = asyncio.get_running_loop()
         pool = self._start_pool()
@@ -644,6 +647,7 @@ class DatasetsService(UsesStorage):
                 rows.append((i, ManifestRow.from_manifest(m, raws[i], received_at=now, state=state,
                                                           reason=reason, own=own)))
                 owners.setdefault(m.dataset, pub)
+        rows = await self._within_quotas(rows, decoded, outcomes, source)
         if rows:
             results = await cat.put_manifests_batch([r for _, r in rows])
             for (i, row), result in zip(rows, results, strict=True):
@@ -651,6 +655,8 @@ class DatasetsService(UsesStorage):
                 assert isinstance(m, Manifest)
                 if result is PutOutcome.INSERTED:
                     outcomes[i] = Outcome("new", row.reason, m)
+                    if source is not None:
+                        self._peer_ledger.add(source, quota.Usage(1, len(row.raw), _refs(m)), time.monotonic())
                 elif result is PutOutcome.KNOWN:
                     outcomes[i] = Outcome("known", "", m)
                 else:
@@ -667,6 +673,39 @@ class DatasetsService(UsesStorage):
         if self.node.metrics is not None and source is not None:
             self.node.metrics.sync_records.inc(sum(1 for o in outcomes if o is not None and o.status == "new"))
         return [o if o is not None else Outcome("rejected", "not processed") for o in outcomes]
+
+    def peer_over_quota(self, peer: str) -> str | None:
+        """Why nothing more from `peer` can be stored now (its ingest quota for the window is used up), or None."""
+        used = self._peer_ledger.usage(peer, time.monotonic()) + quota.Usage(1, 1, 1)
+        over = quota.PEER_QUOTA.excess(used)
+        return None if over is None else f"{quota.PEER_OVER} {over} per {quota.PEER_WINDOW / 3600:.0f} h"
+
+    async def _within_quotas(self, rows: list[tuple[int, ManifestRow]], decoded: list[Manifest | str],
+                             outcomes: list[Outcome | None], source: str | None) -> list[tuple[int, ManifestRow]]:
+        """The rows that fit the ingest quotas (node/services/ingest_quota.py); the others get a "refused" outcome."""
+        me = self.node.key.public
+        foreign = [(i, r) for i, r in rows if r.publisher != me]
+        if not foreign:
+            return rows
+        held = await self.catalog.publisher_usage({r.publisher for _, r in foreign})
+        limit = self.policy().storage_quota_bytes
+        left = None if limit is None else limit - await self.catalog.quota_used_bytes()
+        peer = self._peer_ledger.usage(source, time.monotonic()) if source is not None else None
+        candidates = []
+        for i, r in rows:
+            m = decoded[i]
+            assert isinstance(m, Manifest)
+            candidates.append(quota.Candidate(r.publisher, len(r.raw), _refs(m)))
+        verdicts = quota.admit(candidates, publishers={p: quota.Usage(*u) for p, u in held.items()},
+                               peer=peer, storage_left=left, exempt=me)
+        kept = []
+        for (i, r), why in zip(rows, verdicts, strict=True):
+            if why is None:
+                kept.append((i, r))
+            else:
+                m = decoded[i]
+                outcomes[i] = Outcome("refused", why, m if isinstance(m, Manifest) else None)
+        return kept
 
     async def _dataset_owners(self, datasets: set[bytes]) -> dict[bytes, bytes]:
         """Which publisher each dataset id is bound to here (the publisher of the first manifest held)."""
@@ -718,6 +757,11 @@ def request_fingerprint(*, path: str, title: str, licence: str, description: str
     doc = {"path": path, "title": title, "licence": licence, "description": description,
            "keywords": list(keywords), "dataset": dataset.hex() if dataset else None}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _refs(m: Manifest) -> int:
+    """How many chunk references a manifest makes (what its chunk rows cost the catalog)."""
+    return sum(len(e.chunks) for e in m.files)
 
 
 def decoded_seq(m: Manifest | str) -> int:

@@ -206,7 +206,7 @@ class ReplicationService(UsesStorage):
                 await self._complete(info.id, info.raw)
                 continue
             policy = self.node.datasets.policy()
-            used = await self.catalog.used_bytes()
+            used = await self.catalog.quota_used_bytes()  # chunks and the catalog
             fit = policy_mod.fits_quota(policy, used + self._reserved, missing)
             if not fit.wanted and info.id not in self.repairing:  # own data is never refused room
                 reason = f"waiting: {fit.reason}"

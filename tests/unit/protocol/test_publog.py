@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import pytest
@@ -8,10 +9,12 @@ from communs.protocol.errors import DecodeError
 from communs.protocol.publog import (
     LogEntry,
     LogStatus,
+    SyncLimits,
     SyncRange,
     contiguous_head,
     entry_of,
     place,
+    plan_session,
     plan_sync,
     verify_range,
 )
@@ -140,12 +143,87 @@ def test_plan_sync() -> None:
        st.dictionaries(st.binary(min_size=1, max_size=2), st.integers(0, 3000)),
        st.integers(1, 700))
 def test_plan_sync_covers_exactly_the_missing_records(local: dict, remote: dict, max_range: int) -> None:
-    plan = plan_sync(local, remote.items(), max_range)
+    """Within the session's caps, the plan asks for every missing record exactly once."""
+    limits = SyncLimits(max_range=max_range, max_ranges=10**9, max_records=10**9, max_records_per_publisher=10**9)
+    plan = plan_session(local, remote.items(), limits)
     wanted = {(p, s) for p, h in remote.items() for s in range(local.get(p, 0) + 1, h + 1)}
-    got = [(r.publisher, s) for r in plan for s in range(r.first, r.last + 1)]
+    got = [(r.publisher, s) for r in plan.ranges for s in range(r.first, r.last + 1)]
     assert len(got) == len(set(got))
     assert set(got) == wanted
-    assert all(1 <= r.last - r.first + 1 <= max_range for r in plan)
+    assert all(1 <= r.last - r.first + 1 <= max_range for r in plan.ranges)
+    assert plan.complete and plan.deferred_publishers == 0
+
+
+@given(st.dictionaries(st.binary(min_size=1, max_size=2), st.integers(0, 3000)),
+       st.dictionaries(st.binary(min_size=1, max_size=2), st.integers(0, 2**63 - 1)),
+       st.integers(1, 700), st.integers(1, 50), st.integers(1, 5000), st.integers(1, 3000))
+def test_plan_session_stays_within_its_caps(local: dict, remote: dict, max_range: int, max_ranges: int,
+                                            max_records: int, per_publisher: int) -> None:
+    """Whatever the peer advertises, the plan stays within every cap, asks each record once, starts each
+    publisher right after our head, and accounts for what it left out."""
+    limits = SyncLimits(max_range, max_ranges, max_records, per_publisher)
+    plan = plan_session(local, sorted(remote.items()), limits)
+    assert len(plan.ranges) <= max_ranges
+    assert plan.records <= max_records
+    per: dict[bytes, list[SyncRange]] = {}
+    for r in plan.ranges:
+        assert 1 <= r.last - r.first + 1 <= max_range
+        assert r.last <= remote[r.publisher]
+        per.setdefault(r.publisher, []).append(r)
+    for pub, rs in per.items():
+        assert rs[0].first == local.get(pub, 0) + 1
+        assert all(a.last + 1 == b.first for a, b in itertools.pairwise(rs))
+        assert rs[-1].last - rs[0].first + 1 <= per_publisher
+    missing = sum(max(0, h - local.get(p, 0)) for p, h in remote.items())
+    assert plan.records + plan.deferred_records == missing
+    assert plan.complete == (plan.records == missing)
+
+
+def test_plan_session_with_a_head_of_2_63_is_small_and_immediate() -> None:
+    """The attack of issue 12: one publisher at seq 2**63 - 1 used to make the planner build 9.2e15 ranges."""
+    top = 2**63 - 1
+    plan = plan_session({}, [(A, top)])
+    assert len(plan.ranges) == 50  # MAX_SESSION_RECORDS_PER_PUBLISHER / MAX_RANGE
+    assert plan.ranges[0] == SyncRange(A, 1, 1000) and plan.ranges[-1] == SyncRange(A, 49_001, 50_000)
+    assert plan.deferred_records == top - 50_000 and plan.deferred_publishers == 1 and not plan.complete
+    assert len(plan_sync({}, [(A, top), (B, top)])) == 100
+    # every publisher of a full heads answer claiming the maximum: still bounded by the session's caps
+    many = [(i.to_bytes(32, "big"), top) for i in range(1, 100_001)]
+    plan = plan_session({}, many)
+    assert len(plan.ranges) == 200 and plan.records == 200_000
+    assert plan.deferred_publishers == 100_000  # four partly asked, the rest not at all
+
+
+def test_plan_session_order_puts_the_peer_then_known_publishers_first() -> None:
+    limits = SyncLimits(max_range=10, max_ranges=3, max_records=1000, max_records_per_publisher=1000)
+    plan = plan_session({B: 4}, [(A, 5), (B, 9), (C, 5)], limits, first=[C])
+    assert plan.ranges == (SyncRange(C, 1, 5), SyncRange(B, 5, 9), SyncRange(A, 1, 5))
+    # caps cut the unknown publishers first
+    limits = SyncLimits(max_range=10, max_ranges=2, max_records=1000, max_records_per_publisher=1000)
+    plan = plan_session({B: 4}, [(A, 5), (B, 9), (C, 5)], limits, first=[C])
+    assert [r.publisher for r in plan.ranges] == [C, B]
+    assert plan.deferred_records == 5 and plan.deferred_publishers == 1
+
+
+def test_plan_session_seed_orders_unknown_publishers_beyond_the_peers_choice() -> None:
+    pubs = [bytes([i]) * 32 for i in range(1, 41)]
+    limits = SyncLimits(max_range=10, max_ranges=1, max_records=1000, max_records_per_publisher=1000)
+    chosen = {plan_session({}, [(p, 3) for p in pubs], limits, seed=bytes([s])).ranges[0].publisher
+              for s in range(40)}
+    assert len(chosen) > 10  # different sessions ask different unknown publishers first
+    assert plan_session({}, [(p, 3) for p in pubs], limits).ranges[0].publisher == pubs[0]  # no seed: peer order
+    # the order under one seed is fixed (pure)
+    assert plan_session({}, [(p, 3) for p in pubs], limits, seed=b"x") == \
+        plan_session({}, [(p, 3) for p in pubs], limits, seed=b"x")
+
+
+def test_plan_session_caps_per_publisher_and_per_session() -> None:
+    limits = SyncLimits(max_range=100, max_ranges=100, max_records=250, max_records_per_publisher=150)
+    plan = plan_session({}, [(A, 1000), (B, 1000), (C, 10)], limits)
+    assert plan.ranges == (SyncRange(A, 1, 100), SyncRange(A, 101, 150), SyncRange(B, 1, 100))
+    assert plan.deferred_records == 850 + 900 + 10 and plan.deferred_publishers == 3
+    with pytest.raises(ValueError):
+        SyncLimits(max_ranges=0)
 
 
 @dataclass(frozen=True)

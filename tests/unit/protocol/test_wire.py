@@ -486,3 +486,15 @@ def test_assembled_answers_are_the_same_however_the_stream_is_cut(bodies: list[b
             events.append(ev)
     reader.close()
     assert events == [Chunk(ids.digest(x), x) for x in bodies] + [End()]
+
+
+def test_range_answer_budget() -> None:
+    """Issue 12: a range answer stops once its records reach the byte budget (the record that reaches it is
+    the last), so a client holds at most the budget and one record; a short answer at the budget says "ask on"."""
+    recs = [b"x" * 400, b"y" * 400, b"z" * 400]
+    assert list(wire.within_answer_budget(recs, budget=1000)) == recs
+    assert list(wire.within_answer_budget(recs, budget=800)) == recs[:2]
+    assert list(wire.within_answer_budget(recs, budget=10)) == recs[:1]  # always at least one record
+    assert list(wire.within_answer_budget([], budget=10)) == []
+    assert wire.answer_was_cut(800, budget=800) and not wire.answer_was_cut(799, budget=800)
+    assert wire.RANGE_ANSWER_BYTES == 8 * 1024 * 1024

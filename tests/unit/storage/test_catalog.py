@@ -471,3 +471,22 @@ async def test_known_chunks_are_the_stored_and_the_referenced_ones(cat: Catalog)
     many = [chunk(i)[0] for i in range(3, 1200)]
     assert await cat.known_chunks([chunk(1)[0], chunk(2)[0], *many]) == {chunk(1)[0], chunk(2)[0]}
     assert await cat.known_chunks([]) == set()
+
+
+async def test_publisher_usage_and_catalog_bytes_for_quotas(cat: Catalog) -> None:
+    """Issue 12: what each publisher holds here (for the ingest quotas) and what the catalog itself takes on
+    disk (counted with the chunks against the storage quota)."""
+    before = await cat.catalog_bytes()
+    pages = (await cat._one("PRAGMA page_count"))[0] * (await cat._one("PRAGMA page_size"))[0]
+    wal = Path(f"{cat.path}-wal")
+    assert before == pages + (wal.stat().st_size if wal.exists() else 0) > 0  # pages and the write-ahead log
+    rows = [row(PUB_A, 1, chunks=[chunk(1), chunk(2)]), row(PUB_A, 2, chunks=[chunk(3)]), row(PUB_B, 1)]
+    await cat.put_manifests_batch(rows)
+    usage = await cat.publisher_usage([PUB_A, PUB_B, b"C" * 32, PUB_A])
+    assert usage == {PUB_A: (2, len(rows[0].raw) + len(rows[1].raw), 3), PUB_B: (1, len(rows[2].raw), 0)}
+    # a catalog grows with what it holds, and quota_used_bytes counts it with the stored chunks
+    await cat.put_manifests_batch([row(PUB_B, s, chunks=[chunk(1000 + s)]) for s in range(2, 400)])
+    grown = await cat.catalog_bytes()
+    assert grown > before
+    await cat.mark_chunks_stored([chunk(1)])
+    assert await cat.quota_used_bytes() == 100 + await cat.catalog_bytes()
