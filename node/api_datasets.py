@@ -10,6 +10,7 @@ from communs.protocol import ids
 from communs.protocol.errors import RecordError
 from communs.protocol.records import Manifest
 
+from . import publish_paths
 from .admin import ApiError, json_response, node_of, read_json
 from .publishing import DiskFull, PublishError, manifest_full
 
@@ -47,6 +48,11 @@ def _text(body: dict[str, Any], key: str, required: bool = True, default: str = 
     return value
 
 
+def allowed_publish_paths(node: Any) -> list[str]:
+    configured = node.config.publish_allowed_paths
+    return publish_paths.default_allowed() if configured is None else list(configured)
+
+
 _PUBLISH_KEYS = {"path", "title", "licence", "description", "keywords", "dataset"}
 
 
@@ -68,6 +74,11 @@ async def publish(request: web.Request) -> web.Response:
     dataset = None
     if body.get("dataset") is not None:
         dataset = parse_id(_text(body, "dataset"), "dataset id")
+    if not path_text.startswith("/"):
+        raise ApiError(400, "'path' must be an absolute path on the node's machine")
+    refused = publish_paths.refusal(path_text, allowed_publish_paths(node), node.root)
+    if refused is not None:
+        raise ApiError(403, refused)
     job = node.datasets.new_job(path_text)
     try:
         manifest = await node.datasets.publish(Path(path_text), title=title, licence=licence,

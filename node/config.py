@@ -51,6 +51,8 @@ class Config:
     log_level: str = "info"
     log_format: str = "text"
     max_request_bytes: int = 1 << 20
+    # folders the admin API may publish from; None: node/publish_paths.py's default (home and temp folder)
+    publish_allowed_paths: list[str] | None = None
 
     @property
     def topic(self) -> str:
@@ -83,6 +85,9 @@ class Config:
             raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}, not '{self.log_level}'")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log.format must be 'text' or 'json', not '{self.log_format}'")
+        for folder in self.publish_allowed_paths or []:
+            if not os.path.isabs(os.path.expanduser(folder)):
+                raise ConfigError(f"publish.allowed_paths must list absolute folders, not '{folder}'")
 
 
 def check_name(name: str) -> None:
@@ -156,6 +161,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, type | tuple[type, ...]]]] = {
               "max_request_bytes": ("max_request_bytes", int)},
     "log": {"level": ("log_level", str), "format": ("log_format", str)},
 }
+_SCHEMA["publish"] = {"allowed_paths": ("publish_allowed_paths", list)}
 
 
 def load_config(data_dir: Path) -> Config:

@@ -453,7 +453,7 @@ class ReplicationService(UsesStorage):
                 await asyncio.wait({step}, timeout=max(0.0, deadline - time.monotonic()))
                 if step.done():
                     try:
-                        return step.result()  # type: ignore[no-any-return]
+                        return step.result()
                     except StopAsyncIteration:
                         return None
                 if self._others_can_take(fetch, peer):

@@ -176,10 +176,11 @@ class Node:
         from aiohttp import web
 
         from .admin import build_app
+        from .admin_server import AdminRunner
 
         host, port = parse_host_port(self.config.admin)
         app = build_app(self)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        runner = AdminRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True)
         try:
