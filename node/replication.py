@@ -468,8 +468,7 @@ class ReplicationService(UsesStorage):
 
     @staticmethod
     def _others_can_take(fetch: Fetch, peer: str) -> bool:
-        """Whether another source (running, or a spare not asked yet) could fetch `peer`'s chunks."""
-        return bool(fetch.spares) or any(p != peer and s == "active" for p, s in fetch.sources.items())
+        return sources_mod.can_hand_over(fetch.sources, len(fetch.spares), peer)
 
     async def _source_failed(self, fetch: Fetch, peer: str, sizes: dict[bytes, int], exc: Exception,
                              received: list[tuple[bytes, bytes]], storing: list[asyncio.Future[None]],

@@ -79,6 +79,13 @@ def chunk_deadline(since: float, size: int, *, min_rate: float = MIN_RATE, grace
     return since + grace + max(0, size) / min_rate
 
 
+def can_hand_over(states: Mapping[str, str], spares: int, peer: str) -> bool:
+    """Whether `peer`'s chunks can go to another source when it misses a deadline: another source is
+    still `active`, or a spare has not been asked yet. The last source left keeps its chance (its
+    stream's idle timeouts still end a dead one), so a slow but honest only holder is not abandoned."""
+    return spares > 0 or any(p != peer and s == "active" for p, s in states.items())
+
+
 def remember(history: dict[str, Outcome], peer: str, kind: str, now: float, *, cap: int = 256) -> None:
     """Record a source's outcome, keeping at most `cap` peers (the oldest are forgotten first)."""
     history.pop(peer, None)

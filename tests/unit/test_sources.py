@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 from communs.node import sources
-from communs.node.sources import Outcome, choose_sources, chunk_deadline, remember
+from communs.node.sources import Outcome, can_hand_over, choose_sources, chunk_deadline, remember
 
 LOW = [f"12D3KooW1{i:02d}" for i in range(10)]  # ids ground to sort first
 HONEST = "12D3KooWzzHonest"
@@ -85,3 +85,12 @@ def test_remember_keeps_the_latest_outcome_and_a_bounded_history() -> None:
     for i in range(10):
         remember(history, f"p{i}", sources.FAILED, 3.0 + i, cap=4)
     assert list(history) == ["p6", "p7", "p8", "p9"]
+
+
+def test_a_stalled_source_is_handed_over_only_when_someone_can_take_its_chunks() -> None:
+    assert can_hand_over({"slow": "active", "other": "active"}, 0, "slow")
+    assert can_hand_over({"slow": "active"}, 1, "slow")  # a spare not asked yet
+    assert not can_hand_over({"slow": "active"}, 0, "slow")  # the last source left keeps its chance
+    assert not can_hand_over({"slow": "active", "x": "lacks", "y": "failed", "z": "stalled", "b": "banned"}, 0,
+                             "slow")
+    assert can_hand_over({"slow": "active", "x": "lacks", "y": "active"}, 0, "slow")
