@@ -150,8 +150,9 @@ async def test_low_ids_answering_not_found_cannot_hide_the_honest_holder(tmp_pat
         for peer in peers:
             with contextlib.suppress(Exception):
                 await peer.stop()
+    # (the order is random: when the honest holder happens to be asked first, it sends everything before
+    # a hostile peer is asked; sorting by id, as before issue 12, asked only the hostile ones, every time)
     print(f"complete after {took:.1f} s; the hostile peers answered {len(served)} request(s)")
-    assert served, "the hostile peers were never asked: the test did not exercise the attack"
     wait_for(lambda: v.stop() == 0, 10, what="v to stop cleanly")
 
 
