@@ -12,7 +12,8 @@ The scheduler keeps every manifest in state `in-progress` moving towards `comple
 * Sources: chosen by node/sources.py, at random with announced holders first, never by peer id (ids
   can be ground to sort first); candidates beyond the first eight are spares that replace a source
   that lacks the chunks, fails or stalls. Each chunk has a throughput deadline: a source that drips
-  its answer loses its chunks to the others (unless it is the only one left).
+  its answer loses its chunks to the others; when it is the only one left, sources are looked for
+  again, and it keeps its chance only if there is still no other.
 * Verification: every chunk is hashed on receipt (exchange client) and again by the chunk store
   before it is written. A peer that sends a chunk that does not match is banned as a source for
   that dataset; its unfinished chunks go back in the queue for the others.
@@ -456,6 +457,10 @@ class ReplicationService(UsesStorage):
                         return step.result()
                     except StopAsyncIteration:
                         return None
+                if not self._others_can_take(fetch, peer):
+                    await self._find_spares(fetch)  # a holder that appeared since the fetch started may take over
+                    if step.done():
+                        continue
                 if self._others_can_take(fetch, peer):
                     raise SourceStalled(f"source {peer} sent less than {sources_mod.MIN_RATE >> 10} KiB/s of a "
                                         f"{size}-byte chunk of {fetch.manifest.title}", peer)
@@ -465,6 +470,15 @@ class ReplicationService(UsesStorage):
                 step.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await step
+
+    async def _find_spares(self, fetch: Fetch) -> None:
+        """Look for sources again (the last one is stalling): candidates not asked in this fetch become spares."""
+        try:
+            fresh = await self._sources(fetch.manifest)
+        except Exception as exc:  # noqa: BLE001 - looking is best effort; the stalling source keeps its chance
+            log.debug("could not look for more sources of %s: %s", fetch.manifest.title, exc)
+            return
+        fetch.spares.extend(p for p in fresh if p not in fetch.sources and p not in fetch.spares)
 
     @staticmethod
     def _others_can_take(fetch: Fetch, peer: str) -> bool:

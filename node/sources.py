@@ -12,7 +12,7 @@ Pure decisions over plain data (the replication scheduler in node/replication.py
 * `chunk_deadline`: a throughput deadline for the next chunk of an answer. A source that drips a
   byte every few seconds never trips a per-byte idle timeout; one that delivers less than
   `MIN_RATE` bytes per second (after a grace period for the first byte) loses its chunks to the
-  other sources.
+  other sources (`can_hand_over`; when it is the last one, the scheduler looks for sources again).
 """
 
 from __future__ import annotations
@@ -81,8 +81,9 @@ def chunk_deadline(since: float, size: int, *, min_rate: float = MIN_RATE, grace
 
 def can_hand_over(states: Mapping[str, str], spares: int, peer: str) -> bool:
     """Whether `peer`'s chunks can go to another source when it misses a deadline: another source is
-    still `active`, or a spare has not been asked yet. The last source left keeps its chance (its
-    stream's idle timeouts still end a dead one), so a slow but honest only holder is not abandoned."""
+    still `active`, or a spare has not been asked yet. The last source left (once a new search found
+    nobody else) keeps its chance, its stream's idle timeouts still ending a dead one, so a slow but
+    honest only holder is not abandoned."""
     return spares > 0 or any(p != peer and s == "active" for p, s in states.items())
 
 

@@ -100,18 +100,35 @@ async def hostile_peers(keys_: list[keys.SigningKey], handler: Handler, v: NodeP
     return peers
 
 
-async def requests_of(stream: Any, served: list[int]) -> Any:
-    """The chunk requests on `stream`, one at a time, until it ends."""
-    reader = wire.FrameReader(wire.CHUNKS_PROTOCOL, "request")
+async def requests_of(stream: Any, served: list[int], protocol: str = wire.CHUNKS_PROTOCOL) -> Any:
+    """The get requests on `stream` (chunks or manifests), one at a time, until it ends."""
+    reader = wire.FrameReader(protocol, "request")
     while True:
         while (req := reader.next_event()) is None:
             data = await stream.read()
             if not data:
                 return
             reader.feed(data)
-        assert isinstance(req, wire.ChunksGet)
+        assert isinstance(req, wire.ManifestGet)
         served.append(len(req.ids))
         yield req
+
+
+def dripper(served: list[int], stop: asyncio.Event) -> Handler:
+    """A chunks handler that starts a well-formed answer and then sends a byte every 2 s (for at most
+    3 minutes), never a whole chunk."""
+
+    async def drip(stream: Any) -> None:
+        async for req in requests_of(stream, served):
+            frame = wire.ChunkHeader(req.ids[0], 300_000).encode() + os.urandom(300_000)
+            for i in range(len(frame)):
+                if stop.is_set() or i > 90:
+                    return
+                await stream.write(frame[i:i + 1])
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 2.0)
+
+    return drip
 
 
 async def finish(v: NodeProc, h: NodeProc, src: Path, mid: str, tmp_path: Path, within: float) -> float:
@@ -162,18 +179,7 @@ async def test_dripping_sources_lose_their_chunks_to_the_honest_one(tmp_path: Pa
     v = await victim(tmp_path, nodes, h, mid)
     served: list[int] = []
     stop = asyncio.Event()
-
-    async def drip(stream: Any) -> None:
-        async for req in requests_of(stream, served):
-            frame = wire.ChunkHeader(req.ids[0], 300_000).encode() + os.urandom(300_000)
-            for i in range(len(frame)):  # a byte every 2 s, never a whole chunk, for at most 3 minutes
-                if stop.is_set() or i > 90:
-                    return
-                await stream.write(frame[i:i + 1])
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 2.0)
-
-    peers = await hostile_peers(low_keys(h.peer_id, 2), drip, v, h, mid)
+    peers = await hostile_peers(low_keys(h.peer_id, 2), dripper(served, stop), v, h, mid)
     try:
         took = await finish(v, h, src, mid, tmp_path, within=75)
     finally:
@@ -184,4 +190,60 @@ async def test_dripping_sources_lose_their_chunks_to_the_honest_one(tmp_path: Pa
     print(f"complete after {took:.1f} s; the dripping peers were asked {len(served)} time(s)")
     report = v.get("/api/v1/replication")
     assert report["active"] == [], report
+    wait_for(lambda: v.stop() == 0, 10, what="v to stop cleanly")
+
+
+async def test_a_lone_dripping_source_gives_way_to_a_holder_that_appears_later(tmp_path: Path,
+                                                                            nodes: list[NodeProc]) -> None:
+    """v learns the dataset from a dripping peer only, and starts fetching from it; the honest holder
+    connects later. When the dripper misses its deadline, v looks for sources again and hands over."""
+    from communs.node.exchange_client import fetch_manifests
+
+    h, src, mid = await honest_holder(tmp_path, nodes, 300_000)
+    v = NodeProc.init(tmp_path, "v")  # no bootstrap: it knows nobody but the dripper, at first
+    nodes.append(v)
+    await asyncio.to_thread(v.start)
+    cid = ids.parse_cid(mid)
+    (key,) = low_keys(h.peer_id, 1)
+    peer = await raw_peer(key.seed)
+    served: list[int] = []
+    stop = asyncio.Event()
+    try:
+        await peer.connect(h.addr)
+        raw = (await fetch_manifests(peer, h.peer_id, [cid]))[cid]
+        manifest = Manifest.decode(raw, verify=False)
+
+        async def manifests(stream: Any) -> None:
+            async for req in requests_of(stream, [], wire.MANIFEST_PROTOCOL):
+                for m in req.ids:
+                    answer = wire.ManifestRecord(m, raw) if m == cid else wire.ErrorAnswer("not-found", "no", m)
+                    await stream.write(answer.encode())
+            await stream.close()
+
+        peer.serve(wire.MANIFEST_PROTOCOL, manifests)
+        peer.serve(wire.CHUNKS_PROTOCOL, dripper(served, stop))
+        await peer.connect(v.addr)
+        await until(lambda: v.peer_id in peer.topic_peers(TOPIC), 15, "v to be seen on the topic")
+        await peer.publish(TOPIC, Announcement.create(key, kind="hold", manifest=manifest,
+                                                      ts=int(time.time())).encode())
+        await until(lambda: any(d["id"] == mid for d in v.get("/api/v1/datasets")), 30,
+                    "v to learn the dataset from the dripper")
+        assert h.peer_id not in {p["peer_id"] for p in v.get("/api/v1/peers")}
+        t0 = time.monotonic()
+        await asyncio.to_thread(enact_policy, v, ["CC0-1.0"], tmp_path)
+        await until(lambda: served, 30, "v to ask the dripper")
+        status, body = await asyncio.to_thread(v.api, "POST", "/api/v1/peers", {"addr": h.addr})
+        assert status == 200, body
+        await until(lambda: v.get(f"/api/v1/datasets/{mid}")["state"] == "complete", 75,
+                    "v to hand the dripper's chunk to the honest holder")
+        took = time.monotonic() - t0
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await peer.stop()
+    print(f"complete after {took:.1f} s")
+    out = tmp_path / "out"
+    await asyncio.to_thread(cli, v.data, "get", mid, str(out))
+    assert same_tree(src, out)
+    assert "Traceback" not in v.log()
     wait_for(lambda: v.stop() == 0, 10, what="v to stop cleanly")
