@@ -62,6 +62,8 @@ class Config:
     ip_colocation_threshold: int = 10
     ip_colocation_exempt: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     storage: StorageConfig = field(default_factory=StorageConfig)
+    # folders the admin API may publish from; None: node/publish_paths.py's default (home and temp folder)
+    publish_allowed_paths: list[str] | None = None
 
     @property
     def topic(self) -> str:
@@ -108,6 +110,9 @@ class Config:
             raise ConfigError("connections.max_inbound and connections.per_ip must be at least 1")
         if not 0 < self.conn_handshake_s <= 600:
             raise ConfigError("connections.handshake_s must be more than 0 and at most 600 seconds")
+        for folder in self.publish_allowed_paths or []:
+            if not os.path.isabs(os.path.expanduser(folder)):
+                raise ConfigError(f"publish.allowed_paths must list absolute folders, not '{folder}'")
 
 
 def check_name(name: str) -> None:
@@ -183,6 +188,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, type | tuple[type, ...]]]] = {
     "gossip": {"ip_colocation_threshold": ("ip_colocation_threshold", int),
                "ip_colocation_exempt": ("ip_colocation_exempt", list)},
 }
+_SCHEMA["publish"] = {"allowed_paths": ("publish_allowed_paths", list)}
 
 
 def load_config(data_dir: Path) -> Config:

@@ -181,10 +181,11 @@ class Node:
     async def _start_admin(self) -> None:
         from aiohttp import web
         from communs.node.http.app import build_app
+        from communs.node.http.server import AdminRunner
 
         host, port = parse_host_port(self.config.admin)
         app = build_app(self)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        runner = AdminRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True)
         try:

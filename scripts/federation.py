@@ -122,6 +122,11 @@ class NodeProcess:
             raise FederationError(f"{self.data} already holds a node; give --dir a new or empty folder")
         doc: dict[str, Any] = self.cli_json("init", "--name", self.name, "--listen", "/ip4/127.0.0.1/tcp/0",
                                             "--admin", "127.0.0.1:0", *args)
+        # publishing reads only from allowed folders: this federation's folder (the demo's files), and the
+        # defaults (home and temporary folder) for what you publish yourself
+        allowed = [str(self.data.parent.resolve()), str(Path.home()), tempfile.gettempdir()]
+        with open(self.data / "config.toml", "a", encoding="utf-8") as fh:
+            fh.write("\n[publish]\nallowed_paths = [" + ", ".join(json.dumps(a) for a in allowed) + "]\n")
         return doc
 
     def start(self) -> None:

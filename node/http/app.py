@@ -12,6 +12,7 @@ import hmac
 import importlib
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -38,9 +39,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class ApiError(web.HTTPException):
     """A caller's mistake, answered as JSON with its status."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         self.status_code = status
-        super().__init__(text=json.dumps({"error": message}), content_type="application/json")
+        super().__init__(text=json.dumps({"error": message}), content_type="application/json", headers=headers)
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -60,6 +61,8 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "the request body is not valid JSON") from None
+    except RecursionError:  # json's decoder recurses once per level of nesting
+        raise ApiError(400, "the request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object")
     return body
@@ -84,7 +87,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         _count(node, exc.status)
         if exc.status >= 400 and exc.content_type != "application/json":
             sentence = _STATUS_SENTENCES.get(exc.status, exc.reason)
-            raise ApiError(exc.status, sentence) from None
+            # a 405 names the methods the route has (RFC 9110 15.5.6)
+            allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            raise ApiError(exc.status, sentence, allow) from None
         raise
     except CatalogDamaged as exc:  # not a bug to trace: the file is damaged, and the sentence says what to do
         log.error("%s %s: %s", request.method, request.path, exc)
@@ -165,12 +170,19 @@ async def connect_peer(request: web.Request) -> web.Response:
     """Dial a peer by full multiaddr, as `ipfs swarm connect` does; the node keeps it only as long as
     libp2p does (bootstrap peers in config.toml are kept for good)."""
     from communs.node.config import ConfigError, check_peer_multiaddr
+    from communs.node.http.openapi import PEER_ADDR_PATTERN
     from communs.protocol.libp2p.overlay import OverlayError
 
     body = await read_json(request)
+    unknown = set(body) - {"addr"}
+    if unknown:
+        raise ApiError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
     addr = body.get("addr")
     if not isinstance(addr, str):
         raise ApiError(400, "'addr' must be a multiaddr string ending in /p2p/<peer id>")
+    if not re.match(PEER_ADDR_PATTERN, addr):  # exactly what the OpenAPI description states
+        raise ApiError(400, "'addr' must be /ip4/ADDR, /ip6/ADDR or /dns/NAME, then /tcp/PORT/p2p/PEER_ID with an "
+                            "Ed25519 peer id (12D3KooW...)")
     try:
         check_peer_multiaddr(addr)
         peer_id = await node_of(request).overlay.connect(addr)

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 from communs.node.http.app import ApiError, json_response, node_of, read_json
+from communs.node.services import publish_paths
 from communs.node.services.datasets import DiskFull, IdempotencyConflict, PublishError, PublishHeld, manifest_full
 from communs.protocol import ids
 from communs.protocol.errors import RecordError
@@ -50,6 +51,11 @@ def _text(body: dict[str, Any], key: str, required: bool = True, default: str = 
 # A client-chosen key (the CLI sends a random one): a publish retried with it returns the first result.
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
+def allowed_publish_paths(node: Any) -> list[str]:
+    configured = node.config.publish_allowed_paths
+    return publish_paths.default_allowed() if configured is None else list(configured)
+
+
 _PUBLISH_KEYS = {"path", "title", "licence", "description", "keywords", "dataset"}
 
 
@@ -74,6 +80,11 @@ async def publish(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key")
     if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiError(400, "'Idempotency-Key' must be 1 to 128 letters, digits, '-', '_', '.' or ':'")
+    if not path_text.startswith("/"):
+        raise ApiError(400, "'path' must be an absolute path on the node's machine")
+    refused = publish_paths.refusal(path_text, allowed_publish_paths(node), node.root)
+    if refused is not None:
+        raise ApiError(403, refused)
     job = node.datasets.new_job(path_text)
     try:
         manifest = await node.datasets.publish(Path(path_text), title=title, licence=licence,

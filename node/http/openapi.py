@@ -40,12 +40,34 @@ def _obj(required: dict[str, Any], optional: dict[str, Any] | None = None, close
     return doc
 
 
+# Patterns say exactly what the server accepts (a schema-valid request is never refused for its shape).
+# They end in `(?!\n)$`: in Python's regex dialect (which schemathesis draws from) a bare `$` also matches
+# before a final line feed, which no id or address carries; in ECMA's, the look-ahead changes nothing.
+# A CIDv1 of a BLAKE3-256 digest: 'b', then base32 of 0x01 0x55 0x1e 0x20 and 32 bytes; the 8th character
+# carries 2 fixed bits and the last one 2 zero padding bits (protocol/ids.py refuses non-canonical text).
+CID_PATTERN = r"^bafkr4i[a-h][a-z2-7]{50}[aeimquy4](?!\n)$"
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_PORT = "([0-9]|[1-9][0-9]{1,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_LABEL = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_H = "[0-9a-fA-F]{1,4}"
+_IP6 = (f"(({_H}:){{7}}{_H}|({_H}:){{1,7}}:|({_H}:){{1,6}}:{_H}|({_H}:){{1,5}}(:{_H}){{1,2}}|"
+        f"({_H}:){{1,4}}(:{_H}){{1,3}}|({_H}:){{1,3}}(:{_H}){{1,4}}|({_H}:){{1,2}}(:{_H}){{1,5}}|"
+        f"{_H}:(:{_H}){{1,6}}|:((:{_H}){{1,7}}|:))")
+# What POST /api/v1/peers dials: an IPv4 or IPv6 address or a DNS name, a TCP port, an Ed25519 peer id.
+PEER_ADDR_PATTERN = (rf"^/(ip4/({_OCTET}\.){{3}}{_OCTET}|ip6/{_IP6}|dns[46]?/{_LABEL}(\.{_LABEL}){{0,3}})"
+                     rf"/tcp/{_PORT}/p2p/12D3KooW[1-9A-HJ-NP-Za-km-z]{{44}}(?!\n)$")
+# Text fields: no control characters (protocol/records.py); lone surrogates (\ud800-\udfff, which only a
+# JSON escape can carry) are refused too, but are left out here: no pattern tool can draw from them.
+_LINE = r"^[^\u0000-\u001f\u007f-\u009f]*(?!\n)$"  # one line
+_TEXT = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"  # tab, CR, LF allowed
+
 _STR = {"type": "string"}
 _INT = {"type": "integer"}
 _NN_INT = {"type": "integer", "minimum": 0}
 _BOOL = {"type": "boolean"}
 _NUM = {"type": "number"}
-_CID = {"type": "string", "description": "a CIDv1 (base32, starting with 'b') of a BLAKE3-256 digest"}
+_CID = {"type": "string", "pattern": CID_PATTERN, "minLength": 59, "maxLength": 59,
+        "description": "a CIDv1 (base32, starting with 'b') of a BLAKE3-256 digest"}
 _PEER = {"type": "string", "description": "a libp2p peer id (base58, e.g. 12D3KooW...)"}
 _STRS = {"type": "array", "items": _STR}
 
@@ -108,8 +130,9 @@ def _schemas() -> dict[str, Any]:
                         "storage": _obj({"backend": {"type": "string", "enum": ["fs", "s3"]}},
                                         {"waiting": _nullable(_STR)})}),
         "Peer": _obj({"peer_id": _PEER, "addrs": _STRS}, {"protocols": _STRS}),
-        "ConnectRequest": _obj({"addr": {"type": "string",
-                                         "description": "a full multiaddr ending in /p2p/<peer id>"}},
+        "ConnectRequest": _obj({"addr": {"type": "string", "pattern": PEER_ADDR_PATTERN,
+                                         "description": "a full multiaddr: /ip4/ADDR, /ip6/ADDR or /dns/NAME, "
+                                                        "/tcp/PORT, /p2p/<Ed25519 peer id>"}},
                                closed=True),
         "Connected": _obj({"peer_id": _PEER}),
         "Ping": _obj({"peer_id": _PEER, "rtt_ms": {"type": "number", "minimum": 0}}),
@@ -118,10 +141,16 @@ def _schemas() -> dict[str, Any]:
         "Manifest": _obj({**summary_fields, "description": _STR, "keywords": _STRS, "prev": _nullable(_CID),
                           "log_prev": _nullable(_CID), "files": {"type": "array", "items": file_entry}}),
         "PublishRequest": _obj(
-            {"path": {"type": "string", "minLength": 1,
-                      "description": "a file or folder on the node's machine, read by the node"},
-             "title": _STR, "licence": {"type": "string", "description": "an SPDX licence expression"}},
-            {"description": _STR, "keywords": _STRS,
+            {"path": {"type": "string", "pattern": r"^/[^\u0000]*$",
+                      "description": "an absolute path of a file or folder on the node's machine, read by the "
+                                     "node; it must exist and lie in a folder of [publish] allowed_paths"},
+             "title": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": _LINE},
+             "licence": {"type": "string", "minLength": 1, "maxLength": 500, "pattern": _LINE,
+                         "description": "a valid SPDX licence expression (its grammar and licence list are "
+                                        "checked by the node, beyond what a pattern says)"}},
+            {"description": {"type": "string", "maxLength": 10_000, "pattern": _TEXT},
+             "keywords": {"type": "array", "maxItems": 50, "uniqueItems": True,
+                          "items": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": _LINE}},
              "dataset": _nullable({**_CID, "description": "publish a new version of this dataset (own only)"})},
             closed=True),
         "Published": _obj({"id": _CID, "dataset": _CID, "version": {"type": "integer", "minimum": 1},
@@ -169,6 +198,8 @@ _ERRORS = {
     "Unreachable": "the node cannot accept new peers now (all inbound slots in use, or not listening)",
     "InsufficientStorage": "the node's disk is full; nothing was published (free space, then retry)",
     "Unprocessable": "the Idempotency-Key was already used for a different publish request",
+    "PathNotAllowed": "the path is outside the folders publishing may read from ([publish] allowed_paths), "
+                      "or is the node's own data folder or a kernel pseudo-file",
 }
 
 
@@ -176,7 +207,8 @@ def _op(summary: str, ok: dict[str, Any], *errors: str, status: str = "200", bod
         params: list[dict[str, Any]] | None = None, public: bool = False, tag: str = "node",
         description: str | None = None) -> dict[str, Any]:
     responses: dict[str, Any] = {status: ok}
-    codes = {"BadRequest": "400", "Unauthorized": "401", "Forbidden": "403", "NotFound": "404",
+    codes = {"BadRequest": "400", "Unauthorized": "401", "Forbidden": "403", "PathNotAllowed": "403",
+             "NotFound": "404",
              "Conflict": "409", "TooLarge": "413", "NotJson": "415", "BadGateway": "502", "Unavailable": "503",
              "Unreachable": "503", "Unprocessable": "422", "InsufficientStorage": "507"}
     names = list(errors)
@@ -198,14 +230,15 @@ def _op(summary: str, ok: dict[str, Any], *errors: str, status: str = "200", bod
     return op
 
 
-def _path_param(name: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1},
+def _path_param(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string", "minLength": 1},
             "description": description}
 
 
 def _paths() -> dict[str, Any]:
-    mid = [_path_param("id", "the manifest id (CIDv1)")]
-    pid = [_path_param("id", "the proposal id (CIDv1)")]
+    cid = {"type": "string", "pattern": CID_PATTERN, "minLength": 59, "maxLength": 59}
+    mid = [_path_param("id", "the manifest id (CIDv1)", cid)]
+    pid = [_path_param("id", "the proposal id (CIDv1)", cid)]
     peer = [_path_param("peer_id", "a connected peer's id")]
     list_of = lambda name: {"type": "array", "items": _ref(name)}  # noqa: E731
     paths: dict[str, Any] = {
@@ -232,7 +265,8 @@ def _paths() -> dict[str, Any]:
             "get": _op("every manifest known here, with its state and the reason for it",
                        _json(list_of("ManifestSummary"), "manifests"), tag="datasets"),
             "post": _op("publish a file or a folder as a new dataset, or a new version of an own dataset",
-                        _json(_ref("Published"), "published and announced"), "InsufficientStorage",
+                        _json(_ref("Published"), "published and announced"), "PathNotAllowed",
+                        "InsufficientStorage",
                         "Conflict", "Unprocessable", status="201", body="PublishRequest", tag="datasets",
                         params=[{"name": "Idempotency-Key", "in": "header", "required": False,
                                  "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import gc
 import hashlib
 import json
 import logging
@@ -580,9 +579,12 @@ class DatasetsService(UsesStorage):
 
             # The worker imports only protocol.records (decode_manifests' module) and collects garbage as
             # rarely as the node does (node/gctune.py).
+            from communs.node.runtime.childproc import init_worker
+
+            # ... and dies with the node, even a SIGKILLed one (node/childproc.py)
             self._pool = ProcessPoolExecutor(max_workers=DECODE_WORKERS,
                                              mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=gc.set_threshold, initargs=GC_THRESHOLDS)
+                                             initializer=init_worker, initargs=(os.getpid(), *GC_THRESHOLDS))
             self._pool_ready = asyncio.get_running_loop().run_in_executor(self._pool, decode_manifests, [])
             self._pool_ready.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, not lost
         return self._pool

@@ -9,6 +9,11 @@ The scheduler keeps every manifest in state `in-progress` moving towards `comple
   several peers and several chunks are in flight at once, and a fast peer naturally takes more
   batches than a slow one (work stealing is how "prefer the fastest sources" falls out without
   a speed model to get wrong).
+* Sources: chosen by node/sources.py, at random with announced holders first, never by peer id (ids
+  can be ground to sort first); candidates beyond the first eight are spares that replace a source
+  that lacks the chunks, fails or stalls. Each chunk has a throughput deadline: a source that drips
+  its answer loses its chunks to the others; when it is the only one left, sources are looked for
+  again, and it keeps its chance only if there is still no other.
 * Verification: every chunk is hashed on receipt (exchange client) and again by the chunk store
   before it is written. A peer that sends a chunk that does not match is banned as a source for
   that dataset; its unfinished chunks go back in the queue for the others.
@@ -29,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -36,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from communs.governance import policy as policy_mod
 from communs.node.runtime.faults import crash_point
+from communs.node.services import sources as sources_mod
 from communs.node.services.datasets import COMPLETE, IN_PROGRESS, OWN
 from communs.node.services.publish_journal import PublishJournal
 from communs.node.services.reconcile import adopt_present, reconcile
@@ -50,7 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("communs.replication")
 
 MAX_ACTIVE_DATASETS = 2
-MAX_SOURCES = 8
+MAX_SOURCES = sources_mod.MAX_SOURCES
 BATCH_BYTES = 16 << 20
 BATCH_CHUNKS = 32
 RETRY_WAITING_S = 5.0
@@ -63,6 +70,14 @@ MAX_RESERVE_BYTES = 64 << 20
 FULL_DISK_REASON = "waiting: the disk is full; replication resumes when space is freed"
 
 
+class SourceStalled(Exception):
+    """A source missed a chunk's throughput deadline while another source could take its chunks."""
+
+    def __init__(self, message: str, peer: str) -> None:
+        super().__init__(message)
+        self.peer = peer
+
+
 @dataclass
 class Fetch:
     """One dataset being fetched: the shared queue of missing chunks and who is sending what."""
@@ -72,7 +87,9 @@ class Fetch:
     done: int
     queue: deque[tuple[bytes, int]]
     in_flight: dict[bytes, str] = field(default_factory=dict)
-    sources: dict[str, str] = field(default_factory=dict)  # peer -> "active" | "banned" | "failed" | "lacks"
+    # peer -> "active" | "banned" | "failed" | "lacks" | "stalled"
+    sources: dict[str, str] = field(default_factory=dict)
+    spares: deque[str] = field(default_factory=deque)  # candidates not asked yet, to replace a lost source
     lacking: dict[str, set[bytes]] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     bytes_fetched: int = 0
@@ -104,6 +121,8 @@ class ReplicationService(UsesStorage):
         self._delay: dict[bytes, float] = {}
         self.repairing: set[bytes] = set()  # own datasets with chunks lost here, fetched back from replicas
         self._full_until = 0.0  # after a full disk, no fetch starts before this (monotonic) time
+        self.rng = random.Random()  # source choice; tests may seed it
+        self._history: dict[bytes, dict[str, sources_mod.Outcome]] = {}  # manifest -> peer -> last outcome
 
     async def start(self) -> None:
         ds = self.node.datasets
@@ -148,6 +167,7 @@ class ReplicationService(UsesStorage):
                     await task
             self.active.pop(mid, None)
             self.waiting.pop(mid, None)
+            self._history.pop(mid, None)
         await self.collect_garbage()
 
     # ---- the scheduler ---------------------------------------------------------------------------
@@ -239,17 +259,24 @@ class ReplicationService(UsesStorage):
                                                    f"fetch {manifest.cid[:16]}")
 
     async def _sources(self, manifest: Manifest) -> list[str]:
+        """The candidates for this round, in the order to ask them (node/sources.py): the first
+        MAX_SOURCES are asked at once, the others replace those that lack, fail or stall."""
         banned = {s.peer for s in await self.catalog.sources(manifest.id) if s.banned}
         exchange = self.node.exchange
-        found: set[str] = set()
+        found: list[str] = []
         finder = getattr(exchange, "find_sources", None)
         if finder is not None:
             with contextlib.suppress(Exception):
-                found = set(await finder(manifest))
+                found = list(await finder(manifest))
         if not found and self.node.overlay is not None:
-            found = {p.peer_id for p in self.node.overlay.peers()}
-        found.discard(self.node.peer_id)
-        return sorted(found - banned)[:MAX_SOURCES]
+            found = [p.peer_id for p in self.node.overlay.peers()]
+        announced_of = getattr(exchange, "sources_of", None)
+        announced = set(announced_of(manifest.id)) if announced_of is not None else set()
+        return sources_mod.choose_sources(announced, found, banned=banned, history=self._history.get(manifest.id),
+                                          now=time.monotonic(), rng=self.rng, me=self.node.peer_id)
+
+    def _remember(self, fetch: Fetch, peer: str, kind: str) -> None:
+        sources_mod.remember(self._history.setdefault(fetch.manifest.id, {}), peer, kind, time.monotonic())
 
     # ---- one dataset -----------------------------------------------------------------------------
 
@@ -281,16 +308,25 @@ class ReplicationService(UsesStorage):
         await adopt_present(cat, self.chunks, await cat.missing_chunks(manifest.id))
         missing = await cat.missing_chunks(manifest.id)
         done, total = await cat.progress(manifest.id)
-        fetch = Fetch(manifest, total, done, deque(missing))
+        fetch = Fetch(manifest, total, done, deque(missing), spares=deque(sources[MAX_SOURCES:]))
+        sources = sources[:MAX_SOURCES]
         self.active[manifest.id] = fetch
         now = int(time.time())
         await cat.replication_start(manifest.id, total, now)
         await self._note(manifest.id, f"fetching from {len(sources)} peer(s)")
         log.info("replicating %s (%s, %d bytes left of %d) from %d peer(s)", manifest.title, manifest.cid,
                  total - done, total, len(sources))
-        workers = [asyncio.ensure_future(self._worker(fetch, peer)) for peer in sources]
+        workers = {asyncio.ensure_future(self._worker(fetch, peer)) for peer in sources}
         try:
-            await asyncio.gather(*workers)
+            while workers:
+                done_now, workers = await asyncio.wait(workers, return_when=asyncio.FIRST_COMPLETED)
+                for w in done_now:
+                    w.result()
+                # a source that lacked the chunks, failed or stalled left work behind: a spare takes over
+                while fetch.queue and fetch.spares and len(workers) < MAX_SOURCES:
+                    peer = fetch.spares.popleft()
+                    log.info("asking %s for %s in place of a lost source", peer, manifest.title)
+                    workers.add(asyncio.ensure_future(self._worker(fetch, peer)))
         finally:
             for w in workers:
                 w.cancel()
@@ -303,6 +339,7 @@ class ReplicationService(UsesStorage):
             await self._note(manifest.id, f"{reason} ({len(left)} chunk(s) left)")
             await cat.replication_update(manifest.id, int(time.time()), error="no source had every chunk")
             return
+        self._history.pop(manifest.id, None)
         await self._complete(manifest.id, manifest.encode())
 
     async def _worker(self, fetch: Fetch, peer: str) -> None:
@@ -360,7 +397,12 @@ class ReplicationService(UsesStorage):
 
         try:
             async with contextlib.aclosing(session.fetch([d for d, _ in batch])) as items:
-                async for d, data in items:
+                # answered in the order asked, one event per chunk; the last step reads the answer's end
+                for i in range(len(batch) + 1):
+                    item = await self._next_chunk(fetch, peer, items, batch[i][1] if i < len(batch) else 0)
+                    if item is None:
+                        break
+                    d, data = item
                     if data is None:
                         lacking.add(d)
                         fetch.in_flight.pop(d, None)
@@ -378,11 +420,15 @@ class ReplicationService(UsesStorage):
             await drain(0)
             self._requeue(fetch, peer, sizes)
             fetch.sources[peer] = "banned"
+            self._remember(fetch, peer, sources_mod.FAILED)
             if self.node.metrics is not None:
                 self.node.metrics.chunks_rejected.inc()
             log.warning("dropped %s as a source of %s: %s", peer, fetch.manifest.title, exc)
             await self.catalog.source_failed(fetch.manifest.id, peer, int(time.time()), ban=True,
                                              reason=str(exc))
+            return False
+        except SourceStalled as exc:
+            await self._source_failed(fetch, peer, sizes, exc, received, storing, state="stalled")
             return False
         except (PeerUnavailable, ExchangeError) as exc:
             await self._source_failed(fetch, peer, sizes, exc, received, storing)
@@ -394,18 +440,66 @@ class ReplicationService(UsesStorage):
             raise
         if lacking and all(d in lacking for d, _ in fetch.queue) and not fetch.in_flight:
             fetch.sources[peer] = "lacks"
+            self._remember(fetch, peer, sources_mod.LACKED)
             return False
         return True
 
+    async def _next_chunk(self, fetch: Fetch, peer: str, items: Any, size: int) \
+            -> tuple[bytes, bytes | None] | None:
+        """The next `(id, bytes or None)` of an answer, within the chunk's throughput deadline
+        (node/sources.py); None at the end. A source that misses it raises SourceStalled while another
+        source could take its chunks; the last source left keeps its chance (the stream's own idle
+        timeouts still end a dead one)."""
+        step = asyncio.ensure_future(items.__anext__())
+        deadline = sources_mod.chunk_deadline(time.monotonic(), size)
+        try:
+            while True:
+                await asyncio.wait({step}, timeout=max(0.0, deadline - time.monotonic()))
+                if step.done():
+                    try:
+                        return step.result()
+                    except StopAsyncIteration:
+                        return None
+                if not self._others_can_take(fetch, peer):
+                    await self._find_spares(fetch)  # a holder that appeared since the fetch started may take over
+                    if step.done():
+                        continue
+                if self._others_can_take(fetch, peer):
+                    raise SourceStalled(f"source {peer} sent less than {sources_mod.MIN_RATE >> 10} KiB/s of a "
+                                        f"{size}-byte chunk of {fetch.manifest.title}", peer)
+                deadline = sources_mod.chunk_deadline(time.monotonic(), size)
+        finally:
+            if not step.done():
+                step.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await step
+
+    async def _find_spares(self, fetch: Fetch) -> None:
+        """Look for sources again (the last one is stalling): candidates not asked in this fetch become spares."""
+        try:
+            fresh = await self._sources(fetch.manifest)
+        except Exception as exc:  # noqa: BLE001 - looking is best effort; the stalling source keeps its chance
+            log.debug("could not look for more sources of %s: %s", fetch.manifest.title, exc)
+            return
+        fetch.spares.extend(p for p in fresh if p not in fetch.sources and p not in fetch.spares)
+
+    @staticmethod
+    def _others_can_take(fetch: Fetch, peer: str) -> bool:
+        return sources_mod.can_hand_over(fetch.sources, len(fetch.spares), peer)
+
     async def _source_failed(self, fetch: Fetch, peer: str, sizes: dict[bytes, int], exc: Exception,
-                             received: list[tuple[bytes, bytes]], storing: list[asyncio.Future[None]]) -> None:
-        """A source could not be reached or stopped answering: keep what came, give its chunks back."""
+                             received: list[tuple[bytes, bytes]], storing: list[asyncio.Future[None]],
+                             state: str = "failed") -> None:
+        """A source could not be reached, stopped answering or stalled: keep what came, give its chunks
+        back."""
         await self._store(fetch, received, peer)
         for task in storing:
             await task
         self._requeue(fetch, peer, sizes)
-        fetch.sources[peer] = "failed"
-        log.info("source %s of %s unavailable: %s", peer, fetch.manifest.title, exc)
+        fetch.sources[peer] = state
+        self._remember(fetch, peer, sources_mod.STALLED if state == "stalled" else sources_mod.FAILED)
+        log.info("source %s of %s %s: %s", peer, fetch.manifest.title,
+                 "stalled" if state == "stalled" else "unavailable", exc)
         await self.catalog.source_failed(fetch.manifest.id, peer, int(time.time()))
 
     @staticmethod
@@ -467,6 +561,7 @@ class ReplicationService(UsesStorage):
             self.node.metrics.bytes_in.inc(n)
         if peer not in fetch.seen:
             fetch.seen.add(peer)
+            self._remember(fetch, peer, sources_mod.SENT)
             await self.catalog.source_seen(fetch.manifest.id, peer, int(time.time()))
         if sum(sz for _, sz in fetch.unmarked) >= MARK_BYTES or time.monotonic() - fetch.marked_at >= MARK_EVERY_S:
             await self._mark(fetch)

@@ -22,8 +22,10 @@ import base64
 import hashlib
 import http.client
 import json
+import os
 import re
 import subprocess
+import sys
 import time
 import tomllib
 import urllib.parse
@@ -156,7 +158,14 @@ def test_spec_is_well_formed() -> None:
 _CHECKS = [schemathesis.checks.not_a_server_error, schemathesis.checks.status_code_conformance,
            schemathesis.checks.content_type_conformance, schemathesis.checks.response_schema_conformance,
            schemathesis.checks.response_headers_conformance, schemathesis.checks.negative_data_rejection,
-           schemathesis.checks.ignored_auth]
+           schemathesis.checks.ignored_auth, schemathesis.checks.allow_header_conformance,
+           schemathesis.checks.missing_required_header, schemathesis.checks.unsupported_method,
+           schemathesis.checks.use_after_free, schemathesis.checks.ensure_resource_availability]
+# Operations where a schema-valid body can still be refused with 400 for what a JSON Schema cannot state (a
+# publish path that does not exist, an SPDX expression's grammar, a record's encoding and signature); see
+# schemathesis.toml. Everywhere else a schema-valid request is never refused for its shape.
+_SEMANTIC_400 = {("POST", "/api/v1/datasets"), ("POST", "/api/v1/proposals"),
+                 ("POST", "/api/v1/proposals/{id}/ballots")}
 
 
 def _make_safe(case: Any, node: SimpleNamespace, path: str, method: str) -> None:
@@ -194,6 +203,8 @@ def test_schemathesis(node: SimpleNamespace, method: str, path: str) -> None:
         strategy = st.one_of(strategy, op.as_strategy(GenerationMode.POSITIVE, path_parameters={"id": real}))
     seen: dict[int, int] = {}
     checks = list(_CHECKS)
+    if (method, path) not in _SEMANTIC_400:
+        checks.append(schemathesis.checks.positive_data_acceptance)
     dials = (method, path) in (("POST", "/api/v1/peers"), ("POST", "/api/v1/peers/{peer_id}/ping"))
     if dials:
         # 502 is the documented answer when a peer cannot be reached; it is checked by hand below
@@ -214,6 +225,31 @@ def test_schemathesis(node: SimpleNamespace, method: str, path: str) -> None:
     run()
     assert seen, "schemathesis sent nothing"
     print(f"{method} {path}: {sum(seen.values())} requests, statuses {dict(sorted(seen.items()))}")
+
+
+@pytest.mark.slow
+def test_schemathesis_cli_every_check(node: SimpleNamespace, tmp_path: Path) -> None:
+    """`schemathesis run --checks all`, every phase (examples, coverage, fuzzing, stateful), against the
+    running node: what an operator's fuzzer would do. Before issue 12 it found 22 failures: schema-valid
+    ids and addresses refused, and 405 answers without `Allow`."""
+    n: NodeProc = node.proc
+    spec_file = tmp_path / "openapi.json"
+    spec_file.write_text(json.dumps(n.get("/api/v1/openapi.json")))
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.integration.st_hooks", "COMMUNS_ST_SAFE_DIR": str(node.base),
+           "COMMUNS_ST_NOBODY": NOBODY, "PYTHONPATH": str(repo), "NO_COLOR": "1"}
+    cmd = [str(Path(sys.executable).parent / "schemathesis"),
+           "--config-file", str(repo / "tests" / "integration" / "schemathesis.toml"), "--no-color",
+           "run", str(spec_file), "--url", n.info["admin_url"], "-H", f"Authorization: Bearer {n.token}",
+           "--checks", "all", "--max-examples", "15", "--seed", "20261203", "--workers", "1",
+           "--generation-database", "none", "--request-timeout", "30"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=repo, env=env)
+    out = proc.stdout + proc.stderr
+    summary = out[out.rfind("SUMMARY"):] if "SUMMARY" in out else out[-3000:]
+    print(summary)
+    assert proc.returncode == 0, out[-12000:]
+    assert re.search(r"Tested: (\d+)", out) and int(re.search(r"Tested: (\d+)", out)[1]) == len(OPERATIONS), summary
+    assert "Traceback" not in n.log()
 
 
 def test_real_objects_match_the_description(node: SimpleNamespace) -> None:
@@ -500,3 +536,132 @@ def test_run_refuses_a_remote_admin_address_unless_allowed(tmp_path: Path) -> No
         assert f"the admin API listens on 0.0.0.0:{port}, beyond this machine" in n.log()
     finally:
         assert n.stop() == 0
+
+
+# ---- issue 12 item 7: bad HTTP, deep JSON, what may be published ------------------------------------
+
+
+def _raw_http(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes as a request; the status, headers and body of the answer."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    try:
+        conn.connect()
+        assert conn.sock is not None
+        conn.sock.sendall(request)
+        resp = http.client.HTTPResponse(conn.sock, method="GET")
+        resp.begin()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def test_every_bad_request_gets_one_json_sentence_and_one_log_line(node: SimpleNamespace) -> None:
+    n: NodeProc = node.proc
+    url = n.info["admin_url"]
+    log_before = n.log_path.read_bytes()
+    # nested 100,000 deep: json's decoder recursed until RecursionError, answered 500 with a traceback logged
+    for deep in (b"[" * 100_000 + b"]" * 100_000, b'{"addr": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"):
+        for path in ("/api/v1/peers", "/api/v1/datasets", "/api/v1/proposals"):
+            status, body = _request("POST", url + path, deep, {**_auth(n), "Content-Type": "application/json"})
+            assert status == 400 and body == {"error": "the request body is nested too deeply"}, (path, body)
+    # a request line over 8 KB, a header over 8 KB, a bad method: aiohttp's own text answer and traceback before
+    token = n.token
+    bad = {
+        b"GET /api/v1/status?x=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n":
+            "the request line or a header line is too long",
+        b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n":
+            "the request line or a header line is too long",
+        b"G\x01T /api/v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode() + b"\r\n\r\n":
+            None,
+    }
+    for raw, sentence in bad.items():
+        status, headers, text = _raw_http(url, raw)
+        assert 400 <= status < 500, (status, text[:200])
+        assert headers["content-type"].startswith("application/json"), headers
+        doc = json.loads(text)
+        assert set(doc) == {"error"} and doc["error"] and "\n" not in doc["error"], doc
+        if sentence is not None:
+            assert doc["error"] == sentence, doc
+        assert b"aaaa" not in text and b"bbbb" not in text  # the request is never echoed
+    # every method a route lacks: 405 JSON naming the methods it has
+    for path, allowed in (("/api/v1/status", {"GET", "HEAD"}), ("/api/v1/peers", {"GET", "HEAD", "POST"}),
+                          ("/healthz", {"GET", "HEAD"}), (f"/api/v1/datasets/{node.dataset}", {"GET", "HEAD"})):
+        for method in ("PUT", "DELETE", "PATCH", "TRACE"):
+            status, headers, text = _raw_http(url, f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                                              f"{token}\r\nContent-Length: 0\r\n\r\n".encode())
+            assert status == 405 and json.loads(text) == {"error": "method not allowed on this route"}, text
+            assert set(headers["allow"].split(",")) == allowed, (path, headers)
+    assert n.get("/healthz") == {"ok": True}
+    new_log = n.log_path.read_bytes()[len(log_before):].decode(errors="replace")
+    assert "Traceback" not in new_log and "ERROR" not in new_log, new_log[-3000:]
+    refused = [line for line in new_log.splitlines() if "not valid HTTP" in line]
+    assert len(refused) == 3, new_log[-3000:]  # one line per unparseable request, nothing more
+    assert token not in new_log
+
+
+def _publish_body(path: str) -> dict[str, Any]:
+    return {"path": path, "title": "Secret?", "licence": "CC0-1.0"}
+
+
+def test_publish_reads_only_from_allowed_folders(tmp_path: Path) -> None:
+    """A token holder could publish /proc/self/environ (the node's environment) or the node's key."""
+    n = NodeProc.init(tmp_path, "pub")
+    outside = tmp_path / "outside"
+    inside = tmp_path / "inside"
+    for folder in (outside, inside):
+        folder.mkdir()
+        (folder / "data.csv").write_text("a,b\n1,2\n")
+    (inside / "escape.csv").symlink_to(outside / "data.csv")
+    (inside / "key-link").symlink_to(n.data / "node.key")
+    cfg_path = n.data / "config.toml"
+    doc = tomllib.loads(cfg_path.read_text())
+    doc["publish"] = {"allowed_paths": [str(inside), str(n.data.parent)]}
+    cfg_path.write_text(tomli_w.dumps(doc))
+    n.start()
+    try:
+        refused = {
+            "/proc/self/environ": "kernel pseudo-file", "/proc/1/cmdline": "kernel pseudo-file",
+            "/sys/kernel/notes": "kernel pseudo-file", "/dev/zero": "kernel pseudo-file",
+            str(n.data / "node.key"): "node's own data folder", str(n.data): "node's own data folder",
+            str(n.data / "admin.token"): "node's own data folder", str(inside / "key-link"): "node's own data folder",
+            str(n.data.parent): "node's own data folder",  # it holds the data folder
+            "/etc/passwd": "outside the folders", str(Path.home()): "outside the folders",
+            str(inside / ".." / ".." / "etc"): "outside the folders",
+        }
+        for path, why in refused.items():
+            status, body = n.api("POST", "/api/v1/datasets", _publish_body(path))
+            assert status == 403 and why in body["error"], (path, status, body)
+        status, body = n.api("POST", "/api/v1/datasets", _publish_body("relative/data.csv"))
+        assert status == 400 and "absolute" in body["error"], body
+        # inside: a file, a folder (whose link leading outside is refused as before), through the CLI too
+        status, body = n.api("POST", "/api/v1/datasets", _publish_body(str(inside / "data.csv")))
+        assert status == 201, body
+        status, body = n.api("POST", "/api/v1/datasets", _publish_body(str(inside)))
+        assert status == 400 and "leading outside" in body["error"], body
+        (inside / "escape.csv").unlink()
+        (inside / "key-link").unlink()
+        out = cli_json(n.data, "publish", str(inside), "--title", "Inside", "--licence", "CC0-1.0")
+        assert out["id"]
+        assert {d["title"] for d in n.get("/api/v1/datasets")} == {"Secret?", "Inside"}
+        assert "Traceback" not in n.log()
+    finally:
+        assert n.stop() == 0
+    # a relative folder in the config is refused at start, in one sentence
+    doc["publish"] = {"allowed_paths": ["data"]}
+    cfg_path.write_text(tomli_w.dumps(doc))
+    proc = subprocess.run([*COMMUNS, "run", "--data", str(n.data)], capture_output=True, text=True, timeout=30)
+    assert "publish.allowed_paths must list absolute folders" in _one_sentence(proc)
+
+
+def test_publish_default_allows_home_and_temp_only(tmp_path: Path) -> None:
+    from communs.node.services.publish_paths import default_allowed, refusal
+
+    allowed = default_allowed()
+    assert str(Path.home()) in allowed and any(tmp_path.is_relative_to(Path(a).resolve()) for a in allowed)
+    data = tmp_path / "node"
+    assert refusal(str(tmp_path / "x.csv"), allowed, data) is None
+    assert refusal(str(data / "node.key"), allowed, data) is not None
+    assert refusal("/proc/self/environ", ["/"], None) is not None
+    assert refusal("/etc/hostname", allowed, data) is not None
+    assert refusal("/etc/hostname", ["/"], data) is None  # an operator may allow everything but the pseudo-files

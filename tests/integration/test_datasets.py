@@ -122,7 +122,10 @@ def test_api_errors(make_node) -> None:  # type: ignore[no-untyped-def]
     a = make_node("a")
     for body, status, words in [
         ({"title": "t", "licence": "CC0-1.0"}, 400, "path"),
-        ({"path": "/nonexistent", "title": "t", "licence": "CC0-1.0"}, 400, "does not exist"),
+        ({"path": "/tmp/communs-nonexistent/x", "title": "t", "licence": "CC0-1.0"}, 400, "does not exist"),
+        # outside [publish] allowed_paths (default: home and temporary folder), existing or not (issue 12)
+        ({"path": "/nonexistent", "title": "t", "licence": "CC0-1.0"}, 403, "outside the folders"),
+        ({"path": "/proc/self/environ", "title": "t", "licence": "CC0-1.0"}, 403, "pseudo-file"),
         ({"path": "/tmp", "title": 5, "licence": "CC0-1.0"}, 400, "title"),
         ({"path": "/tmp", "title": "t", "licence": "CC0-1.0", "bogus": 1}, 400, "unknown"),
         ({"path": "/tmp", "title": "t", "licence": "CC0-1.0", "dataset": "nope"}, 400, "dataset id"),
