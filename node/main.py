@@ -1,30 +1,69 @@
-"""Which services a node runs, in start order.
+"""The composition root: which services a node runs, what each is given, and how they hear of each other.
 
-Each service has async `start()`/`stop()`, and may have `overlay_ready()` (called once libp2p
-listens), `status() -> dict` (merged into `/api/v1/status`) and `refresh_metrics()`. Services
-find each other through the node's attributes (`node.storage`, `node.governance`, ...), set in
-their constructors, so the order here is the only dependency graph to read.
+Every service gets its collaborators, typed, in its constructor; a service that must hear of something a
+later one does (replication, when a peer that may hold wanted data appears) is told through a typed
+callback wired here. So this function is the only dependency graph to read, and the order of `Services`
+is the start order (stop runs it backwards).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from communs.node.exchange.service import ExchangeService
+from communs.node.services.datasets import DatasetsService
+from communs.node.services.governance import GovernanceService
+from communs.node.services.replication import ReplicationService
+from communs.node.services.storage import StorageService
 
 if TYPE_CHECKING:
     from communs.node.node import Node
 
 
-def build_services(node: Node) -> list[Any]:
-    from communs.node.exchange.service import ExchangeService
-    from communs.node.services.datasets import DatasetsService
-    from communs.node.services.governance import GovernanceService
-    from communs.node.services.replication import ReplicationService
-    from communs.node.services.storage import StorageService
+class Service(Protocol):
+    """What the node's lifecycle calls on every service."""
 
-    return [
-        StorageService(node),      # node.storage: catalog + chunk store
-        GovernanceService(node),   # node.governance: roster, proposals, policy in force
-        DatasetsService(node),     # node.datasets: publish, list, get, verify, states
-        ExchangeService(node),     # node.exchange: gossip announcements, stream protocols, sync
-        ReplicationService(node),  # node.replication: fetch what the policy wants
-    ]
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Services:
+    """The node's services, in start order."""
+
+    storage: StorageService      # catalog + chunk store
+    governance: GovernanceService  # roster, proposals, policy in force
+    datasets: DatasetsService    # publish, list, get, verify, states
+    exchange: ExchangeService    # gossip announcements, stream protocols, catalog sync
+    replication: ReplicationService  # fetch what the policy wants
+
+    def in_start_order(self) -> list[Service]:
+        return [self.storage, self.governance, self.datasets, self.exchange, self.replication]
+
+    async def overlay_ready(self) -> None:
+        """libp2p listens: serve the stream protocols, then start fetching."""
+        await self.exchange.overlay_ready()
+        await self.replication.overlay_ready()
+
+    async def status(self) -> dict[str, Any]:
+        """What each service adds to /api/v1/status."""
+        doc: dict[str, Any] = {}
+        for part in (self.storage.status, self.governance.status, self.datasets.status, self.exchange.status,
+                     self.replication.status):
+            doc.update(await part())
+        return doc
+
+    async def refresh_metrics(self) -> None:
+        await self.datasets.refresh_metrics()
+
+
+def build_services(node: Node) -> Services:
+    storage = StorageService(node)
+    governance = GovernanceService(node, storage)
+    datasets = DatasetsService(node, storage, governance)
+    exchange = ExchangeService(node, storage, datasets)
+    replication = ReplicationService(node, storage, datasets, exchange)
+    exchange.on_new_source.append(replication.poke)
+    return Services(storage, governance, datasets, exchange, replication)

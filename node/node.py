@@ -16,14 +16,25 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from communs.node import __version__
 from communs.node.config import ConfigError, is_loopback, parse_host_port
 from communs.node.datadir import NodeFiles, RunLock, open_folder, remove_node_json, write_node_json
 from communs.node.errors import StartupError
+from communs.node.http.metrics import Metrics
 from communs.node.runtime import systemd
 from communs.protocol import keys
+
+if TYPE_CHECKING:
+    from communs.node.config import Config
+    from communs.node.exchange.service import ExchangeService
+    from communs.node.main import Service, Services
+    from communs.node.services.datasets import DatasetsService
+    from communs.node.services.governance import GovernanceService
+    from communs.node.services.replication import ReplicationService
+    from communs.node.services.storage import StorageService
+    from communs.protocol.libp2p.overlay import Overlay
 
 log = logging.getLogger("communs.node")
 
@@ -36,28 +47,56 @@ class Node:
         self.root = root
         self.files: NodeFiles | None = None
         self.lock = RunLock(root)
-        self.overlay: Any = None
+        self._overlay: Overlay | None = None  # built at start, before the services
         self.started_at = time.time()
         self.started_mono = time.monotonic()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._admin_runner: Any = None
         self.admin_url = ""
-        self.services: list[Any] = []  # started in order, stopped in reverse
-        self.metrics: Any = None
-        # set by the services of wiring.py
-        self.storage: Any = None
-        self.governance: Any = None
-        self.datasets: Any = None
-        self.exchange: Any = None
-        self.replication: Any = None
+        self._services: Services | None = None  # built by main.build_services at start
+        self._started: list[Service] = []  # started in order, stopped in reverse
+        self.metrics = Metrics()
 
     # ---- properties used by the API --------------------------------------------------------------
 
     @property
-    def config(self) -> Any:
+    def config(self) -> Config:
         assert self.files is not None
         return self.files.config
+
+    @property
+    def overlay(self) -> Overlay:
+        """The libp2p overlay (built at start, before the services; started after them)."""
+        if self._overlay is None:
+            raise RuntimeError("libp2p is built at start")
+        return self._overlay
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            raise RuntimeError("the node's services are built at start")
+        return self._services
+
+    @property
+    def storage(self) -> StorageService:
+        return self.services.storage
+
+    @property
+    def governance(self) -> GovernanceService:
+        return self.services.governance
+
+    @property
+    def datasets(self) -> DatasetsService:
+        return self.services.datasets
+
+    @property
+    def exchange(self) -> ExchangeService:
+        return self.services.exchange
+
+    @property
+    def replication(self) -> ReplicationService:
+        return self.services.replication
 
     @property
     def key(self) -> keys.SigningKey:
@@ -97,20 +136,16 @@ class Node:
         except ConfigError as exc:
             raise StartupError(str(exc)) from None
         self.lock.acquire()
-        from communs.node.http.metrics import Metrics
-
-        self.metrics = Metrics()
         from communs.node.main import build_services
 
         try:
-            for service in build_services(self):
+            self._overlay = self._build_overlay()
+            self._services = build_services(self)
+            for service in self._services.in_start_order():
                 await service.start()
-                self.services.append(service)
+                self._started.append(service)
             await self._start_overlay()
-            for service in self.services:
-                hook = getattr(service, "overlay_ready", None)
-                if hook is not None:
-                    await hook()
+            await self._services.overlay_ready()
             await self._start_admin()
         except BaseException:
             await self._shutdown()
@@ -124,7 +159,7 @@ class Node:
         write_node_json(self.root, doc)
         self.spawn(self._bootstrap_loop(), "bootstrap")
         log.info("node %s ready: peer id %s, listening on %s, admin API at %s",
-                 self.config.name, self.peer_id, ", ".join(doc["listen_addrs"]), self.admin_url)
+                 self.config.name, self.peer_id, ", ".join(self.overlay.listen_addrs()), self.admin_url)
         systemd.notify(f"READY=1\nSTATUS=peer id {self.peer_id}, admin API at {self.admin_url}")
 
     async def run_until_stopped(self) -> None:
@@ -144,19 +179,19 @@ class Node:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=1.0)
-        for service in reversed(self.services):
+        for service in reversed(self._started):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(service.stop(), 2.0)
-        self.services.clear()
-        if self.overlay is not None:
-            await self.overlay.stop()
-            self.overlay = None
+        self._started.clear()
+        if self._overlay is not None:
+            await self._overlay.stop()
+            self._overlay = None
         self.lock.release()
 
-    async def _start_overlay(self) -> None:
+    def _build_overlay(self) -> Overlay:
         from communs.protocol.libp2p.connlimits import EXEMPT, ConnLimits
         from communs.protocol.libp2p.gossipguard import GossipLimits
-        from communs.protocol.libp2p.overlay import Overlay, OverlayError
+        from communs.protocol.libp2p.overlay import Overlay
 
         cfg = self.config
         for addr in cfg.listen:
@@ -165,18 +200,21 @@ class Node:
                             handshake_s=float(cfg.conn_handshake_s), exempt=() if cfg.conn_limit_loopback else EXEMPT)
         gossip_limits = GossipLimits(colocation_threshold=cfg.ip_colocation_threshold,
                                      colocation_exempt=tuple(str(n) for n in cfg.ip_colocation_exempt))
-        self.overlay = Overlay(self.key.seed, cfg.listen, enable_dht=cfg.dht, enable_mdns=cfg.mdns,
-                               conn_limits=limits, gossip_limits=gossip_limits)
-        if self.metrics is not None:
-            self.metrics.watch_limits(self.overlay.limit_counts)
+        overlay = Overlay(self.key.seed, cfg.listen, enable_dht=cfg.dht, enable_mdns=cfg.mdns,
+                          conn_limits=limits, gossip_limits=gossip_limits)
+        self.metrics.watch_limits(overlay.limit_counts)
+        return overlay
+
+    async def _start_overlay(self) -> None:
+        from communs.protocol.libp2p.overlay import OverlayError
+
+        listen = ", ".join(self.config.listen)
         try:
             await self.overlay.start()
         except (OverlayError, OSError) as exc:
-            self.overlay = None
-            raise StartupError(f"could not listen on {', '.join(cfg.listen)}: {_reason(exc)}") from None
+            raise StartupError(f"could not listen on {listen}: {_reason(exc)}") from None
         except Exception as exc:
-            self.overlay = None
-            raise StartupError(f"could not start libp2p on {', '.join(cfg.listen)}: {_reason(exc)}") from None
+            raise StartupError(f"could not start libp2p on {listen}: {_reason(exc)}") from None
 
     async def _start_admin(self) -> None:
         from aiohttp import web

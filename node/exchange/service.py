@@ -34,7 +34,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,8 @@ from communs.protocol.records import (
 
 if TYPE_CHECKING:
     from communs.node.node import Node
+    from communs.node.services.datasets import DatasetsService
+    from communs.node.services.storage import StorageService
 
 log = logging.getLogger("communs.exchange")
 
@@ -157,9 +159,13 @@ class _Fetch:
 
 
 class ExchangeService:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, storage: StorageService, datasets: DatasetsService) -> None:
         self.node = node
-        node.exchange = self
+        self.storage = storage
+        self.datasets = datasets
+        # Called when a peer that may hold wanted data appears, with the manifest it announced holding (or None
+        # for a new peer); the composition root wires replication here.
+        self.on_new_source: list[Callable[[bytes | None], None]] = []
         self.server: StreamServer | None = None
         self.manifest_client: ManifestClient | None = None
         self._sources: dict[bytes, set[str]] = collections.defaultdict(set)
@@ -184,16 +190,12 @@ class ExchangeService:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        datasets = self.node.datasets
-        if datasets is not None:
-            getattr(datasets, "on_published", []).append(self._published)
-            on_complete = getattr(datasets, "on_complete", None)
-            if isinstance(on_complete, list):
-                on_complete.append(self._completed)
+        self.datasets.on_published.append(self._published)
+        self.datasets.on_complete.append(self._completed)
 
     async def overlay_ready(self) -> None:
         node, overlay = self.node, self.node.overlay
-        storage = node.storage
+        storage = self.storage
         self.server = StreamServer(storage.catalog, storage.chunks, node.metrics, wait_inflight=self._wait_inflight)
         self.server.register(overlay)
         self.manifest_client = ManifestClient(overlay)
@@ -219,7 +221,7 @@ class ExchangeService:
     # ---- status ------------------------------------------------------------------------------------
 
     async def status(self) -> dict[str, Any]:
-        forked = await self.node.storage.catalog.forked_publishers()
+        forked = await self.storage.catalog.forked_publishers()
         c = self.counts
         return {
             "gossip": {"accepted": c["accepted"], "rejected": c["rejected"], "duplicate": c["duplicate"],
@@ -314,7 +316,7 @@ class ExchangeService:
         return False
 
     async def _consume(self, subscription: AsyncIterator[Any]) -> None:
-        catalog = self.node.storage.catalog
+        catalog = self.storage.catalog
         me = self.node.peer_id
         async for msg in subscription:
             try:
@@ -340,9 +342,9 @@ class ExchangeService:
         if known or ann.manifest in self._fetching:
             if known:
                 self._resolve(ann.manifest)
-                replication = self.node.replication
-                if replication is not None and ann.kind == "hold":
-                    replication.poke(ann.manifest)  # a new holder: a waiting replication may proceed
+                if ann.kind == "hold":
+                    for poke in self.on_new_source:  # a new holder: a waiting replication may proceed
+                        poke(ann.manifest)
             return
         peers = [p for p in dict.fromkeys([msg.sender, node_peer, msg.origin]) if p and p != me]
         self._fetching.add(ann.manifest)
@@ -415,7 +417,7 @@ class ExchangeService:
         if not accepted:
             return
         try:
-            outcomes = await self.node.datasets.ingest_manifests([raw for _, raw in accepted], source=peer)
+            outcomes = await self.datasets.ingest_manifests([raw for _, raw in accepted], source=peer)
         except Exception as exc:
             log.warning("storing %d announced manifest(s) failed: %s", len(accepted), exc)
             outcomes = []
@@ -479,7 +481,7 @@ class ExchangeService:
         if not self.node.config.dht:
             return
         await asyncio.sleep(2.0)
-        catalog = self.node.storage.catalog
+        catalog = self.storage.catalog
         held = [m for state in ("own", "complete") for m in await catalog.list_manifests(state=state)]
         held.sort(key=lambda m: m.received_at, reverse=True)
         for info in held[:PROVIDE_AT_START]:
@@ -542,9 +544,9 @@ class ExchangeService:
         times is left, and the datasets service refuses records over the ingest quotas. What was left or
         refused is logged in one sentence at the end.
         """
-        catalog = self.node.storage.catalog
+        catalog = self.storage.catalog
         started = time.monotonic()
-        over = self.node.datasets.peer_over_quota(peer)
+        over = self.datasets.peer_over_quota(peer)
         if over is not None:  # nothing it could send now would be stored: do not ask (said when it was reached)
             log.debug("catalog sync with %s skipped: %s", peer, over)
             self._last_sync[peer] = time.monotonic()
@@ -562,7 +564,7 @@ class ExchangeService:
             remote = await session.heads()
             local = await catalog.contiguous_heads()
             plan = plog.plan_session(local, remote, first=_own_key(peer), seed=os.urandom(8))
-            self.node.datasets.warm_up(plan.records)
+            self.datasets.warm_up(plan.records)
             queue: asyncio.Queue[tuple[plog.SyncRange, list[bytes]] | None] = asyncio.Queue(maxsize=SYNC_AHEAD)
 
             async def reader() -> None:
@@ -658,8 +660,8 @@ class ExchangeService:
                         broken.add(r.publisher)  # contradicts our log: keep the first as evidence, stop there
                         raws, facts = raws[:1], facts[:1]
                     prev_ids[r.publisher] = facts[-1].id
-                    task = asyncio.ensure_future(self.node.datasets.ingest_manifests(raws, source=peer))
-                    storing_tasks.append((r, facts, task))
+                    ingesting = asyncio.ensure_future(self.datasets.ingest_manifests(raws, source=peer))
+                    storing_tasks.append((r, facts, ingesting))
                     if len(storing_tasks) >= SYNC_AHEAD:
                         await settle()
                 while storing_tasks:
@@ -758,8 +760,9 @@ class ExchangeService:
             if self._protocols_of(peer):
                 break
         await self.node.overlay.add_dht_peer(peer)
-        if self.node.replication is not None and wire.CHUNKS_PROTOCOL in self._protocols_of(peer):
-            self.node.replication.poke()  # a new Communs peer may hold what waits for a source
+        if wire.CHUNKS_PROTOCOL in self._protocols_of(peer):
+            for poke in self.on_new_source:  # a new Communs peer may hold what waits for a source
+                poke(None)
         await self._sync_guarded(peer, retries=SYNC_RETRY)
 
     async def _periodic_sync(self) -> None:

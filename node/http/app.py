@@ -152,10 +152,7 @@ async def status(request: web.Request) -> web.Response:
     if overlay is not None:
         problem = overlay.reachability()
         doc["inbound"] = {**overlay.inbound(), "reachable": problem is None, "problem": problem or ""}
-    for service in node.services:
-        extra = getattr(service, "status", None)
-        if extra is not None:
-            doc.update(await extra())
+    doc.update(await node.services.status())
     return json_response(doc)
 
 
@@ -207,10 +204,7 @@ async def ping_peer(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     node = node_of(request)
-    for service in node.services:
-        refresh = getattr(service, "refresh_metrics", None)
-        if refresh is not None:
-            await refresh()
+    await node.services.refresh_metrics()
     if node.overlay is not None:
         node.metrics.peers.set(len(node.overlay.peers()))
     return web.Response(body=node.metrics.render(), content_type="text/plain", charset="utf-8",

@@ -48,6 +48,8 @@ from communs.storage.errors import StorageError, StorageFull
 
 if TYPE_CHECKING:
     from communs.node.node import Node
+    from communs.node.services.governance import GovernanceService
+    from communs.node.services.storage import StorageService
 
 log = logging.getLogger("communs.datasets")
 
@@ -195,9 +197,10 @@ def _check_readable(path: Path) -> None:
 
 
 class DatasetsService(UsesStorage):
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, storage: StorageService, governance: GovernanceService) -> None:
         self.node = node
-        node.datasets = self
+        self.storage = storage
+        self.governance = governance
         self.on_published: list[Callback] = []
         self.on_complete: list[Callback] = []  # a replicated dataset became complete here
         self.on_wanted: list[Callable[[list[bytes]], Awaitable[None]]] = []
@@ -217,15 +220,11 @@ class DatasetsService(UsesStorage):
         self._peer_ledger = quota.PeerLedger()  # what each peer brought into the catalog lately
 
     async def start(self) -> None:
-        gov = self.node.governance
-        if gov is not None and hasattr(gov, "on_policy_change"):
-            gov.on_policy_change.append(self._policy_changed)
+        self.governance.on_policy_change.append(self._policy_changed)
         await self.reevaluate_if_behind()
 
     def policy_version(self) -> int:
-        gov = self.node.governance
-        state = getattr(gov, "state", None) if gov is not None else None
-        return int(getattr(state, "policy_version", 0))
+        return self.governance.state.policy_version
 
     async def reevaluate_if_behind(self) -> bool:
         """Re-evaluate every manifest if its state was decided under another policy version than the one in
@@ -249,9 +248,7 @@ class DatasetsService(UsesStorage):
     # ---- policy ----------------------------------------------------------------------------------
 
     def policy(self) -> policy_mod.Policy:
-        gov = self.node.governance
-        current = getattr(gov, "policy", None) if gov is not None else None
-        return current if isinstance(current, policy_mod.Policy) else policy_mod.DEFAULT_POLICY
+        return self.governance.policy
 
     def decide(self, *, licence: str, size: int, publisher: bytes, forked: bool) -> tuple[bool, str]:
         """(wanted, reason) for a manifest not published here."""
@@ -428,9 +425,7 @@ class DatasetsService(UsesStorage):
         except GovernanceError as exc:
             raise PublishError(str(exc)) from None
         files = await asyncio.to_thread(scan_tree, path)
-        replication = self.node.replication
-        if replication is not None and hasattr(replication, "reconciled"):
-            await replication.reconciled.wait()  # chunk files are reconciled with the catalog at start
+        await self.storage.reconciled.wait()  # chunk files are reconciled with the catalog at start
         job.files_total = len(files)
         job.bytes_total = sum(size for _, _, size in files)
         job.state = "chunking"

@@ -36,6 +36,7 @@ from communs.protocol.errors import DecodeError, RecordError, SignatureError
 
 if TYPE_CHECKING:
     from communs.node.node import Node
+    from communs.node.services.storage import StorageService
 
 log = logging.getLogger("communs.governance")
 
@@ -62,9 +63,9 @@ def now_s() -> int:
 
 
 class GovernanceService:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, storage: StorageService) -> None:
         self.node = node
-        node.governance = self
+        self.storage = storage
         self.on_policy_change: list[PolicyHook] = []
         self._ledger: Ledger | None = None
         self._lock = asyncio.Lock()
@@ -316,7 +317,7 @@ class GovernanceService:
 
     @property
     def _catalog(self) -> Any:
-        storage = self.node.storage
+        storage = self.storage
         catalog = getattr(storage, "catalog", None)
         if catalog is None:
             raise RuntimeError("the storage service has no catalog open")

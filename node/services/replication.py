@@ -52,7 +52,10 @@ from communs.protocol.records import Manifest
 from communs.storage.errors import ChunkCorrupt, StorageError, StorageFull
 
 if TYPE_CHECKING:
+    from communs.node.exchange.service import ExchangeService
     from communs.node.node import Node
+    from communs.node.services.datasets import DatasetsService
+    from communs.node.services.storage import StorageService
 
 log = logging.getLogger("communs.replication")
 
@@ -108,15 +111,17 @@ class Fetch:
 
 
 class ReplicationService(UsesStorage):
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, storage: StorageService, datasets: DatasetsService,
+                 exchange: ExchangeService) -> None:
         self.node = node
-        node.replication = self
+        self.storage = storage
+        self.datasets = datasets
+        self.exchange = exchange
         self.active: dict[bytes, Fetch] = {}
         self.waiting: dict[bytes, str] = {}  # manifest id -> reason it waits
         self._tasks: dict[bytes, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._reserved = 0
-        self.reconciled = asyncio.Event()  # set once the chunk store and the catalog agree after a restart
         self._retry_at: dict[bytes, float] = {}  # manifest id -> monotonic time of its next attempt
         self._delay: dict[bytes, float] = {}
         self.repairing: set[bytes] = set()  # own datasets with chunks lost here, fetched back from replicas
@@ -125,9 +130,8 @@ class ReplicationService(UsesStorage):
         self._history: dict[bytes, dict[str, sources_mod.Outcome]] = {}  # manifest -> peer -> last outcome
 
     async def start(self) -> None:
-        ds = self.node.datasets
-        ds.on_wanted.append(self._wanted)
-        ds.on_unwanted.append(self._unwanted)
+        self.datasets.on_wanted.append(self._wanted)
+        self.datasets.on_unwanted.append(self._unwanted)
 
     async def overlay_ready(self) -> None:
         self.node.spawn(self._loop(), "replication")
@@ -225,7 +229,7 @@ class ReplicationService(UsesStorage):
             if missing == 0:
                 await self._complete(info.id, info.raw)
                 continue
-            policy = self.node.datasets.policy()
+            policy = self.datasets.policy()
             used = await self.catalog.quota_used_bytes()  # chunks and the catalog
             fit = policy_mod.fits_quota(policy, used + self._reserved, missing)
             if not fit.wanted and info.id not in self.repairing:  # own data is never refused room
@@ -262,7 +266,7 @@ class ReplicationService(UsesStorage):
         """The candidates for this round, in the order to ask them (node/sources.py): the first
         MAX_SOURCES are asked at once, the others replace those that lack, fail or stall."""
         banned = {s.peer for s in await self.catalog.sources(manifest.id) if s.banned}
-        exchange = self.node.exchange
+        exchange = self.exchange
         found: list[str] = []
         finder = getattr(exchange, "find_sources", None)
         if finder is not None:
@@ -611,7 +615,7 @@ class ReplicationService(UsesStorage):
         if info is None or info.state not in (IN_PROGRESS,):
             return
         decision_reason = info.reason
-        want, decision_reason = self.node.datasets.decide(
+        want, decision_reason = self.datasets.decide(
             licence=info.licence, size=info.size, publisher=info.publisher,
             forked=info.publisher in await self.catalog.forked_publishers())
         if not want:
@@ -622,7 +626,7 @@ class ReplicationService(UsesStorage):
             self.node.metrics.datasets_complete.inc()
         log.info("replicated %s (%s) completely", info.title, ids.cid_str(manifest_id))
         manifest = Manifest.decode(info.raw if info.raw is not None else raw or b"", verify=False)
-        for cb in getattr(self.node.datasets, "on_complete", []):
+        for cb in self.datasets.on_complete:
             try:
                 await cb(manifest)
             except Exception as exc:  # noqa: BLE001 - announcing is best effort
@@ -636,7 +640,7 @@ class ReplicationService(UsesStorage):
         so none is writing chunks meanwhile."""
         await reconcile(self.catalog, self.chunks, self.node.root)
         await self.collect_garbage()
-        self.reconciled.set()
+        self.storage.reconciled.set()
 
     async def collect_garbage(self) -> int:
         """Delete stored chunks that no kept manifest uses; returns bytes freed.
@@ -644,7 +648,7 @@ class ReplicationService(UsesStorage):
         The catalog stops calling them stored before any file goes, so a crash in between never leaves a
         chunk marked stored that is not on disk; the files it leaves are named in a journal and deleted at
         the next start (reconcile.py)."""
-        lock = getattr(self.node.datasets, "store_lock", None) or contextlib.nullcontext()
+        lock = self.datasets.store_lock
         async with lock:
             return await self._collect_garbage()
 

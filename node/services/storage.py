@@ -22,23 +22,23 @@ log = logging.getLogger("communs.storage")
 class UsesStorage:
     """For services that work on the node's catalog and chunk store (opened by StorageService)."""
 
-    node: Node
+    storage: StorageService
 
     @property
     def catalog(self) -> Catalog:
-        catalog: Catalog = self.node.storage.catalog
-        return catalog
+        return self.storage.catalog
 
     @property
     def chunks(self) -> ChunkStore:
-        chunks: ChunkStore = self.node.storage.chunks
-        return chunks
+        return self.storage.chunks
 
 
 class StorageService:
     def __init__(self, node: Node) -> None:
         self.node = node
-        node.storage = self
+        # Set once the chunk store and the catalog agree after a start (replication reconciles them);
+        # publishing waits for it.
+        self.reconciled = asyncio.Event()
         self.catalog: Catalog
         self.chunks: ChunkStore
 

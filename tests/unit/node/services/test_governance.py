@@ -32,7 +32,6 @@ class FakeNode:
     def __init__(self, root: Path, node_key: keys.SigningKey, catalog: Any) -> None:
         self.root = root
         self.key = node_key
-        self.storage = SimpleNamespace(catalog=catalog)
         self.metrics = Metrics()
         self.governance: Any = None
         self.tasks: list[asyncio.Task[Any]] = []
@@ -68,7 +67,7 @@ async def catalog(root: Path) -> AsyncIterator[Catalog]:
 
 
 async def started(root: Path, node_key: keys.SigningKey, catalog: Any) -> GovernanceService:
-    service = GovernanceService(FakeNode(root, node_key, catalog))
+    service = GovernanceService(FakeNode(root, node_key, catalog), SimpleNamespace(catalog=catalog))  # type: ignore[arg-type]
     await service.start()
     return service
 

@@ -14,8 +14,8 @@ from communs.storage.chunkstore import FsChunkStore
 
 
 def _service(store: FsChunkStore) -> DatasetsService:
-    node = SimpleNamespace(storage=SimpleNamespace(chunks=store, catalog=None), governance=None)
-    return DatasetsService(node)  # type: ignore[arg-type]
+    storage = SimpleNamespace(chunks=store, catalog=None)
+    return DatasetsService(SimpleNamespace(), storage, SimpleNamespace())  # type: ignore[arg-type]
 
 
 async def test_chunks_released_meanwhile_are_written_again(tmp_path: Path) -> None:
