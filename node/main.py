@@ -9,9 +9,10 @@ is the start order (stop runs it backwards).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from communs.node.exchange.service import ExchangeService
+from communs.node.jsondoc import JsonDict
 from communs.node.services.datasets import DatasetsService
 from communs.node.services.governance import GovernanceService
 from communs.node.services.replication import ReplicationService
@@ -47,9 +48,9 @@ class Services:
         await self.exchange.overlay_ready()
         await self.replication.overlay_ready()
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> JsonDict:
         """What each service adds to /api/v1/status."""
-        doc: dict[str, Any] = {}
+        doc: JsonDict = {}
         for part in (self.storage.status, self.governance.status, self.datasets.status, self.exchange.status,
                      self.replication.status):
             doc.update(await part())

@@ -14,9 +14,9 @@ import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 from communs.node import __version__
 from communs.node.config import ConfigError, is_loopback, parse_host_port
@@ -27,8 +27,11 @@ from communs.node.runtime import systemd
 from communs.protocol import keys
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from communs.node.config import Config
     from communs.node.exchange.service import ExchangeService
+    from communs.node.http.server import AdminRunner
     from communs.node.main import Service, Services
     from communs.node.services.datasets import DatasetsService
     from communs.node.services.governance import GovernanceService
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
     from communs.node.services.storage import StorageService
     from communs.protocol.libp2p.overlay import Overlay
 
+T = TypeVar("T")
 log = logging.getLogger("communs.node")
 
 BOOTSTRAP_BACKOFF_MIN = 1.0
@@ -50,9 +54,9 @@ class Node:
         self._overlay: Overlay | None = None  # built at start, before the services
         self.started_at = time.time()
         self.started_mono = time.monotonic()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task] = set()  # tasks of any result
         self._stop = asyncio.Event()
-        self._admin_runner: Any = None
+        self._admin_runner: AdminRunner | None = None
         self.admin_url = ""
         self._services: Services | None = None  # built by main.build_services at start
         self._started: list[Service] = []  # started in order, stopped in reverse
@@ -110,13 +114,13 @@ class Node:
     def uptime(self) -> float:
         return time.monotonic() - self.started_mono
 
-    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[object, object, T], name: str) -> asyncio.Task[T]:
         """A background task that is cancelled at stop and whose failure is logged, never lost."""
         task = asyncio.ensure_future(coro)
         task.set_name(name)
         self._tasks.add(task)
 
-        def done(t: asyncio.Task[Any]) -> None:
+        def done(t: asyncio.Task[T]) -> None:
             self._tasks.discard(t)
             if not t.cancelled() and t.exception() is not None:
                 exc = t.exception()

@@ -36,12 +36,13 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgpack
 from communs.node.exchange.client import ManifestClient, SyncSession, fetch_chunks, fetch_manifests
 from communs.node.exchange.server import StreamServer
 from communs.node.exchange.streamio import ExchangeError, PeerUnavailable, ProtocolViolation
+from communs.node.jsondoc import JsonDict
 from communs.node.services import ingest_quota
 from communs.protocol import keys, wire
 from communs.protocol import publog as plog
@@ -59,8 +60,10 @@ from communs.protocol.records import (
 
 if TYPE_CHECKING:
     from communs.node.node import Node
-    from communs.node.services.datasets import DatasetsService
+    from communs.node.services.datasets import DatasetsService, Outcome
     from communs.node.services.storage import StorageService
+    from communs.protocol.libp2p.overlay import Message, PeerInfo
+    from communs.storage.catalog import Catalog
 
 log = logging.getLogger("communs.exchange")
 
@@ -220,7 +223,7 @@ class ExchangeService:
 
     # ---- status ------------------------------------------------------------------------------------
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> JsonDict:
         forked = await self.storage.catalog.forked_publishers()
         c = self.counts
         return {
@@ -315,7 +318,7 @@ class ExchangeService:
             return True
         return False
 
-    async def _consume(self, subscription: AsyncIterator[Any]) -> None:
+    async def _consume(self, subscription: AsyncIterator[Message]) -> None:
         catalog = self.storage.catalog
         me = self.node.peer_id
         async for msg in subscription:
@@ -324,7 +327,7 @@ class ExchangeService:
             except Exception as exc:  # one bad step must not stop the gossip consumer
                 log.error("handling an announcement failed: %s", exc, exc_info=exc)
 
-    async def _accepted(self, msg: Any, catalog: Any, me: str) -> None:
+    async def _accepted(self, msg: Message, catalog: Catalog, me: str) -> None:
         """One announcement the validator accepted: note its holder, fetch its manifest if unknown."""
         try:
             ann = self._decoded.pop(msg.data, None) or Announcement.decode(msg.data)
@@ -446,7 +449,7 @@ class ExchangeService:
         self._outbox.put_nowait(("publish", manifest))
         self._provide_queue.put_nowait(manifest.id)
 
-    async def _completed(self, manifest: Any) -> None:
+    async def _completed(self, manifest: Manifest) -> None:
         if not isinstance(manifest, Manifest):
             return
         self._outbox.put_nowait(("hold", manifest))
@@ -606,8 +609,8 @@ class ExchangeService:
             # Up to two ranges are in the datasets service at once, so that the next one is decoded and
             # verified (worker threads) while the last one is stored (the catalog's thread); their outcomes
             # are read in order.
-            storing_tasks: collections.deque[tuple[plog.SyncRange, list[RecordFacts], asyncio.Future[Any]]] = \
-                collections.deque()
+            storing_tasks: collections.deque[
+                tuple[plog.SyncRange, list[RecordFacts], asyncio.Future[list[Outcome]]]] = collections.deque()
 
             async def settle() -> None:
                 nonlocal new, storing
@@ -806,7 +809,7 @@ class ExchangeService:
             for info in candidates[: max(0, min(2, TARGET_PEERS - len(connected)))]:
                 await self._dial(info, now)
 
-    async def _dial(self, info: Any, now: float) -> None:
+    async def _dial(self, info: PeerInfo, now: float) -> None:
         addrs = [a for a in info.addrs if "/tcp/" in a and not a.startswith("/ip4/0.0.0.0")]
         for addr in addrs:
             full = addr if "/p2p/" in addr else f"{addr}/p2p/{info.peer_id}"

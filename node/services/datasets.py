@@ -28,11 +28,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 from communs.governance import policy as policy_mod
 from communs.governance.errors import GovernanceError
 from communs.governance.licences import check_expression
+from communs.node.jsondoc import JsonDict
 from communs.node.runtime.faults import crash_point
 from communs.node.runtime.gctune import GC_THRESHOLDS
 from communs.node.services import ingest_quota as quota
@@ -47,10 +48,13 @@ from communs.storage.catalog import ManifestInfo, ManifestRow, PutOutcome
 from communs.storage.errors import StorageError, StorageFull
 
 if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
     from communs.node.node import Node
     from communs.node.services.governance import GovernanceService
     from communs.node.services.storage import StorageService
 
+_T = TypeVar("_T")
 log = logging.getLogger("communs.datasets")
 
 OWN, COMPLETE, IN_PROGRESS, NOT_WANTED = "own", "complete", "in-progress", "not-wanted"
@@ -78,7 +82,7 @@ class DiskFull(PublishError):
     stay (unreferenced) for the next try to reuse once space is freed. Not the caller's mistake: HTTP 507."""
 
 
-async def _journal(write: Callable[[Any], None], arg: Any) -> None:
+async def _journal(write: Callable[[_T], None], arg: _T) -> None:
     """One fsynced journal line (publish_journal.py); a full disk is DiskFull, as for the chunks."""
     try:
         await asyncio.to_thread(write, arg)
@@ -107,7 +111,7 @@ class PublishJob:
     started: float = field(default_factory=time.time)
     created: list[bytes] = field(default_factory=list)  # chunk files this publish wrote anew
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonDict:
         return {"id": self.id, "path": self.path, "state": self.state, "bytes_done": self.bytes_done,
                 "bytes_total": self.bytes_total, "files_done": self.files_done, "files_total": self.files_total}
 
@@ -212,8 +216,8 @@ class DatasetsService(UsesStorage):
         # chunk a publish found already on disk is never deleted between its check and its commit.
         self.store_lock = self._publish_lock
         self._ingest_lock = asyncio.Lock()
-        self._pool: Any = None
-        self._pool_ready: asyncio.Future[Any] | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_ready: asyncio.Future[list[Manifest | str]] | None = None
         self._thread_decoding = False
         self._pool_broken = False
         self._idempotent: dict[str, asyncio.Future[Manifest]] = {}  # key -> publish running under it
@@ -258,7 +262,7 @@ class DatasetsService(UsesStorage):
                                 publisher_peer_id=keys.peer_id(publisher), own=False)
         return d.wanted, d.reason
 
-    async def _policy_changed(self, _policy: Any) -> None:
+    async def _policy_changed(self, _policy: policy_mod.Policy) -> None:
         await self.reevaluate()
 
     async def reevaluate(self) -> None:
@@ -567,7 +571,7 @@ class DatasetsService(UsesStorage):
         if expected >= PROCESS_BATCH and not self._pool_broken:
             self._start_pool()
 
-    def _start_pool(self) -> Any:
+    def _start_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -724,7 +728,7 @@ class DatasetsService(UsesStorage):
 
     # ---- reading ---------------------------------------------------------------------------------
 
-    async def list(self) -> list[dict[str, Any]]:
+    async def list(self) -> list[JsonDict]:
         forked = await self.catalog.forked_publishers()
         return [manifest_summary(info, info.publisher in forked) for info in await self.catalog.list_manifests()]
 
@@ -734,7 +738,7 @@ class DatasetsService(UsesStorage):
             out[info.state] = out.get(info.state, 0) + 1
         return out
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> JsonDict:
         return {"datasets": await self.counts(),
                 "publishing": [j.to_json() for j in self.jobs.values() if j.state not in ("done", "failed")]}
 
@@ -765,7 +769,7 @@ def decoded_seq(m: Manifest | str) -> int:
     return m.seq if isinstance(m, Manifest) else 0
 
 
-def manifest_summary(info: ManifestInfo, forked: bool = False) -> dict[str, Any]:
+def manifest_summary(info: ManifestInfo, forked: bool = False) -> JsonDict:
     return {
         "id": ids.cid_str(info.id),
         "dataset": ids.cid_str(info.dataset),
@@ -782,7 +786,7 @@ def manifest_summary(info: ManifestInfo, forked: bool = False) -> dict[str, Any]
     }
 
 
-def manifest_full(info: ManifestInfo, manifest: Manifest, forked: bool = False) -> dict[str, Any]:
+def manifest_full(info: ManifestInfo, manifest: Manifest, forked: bool = False) -> JsonDict:
     doc = manifest_summary(info, forked)
     doc.update({
         "description": manifest.description,

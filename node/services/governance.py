@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from communs.governance.errors import GovernanceError
 from communs.governance.kinds import KINDS, policy_in_words
@@ -30,6 +30,7 @@ from communs.governance.ledger import AuditResult, Entry, Ledger, ProposalStatus
 from communs.governance.policy import Policy
 from communs.governance.records import Ballot, Proposal, Roster
 from communs.governance.tally import GovernanceState, Tally
+from communs.node.jsondoc import JsonDict
 from communs.node.runtime.faults import crash_point
 from communs.protocol import ids, keys
 from communs.protocol.errors import DecodeError, RecordError, SignatureError
@@ -37,6 +38,7 @@ from communs.protocol.errors import DecodeError, RecordError, SignatureError
 if TYPE_CHECKING:
     from communs.node.node import Node
     from communs.node.services.storage import StorageService
+    from communs.storage.catalog import Catalog
 
 log = logging.getLogger("communs.governance")
 
@@ -70,7 +72,7 @@ class GovernanceService:
         self._ledger: Ledger | None = None
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._timer: asyncio.Task[Any] | None = None
+        self._timer: asyncio.Task[None] | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -100,7 +102,7 @@ class GovernanceService:
                 await self._timer
             self._timer = None
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> JsonDict:
         ledger = self.ledger
         state = ledger.current
         return {"governance": {
@@ -151,7 +153,7 @@ class GovernanceService:
     def roster(self) -> Roster:
         return self.ledger.current.roster
 
-    def policy_info(self) -> dict[str, Any]:
+    def policy_info(self) -> JsonDict:
         """The policy in force, its version, the proposal that enacted it and when (for GET /api/v1/policy)."""
         state = self.state
         doc = state.to_json()
@@ -166,7 +168,7 @@ class GovernanceService:
         doc["toml"] = state.policy.to_toml()
         return doc
 
-    def members_info(self) -> dict[str, Any]:
+    def members_info(self) -> JsonDict:
         roster = self.roster
         return {
             "roster": ids.cid_str(roster.hash),
@@ -176,11 +178,11 @@ class GovernanceService:
             "now": now_s(),
         }
 
-    def list_proposals(self) -> list[dict[str, Any]]:
+    def list_proposals(self) -> list[JsonDict]:
         now = now_s()
         return [s.to_json(now) for s in self.ledger.proposals.values()]
 
-    def get_proposal(self, proposal_id: bytes) -> dict[str, Any]:
+    def get_proposal(self, proposal_id: bytes) -> JsonDict:
         status = self._status(proposal_id)
         now = now_s()
         doc = status.to_json(now)
@@ -316,12 +318,8 @@ class GovernanceService:
     # ---- the catalog ----------------------------------------------------------------------------
 
     @property
-    def _catalog(self) -> Any:
-        storage = self.storage
-        catalog = getattr(storage, "catalog", None)
-        if catalog is None:
-            raise RuntimeError("the storage service has no catalog open")
-        return catalog
+    def _catalog(self) -> Catalog:
+        return self.storage.catalog
 
     async def _stored(self) -> list[bytes]:
         return [bytes(row.raw) for row in await self._catalog.gov_entries()]

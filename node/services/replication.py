@@ -38,9 +38,10 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from communs.governance import policy as policy_mod
+from communs.node.jsondoc import JsonDict
 from communs.node.runtime.faults import crash_point
 from communs.node.services import sources as sources_mod
 from communs.node.services.datasets import COMPLETE, IN_PROGRESS, OWN
@@ -52,10 +53,14 @@ from communs.protocol.records import Manifest
 from communs.storage.errors import ChunkCorrupt, StorageError, StorageFull
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from communs.node.exchange.client import ChunkSession
     from communs.node.exchange.service import ExchangeService
     from communs.node.node import Node
     from communs.node.services.datasets import DatasetsService
     from communs.node.services.storage import StorageService
+    from communs.storage.catalog import ManifestInfo
 
 log = logging.getLogger("communs.replication")
 
@@ -100,7 +105,7 @@ class Fetch:
     marked_at: float = field(default_factory=time.monotonic)
     seen: set[str] = field(default_factory=set)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonDict:
         return {
             "id": self.manifest.cid, "dataset": ids.cid_str(self.manifest.dataset), "title": self.manifest.title,
             "version": self.manifest.version, "bytes_done": self.done, "bytes_total": self.total,
@@ -204,7 +209,7 @@ class ReplicationService(UsesStorage):
                 self.repairing.add(mid)
                 log.warning("own dataset %s lost chunks here; fetching them back from replicas", ids.cid_str(mid))
 
-    async def _candidates(self) -> list[Any]:
+    async def _candidates(self) -> list[ManifestInfo]:
         await self._find_damaged()
         rows = await self.catalog.list_manifests(state=IN_PROGRESS)
         for mid in list(self.repairing):
@@ -384,7 +389,8 @@ class ReplicationService(UsesStorage):
             if session is not None:
                 await session.close()
 
-    async def _fetch_batch(self, fetch: Fetch, peer: str, session: Any, batch: list[tuple[bytes, int]]) -> bool:
+    async def _fetch_batch(self, fetch: Fetch, peer: str, session: ChunkSession,
+                           batch: list[tuple[bytes, int]]) -> bool:
         """One batch from `peer`; False when this source is done for this dataset (failed, banned, lacks)."""
         from communs.node.exchange.streamio import ExchangeError, PeerUnavailable, ProtocolViolation
 
@@ -448,7 +454,7 @@ class ReplicationService(UsesStorage):
             return False
         return True
 
-    async def _next_chunk(self, fetch: Fetch, peer: str, items: Any, size: int) \
+    async def _next_chunk(self, fetch: Fetch, peer: str, items: AsyncIterator[tuple[bytes, bytes | None]], size: int) \
             -> tuple[bytes, bytes | None] | None:
         """The next `(id, bytes or None)` of an answer, within the chunk's throughput deadline
         (node/sources.py); None at the end. A source that misses it raises SourceStalled while another
@@ -685,7 +691,7 @@ class ReplicationService(UsesStorage):
 
     # ---- reporting -------------------------------------------------------------------------------
 
-    async def report(self) -> dict[str, Any]:
+    async def report(self) -> JsonDict:
         waiting = []
         for info in await self.catalog.list_manifests(state=IN_PROGRESS):
             if info.id in self.active:
@@ -698,6 +704,6 @@ class ReplicationService(UsesStorage):
                             "publisher": keys.peer_id(info.publisher)})
         return {"active": [f.to_json() for f in self.active.values()], "waiting": waiting}
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> JsonDict:
         r = await self.report()
         return {"replication": {"active": len(r["active"]), "waiting": len(r["waiting"])}}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from communs.node.config import CATALOG_FILE
+from communs.node.jsondoc import JsonDict
 from communs.node.services.storage_config import open_chunk_store
 from communs.storage.catalog import Catalog
 from communs.storage.chunkstore import ChunkStore
@@ -59,7 +60,7 @@ class StorageService:
             log.info("chunk files are written %s (%s)",
                      "with O_DIRECT" if getattr(self.chunks, "direct", False) else "through the page cache", why)
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> JsonDict:
         """Which store holds the chunks, and why it is waiting for an object store that does not answer."""
         waiting = getattr(self.chunks, "waiting", None)
         return {"storage": {"backend": self.node.config.storage.backend, "waiting": waiting}}
