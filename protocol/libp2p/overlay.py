@@ -24,7 +24,8 @@ Everything else in the node sees only asyncio objects: `Overlay`, `Stream`, `Pee
 This module is also the one place that adjusts py-libp2p (pinned, 0.8.1) for bulk transfers: queue sizes
 and Yamux settings, and four internals replaced by equivalents without their extra copies and look-ups
 (`_read_exactly`, the secure session's buffer, PY_YAMUX_* read once, TCP read ahead; see each, and
-tests/unit/protocol/libp2p/test_overlay.py). Importing it applies them.
+tests/unit/protocol/libp2p/test_overlay.py). `apply_patches()` installs them, once, when the first
+`Overlay` is built, and refuses a py-libp2p version they were not written for; importing changes nothing.
 
 It also bounds what a peer can hold (decisions in connlimits.py, see SECURITY.md "Connection and memory
 limits"): the swarm's inbound handler (slots released on close, per address, handshake deadline), and in
@@ -41,6 +42,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import importlib.metadata
 import logging
 import math
 import os
@@ -107,7 +109,6 @@ GOSSIP_PROTOCOLS = [
 # the rest silently: a node announcing a few hundred datasets at once would lose most of them
 # (see ../shared/interop/README.md). Larger queues, plus pacing in `publish`, keep every one.
 _QUEUE_SIZE = 4096
-pubsub_mod.SUBSCRIPTION_CHANNEL_SIZE = _QUEUE_SIZE
 
 
 class _LargeRpcQueue(rpc_queue_mod.RpcQueue):
@@ -115,19 +116,16 @@ class _LargeRpcQueue(rpc_queue_mod.RpcQueue):
         super().__init__(max_size=max_size, **kwargs)
 
 
-pubsub_mod.RpcQueue = _LargeRpcQueue  # type: ignore[misc,assignment]
 
 # py-libp2p's Yamux sends a WINDOW_UPDATE frame after every read by default (PY_YAMUX_RELEASE_ON_READ=1),
 # which on a bulk transfer is one extra encrypted frame and syscall per read on the receiving side. With it
 # off, credit is returned in batches (half the window, go-yamux's rule): measured here, a 1 GiB replication
 # went from 67 to 89 MB/s. Read at call time by py-libp2p; an operator's own setting wins.
-os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
 # py-libp2p's Yamux sends DATA frames of 64 KiB including its 12-byte header, and Noise carries at most
 # 65,519 bytes of plaintext per message: every full frame went out as two Noise messages, the second of
 # 17 bytes, each with its own length prefix, MAC and decryption on the other side. Frames that fit one
 # Noise message halve that work for every peer we send to (any Yamux peer accepts smaller frames).
-yamux_mod.MAX_MESSAGE_SIZE = noise_io.MAX_PLAINTEXT_LENGTH
-_FRAME_PAYLOAD = yamux_mod.MAX_MESSAGE_SIZE - yamux_mod.HEADER_SIZE  # data bytes in one full Yamux frame
+_FRAME_PAYLOAD = noise_io.MAX_PLAINTEXT_LENGTH - yamux_mod.HEADER_SIZE  # data bytes in one full Yamux frame
 
 
 # py-libp2p reads each Noise message, and each Yamux header and frame body out of it, with `read_exactly`,
@@ -149,13 +147,9 @@ async def _read_exactly(reader: Any, n: int, retry_count: int = io_utils.DEFAULT
                               f"{len(buffer)} bytes", expected_bytes=n, received_bytes=len(buffer))
 
 
-yamux_mod.read_exactly = _read_exactly
-msgio_mod.read_exactly = _read_exactly
 # py-libp2p's Yamux reads its PY_YAMUX_* settings from the environment on every frame and read (a data-frame
 # timeout, the credit rules): the environment is read once per setting instead. Together with the above,
 # measured on 1 GiB replicated: libp2p's thread 2.65-2.69 -> 2.29-2.50 s of CPU, 5.9 -> 5.65 s.
-yamux_mod._py_yamux_env = functools.lru_cache(maxsize=None)(yamux_mod._py_yamux_env)
-yamux_mod._py_yamux_env_set = functools.lru_cache(maxsize=None)(yamux_mod._py_yamux_env_set)
 
 
 # py-libp2p's secure session keeps the rest of a decrypted Noise message (a Yamux frame's body, once its
@@ -187,9 +181,6 @@ def _session_drain(self: SecureSession, n: int | None) -> bytes:
     return result
 
 
-SecureSession._reset_internal_buffer = _session_reset  # type: ignore[method-assign]
-SecureSession._fill = _session_fill  # type: ignore[method-assign]
-SecureSession._drain = _session_drain  # type: ignore[method-assign]
 
 
 # py-libp2p reads TCP exactly as its callers ask: each Noise message costs a 2-byte read for its length,
@@ -220,7 +211,6 @@ async def _tcp_read(self: TrioTCPStream, n: int | None = None) -> bytes:
         return ahead[:n]
 
 
-TrioTCPStream.read = _tcp_read  # type: ignore[method-assign]
 
 
 # ---- connection and memory limits (decisions in connlimits.py; issue 12, items 2 and 3) -------------------
@@ -264,7 +254,6 @@ def _remote_ip(conn: Any) -> str:
         return "unknown"
 
 
-Swarm._handle_inbound_connection = _handle_inbound  # type: ignore[method-assign]
 
 
 # py-libp2p's Yamux keeps each stream's receive window (`recv_window`, the credit the sender was given)
@@ -362,11 +351,52 @@ def _grow_epoch(self: YamuxStream, buffered: int) -> int:
     return _yamux_grow_epoch(self, buffered)
 
 
-yamux_mod.read_exactly = _yamux_read_exactly
-Yamux._read_data_body = _read_data_body  # type: ignore[method-assign]
-Yamux._finalize_stream_locked = _finalize_stream_locked  # type: ignore[method-assign]
-YamuxStream._auto_tune_and_send_window_update = _auto_tune  # type: ignore[method-assign]
-YamuxStream._apply_autotune_epoch = _grow_epoch  # type: ignore[method-assign]
+
+
+SUPPORTED_LIBP2P = "0.8.1"
+_patched = False
+
+
+def apply_patches() -> None:
+    """Install this module's adjustments of py-libp2p's internals (each explained where it is defined).
+
+    Called once, explicitly, before the first host is built (`Overlay.__init__`); importing this module
+    changes nothing in py-libp2p. Every replacement was written against py-libp2p 0.8.1's own code, so any
+    other installed version is refused with one sentence rather than patched blindly.
+    """
+    global _patched
+    if _patched:
+        return
+    try:
+        installed = importlib.metadata.version("libp2p")
+    except importlib.metadata.PackageNotFoundError:
+        installed = "none"
+    if installed != SUPPORTED_LIBP2P:
+        raise OverlayError(
+            f"py-libp2p {installed} is installed, but this node adjusts py-libp2p's internals as written for "
+            f"version {SUPPORTED_LIBP2P}; install libp2p=={SUPPORTED_LIBP2P} (pip install -e . does)")
+    # queues (pubsub)
+    pubsub_mod.SUBSCRIPTION_CHANNEL_SIZE = _QUEUE_SIZE
+    pubsub_mod.RpcQueue = _LargeRpcQueue  # type: ignore[misc,assignment]
+    # Yamux credit in batches, frames that fit one Noise message, settings read once
+    os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
+    yamux_mod.MAX_MESSAGE_SIZE = noise_io.MAX_PLAINTEXT_LENGTH
+    msgio_mod.read_exactly = _read_exactly
+    yamux_mod._py_yamux_env = functools.lru_cache(maxsize=None)(yamux_mod._py_yamux_env)
+    yamux_mod._py_yamux_env_set = functools.lru_cache(maxsize=None)(yamux_mod._py_yamux_env_set)
+    # the secure session's buffer, TCP read ahead
+    SecureSession._reset_internal_buffer = _session_reset  # type: ignore[method-assign]
+    SecureSession._fill = _session_fill  # type: ignore[method-assign]
+    SecureSession._drain = _session_drain  # type: ignore[method-assign]
+    TrioTCPStream.read = _tcp_read  # type: ignore[method-assign]
+    # connection and memory limits: inbound slots, the Yamux receive window, reset streams' data
+    Swarm._handle_inbound_connection = _handle_inbound  # type: ignore[method-assign]
+    yamux_mod.read_exactly = _yamux_read_exactly  # _read_exactly, keeping each frame header for the window check
+    Yamux._read_data_body = _read_data_body  # type: ignore[method-assign]
+    Yamux._finalize_stream_locked = _finalize_stream_locked  # type: ignore[method-assign]
+    YamuxStream._auto_tune_and_send_window_update = _auto_tune  # type: ignore[method-assign]
+    YamuxStream._apply_autotune_epoch = _grow_epoch  # type: ignore[method-assign]
+    _patched = True
 
 
 class _LogBudgetFilter(logging.Filter):
@@ -661,6 +691,7 @@ class Overlay:
         stream_limits: StreamLimits | None = None,
         gossip_limits: GossipLimits | None = None,
     ) -> None:
+        apply_patches()  # py-libp2p as this module adjusts it, checked to be the version it was written for
         self._seed = seed
         self._slots = InboundSlots(conn_limits)
         self._listen = [multiaddr.Multiaddr(a) for a in listen]

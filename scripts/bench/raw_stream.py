@@ -6,7 +6,7 @@ between two hosts in two processes on 127.0.0.1, carrying N bytes in 256 KiB wri
     raw_stream.py fetch ADDR BYTES # prints the seconds taken to read BYTES
 
 With COMMUNS_RAW_TUNED=1 in the environment (both processes), the stream uses everything the node's overlay
-adapter changes in py-libp2p (protocol/overlay.py: Yamux credit returned in batches, Yamux frames that fit
+adapter changes in py-libp2p (protocol/libp2p/overlay.py: Yamux credit returned in batches, Yamux frames that fit
 one Noise message, fewer copies on the read path, TCP read ahead), to see what the transport alone is
 worth with them. The benchmark's baseline is py-libp2p as shipped.
 """
@@ -32,7 +32,9 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 
 if os.environ.get("COMMUNS_RAW_TUNED"):
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-    import communs.protocol.libp2p.overlay  # noqa: F401 - importing it applies its py-libp2p settings
+    from communs.protocol.libp2p.overlay import apply_patches
+
+    apply_patches()  # the node's py-libp2p settings
 
 PROTO = TProtocol("/bench/raw/1")
 WRITE = 256 * 1024

@@ -82,7 +82,8 @@ def test_session_buffer_in_pieces() -> None:
     assert overlay._session_drain(s, None) == b""
 
 
-def test_the_replacements_are_in_place() -> None:
+def test_the_replacements_are_in_place_once_applied() -> None:
+    overlay.apply_patches()
     from libp2p.io import msgio
     from libp2p.security.secure_session import SecureSession
     from libp2p.stream_muxer.yamux import yamux
@@ -117,3 +118,10 @@ def test_tcp_reads_ahead_and_hands_out_in_order() -> None:
         assert await tcp.read(0) == b""
 
     trio.run(main)
+
+
+def test_another_py_libp2p_version_is_refused_in_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(overlay, "_patched", False)
+    monkeypatch.setattr(overlay.importlib.metadata, "version", lambda name: "0.9.0")
+    with pytest.raises(overlay.OverlayError, match=r"py-libp2p 0\.9\.0 is installed, .* install libp2p==0\.8\.1"):
+        overlay.apply_patches()
