@@ -210,7 +210,7 @@ class Node:
         return overlay
 
     async def _start_overlay(self) -> None:
-        from communs.protocol.libp2p.overlay import OverlayError
+        from communs.protocol.net import OverlayError
 
         listen = ", ".join(self.config.listen)
         try:

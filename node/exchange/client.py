@@ -28,7 +28,7 @@ CHUNK_STREAM_WINDOW = 8 << 20
 
 
 async def open_stream(overlay: Any, peer: str, protocol: str) -> Any:
-    from communs.protocol.libp2p.overlay import OverlayError
+    from communs.protocol.net import OverlayError
 
     try:
         return await overlay.open_stream(peer, [protocol], timeout=wire.OPEN_TIMEOUT,
@@ -51,7 +51,7 @@ class Conversation:
         return cls(await open_stream(overlay, peer, protocol), peer, protocol, assemble=assemble)
 
     async def send(self, message: wire.Message) -> None:
-        from communs.protocol.libp2p.overlay import OverlayError
+        from communs.protocol.net import OverlayError
 
         try:
             await self.stream.write(message.encode())
@@ -60,7 +60,7 @@ class Conversation:
 
     async def receive(self, first: bool) -> wire.Event:
         """The next event of the current answer; the end of the stream here is a violation."""
-        from communs.protocol.libp2p.overlay import OverlayError
+        from communs.protocol.net import OverlayError
 
         try:
             event = await next_event(

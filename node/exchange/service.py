@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from communs.node.node import Node
     from communs.node.services.datasets import DatasetsService, Outcome
     from communs.node.services.storage import StorageService
-    from communs.protocol.libp2p.overlay import Message, PeerInfo
+    from communs.protocol.net import Message, PeerInfo
     from communs.storage.catalog import Catalog
 
 log = logging.getLogger("communs.exchange")

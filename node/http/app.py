@@ -168,7 +168,7 @@ async def connect_peer(request: web.Request) -> web.Response:
     libp2p does (bootstrap peers in config.toml are kept for good)."""
     from communs.node.config import ConfigError, check_peer_multiaddr
     from communs.node.http.openapi import PEER_ADDR_PATTERN
-    from communs.protocol.libp2p.overlay import OverlayError
+    from communs.protocol.net import OverlayError
 
     body = await read_json(request)
     unknown = set(body) - {"addr"}
@@ -189,7 +189,7 @@ async def connect_peer(request: web.Request) -> web.Response:
 
 
 async def ping_peer(request: web.Request) -> web.Response:
-    from communs.protocol.libp2p.overlay import OverlayError
+    from communs.protocol.net import OverlayError
 
     node = node_of(request)
     peer_id = request.match_info["peer_id"]

@@ -50,12 +50,12 @@ import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import multiaddr
 import outcome
 import trio
+from communs.protocol.net import Message, OverlayError, PeerInfo, Validator
 from libp2p import new_host
 from libp2p.crypto.ed25519 import Ed25519PrivateKey
 from libp2p.crypto.keys import KeyPair
@@ -457,31 +457,6 @@ def _score_params(limits: GossipLimits, numbers: ScoreNumbers | None = None) -> 
     )
 
 
-class OverlayError(Exception):
-    """A network operation failed; the message says which and why, in one sentence."""
-
-
-@dataclass(frozen=True)
-class PeerInfo:
-    peer_id: str
-    addrs: list[str]
-    protocols: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Message:
-    """A gossip message that passed the topic validator."""
-
-    topic: str
-    data: bytes
-    sender: str  # the peer that forwarded it to us (ourselves for our own publishes)
-    origin: str = ""  # the peer that first published it (the libp2p `from` field)
-
-
-# A topic validator: synchronous; returns None to accept or a short reason to reject. It runs in libp2p's
-# thread, not the loop's: it may keep state of its own, but must hand anything else to the loop
-# (`loop.call_soon_threadsafe`).
-Validator = Callable[[bytes, str], str | None]
 StreamHandler = Callable[["Stream"], Coroutine[Any, Any, None]]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from communs.protocol import encoding, ids, keys, wire
-from communs.protocol.libp2p.overlay import OverlayError
+from communs.protocol.net import OverlayError
 from communs.protocol.records import Announcement, FileEntry, Manifest
 
 from tests.nodes import NodeProc, cli, cli_json, wait_for
