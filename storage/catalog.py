@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 from communs.protocol.publog import LogEntry
+from communs.storage.states import State
 
 from .errors import CatalogDamaged, CatalogError, StorageFull
 from .schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from communs.protocol.records import Manifest
 
 # States whose chunks are kept: a chunk used by none of these may be deleted.
-KEPT_STATES: frozenset[str] = frozenset({"own", "complete", "in-progress", "wanted"})
+KEPT_STATES: frozenset[str] = frozenset({State.OWN, State.COMPLETE, State.IN_PROGRESS, "wanted"})
 
 STATES_POLICY_KEY = "states_policy_version"  # kv: the policy version manifest states were decided under
 

@@ -57,6 +57,7 @@ from communs.protocol.records import (
     StaleError,
     check_fresh,
 )
+from communs.storage.states import HELD
 
 if TYPE_CHECKING:
     from communs.node.node import Node
@@ -485,7 +486,7 @@ class ExchangeService:
             return
         await asyncio.sleep(2.0)
         catalog = self.storage.catalog
-        held = [m for state in ("own", "complete") for m in await catalog.list_manifests(state=state)]
+        held = [m for state in HELD for m in await catalog.list_manifests(state=state)]
         held.sort(key=lambda m: m.received_at, reverse=True)
         for info in held[:PROVIDE_AT_START]:
             self._provide_queue.put_nowait(info.id)

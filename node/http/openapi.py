@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from communs.storage.states import State
+
 JSON = "application/json"
 
 
@@ -136,7 +138,7 @@ def _schemas() -> dict[str, Any]:
                                closed=True),
         "Connected": _obj({"peer_id": _PEER}),
         "Ping": _obj({"peer_id": _PEER, "rtt_ms": {"type": "number", "minimum": 0}}),
-        "State": {"type": "string", "enum": ["own", "complete", "in-progress", "not-wanted"]},
+        "State": {"type": "string", "enum": [str(s) for s in State]},
         "ManifestSummary": _obj(summary_fields),
         "Manifest": _obj({**summary_fields, "description": _STR, "keywords": _STRS, "prev": _nullable(_CID),
                           "log_prev": _nullable(_CID), "files": {"type": "array", "items": file_entry}}),

@@ -46,6 +46,7 @@ from communs.protocol.errors import RecordError
 from communs.protocol.records import FileEntry, Manifest, decode_manifests, new_dataset_id
 from communs.storage.catalog import ManifestInfo, ManifestRow, PutOutcome
 from communs.storage.errors import StorageError, StorageFull
+from communs.storage.states import State
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -57,11 +58,11 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 log = logging.getLogger("communs.datasets")
 
-OWN, COMPLETE, IN_PROGRESS, NOT_WANTED = "own", "complete", "in-progress", "not-wanted"
+OWN, COMPLETE, IN_PROGRESS, NOT_WANTED = State.OWN, State.COMPLETE, State.IN_PROGRESS, State.NOT_WANTED
 PROCESS_BATCH = 200  # manifests at once above which verification runs in worker processes
 PROCESS_BATCH_BYTES = 1024 * 1024  # ... or bytes of manifests at once (a few large ones hold the loop as long)
 DECODE_WORKERS = 1  # measured: a second worker loses to the node and its peer on a 2-core machine
-STATES = (OWN, COMPLETE, IN_PROGRESS, NOT_WANTED)
+STATES = tuple(State)
 
 
 class PublishError(Exception):
@@ -733,7 +734,7 @@ class DatasetsService(UsesStorage):
         return [manifest_summary(info, info.publisher in forked) for info in await self.catalog.list_manifests()]
 
     async def counts(self) -> dict[str, int]:
-        out = dict.fromkeys(STATES, 0)
+        out: dict[str, int] = {str(s): 0 for s in STATES}
         for info in await self.catalog.list_manifests():
             out[info.state] = out.get(info.state, 0) + 1
         return out

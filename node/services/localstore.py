@@ -21,6 +21,7 @@ from communs.protocol.records import Manifest
 from communs.storage.catalog import Catalog
 from communs.storage.chunkstore import ChunkStore
 from communs.storage.errors import ChunkCorrupt, ChunkMissing, StorageError
+from communs.storage.states import HELD
 
 Progress = Callable[[int, int], None]
 
@@ -57,7 +58,7 @@ async def export_dataset(root: Path, id_text: str, dest: Path, *, force: bool = 
             raise LocalError("no manifest with that id is known to this node")
         manifest = Manifest.decode(info.raw)
         missing = await catalog.missing_chunks(mid)
-        if missing or info.state not in ("own", "complete"):
+        if missing or info.state not in HELD:
             raise LocalError(f"the dataset is not complete here (state {info.state}, "
                              f"{len(missing)} chunk(s) missing)")
         folders: set[Path] = set()  # folders that gained an entry here: fsynced before returning
@@ -141,7 +142,7 @@ async def verify_store(root: Path, progress: Progress | None = None) -> VerifyRe
         on_disk = set(digests) - set(bad)
         missing = []
         for info in await catalog.list_manifests():
-            if info.state in ("own", "complete"):
+            if info.state in HELD:
                 for d, _size in await catalog.manifest_chunks(info.id):
                     if d not in on_disk and d not in bad:
                         missing.append(d)
