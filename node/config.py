@@ -16,17 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomli_w
+from communs.node.folder import (  # noqa: F401 - the data folder's names, re-exported for their users here
+    ADMIN_TOKEN_FILE,
+    CATALOG_FILE,
+    CHUNKS_DIR,
+    CONFIG_FILE,
+    LOCK_FILE,
+    NODE_JSON,
+    NODE_KEY_FILE,
+    OPERATOR_KEY_FILE,
+)
 from communs.node.services.storage_config import StorageConfig, StorageConfigError, parse_storage
 from communs.protocol.libp2p.addrs import BadMultiaddr, components
-
-CONFIG_FILE = "config.toml"
-NODE_KEY_FILE = "node.key"
-ADMIN_TOKEN_FILE = "admin.token"
-OPERATOR_KEY_FILE = "operator.key"
-CATALOG_FILE = "catalog.sqlite"
-CHUNKS_DIR = "chunks"
-NODE_JSON = "node.json"
-LOCK_FILE = "node.lock"
 
 DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/7470"
 DEFAULT_ADMIN = "127.0.0.1:7471"

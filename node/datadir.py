@@ -24,6 +24,7 @@ from communs.node.config import (
     write_atomic,
     write_private,
 )
+from communs.node.folder import DataFolder
 from communs.protocol import keys
 from communs.protocol.errors import DecodeError
 
@@ -93,7 +94,7 @@ def init_folder(root: Path, cfg: Config, founders: list[tuple[bytes, str]] | Non
         write_private(root / OPERATOR_KEY_FILE, keys.format_private(operator))
         write_atomic(root / (OPERATOR_KEY_FILE + ".pub"), keys.format_public(operator.public))
         founders = [(operator.public, "operator")]
-    write_atomic(root / "founders.json", json.dumps(
+    write_atomic(DataFolder(root).founders, json.dumps(
         [{"key": k.hex(), "name": n} for k, n in founders], indent=2) + "\n")
     # config.toml last: its presence is what marks the folder as a complete node.
     write_atomic(root / CONFIG_FILE, cfg.to_toml())
@@ -106,7 +107,7 @@ def default_node_name(peer_id: str) -> str:
 
 
 def read_founders(root: Path) -> list[tuple[bytes, str]]:
-    path = root / "founders.json"
+    path = DataFolder(root).founders
     try:
         doc = json.loads(path.read_text("utf-8"))
         out = [(bytes.fromhex(m["key"]), str(m["name"])) for m in doc]

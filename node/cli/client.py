@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from communs.node.config import ADMIN_TOKEN_FILE, NODE_JSON
+from communs.node.folder import DataFolder
 
 
 class ClientError(Exception):
@@ -34,7 +35,7 @@ class AdminClient:
     @classmethod
     def for_folder(cls, root: Path, timeout: float = 30.0) -> AdminClient:
         info_path = root / NODE_JSON
-        if not (root / "config.toml").exists():
+        if not DataFolder(root).holds_a_node():
             raise ClientError(f"{root} is not a Communs node folder (run 'communs init --data {root}')")
         try:
             info = json.loads(info_path.read_text("utf-8"))

@@ -22,6 +22,7 @@ from typing import Any
 
 from communs.governance import kinds
 from communs.node.cli.common import client, data_dir, emit, fail
+from communs.node.folder import DataFolder
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_DURATION_S = 3660 * 86400
@@ -272,7 +273,7 @@ def cmd_audit(args: argparse.Namespace) -> None:
         _write_bytes(out, export_log(entries))
         exported = str(out)
     problem = None if result.ok else result.describe()
-    own = keys.peer_id(read_private_key(root / "node.key", "node key").public)
+    own = keys.peer_id(read_private_key(DataFolder(root).node_key, "node key").public)
     if result.ok and result.node != own:
         problem = f"the governance log was written by node {result.node}, not by this node ({own})"
     doc = {

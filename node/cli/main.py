@@ -17,6 +17,7 @@ from typing import Any
 from communs.node.cli.common import EXIT_ERROR, CliError, client, data_dir, emit, fail
 from communs.node.cli.storage import check_s3, storage_from_args
 from communs.node.config import ConfigError
+from communs.node.folder import DataFolder
 
 # ---- init / run ----------------------------------------------------------------------------------
 
@@ -36,7 +37,7 @@ def cmd_init(args: argparse.Namespace) -> None:
         "data": str(root),
         "peer_id": keys.peer_id(node_pub),
         "founders": [{"key": k.hex(), "name": n} for k, n in roster],
-        "operator_key": str(root / "operator.key") if not founders else None,
+        "operator_key": str(DataFolder(root).operator_key) if not founders else None,
     }
 
     def text(r: dict[str, Any]) -> str:
@@ -52,7 +53,7 @@ def cmd_init(args: argparse.Namespace) -> None:
 def _node_public(root: Path) -> bytes:
     from communs.node.datadir import read_private_key
 
-    return read_private_key(root / "node.key", "node key").public
+    return read_private_key(DataFolder(root).node_key, "node key").public
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -61,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     root = data_dir(args)
     check_writable(root)
-    if args.init_if_missing and not (root / "config.toml").exists():
+    if args.init_if_missing and not DataFolder(root).holds_a_node():
         _init_default(root, args)
     cfg = load_config(root)  # fail early and clearly, before importing libp2p
     import communs.protocol.libp2p.overlay  # noqa: F401 - libp2p resets its loggers at import; configure after

@@ -26,11 +26,10 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+from communs.node.folder import JOURNAL_DIR
 from communs.storage import chunker
 
 log = logging.getLogger("communs.datasets")
-
-JOURNAL_DIR = "publishing"
 
 
 class PublishJournal:

@@ -36,6 +36,7 @@ from typing import Any
 from communs.governance.ledger import audit
 from communs.node.config import CATALOG_FILE, ConfigError, load_config
 from communs.node.datadir import RunLock, read_private_key
+from communs.node.folder import DataFolder
 from communs.protocol import keys
 from communs.protocol.errors import RecordError
 from communs.protocol.records import Manifest
@@ -116,7 +117,7 @@ async def _repair(root: Path, *, force: bool, say: Callable[[str], None]) -> dic
     if not problems and not force:
         return {"ok": True, "repaired": False, "moved_to": None, "problems": [],
                 "message": f"the catalog {path} is sound; nothing to repair (--force rebuilds it anyway)"}
-    node_key = read_private_key(root / "node.key", "node key")
+    node_key = read_private_key(DataFolder(root).node_key, "node key")
     moved = _move_aside(path)
     say(f"moved the catalog aside to {moved}")
     conn = sqlite3.connect(f"{moved.resolve().as_uri()}?mode=ro", uri=True, timeout=10)

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from communs.node.folder import STORE_DIR  # noqa: F401 - re-exported
 from communs.storage.chunkstore import ChunkStore, FsChunkStore
 from communs.storage.errors import StorageError
 
-STORE_DIR = "store"
 BACKENDS = ("fs", "s3")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
