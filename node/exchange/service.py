@@ -61,7 +61,8 @@ from communs.storage.states import HELD
 
 if TYPE_CHECKING:
     from communs.node.node import Node
-    from communs.node.services.datasets import DatasetsService, Outcome
+    from communs.node.services.datasets import DatasetsService
+    from communs.node.services.ingest import Outcome
     from communs.node.services.storage import StorageService
     from communs.protocol.net import Message, PeerInfo
     from communs.storage.catalog import Catalog

@@ -37,14 +37,14 @@ from communs.node.jsondoc import JsonDict
 from communs.node.runtime.faults import crash_point
 from communs.node.runtime.gctune import GC_THRESHOLDS
 from communs.node.services import ingest_quota as quota
+from communs.node.services.ingest import FORK_OUTCOME, Outcome, plan_ingest, views_wanted
 from communs.node.services.publish_journal import PublishJournal
 from communs.node.services.repair import REPAIR_PENDING_KEY
 from communs.node.services.storage import UsesStorage
 from communs.protocol import ids, keys, paths
-from communs.protocol import publog as plog
 from communs.protocol.errors import RecordError
 from communs.protocol.records import FileEntry, Manifest, decode_manifests, new_dataset_id
-from communs.storage.catalog import ManifestInfo, ManifestRow, PutOutcome
+from communs.storage.catalog import LogView, ManifestInfo, ManifestRow, PutOutcome
 from communs.storage.errors import StorageError, StorageFull
 from communs.storage.states import State
 
@@ -115,15 +115,6 @@ class PublishJob:
     def to_json(self) -> JsonDict:
         return {"id": self.id, "path": self.path, "state": self.state, "bytes_done": self.bytes_done,
                 "bytes_total": self.bytes_total, "files_done": self.files_done, "files_total": self.files_total}
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one manifest offered by a peer."""
-
-    status: str  # "new", "known", "fork", "rejected", "refused" (valid but over a quota: not stored, for now)
-    reason: str = ""
-    manifest: Manifest | None = None
 
 
 Callback = Callable[[Manifest], Awaitable[None]]
@@ -593,62 +584,33 @@ class DatasetsService(UsesStorage):
                       source: str | None) -> list[Outcome]:
         cat = self.catalog
         me = self.node.key.public
-        outcomes: list[Outcome | None] = [None] * len(raws)
         forked = await cat.forked_publishers()
-        by_pub: dict[bytes, list[int]] = {}
-        for i, m in enumerate(decoded):
-            if isinstance(m, str):
-                outcomes[i] = Outcome("rejected", m)
-            else:
-                by_pub.setdefault(m.publisher, []).append(i)
-        rows: list[tuple[int, ManifestRow]] = []
-        forks: list[tuple[Manifest, bytes, bytes, str]] = []  # manifest, raw, conflicting id, reason
-        now = int(time.time())
         owners = await self._dataset_owners({m.dataset for m in decoded if isinstance(m, Manifest)})
-        for pub, idxs in by_pub.items():
-            idxs.sort(key=lambda i: (decoded_seq(decoded[i]), i))
-            prev: Manifest | None = None  # the record before this one in the batch, when accepted
-            for n, i in enumerate(idxs):
-                m = decoded[i]
-                assert isinstance(m, Manifest)
-                owner = owners.get(m.dataset)
-                if owner is not None and owner != pub:
-                    outcomes[i] = Outcome("rejected", "the dataset id belongs to another publisher", m)
-                    continue
-                if prev is not None and prev.id == m.id:
-                    outcomes[i] = Outcome("known", "", m)
-                    continue
-                follows = prev is not None and prev.seq + 1 == m.seq
-                if prev is not None and follows and m.log_prev != prev.id:
-                    forks.append((m, raws[i], prev.id, "its log link contradicts the record before it"))
-                    outcomes[i] = Outcome("fork", "contradicts another record of the same publisher", m)
-                    continue
-                last_of_run = n + 1 == len(idxs) or decoded_seq(decoded[idxs[n + 1]]) != m.seq + 1
-                if not follows or last_of_run:
-                    # Ask the catalog about the neighbours only at the ends of a run of consecutive records:
-                    # inside a run the links were checked above, and put_manifests_batch catches same-seq ones.
-                    view = await cat.log_view(pub, m.seq)
-                    before = plog.entry_of(prev) if follows and prev is not None else view.before
-                    placement = plog.place(m, head=view.head, at_seq=view.at_seq, before=before,
-                                           after=view.after)
-                    if placement.status is plog.LogStatus.KNOWN:
-                        outcomes[i] = Outcome("known", "", m)
-                        prev = m
-                        continue
-                    if placement.status is plog.LogStatus.FORK:
-                        forks.append((m, raws[i], placement.conflict or b"", placement.reason))
-                        outcomes[i] = Outcome("fork", "contradicts another record of the same publisher", m)
-                        continue
-                prev = m
-                if m.publisher == me:
-                    state, reason, own = OWN, "published here", True
-                else:
-                    want, reason = self.decide(licence=m.licence, size=m.size, publisher=pub,
-                                               forked=pub in forked)
-                    state, own = (IN_PROGRESS if want else NOT_WANTED), False
-                rows.append((i, ManifestRow.from_manifest(m, raws[i], received_at=now, state=state,
-                                                          reason=reason, own=own)))
-                owners.setdefault(m.dataset, pub)
+
+        def decide(m: Manifest, is_forked: bool) -> tuple[bool, str]:
+            return self.decide(licence=m.licence, size=m.size, publisher=m.publisher, forked=is_forked)
+
+        views: dict[tuple[bytes, int], LogView] = {}
+        need = views_wanted(decoded)
+        while True:  # one round, unless a rejected record changed which views the rest needs
+            for pub, seq in sorted(need - views.keys()):
+                views[(pub, seq)] = await cat.log_view(pub, seq)
+            plan = plan_ingest(decoded, me=me, owners=owners, forked=forked, views=views, decide=decide)
+            if not plan.need:
+                break
+            need = plan.need
+        outcomes: list[Outcome | None] = [None] * len(raws)
+        for i, outcome in plan.outcomes.items():
+            outcomes[i] = outcome
+        forks = [(m, raws[f.index], f.conflict, f.reason) for f in plan.forks
+                 if isinstance(m := decoded[f.index], Manifest)]
+        now = int(time.time())
+        rows: list[tuple[int, ManifestRow]] = []
+        for a in plan.accepted:
+            m = decoded[a.index]
+            assert isinstance(m, Manifest)
+            rows.append((a.index, ManifestRow.from_manifest(m, raws[a.index], received_at=now, state=a.state,
+                                                              reason=a.reason, own=a.own)))
         rows = await self._within_quotas(rows, decoded, outcomes, source)
         if rows:
             results = await cat.put_manifests_batch([r for _, r in rows])
@@ -664,7 +626,7 @@ class DatasetsService(UsesStorage):
                 else:
                     held = await cat.manifest_at(m.publisher, m.seq)
                     forks.append((m, raws[i], held.id if held else b"", "two records at the same seq"))
-                    outcomes[i] = Outcome("fork", "contradicts another record of the same publisher", m)
+                    outcomes[i] = Outcome("fork", FORK_OUTCOME, m)
         for m, raw, other_id, why in forks:
             await self._record_fork(m, raw, other_id, why)
         new_wanted = [r.id for i, r in rows if r.state == IN_PROGRESS
@@ -764,10 +726,6 @@ def request_fingerprint(*, path: str, title: str, licence: str, description: str
 def _refs(m: Manifest) -> int:
     """How many chunk references a manifest makes (what its chunk rows cost the catalog)."""
     return sum(len(e.chunks) for e in m.files)
-
-
-def decoded_seq(m: Manifest | str) -> int:
-    return m.seq if isinstance(m, Manifest) else 0
 
 
 def manifest_summary(info: ManifestInfo, forked: bool = False) -> JsonDict:
