@@ -40,9 +40,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from communs.governance import policy as policy_mod
 from communs.node.jsondoc import JsonDict
 from communs.node.runtime.faults import crash_point
+from communs.node.services import schedule
 from communs.node.services import sources as sources_mod
 from communs.node.services.datasets import COMPLETE, IN_PROGRESS, OWN
 from communs.node.services.publish_journal import PublishJournal
@@ -68,14 +68,12 @@ MAX_ACTIVE_DATASETS = 2
 MAX_SOURCES = sources_mod.MAX_SOURCES
 BATCH_BYTES = 16 << 20
 BATCH_CHUNKS = 32
-RETRY_WAITING_S = 5.0
 SOURCE_RETRY_S = 10.0
 STORE_GROUP_BYTES = 4 << 20
-MAX_RETRY_S = 300.0
 MARK_BYTES = 64 << 20
 MARK_EVERY_S = 1.0
-MAX_RESERVE_BYTES = 64 << 20
-FULL_DISK_REASON = "waiting: the disk is full; replication resumes when space is freed"
+RETRY_WAITING_S = schedule.RETRY_WAITING_S
+FULL_DISK_REASON = schedule.FULL_DISK_REASON
 
 
 class SourceStalled(Exception):
@@ -159,8 +157,7 @@ class ReplicationService(UsesStorage):
     def _backoff(self, manifest_id: bytes, progressed: bool) -> None:
         """After a round that left chunks missing: wait before asking the same peers again (5 s doubling
         to 5 min; reset when a round made progress), so that a dataset nobody holds costs no traffic."""
-        delay = RETRY_WAITING_S if progressed else min(self._delay.get(manifest_id, RETRY_WAITING_S / 2) * 2,
-                                                           MAX_RETRY_S)
+        delay = schedule.next_delay(self._delay.get(manifest_id), progressed)
         self._delay[manifest_id] = delay
         self._retry_at[manifest_id] = time.monotonic() + delay
 
@@ -234,21 +231,16 @@ class ReplicationService(UsesStorage):
             if missing == 0:
                 await self._complete(info.id, info.raw)
                 continue
-            policy = self.datasets.policy()
-            used = await self.catalog.quota_used_bytes()  # chunks and the catalog
-            fit = policy_mod.fits_quota(policy, used + self._reserved, missing)
-            if not fit.wanted and info.id not in self.repairing:  # own data is never refused room
-                reason = f"waiting: {fit.reason}"
-                if self.waiting.get(info.id) != reason:
-                    self.waiting[info.id] = reason
-                    await self._note(info.id, reason)
-                    log.info("%s waits: %s", info.title, fit.reason)
-                continue
-            if not self._disk_has_room(min(missing, STORE_GROUP_BYTES)):
-                if self.waiting.get(info.id) != FULL_DISK_REASON:
-                    self.waiting[info.id] = FULL_DISK_REASON
-                    await self._note(info.id, FULL_DISK_REASON)
-                    log.info("%s waits: the disk is full", info.title)
+            decision = schedule.admit(
+                missing=missing, repairing=info.id in self.repairing, policy=self.datasets.policy(),
+                used=await self.catalog.quota_used_bytes(),  # chunks and the catalog
+                reserved=self._reserved, space=self._disk_usage(), write_group=STORE_GROUP_BYTES,
+                now=time.monotonic(), full_until=self._full_until)
+            if isinstance(decision, schedule.Wait):
+                if self.waiting.get(info.id) != decision.reason:
+                    self.waiting[info.id] = decision.reason
+                    await self._note(info.id, decision.reason)
+                    log.info("%s waits: %s", info.title, decision.log)
                 continue
             full = await self.catalog.get_manifest(info.id)
             if full is None or full.raw is None:
@@ -271,16 +263,12 @@ class ReplicationService(UsesStorage):
         """The candidates for this round, in the order to ask them (node/sources.py): the first
         MAX_SOURCES are asked at once, the others replace those that lack, fail or stall."""
         banned = {s.peer for s in await self.catalog.sources(manifest.id) if s.banned}
-        exchange = self.exchange
         found: list[str] = []
-        finder = getattr(exchange, "find_sources", None)
-        if finder is not None:
-            with contextlib.suppress(Exception):
-                found = list(await finder(manifest))
-        if not found and self.node.overlay is not None:
+        with contextlib.suppress(Exception):
+            found = list(await self.exchange.find_sources(manifest))
+        if not found:
             found = [p.peer_id for p in self.node.overlay.peers()]
-        announced_of = getattr(exchange, "sources_of", None)
-        announced = set(announced_of(manifest.id)) if announced_of is not None else set()
+        announced = set(self.exchange.sources_of(manifest.id))
         return sources_mod.choose_sources(announced, found, banned=banned, history=self._history.get(manifest.id),
                                           now=time.monotonic(), rng=self.rng, me=self.node.peer_id)
 
@@ -595,21 +583,13 @@ class ReplicationService(UsesStorage):
         space: tuple[int, int] | None = self.chunks.space()
         return space
 
-    def _reserve_bytes(self, total: int | None = None) -> int:
-        if total is None:
-            usage = self._disk_usage()
-            total = usage[1] if usage else 0
-        return min(MAX_RESERVE_BYTES, total // 50)
+    def _reserve_bytes(self) -> int:
+        usage = self._disk_usage()
+        return schedule.reserve_bytes(usage[1] if usage else 0)
 
     def _disk_has_room(self, size: int) -> bool:
         """Whether `size` more bytes of chunks leave the reserve free (and no recent full disk says wait)."""
-        if time.monotonic() < self._full_until:
-            return False
-        usage = self._disk_usage()
-        if usage is None:
-            return True
-        free, total = usage
-        return free - size >= self._reserve_bytes(total)
+        return schedule.disk_has_room(size, self._disk_usage(), time.monotonic(), self._full_until)
 
     async def _complete(self, manifest_id: bytes, raw: bytes | None) -> None:
         if manifest_id in self.repairing:
