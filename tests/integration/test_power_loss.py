@@ -220,17 +220,8 @@ def test_power_cut_during_replication_and_a_vote(tmp_path: Path, nodes: list[Nod
     if version == 1:  # the ballot did not reach the disk: the dataset stays wanted and intact
         assert b.get(f"/api/v1/datasets/{mid}")["state"] == "complete"
         same_as(b, mid, src, tmp_path)
-    else:  # it did: the policy in force releases the dataset
-        try:
-            wait_for(lambda: b.get(f"/api/v1/datasets/{mid}")["state"] == "not-wanted", 30, what="the release")
-        except AssertionError:
-            state = b.get(f"/api/v1/datasets/{mid}")["state"]
-            if state != "complete":
-                raise
-            # Known, and fixed by the crash-consistency work on issue 12 (item 8): this branch of the test
-            # goes once that lands, and the test then passes.
-            pytest.xfail("issue 12 item 8, an enactment whose re-evaluation is lost: policy version 2 is in "
-                         "force after the cut, and the dataset it no longer accepts stays complete")
+    else:  # it did: the policy in force releases the dataset (re-evaluated at start: issue 12 item 8)
+        wait_for(lambda: b.get(f"/api/v1/datasets/{mid}")["state"] == "not-wanted", 30, what="the release")
     report = cli_json(b.data, "verify", timeout=120)
     assert report["ok"] is True, report
 
@@ -242,14 +233,7 @@ def test_power_cut_during_a_release(tmp_path: Path, nodes: list[NodeProc], lazyf
     # A vote that releases it; power goes just after the first chunk file is deleted.
     lazyfs.crash_at("after", "unlink", "store/chunks/")
     assert vote_policy(b, ["CC-BY-4.0"], tmp_path)  # acknowledged
-    try:
-        crashed(b, lazyfs)
-    except AssertionError as exc:
-        if "chunks marked stored are missing" not in str(exc):
-            raise
-        # Known, and fixed by the crash-consistency work on issue 12 (item 9): this branch of the test
-        # goes once that lands, and the test then passes.
-        pytest.xfail(f"issue 12 item 9, a release deletes chunk files before the catalog unmarks them: {exc}")
+    crashed(b, lazyfs)  # nothing marked stored is missing: a release unmarks before it deletes (issue 12 item 9)
     b.start(timeout=60)
     assert policy_version(b) == 2
     wait_for(lambda: b.get(f"/api/v1/datasets/{mid}")["state"] == "not-wanted", 60, what="the release")
