@@ -61,6 +61,32 @@ def _os_error(exc: OSError, what: str) -> StorageError:
     return StorageError(f"storage failure while {what}: {exc.strerror or exc}")
 
 
+class TotalBytes:
+    """The bytes a store holds: counted by one scan when first asked, then kept up to date by every write and
+    delete (`account`). Thread-safe. Writes during the first scan may be counted twice or not at all; the
+    node keeps its quota from the catalog and uses this figure for reports, so a rare drift until the store
+    is opened again is fine."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._total: int | None = None
+
+    def get(self, scan: Callable[[], int]) -> int:
+        with self._lock:
+            if self._total is not None:
+                return self._total
+        total = scan()
+        with self._lock:
+            if self._total is None:
+                self._total = total
+            return self._total
+
+    def account(self, delta: int) -> None:
+        with self._lock:
+            if self._total is not None:
+                self._total += delta
+
+
 class ChunkStore(abc.ABC):
     """Where chunks live, named by digest. Implementations must be thread-safe."""
 
@@ -192,7 +218,7 @@ class FsChunkStore(ChunkStore):
         # this process whose parent has not been fsynced since.
         self._synced: set[Path] = set()
         self._fresh: set[Path] = set()
-        self._total: int | None = None
+        self._totals = TotalBytes()
         self._counter = itertools.count()
         self._executor: ThreadPoolExecutor | None = None
         self._windows: chunker.WindowPool | None = None
@@ -328,26 +354,16 @@ class FsChunkStore(ChunkStore):
                         continue
 
     def total_bytes(self) -> int:
-        with self._lock:
-            if self._total is not None:
-                return self._total
+        return self._totals.get(self._scan_total)
+
+    def _scan_total(self) -> int:
         total = 0
         for d in self.iter_digests():
             try:
                 total += self.size_of(d)
             except ChunkMissing:
                 pass
-        with self._lock:
-            # Writes during this first scan may be counted twice or not at all; the node keeps its quota
-            # from the catalog and uses this figure for reports, so a rare drift until reopening is fine.
-            if self._total is None:
-                self._total = total
-            return self._total
-
-    def _account(self, delta: int) -> None:
-        with self._lock:
-            if self._total is not None:
-                self._total += delta
+        return total
 
     def space(self) -> tuple[int, int] | None:
         try:
@@ -428,7 +444,7 @@ class FsChunkStore(ChunkStore):
                 if isinstance(exc, OSError):
                     raise _os_error(exc, f"writing chunk {cid_str(d)}") from exc
                 raise
-        self._account(len(data))
+        self._totals.account(len(data))
         return True, self._folders_to_sync(final, renamed=True)
 
     def _write_file(self, tmp: Path, data: Buffer) -> None:
@@ -530,7 +546,7 @@ class FsChunkStore(ChunkStore):
                 return False
             except OSError as exc:
                 raise _os_error(exc, f"deleting chunk {cid_str(d)}") from exc
-        self._account(-size)
+        self._totals.account(-size)
         return True
 
     def quarantine(self, d: bytes) -> bool:
@@ -543,7 +559,7 @@ class FsChunkStore(ChunkStore):
                 return False
             except OSError as exc:
                 raise _os_error(exc, f"quarantining chunk {cid_str(d)}") from exc
-        self._account(-size)
+        self._totals.account(-size)
         return True
 
     # -- publishing --------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from communs.protocol.errors import DecodeError
 from communs.protocol.ids import cid_str, digest, parse_cid
 
 from . import chunker
-from .chunkstore import Buffer, ChunkStore, ProgressCallback, _check_digest, _results
+from .chunkstore import Buffer, ChunkStore, ProgressCallback, TotalBytes, _check_digest, _results
 from .errors import ChunkCorrupt, ChunkMissing, StorageError, StorageFull
 
 log = logging.getLogger("communs.storage.s3")
@@ -145,7 +145,7 @@ class S3ChunkStore(ChunkStore):
         self.prefix = settings.key_prefix
         self.waiting: str | None = None  # why the store is waiting for the object store now (also logged)
         self._lock = threading.Lock()
-        self._total: int | None = None
+        self._totals = TotalBytes()
         self._queued = 0  # bytes of deferred uploads not finished yet: they count against the capacity
         self._slots = threading.BoundedSemaphore(max(1, settings.concurrency) * 2)
         self._pending: dict[int, list[Future[bool]]] = {}
@@ -314,19 +314,7 @@ class S3ChunkStore(ChunkStore):
             yield d
 
     def total_bytes(self) -> int:
-        with self._lock:
-            if self._total is not None:
-                return self._total
-        total = sum(size for _d, size in self._list_chunks())
-        with self._lock:
-            if self._total is None:
-                self._total = total
-            return self._total
-
-    def _account(self, delta: int) -> None:
-        with self._lock:
-            if self._total is not None:
-                self._total += delta
+        return self._totals.get(lambda: sum(size for _d, size in self._list_chunks()))
 
     def space(self) -> tuple[int, int] | None:
         cap = self.settings.capacity_bytes
@@ -357,7 +345,7 @@ class S3ChunkStore(ChunkStore):
         key = self.key_of(d)
         self._call(f"writing chunk {cid_str(d)}", lambda: self._client.put_object(
             Bucket=self.settings.bucket, Key=key, Body=body, ContentMD5=md5), write=True)
-        self._account(len(body))
+        self._totals.account(len(body))
         return True
 
     def _verified(self, d: bytes, data: Buffer) -> None:
@@ -431,7 +419,7 @@ class S3ChunkStore(ChunkStore):
         key = self.key_of(d)
         self._call(f"deleting chunk {cid_str(d)}",
                    lambda: self._client.delete_object(Bucket=self.settings.bucket, Key=key), write=True)
-        self._account(-size)
+        self._totals.account(-size)
         return True
 
     def quarantine(self, d: bytes) -> bool:
@@ -448,7 +436,7 @@ class S3ChunkStore(ChunkStore):
             return False
         self._call(f"quarantining chunk {cid_str(d)}",
                    lambda: self._client.delete_object(Bucket=bucket, Key=key), write=True)
-        self._account(-size)
+        self._totals.account(-size)
         return True
 
     def close(self) -> None:
