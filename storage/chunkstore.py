@@ -713,24 +713,38 @@ def _is_fuse(folder: Path) -> bool:
 
 
 def _direct_reads_back(folder: Path, size: int) -> bool:
-    """Write `size` random bytes with O_DIRECT, close, read them back without O_DIRECT and compare."""
+    """Write `size` random bytes with O_DIRECT, close, read them back without O_DIRECT and compare.
+
+    Both copies live in anonymous maps, returned to the system when closed: heap buffers of this size would
+    stay in the process (malloctune keeps freed blocks of up to 32 MiB for reuse), 32 MB for the node's
+    lifetime."""
     probe = folder / f"direct-probe.{os.getpid()}.{threading.get_ident()}.tmp"
-    pattern = os.urandom(size)
-    buf = mmap.mmap(-1, size)  # anonymous maps start on a page boundary
+    step = 1 << 20
+    written = mmap.mmap(-1, size)  # anonymous maps start on a page boundary, as O_DIRECT wants
+    back = mmap.mmap(-1, size)
     try:
-        buf[:] = pattern
+        for start in range(0, size, step):
+            written[start:start + step] = os.urandom(min(step, size - start))
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | _O_DIRECT, 0o600)
         try:
-            _write_all(fd, memoryview(buf))
+            _write_all(fd, memoryview(written))
         finally:
             os.close(fd)
-        with open(probe, "rb", buffering=0) as f:
-            back = f.read(size + 1)
-        return back == pattern
+        with open(probe, "rb", buffering=0) as f, memoryview(back) as view:
+            got = 0
+            while got < size:
+                n = f.readinto(view[got:])
+                if not n:
+                    return False
+                got += n
+            if f.read(1):
+                return False
+        return all(written[s:s + step] == back[s:s + step] for s in range(0, size, step))
     except OSError:
         return False
     finally:
-        buf.close()
+        written.close()
+        back.close()
         try:
             os.unlink(probe)
         except OSError:

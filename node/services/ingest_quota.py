@@ -110,6 +110,8 @@ def admit(
     quota). Admitted candidates count against the limits of those after them; records of `exempt` (this
     node's own key) are always admitted and count against nothing.
     """
+    if _all_fit(candidates, publishers, peer, storage_left, exempt, publisher_quota, peer_quota):
+        return [None] * len(candidates)  # the common case, decided on batch totals: no per-record objects
     used = dict(publishers)
     peer_used = peer
     left = storage_left
@@ -191,3 +193,25 @@ def total(usages: Iterable[Usage]) -> Usage:
     for u in usages:
         out = out + u
     return out
+
+
+def _all_fit(candidates: Sequence[Candidate], publishers: Mapping[bytes, Usage], peer: Usage | None,
+             storage_left: int | None, exempt: bytes | None, publisher_quota: Quota, peer_quota: Quota) -> bool:
+    """Whether the whole batch fits every limit at once; then each record, counted in any order, fits too."""
+    per_pub: dict[bytes, list[int]] = {}
+    records = size = refs = cost = 0
+    for c in candidates:
+        if c.publisher == exempt:
+            continue
+        acc = per_pub.setdefault(c.publisher, [0, 0, 0])
+        acc[0] += 1
+        acc[1] += c.bytes
+        acc[2] += c.chunk_refs
+        records, size, refs = records + 1, size + c.bytes, refs + c.chunk_refs
+        cost += catalog_cost(c.bytes, c.chunk_refs)
+    for pub, (n, b, r) in per_pub.items():
+        if publisher_quota.excess(publishers.get(pub, Usage()) + Usage(n, b, r)) is not None:
+            return False
+    if peer is not None and peer_quota.excess(peer + Usage(records, size, refs)) is not None:
+        return False
+    return storage_left is None or cost <= storage_left

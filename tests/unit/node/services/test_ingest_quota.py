@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from communs.node.services import ingest_quota as q
 from communs.node.services.ingest_quota import Candidate, PeerLedger, Quota, Usage, admit
+from hypothesis import given
+from hypothesis import strategies as st
 
 A, B, ME = (bytes([i]) * 32 for i in (1, 2, 3))
 SMALL = Quota(records=3, bytes=1000, chunk_refs=10)
@@ -112,3 +114,22 @@ def test_refusals_that_end_a_sync_session() -> None:
     assert peer is not None and q.ends_session(peer)
     assert storage is not None and q.ends_session(storage)
     assert pub is not None and not q.ends_session(pub)
+
+
+@given(st.lists(st.tuples(st.sampled_from([b"A" * 32, b"B" * 32, b"M" * 32]), st.integers(1, 400),
+                          st.integers(0, 40)), max_size=40),
+       st.integers(0, 20), st.one_of(st.none(), st.integers(0, 30_000)))
+def test_the_batch_fast_path_agrees_with_counting_record_by_record(
+        batch: list[tuple[bytes, int, int]], held: int, left: int | None) -> None:
+    small = q.Quota(records=15, bytes=3000, chunk_refs=200)
+    cands = [q.Candidate(p, b, r) for p, b, r in batch]
+    kw = dict(publishers={b"A" * 32: q.Usage(held, held * 10, held)}, peer=q.Usage(held, held, held),
+              storage_left=left, exempt=b"M" * 32, publisher_quota=small, peer_quota=small)
+    fast = q.admit(cands, **kw)  # type: ignore[arg-type]
+    original = q._all_fit
+    try:
+        q._all_fit = lambda *a, **k: False  # type: ignore[assignment]
+        slow = q.admit(cands, **kw)  # type: ignore[arg-type]
+    finally:
+        q._all_fit = original  # type: ignore[assignment]
+    assert fast == slow
