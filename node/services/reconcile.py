@@ -25,10 +25,11 @@ from communs.node.services.publish_journal import interrupted_chunks
 from communs.storage.catalog import Catalog
 from communs.storage.chunkstore import ChunkStore
 from communs.storage.errors import ChunkCorrupt, StorageError
+from communs.storage.states import State
 
 log = logging.getLogger("communs.replication")
 
-KEPT_FOR_RESUME = ("in-progress", "complete", "own")
+KEPT_FOR_RESUME = (State.IN_PROGRESS, State.COMPLETE, State.OWN)
 
 
 def intact(chunks: ChunkStore, d: bytes) -> bool:
@@ -61,8 +62,8 @@ async def reconcile(catalog: Catalog, chunks: ChunkStore, root: Path) -> None:
         await catalog.mark_chunks_gone(lost)
         log.warning("%d chunk(s) recorded as stored were not on disk; they will be fetched again", len(lost))
     found: list[tuple[bytes, int]] = []
-    for info in await catalog.list_manifests():
-        if info.state in KEPT_FOR_RESUME:
+    for state in KEPT_FOR_RESUME:  # only kept datasets: a catalog sync may be storing thousands of others now
+        for info in await catalog.list_manifests(state=state):
             found += await adopt_present(catalog, chunks, await catalog.missing_chunks(info.id), on_disk)
     if found:
         log.info("resumed: %d chunk(s) written before the last stop were verified and kept", len(found))
