@@ -43,6 +43,8 @@ class Node:
         self._stop = asyncio.Event()
         self._admin_runner: Any = None
         self.admin_url = ""
+        self._public: Any = None  # node/http/public/app.py PublicSite, when [public] listen is set
+        self.public_url = ""
         self.services: list[Any] = []  # started in order, stopped in reverse
         self.metrics: Any = None
         # set by the services of wiring.py
@@ -112,6 +114,7 @@ class Node:
                 if hook is not None:
                     await hook()
             await self._start_admin()
+            await self._start_public()
         except BaseException:
             await self._shutdown()
             raise
@@ -121,6 +124,8 @@ class Node:
             "listen_addrs": self.overlay.listen_addrs(),
             "admin_url": self.admin_url,
         }
+        if self.public_url:
+            doc["public_url"] = self.public_url
         write_node_json(self.root, doc)
         self.spawn(self._bootstrap_loop(), "bootstrap")
         log.info("node %s ready: peer id %s, listening on %s, admin API at %s",
@@ -136,6 +141,9 @@ class Node:
 
     async def _shutdown(self) -> None:
         remove_node_json(self.root)
+        if self._public is not None:
+            await self._public.stop()
+            self._public = None
         if self._admin_runner is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._admin_runner.cleanup(), 1.5)
@@ -204,6 +212,17 @@ class Node:
         if not is_loopback(host):
             log.warning("the admin API listens on %s:%d, beyond this machine (admin.allow_remote = true); "
                         "anyone who holds admin.token can control this node", host, bound_port)
+
+    async def _start_public(self) -> None:
+        """The optional public face (README.md, "Publishing to portals"), beside the admin API."""
+        if not self.config.public_listen:
+            return
+        from communs.node.http.public.app import PublicSite
+
+        site = PublicSite(catalog=self.storage.catalog, chunks=self.storage.chunks, config=self.config,
+                          peer_id=self.peer_id)
+        self.public_url = await site.start()
+        self._public = site
 
     # ---- bootstrap -------------------------------------------------------------------------------
 

@@ -4,8 +4,18 @@ import random
 
 import blake3
 import pytest
-from communs.node.http.public.files import (PublicFile, PublicVersion, Refused, chunk_plan, content_disposition,
-                                            content_type, etag, resolve_file, resolve_id, whole_file_blake3)
+from communs.node.http.public.files import (
+    PublicFile,
+    PublicVersion,
+    Refused,
+    chunk_plan,
+    content_disposition,
+    content_type,
+    etag,
+    resolve_file,
+    resolve_id,
+    whole_file_blake3,
+)
 
 
 def v(id_: str, dataset: str, version: int, files: tuple[PublicFile, ...] = ()) -> PublicVersion:
