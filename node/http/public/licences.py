@@ -126,7 +126,8 @@ def _single(node: Any) -> str | None:
     if kind == "OR":
         options = [s for s in (_single(a) for a in node.args) if s is not None and licence_iri(s) is not None]
         eu = [s for s in options if s in EU_LICENCES]
-        return (eu or options or [None])[0]
+        pick = eu or options
+        return pick[0] if pick else None
     return None
 
 
