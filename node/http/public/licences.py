@@ -22,6 +22,7 @@ An expression is more than one id; the decision (`choose`), so that a harvester 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,10 +99,16 @@ class LicenceChoice:
     ids: tuple[str, ...]
 
 
-def _tree(expression: str) -> Any:
+@functools.lru_cache(maxsize=1)
+def _licensing() -> Any:
+    """Building the SPDX index takes tens of milliseconds: once per process."""
     from license_expression import get_spdx_licensing
 
-    return get_spdx_licensing().parse(expression, validate=False, strict=False)
+    return get_spdx_licensing()
+
+
+def _tree(expression: str) -> Any:
+    return _licensing().parse(expression, validate=False, strict=False)
 
 
 def _ids(node: Any) -> list[str]:
@@ -131,6 +138,7 @@ def _single(node: Any) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def choose(expression: str) -> LicenceChoice:
     """The licence resource and rights statement for `expression` (see the module docstring)."""
     text = expression.strip()
