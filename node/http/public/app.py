@@ -298,7 +298,7 @@ class PublicSite:
         client = request.remote or "?"
         refusal = self.slots.take(client)
         if refusal is not None:
-            raise Refused(429, refusal)
+            return _error(request, 429, refusal, {"Retry-After": "1"})
         resp = web.StreamResponse(status=status, headers=headers)
         try:
             resp.content_length = length
