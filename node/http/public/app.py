@@ -20,9 +20,10 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 
+import blake3
 from aiohttp import web
 from communs.node.config import Config, parse_host_port
-from communs.node.http.public import dcat, pages
+from communs.node.http.public import archive, dcat, pages
 from communs.node.http.public.files import (
     PublicFile,
     PublicVersion,
@@ -110,6 +111,7 @@ class PublicSite:
         r.add_get("/catalog.{fmt:ttl|jsonld|rdf}", self.catalog_export)
         r.add_get("/datasets/{id}", self.dataset)
         r.add_get("/datasets/{id}/files/{path:.+}", self.download)
+        r.add_get("/datasets/{id}/archive.tar", self.archive)
         return app
 
     async def start(self) -> str:
@@ -300,35 +302,84 @@ class PublicSite:
         if refusal is not None:
             return _error(request, 429, refusal, {"Retry-After": "1"})
         resp = web.StreamResponse(status=status, headers=headers)
+        resp.content_length = length
         try:
-            resp.content_length = length
             plan = chunk_plan(entry.chunks, start, end) if length else []
             first = await asyncio.to_thread(self.chunks.get, plan[0][0]) if plan else b""  # verified, before 200
             await resp.prepare(request)
-            deadline = float(self.config.public_slow_client_s)
-            for n, (digest, skip, take) in enumerate(plan):
-                data = first if n == 0 else await asyncio.to_thread(self.chunks.get, digest)
-                piece = memoryview(data)[skip:skip + take]
-                try:
-                    await asyncio.wait_for(resp.write(piece), deadline)
-                except TimeoutError:
-                    log.info("public download of %s dropped: %s read nothing for %.0f s", entry.path, client,
-                             deadline)
-                    if request.transport is not None:
-                        request.transport.abort()
+            if await self._send(request, resp, plan, first, f"{v.id}/{entry.path}", client):
+                await resp.write_eof()
+            return resp
+        except StorageError as exc:
+            return self._broken(request, resp, exc, f"{v.id}/{entry.path}")
+        finally:
+            self.slots.give(client)
+
+    async def archive(self, request: web.Request) -> web.StreamResponse:
+        """The whole version as one tar, streamed (archive.py lays it out; no Range on it)."""
+        versions = await self.data.versions()
+        v = resolve_id(request.match_info["id"], versions)
+        members, total = archive.layout(v.files, v.created)
+        tag = '"' + blake3.blake3("".join(etag(f) + f.path for f in v.files).encode()).hexdigest()[:32] + '"'
+        headers = {"ETag": tag, "Content-Type": "application/x-tar", "Accept-Ranges": "none",
+                   "Content-Disposition": content_disposition(f"{v.id}.tar")}
+        if request.headers.get("If-None-Match") in (tag, "*"):
+            return web.Response(status=304, headers={"ETag": tag})
+        if request.method == "HEAD":
+            headers["Content-Length"] = str(total)
+            return web.Response(headers=headers)
+        if await self.catalog.missing_chunks(ids.parse_cid(v.id)):
+            raise Refused(503, "not every part of this dataset is stored here right now; try again later")
+        client = request.remote or "?"
+        refusal = self.slots.take(client)
+        if refusal is not None:
+            return _error(request, 429, refusal, {"Retry-After": "1"})
+        resp = web.StreamResponse(headers=headers)
+        resp.content_length = total
+        try:
+            await resp.prepare(request)
+            for m in members:
+                await resp.write(m.header)
+                plan = chunk_plan(m.file.chunks, 0, m.file.size - 1) if m.file.size else []
+                first = await asyncio.to_thread(self.chunks.get, plan[0][0]) if plan else b""
+                if not await self._send(request, resp, plan, first, f"{v.id}.tar", client):
                     return resp
-                del data, piece
+                if m.padding:
+                    await resp.write(b"\0" * m.padding)
+            await resp.write(archive.END)
             await resp.write_eof()
             return resp
         except StorageError as exc:
-            if not resp.prepared:
-                raise  # nothing sent yet: the middleware answers 503 with a sentence
-            log.error("public download of %s/%s stopped: %s", v.id, entry.path, exc)
-            if request.transport is not None:
-                request.transport.abort()  # the client sees a short body, never unverified bytes
-            return resp
+            return self._broken(request, resp, exc, f"{v.id}.tar")
         finally:
             self.slots.give(client)
+
+    async def _send(self, request: web.Request, resp: web.StreamResponse, plan: list[tuple[bytes, int, int]],
+                    first: bytes, what: str, client: str) -> bool:
+        """Write each planned slice, each chunk read and verified first; False when the client was dropped
+        for reading nothing for `slow_client_s`."""
+        deadline = float(self.config.public_slow_client_s)
+        for n, (digest, skip, take) in enumerate(plan):
+            data = first if n == 0 else await asyncio.to_thread(self.chunks.get, digest)
+            piece = memoryview(data)[skip:skip + take]
+            try:
+                await asyncio.wait_for(resp.write(piece), deadline)
+            except TimeoutError:
+                log.info("public download of %s dropped: %s read nothing for %.0f s", what, client, deadline)
+                if request.transport is not None:
+                    request.transport.abort()
+                return False
+            del data, piece
+        return True
+
+    def _broken(self, request: web.Request, resp: web.StreamResponse, exc: StorageError,
+                what: str) -> web.StreamResponse:
+        if not resp.prepared:
+            raise exc  # nothing sent yet: the middleware answers 503 with a sentence
+        log.error("public download of %s stopped: %s", what, exc)
+        if request.transport is not None:
+            request.transport.abort()  # the client sees a short body, never unverified bytes
+        return resp
 
     async def _missing(self, v: PublicVersion, entry: PublicFile) -> bool:
         needed = {d for d, _ in entry.chunks}

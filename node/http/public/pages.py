@@ -113,6 +113,8 @@ def dataset(v: PublicVersion, *, site_title: str, publisher: str, versions: Sequ
             f"<tr><th scope=row>Keywords</th><td>{kws}</td></tr></tbody></table>"
             "<h2>Files</h2><table><thead><tr><th scope=col>File</th><th scope=col>Size</th></tr></thead>"
             f"<tbody>{files}</tbody></table>"
+            f'<p><a href="/datasets/{e(v.id)}/archive.tar">Download every file as one tar archive</a> '
+            f"({e(size_words(v.size))} of files).</p>"
             f"<h2>Versions</h2><ul>{others}</ul>"
             "<h2>How to cite it</h2>"
             f"<p>This version's permanent id (a content identifier: the same id always means the same bytes): "

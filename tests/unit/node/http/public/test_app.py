@@ -84,3 +84,25 @@ async def test_http_non_public_versions_are_404_and_a_corrupt_chunk_is_never_sen
         assert b"x" * 100 not in await resp.read()
         resp = await client.post(f"/datasets/{ok}")
         assert resp.status == 405 and resp.headers["Allow"] == "GET, HEAD"
+
+
+async def test_whole_version_as_one_tar(world) -> None:  # type: ignore[no-untyped-def]
+    import io
+    import tarfile
+
+    catalog, store, ms = world
+    cfg = Config(name="n", public_listen="127.0.0.1:0", public_datasets="own")
+    site = PublicSite(catalog=catalog, chunks=store, config=cfg, peer_id="p")
+    mid = ids.cid_str(ms["own"].id)
+    async with TestClient(TestServer(site.app())) as client:
+        head = await client.head(f"/datasets/{mid}/archive.tar")
+        assert head.status == 200
+        resp = await client.get(f"/datasets/{mid}/archive.tar")
+        body = await resp.read()
+        assert resp.status == 200 and int(head.headers["Content-Length"]) == len(body)
+        assert resp.headers["ETag"] == head.headers["ETag"]
+        with tarfile.open(fileobj=io.BytesIO(body), mode="r:") as tar:
+            fh = tar.extractfile("data.bin")
+            assert fh is not None and fh.read() == b"bytes of own " * 100
+        other = ids.cid_str(ms["complete"].id)  # not public with datasets = "own"
+        assert (await client.get(f"/datasets/{other}/archive.tar")).status == 404
