@@ -215,7 +215,8 @@ class PublicSite:
         chosen = versions[(number - 1) * size:number * size]
         graph = dcat.catalog_graph(meta, chosen, page, all_ids=frozenset(v.id for v in versions),
                                    latest={d: v.id for d, v in latest.items()},
-                                   modified=max((v.created for v in versions), default=None))
+                                   modified=max((v.created for v in versions), default=None),
+                                   issued=min((v.created for v in versions), default=None))
         body = await asyncio.to_thread(dcat.serialize, graph, fmt)
         return web.Response(body=body, headers={"Content-Type": dcat.FORMATS[fmt][1] + "; charset=utf-8",
                                                 "Vary": "Accept"})

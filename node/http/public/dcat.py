@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from communs.node.http.public import licences
+from communs.node.http.public import filetypes, licences
 from communs.node.http.public.files import PublicFile, PublicVersion, content_type, whole_file_blake3
 from rdflib import BNode, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import DCTERMS, FOAF, RDF, RDFS, XSD
@@ -122,6 +122,11 @@ def _distribution(g: Graph, meta: CatalogMeta, v: PublicVersion, n: int, f: Publ
     media = URIRef(IANA + content_type(f.path).split(";")[0])
     g.add((dist, DCAT.mediaType, media))
     g.add((media, RDF.type, DCTERMS.MediaType))
+    fmt = filetypes.format_iri(f.path)
+    if fmt is not None:
+        g.add((dist, DCTERMS.format, URIRef(fmt)))
+        g.add((URIRef(fmt), RDF.type, DCTERMS.MediaTypeOrExtent))
+    g.add((dist, DCTERMS.description, Literal(f"The file {f.path} of {v.title or v.id}, version {v.version}.")))
     g.add((dist, DCTERMS.issued, _when(v.created)))
     _licence(g, dist, v.licence)
     digest = whole_file_blake3(f)
@@ -174,11 +179,12 @@ def add_dataset(g: Graph, meta: CatalogMeta, v: PublicVersion, *, previous: str 
 
 def catalog_graph(meta: CatalogMeta, versions: Sequence[PublicVersion], page: Page, *,
                   all_ids: frozenset[str] = frozenset(), latest: dict[str, str] | None = None,
-                  modified: int | None = None) -> Graph:
+                  modified: int | None = None, issued: int | None = None) -> Graph:
     """The graph of one page: the catalog, `versions` (this page's), and the Hydra view.
 
     `all_ids`: every public version id (links to a previous version are made only to public ones);
-    `latest`: dataset id -> its latest public version id; `modified`: the newest creation time overall."""
+    `latest`: dataset id -> its latest public version id;
+    `modified`/`issued`: the newest/oldest creation time overall."""
     g = Graph()
     for prefix, ns in (("dcat", DCAT), ("dct", DCTERMS), ("foaf", FOAF), ("hydra", HYDRA), ("spdx", SPDX),
                        ("vcard", VCARD)):
@@ -194,6 +200,8 @@ def catalog_graph(meta: CatalogMeta, versions: Sequence[PublicVersion], page: Pa
         g.add((home, RDF.type, FOAF.Document))
     if modified is not None:
         g.add((cat, DCTERMS.modified, _when(modified)))
+    if issued is not None:
+        g.add((cat, DCTERMS.issued, _when(issued)))
     latest = latest or {}
     for v in versions:
         prev = v.prev if v.prev and v.prev in all_ids else None

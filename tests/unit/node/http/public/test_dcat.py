@@ -44,7 +44,8 @@ def page_graph(versions: list[PublicVersion], number: int = 1, count: int = 1) -
     page = dcat.Page(number=number, count=count, total_items=len(versions),
                      url=lambda n: f"{META.base_url}/catalog.ttl?page={n}")
     return dcat.catalog_graph(META, versions, page, all_ids=frozenset(v.id for v in versions),
-                              latest={"bmany": "bversion0029"}, modified=1_700_000_100)
+                              latest={"bmany": "bversion0029"}, modified=1_700_000_100,
+                              issued=1_700_000_001)
 
 
 @pytest.mark.parametrize("suffix", ["ttl", "jsonld", "rdf"])
