@@ -232,3 +232,39 @@ def test_many_concurrent_requests_get_200_or_429_and_the_node_keeps_working(make
     while request(base, "/")[0] == 429 and time.monotonic() < deadline:
         time.sleep(1)
     assert request(base, "/")[0] == 200
+
+
+def test_held_serves_complete_replicas_and_never_unwanted_ones(tmp_path: Path, nodes) -> None:  # type: ignore[no-untyped-def]
+    """Two real nodes: b (`--public-datasets held`) replicates what its policy wants from a; its public face
+    lists and serves that complete replica, and never the version its policy does not want."""
+    from tests.integration.test_replication import enact_policy
+
+    a = NodeProc.init(tmp_path, "a")
+    nodes.append(a)
+    a.start()
+    b = NodeProc.init(tmp_path, "b", "--bootstrap", a.addr, "--public", "127.0.0.1:0", "--public-datasets", "held")
+    nodes.append(b)
+    b.start()
+    wanted_src, unwanted_src = tmp_path / "w.bin", tmp_path / "u.bin"
+    wanted_src.write_bytes(os.urandom(3 << 20))
+    unwanted_src.write_bytes(os.urandom(1 << 20))
+    wanted = publish(a, wanted_src, "Wanted", "CC0-1.0")
+    unwanted = publish(a, unwanted_src, "Unwanted", "ODbL-1.0")
+    base = b.info["public_url"]
+    from tests.nodes import wait_for
+
+    wait_for(lambda: len(b.get("/api/v1/datasets")) == 2, 60, what="b to learn both manifests")
+    # nothing is complete on b yet: nothing public
+    assert request(base, f"/datasets/{wanted['id']}")[0] == 404
+    enact_policy(b, ["CC0-1.0"], tmp_path)
+    wait_for(lambda: {d["title"]: d["state"] for d in b.get("/api/v1/datasets")}.get("Wanted") == "complete", 90,
+             what="b to replicate the CC0 dataset")
+    status, _h, body = request(base, f"/datasets/{wanted['id']}/files/w.bin")
+    assert status == 200 and body == wanted_src.read_bytes()
+    for path in (f"/datasets/{unwanted['id']}", f"/datasets/{unwanted['id']}/files/u.bin"):
+        assert request(base, path)[0] == 404
+    g = Graph().parse(data=request(base, "/catalog.ttl")[2], format="turtle")
+    listed = {str(s) for s in g.subjects(RDF.type, DCAT.Dataset)}
+    assert listed == {f"{base}/datasets/{wanted['id']}"}
+    publisher = next(g.objects(URIRef(f"{base}/datasets/{wanted['id']}"), URIRef("http://purl.org/dc/terms/publisher")))
+    assert str(publisher).endswith(f"/publishers/{a.peer_id}")
