@@ -19,6 +19,7 @@ import math
 import re
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import blake3
 from aiohttp import web
@@ -98,6 +99,7 @@ class PublicSite:
         self.data = PublicData(catalog, ALLOWED_STATES[config.public_datasets])
         self.rate = RateLimiter(config.public_requests_per_minute)
         self.slots = DownloadSlots(config.public_downloads_per_ip)
+        self._exports: dict[tuple[Any, ...], bytes] = {}  # serialised catalog pages, by what they depend on
         self.runner: web.AppRunner | None = None
         self.url = ""
 
@@ -206,6 +208,19 @@ class PublicSite:
             raise Refused(404, f"there {'is' if count == 1 else 'are'} only {count} page(s)")
         meta = self.meta(request)
         path = "/catalog" if request.path == "/catalog" else f"/catalog.{fmt}"
+        key = (fmt, number, path, meta, tuple(v.id for v in versions))
+        body = self._exports.get(key)
+        if body is None:
+            body = await self._build_export(meta, versions, number, count, path, fmt)
+            self._exports[key] = body
+            while len(self._exports) > 32:  # a few pages in three formats; rebuilt when a version comes or goes
+                self._exports.pop(next(iter(self._exports)))
+        return web.Response(body=body, headers={"Content-Type": dcat.FORMATS[fmt][1] + "; charset=utf-8",
+                                                "Vary": "Accept"})
+
+    async def _build_export(self, meta: dcat.CatalogMeta, versions: list[PublicVersion], number: int, count: int,
+                            path: str, fmt: str) -> bytes:
+        size = self.config.public_page_size
         page = dcat.Page(number=number, count=count, total_items=len(versions),
                          url=lambda n: f"{meta.base_url}{path}?page={n}")
         latest: dict[str, PublicVersion] = {}
@@ -217,9 +232,7 @@ class PublicSite:
                                    latest={d: v.id for d, v in latest.items()},
                                    modified=max((v.created for v in versions), default=None),
                                    issued=min((v.created for v in versions), default=None))
-        body = await asyncio.to_thread(dcat.serialize, graph, fmt)
-        return web.Response(body=body, headers={"Content-Type": dcat.FORMATS[fmt][1] + "; charset=utf-8",
-                                                "Vary": "Accept"})
+        return await asyncio.to_thread(dcat.serialize, graph, fmt)
 
     # ---- human pages -----------------------------------------------------------------------------
 

@@ -106,3 +106,23 @@ async def test_whole_version_as_one_tar(world) -> None:  # type: ignore[no-untyp
             assert fh is not None and fh.read() == b"bytes of own " * 100
         other = ids.cid_str(ms["complete"].id)  # not public with datasets = "own"
         assert (await client.get(f"/datasets/{other}/archive.tar")).status == 404
+
+
+async def test_cached_catalog_pages_follow_the_catalog(world) -> None:  # type: ignore[no-untyped-def]
+    from rdflib import Graph, Namespace
+    from rdflib.namespace import RDF
+
+    dcat_ns = Namespace("http://www.w3.org/ns/dcat#")
+    catalog, store, ms = world
+    cfg = Config(name="n", public_listen="127.0.0.1:0", public_datasets="held")
+    site = PublicSite(catalog=catalog, chunks=store, config=cfg, peer_id="p")
+    async with TestClient(TestServer(site.app())) as client:
+        async def listed() -> int:
+            resp = await client.get("/catalog.ttl")
+            g = Graph().parse(data=await resp.read(), format="turtle")
+            return len(set(g.subjects(RDF.type, dcat_ns.Dataset)))
+
+        assert await listed() == 2
+        assert await listed() == 2  # served from the cache
+        await catalog.set_state(ms["complete"].id, "retracted", "withdrawn")
+        assert await listed() == 1
