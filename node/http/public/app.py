@@ -222,7 +222,7 @@ class PublicSite:
                             path: str, fmt: str) -> bytes:
         size = self.config.public_page_size
         page = dcat.Page(number=number, count=count, total_items=len(versions),
-                         url=lambda n: f"{meta.base_url}{path}?page={n}")
+                         url=lambda n: f"{meta.base_url}{path}?page={n}", per_page=size)
         latest: dict[str, PublicVersion] = {}
         for v in versions:
             if v.dataset not in latest or v.version > latest[v.dataset].version:

@@ -19,7 +19,8 @@ What each resource carries, and why (the shapes are ../shared/dcat-ap/dcat-ap-3.
   it is given.
 - Paging: the page resource is a `hydra:PartialCollectionView` with `hydra:first`, `hydra:last`, and
   `hydra:next`/`hydra:previous` where they exist, plus `hydra:totalItems` on the catalog, the form
-  ckanext-dcat and data.gouv.fr follow.
+  ckanext-dcat and data.gouv.fr follow; it is also typed `hydra:PagedCollection` with the older
+  `hydra:nextPage`/`firstPage`/`lastPage`/`itemsPerPage`, which both harvesters also read.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class Page:
     count: int  # pages in all (at least 1)
     total_items: int
     url: Callable[[int], str]  # the absolute URL of page N in the format being answered
+    per_page: int = 0
 
 
 def dataset_iri(meta: CatalogMeta, version_id: str) -> URIRef:
@@ -208,13 +210,20 @@ def catalog_graph(meta: CatalogMeta, versions: Sequence[PublicVersion], page: Pa
         ds = add_dataset(g, meta, v, previous=prev, current=latest.get(v.dataset))
         g.add((cat, DCAT.dataset, ds))
     view = URIRef(page.url(page.number))
+    # Current Hydra terms, and the older PagedCollection ones beside them (both harvesters know both forms).
     g.add((view, RDF.type, HYDRA.PartialCollectionView))
-    g.add((view, HYDRA.first, URIRef(page.url(1))))
-    g.add((view, HYDRA.last, URIRef(page.url(page.count))))
+    g.add((view, RDF.type, HYDRA.PagedCollection))
+    links = [(HYDRA.first, HYDRA.firstPage, 1), (HYDRA.last, HYDRA.lastPage, page.count)]
     if page.number < page.count:
-        g.add((view, HYDRA.next, URIRef(page.url(page.number + 1))))
+        links.append((HYDRA.next, HYDRA.nextPage, page.number + 1))
     if page.number > 1:
-        g.add((view, HYDRA.previous, URIRef(page.url(page.number - 1))))
+        links.append((HYDRA.previous, HYDRA.previousPage, page.number - 1))
+    for new, old, n in links:
+        g.add((view, new, URIRef(page.url(n))))
+        g.add((view, old, URIRef(page.url(n))))
+    g.add((view, HYDRA.totalItems, Literal(page.total_items, datatype=XSD.nonNegativeInteger)))
+    if page.per_page:
+        g.add((view, HYDRA.itemsPerPage, Literal(page.per_page, datatype=XSD.nonNegativeInteger)))
     g.add((cat, HYDRA.view, view))
     g.add((cat, HYDRA.totalItems, Literal(page.total_items, datatype=XSD.nonNegativeInteger)))
     return g

@@ -105,6 +105,8 @@ def test_hydra_links() -> None:
     view = URIRef(f"{META.base_url}/catalog.ttl?page=2")
     assert (view, HYDRA.next, URIRef(f"{META.base_url}/catalog.ttl?page=3")) in g
     assert (view, HYDRA.previous, URIRef(f"{META.base_url}/catalog.ttl?page=1")) in g
+    assert (view, HYDRA.nextPage, URIRef(f"{META.base_url}/catalog.ttl?page=3")) in g  # the older form too
+    assert (view, RDF.type, HYDRA.PagedCollection) in g
     last = page_graph(AWKWARD[:2], number=3, count=3)
     assert not list(last.objects(None, HYDRA.next))
 
