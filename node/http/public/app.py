@@ -50,6 +50,12 @@ log = logging.getLogger("communs.public")
 ALLOWED_STATES = {"own": frozenset({"own"}), "held": frozenset({"own", "complete"})}
 _PAGE = re.compile(r"^[1-9][0-9]{0,8}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Pages have no script and load nothing from elsewhere; a published file (it may be HTML) is never run as a
+# page of this origin: it is an attachment, sandboxed, and its type is not sniffed.
+_SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"}
+_DOWNLOAD_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
+                     "Referrer-Policy": "no-referrer"}
 
 
 class PublicData:
@@ -182,7 +188,8 @@ class PublicSite:
         except StorageError as exc:
             log.warning("public request %s failed on storage: %s", request.path, exc)
             return _error(request, 503, "this file cannot be read here right now; try again later")
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if not resp.prepared:  # streamed downloads set their own before their first byte
+            resp.headers.update(_SECURITY_HEADERS)
         return resp
 
     def page_number(self, request: web.Request) -> int:
@@ -286,7 +293,7 @@ class PublicSite:
         v = resolve_id(request.match_info["id"], versions)
         entry = resolve_file(v, request.match_info["path"])
         tag = etag(entry)
-        headers = {"ETag": tag, "Accept-Ranges": "bytes", "Content-Type": content_type(entry.path),
+        headers = {**_DOWNLOAD_HEADERS, "ETag": tag, "Accept-Ranges": "bytes", "Content-Type": content_type(entry.path),
                    "Content-Disposition": content_disposition(entry.path),
                    "Cache-Control": "public, max-age=31536000, immutable" if request.match_info["id"] == v.id
                    else "public, max-age=60"}
@@ -335,7 +342,7 @@ class PublicSite:
         v = resolve_id(request.match_info["id"], versions)
         members, total = archive.layout(v.files, v.created)
         tag = '"' + blake3.blake3("".join(etag(f) + f.path for f in v.files).encode()).hexdigest()[:32] + '"'
-        headers = {"ETag": tag, "Content-Type": "application/x-tar", "Accept-Ranges": "none",
+        headers = {**_DOWNLOAD_HEADERS, "ETag": tag, "Content-Type": "application/x-tar", "Accept-Ranges": "none",
                    "Content-Disposition": content_disposition(f"{v.id}.tar")}
         if request.headers.get("If-None-Match") in (tag, "*"):
             return web.Response(status=304, headers={"ETag": tag})

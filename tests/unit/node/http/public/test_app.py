@@ -74,6 +74,12 @@ async def test_http_non_public_versions_are_404_and_a_corrupt_chunk_is_never_sen
         ok = ids.cid_str(ms["complete"].id)
         resp = await client.get(f"/datasets/{ok}/files/data.bin")
         assert resp.status == 200 and (await resp.read()) == b"bytes of complete " * 100
+        # a published file is never run as a page of this origin
+        assert resp.headers["Content-Security-Policy"] == "sandbox"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.headers["Content-Disposition"].startswith("attachment;")
+        page = await client.get(f"/datasets/{ok}")
+        assert "default-src 'none'" in page.headers["Content-Security-Policy"]
         # damage the stored chunk: the gateway refuses to send it (verified before the first byte)
         digest = ms["complete"].files[0].chunks[0].digest
         path = store.path_of(digest)
