@@ -68,7 +68,10 @@ class PublicData:
 
     async def versions(self) -> list[PublicVersion]:
         """Newest first. One cheap listing per call; only manifests not seen before are read and decoded."""
-        infos = [i for i in await self.catalog.list_manifests() if i.state in self.states]
+        infos = []
+        for state in sorted(self.states):  # by the state index: not-wanted manifests of a big federation cost nothing
+            infos.extend(await self.catalog.list_manifests(state=state))
+        infos.sort(key=lambda i: (-i.created, i.id))  # newest first, as one listing would be
         keep = {i.id for i in infos}
         for gone in set(self._decoded) - keep:
             del self._decoded[gone]
