@@ -268,3 +268,54 @@ def test_held_serves_complete_replicas_and_never_unwanted_ones(tmp_path: Path, n
     assert listed == {f"{base}/datasets/{wanted['id']}"}
     publisher = next(g.objects(URIRef(f"{base}/datasets/{wanted['id']}"), URIRef("http://purl.org/dc/terms/publisher")))
     assert str(publisher).endswith(f"/publishers/{a.peer_id}")
+
+
+@pytest.mark.slow
+def test_a_1_gib_file_downloads_with_flat_memory(make_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """1 GiB through the gateway: every byte arrives, and the node's resident memory stays flat (one chunk
+    at a time). The file is sparse zeros, so it costs no disk: its chunks deduplicate to one stored chunk,
+    which the gateway still reads and verifies once per position, exactly as for any other file."""
+    import threading
+
+    node = make_node("big", "--public", "127.0.0.1:0")
+    src = tmp_path / "zeros.bin"
+    with open(src, "wb") as fh:
+        fh.truncate(1 << 30)
+    v = publish(node, src, "Zeros", "CC0-1.0")
+
+    def rss_mib() -> float:
+        for line in Path(f"/proc/{node.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    before = rss_mib()
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_mib())
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    u = urllib.parse.urlsplit(node.info["public_url"])
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+    try:
+        conn.request("GET", f"/datasets/{v['id']}/files/zeros.bin")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.getheader("Content-Length") == str(1 << 30)
+        got, nonzero = 0, False
+        while True:
+            block = resp.read(1 << 20)
+            if not block:
+                break
+            got += len(block)
+            nonzero = nonzero or block.count(0) != len(block)
+    finally:
+        conn.close()
+        done.set()
+        sampler.join()
+    assert got == 1 << 30 and not nonzero
+    assert peak[0] - before < 100, f"node RSS grew from {before:.0f} to {peak[0]:.0f} MiB during the download"
