@@ -65,6 +65,19 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     # folders the admin API may publish from; None: node/publish_paths.py's default (home and temp folder)
     publish_allowed_paths: list[str] | None = None
+    # [public]: the optional public face (node/http/public/, README.md "Publishing to portals"); off when empty
+    public_listen: str = ""
+    public_base_url: str = ""
+    public_datasets: str = "own"  # or "held": own plus complete replicas
+    public_title: str = ""
+    public_description: str = ""
+    public_publisher_name: str = ""
+    public_homepage: str = ""
+    public_contact: str = ""  # an email address
+    public_page_size: int = 50
+    public_downloads_per_ip: int = 4
+    public_requests_per_minute: int = 600
+    public_slow_client_s: float = 30.0
 
     @property
     def topic(self) -> str:
@@ -79,6 +92,9 @@ class Config:
         }
         if not self.storage.is_default():
             doc["storage"] = self.storage.to_doc()
+        if self.public_listen:
+            doc["public"] = {"listen": self.public_listen, "base_url": self.public_base_url,
+                             "datasets": self.public_datasets}
         return "# Communs node configuration. See README.md, 'Operator's guide'.\n" + tomli_w.dumps(doc)
 
     def validate(self) -> None:
@@ -111,9 +127,27 @@ class Config:
             raise ConfigError("connections.max_inbound and connections.per_ip must be at least 1")
         if not 0 < self.conn_handshake_s <= 600:
             raise ConfigError("connections.handshake_s must be more than 0 and at most 600 seconds")
+        self._validate_public()
         for folder in self.publish_allowed_paths or []:
             if not os.path.isabs(os.path.expanduser(folder)):
                 raise ConfigError(f"publish.allowed_paths must list absolute folders, not '{folder}'")
+
+    def _validate_public(self) -> None:
+        if not self.public_listen:
+            return
+        parse_host_port(self.public_listen, "public.listen")
+        if self.public_datasets not in ("own", "held"):
+            raise ConfigError(f"public.datasets must be 'own' or 'held', not '{self.public_datasets}'")
+        url = self.public_base_url
+        if url and (not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", url)):
+            raise ConfigError(f"public.base_url must be an absolute http(s) URL such as https://data.example.org, "
+                              f"not '{url}'")
+        if not 1 <= self.public_page_size <= 500:
+            raise ConfigError("public.page_size must be from 1 to 500")
+        if self.public_downloads_per_ip < 1 or self.public_requests_per_minute < 1:
+            raise ConfigError("public.downloads_per_ip and public.requests_per_minute must be at least 1")
+        if not 1 <= self.public_slow_client_s <= 3600:
+            raise ConfigError("public.slow_client_s must be from 1 to 3600 seconds")
 
 
 def check_name(name: str) -> None:
@@ -154,17 +188,17 @@ def check_peer_multiaddr(addr: str) -> None:
             "e.g. /ip4/192.0.2.1/tcp/7470/p2p/12D3KooW...")
 
 
-def parse_host_port(text: str) -> tuple[str, int]:
+def parse_host_port(text: str, what: str = "admin address") -> tuple[str, int]:
     if not isinstance(text, str) or ":" not in text:
-        raise ConfigError(f"admin address '{text}' must be HOST:PORT, e.g. 127.0.0.1:7471")
+        raise ConfigError(f"{what} '{text}' must be HOST:PORT, e.g. 127.0.0.1:7471")
     host, _, port_text = text.rpartition(":")
     host = host.strip("[]")
     try:
         port = int(port_text)
     except ValueError:
-        raise ConfigError(f"admin address '{text}' has an invalid port") from None
+        raise ConfigError(f"{what} '{text}' has an invalid port") from None
     if not 0 <= port <= 65535 or not host:
-        raise ConfigError(f"admin address '{text}' must be HOST:PORT with a port from 0 to 65535")
+        raise ConfigError(f"{what} '{text}' must be HOST:PORT with a port from 0 to 65535")
     return host, port
 
 
@@ -190,6 +224,11 @@ _SCHEMA: dict[str, dict[str, tuple[str, type | tuple[type, ...]]]] = {
                "ip_colocation_exempt": ("ip_colocation_exempt", list)},
 }
 _SCHEMA["publish"] = {"allowed_paths": ("publish_allowed_paths", list)}
+_SCHEMA["public"] = {k: (f"public_{k}", str) for k in ("listen", "base_url", "datasets", "title", "description",
+                                                        "publisher_name", "homepage", "contact")}
+_SCHEMA["public"].update({"page_size": ("public_page_size", int), "downloads_per_ip": ("public_downloads_per_ip", int),
+                          "requests_per_minute": ("public_requests_per_minute", int),
+                          "slow_client_s": ("public_slow_client_s", (int, float))})
 
 
 def load_config(data_dir: Path) -> Config:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from communs.node.config import Config
     from communs.node.exchange.service import ExchangeService
+    from communs.node.http.public.app import PublicSite
     from communs.node.http.server import AdminRunner
     from communs.node.main import Service, Services
     from communs.node.services.datasets import DatasetsService
@@ -61,6 +62,8 @@ class Node:
         self._services: Services | None = None  # built by main.build_services at start
         self._started: list[Service] = []  # started in order, stopped in reverse
         self.metrics = Metrics()
+        self._public: PublicSite | None = None  # the public listener, when [public] listen is set
+        self.public_url = ""
 
     # ---- properties used by the API --------------------------------------------------------------
 
@@ -151,6 +154,7 @@ class Node:
             await self._start_overlay()
             await self._services.overlay_ready()
             await self._start_admin()
+            await self._start_public()
         except BaseException:
             await self._shutdown()
             raise
@@ -160,6 +164,8 @@ class Node:
             "listen_addrs": self.overlay.listen_addrs(),
             "admin_url": self.admin_url,
         }
+        if self.public_url:
+            doc["public_url"] = self.public_url
         write_node_json(self.root, doc)
         self.spawn(self._bootstrap_loop(), "bootstrap")
         log.info("node %s ready: peer id %s, listening on %s, admin API at %s",
@@ -175,6 +181,9 @@ class Node:
 
     async def _shutdown(self) -> None:
         remove_node_json(self.root)
+        if self._public is not None:
+            await self._public.stop()
+            self._public = None
         if self._admin_runner is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._admin_runner.cleanup(), 1.5)
@@ -246,6 +255,17 @@ class Node:
         if not is_loopback(host):
             log.warning("the admin API listens on %s:%d, beyond this machine (admin.allow_remote = true); "
                         "anyone who holds admin.token can control this node", host, bound_port)
+
+    async def _start_public(self) -> None:
+        """The optional public face (README.md, "Publishing to portals"), beside the admin API."""
+        if not self.config.public_listen:
+            return
+        from communs.node.http.public.app import PublicSite
+
+        site = PublicSite(catalog=self.storage.catalog, chunks=self.storage.chunks, config=self.config,
+                          peer_id=self.peer_id)
+        self.public_url = await site.start()
+        self._public = site
 
     # ---- bootstrap -------------------------------------------------------------------------------
 

@@ -121,6 +121,10 @@ def _config_from_args(args: argparse.Namespace, bootstrap: list[str]) -> tuple[A
         cfg.dht = False
     if args.allow_remote_admin:
         cfg.admin_allow_remote = True
+    if getattr(args, "public", None):
+        cfg.public_listen = args.public
+        cfg.public_base_url = args.public_base_url or ""
+        cfg.public_datasets = args.public_datasets
     cfg.storage = storage_from_args(args)
     founders = []
     for i, path in enumerate(args.founder or []):
@@ -300,6 +304,12 @@ def add_init_options(p: Any) -> None:
     p.add_argument("--no-dht", action="store_true", help="do not run the Kademlia DHT")
     p.add_argument("--allow-remote-admin", action="store_true",
                    help="allow the admin endpoint on a non-loopback address")
+    p.add_argument("--public", metavar="HOST:PORT",
+                   help="open the read-only public face (catalog, DCAT-AP export, downloads) on HOST:PORT")
+    p.add_argument("--public-base-url", metavar="URL",
+                   help="the public face's address as the world sees it, for absolute links in exports")
+    p.add_argument("--public-datasets", choices=["own", "held"], default="own",
+                   help="what the public face serves: own (published here) or held (own plus complete replicas)")
     p.add_argument("--storage", choices=["fs", "s3"], default="fs",
                    help="where chunks go: fs (DIR/store/, the default) or s3 (an S3-compatible bucket)")
     p.add_argument("--s3-endpoint", metavar="URL", help="the object store's URL, e.g. http://127.0.0.1:8333")
