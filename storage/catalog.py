@@ -471,6 +471,18 @@ class Catalog:
                               "ORDER BY version DESC LIMIT 1", (dataset,))
         return None if row is None else _info(row, row[14])
 
+    async def id_candidates(self, low: bytes, high: bytes, limit: int = 20) -> tuple[list[ManifestInfo],
+                                                                                       list[ManifestInfo]]:
+        """What an id (or a prefix of one) may name: manifests whose id lies in [low, high], and every version
+        of the datasets whose id does (at most `limit` of each kind: more is ambiguous anyway)."""
+        manifests = await self._all(f"SELECT {_MANIFEST_COLUMNS} FROM manifests WHERE id >= ? AND id <= ? "
+                                    "ORDER BY id LIMIT ?", (low, high, limit))
+        versions = await self._all(
+            f"SELECT {_MANIFEST_COLUMNS} FROM manifests WHERE dataset IN (SELECT DISTINCT dataset FROM manifests "
+            "WHERE dataset >= ? AND dataset <= ? ORDER BY dataset LIMIT ?) ORDER BY dataset, version",
+            (low, high, limit))
+        return [_info(r) for r in manifests], [_info(r) for r in versions]
+
     async def set_state(self, manifest_id: bytes, state: str, reason: str = "") -> None:
         """Set a manifest's state and the reason in words; CatalogError for an unknown manifest."""
         async with self.transaction("setting a manifest's state") as db:

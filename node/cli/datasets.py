@@ -101,7 +101,7 @@ def cmd_datasets(args: argparse.Namespace) -> None:
             flag = "  [publisher FORKED]" if r.get("publisher_forked") else ""
             lines.append(f"{r['id']}  v{r['version']}  {r['state']:<11} {r['licence']:<20} {r['size']:>12}  "
                          f"{r['title']}{flag}")
-            lines.append(f"    {r['reason']}")
+            lines.append(f"    dataset {r['dataset']}; {r['reason']}")
         return "\n".join(lines)
 
     emit(args, items, text)
@@ -124,7 +124,8 @@ def cmd_get(args: argparse.Namespace) -> None:
             result = asyncio.run(export_dataset(data_dir(args), args.id, dest, force=args.force))
     except LocalError as exc:
         fail(str(exc))
-    emit(args, result, lambda r: f"wrote {r['files']} file(s), {r['bytes']} bytes, verified, into {r['dest']}")
+    emit(args, result, lambda r: f"wrote {r['files']} file(s), {r['bytes']} bytes, verified, into {r['dest']}\n"
+                                 f"  manifest {r['id']} (version {r['version']} of dataset {r['dataset']})")
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
@@ -161,15 +162,17 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--licence", required=True, metavar="SPDX_EXPRESSION")
     p.add_argument("--description")
     p.add_argument("--keyword", action="append", metavar="K")
-    p.add_argument("--dataset", metavar="DATASET_ID", help="publish a new version of this dataset")
+    p.add_argument("--dataset", metavar="DATASET_ID",
+                   help="publish a new version of this dataset (its id, one of its manifest ids, or a unique prefix)")
     p.set_defaults(func=cmd_publish)
 
     sub.add_parser("datasets", parents=[common], help="every manifest the node knows, with its state") \
         .set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("get", parents=[common], help="write a complete dataset version's files into DEST")
-    p.add_argument("id", metavar="ID")
-    p.add_argument("dest", metavar="DEST")
+    p.add_argument("id", metavar="ID", help="a manifest id, a dataset id (its latest complete version here), "
+                                            "or a unique prefix of either of 8 characters or more")
+    p.add_argument("dest", metavar="DEST", help="the folder to write the files into (created if missing)")
     p.add_argument("--force", action="store_true", help="overwrite existing files in DEST")
     p.set_defaults(func=cmd_get)
 

@@ -68,6 +68,11 @@ _BOOL = {"type": "boolean"}
 _NUM = {"type": "number"}
 _CID = {"type": "string", "pattern": CID_PATTERN, "minLength": 59, "maxLength": 59,
         "description": "a CIDv1 (base32, starting with 'b') of a BLAKE3-256 digest"}
+# Where a dataset or manifest id is taken: either id, or a unique prefix of 8 characters or more (issue 18).
+# Every id starts "bafkr4i" and then a-h (the CID header's last two bits are 0): see CID_PATTERN.
+ID_OR_PREFIX = {"type": "string", "pattern": r"^bafkr4i[a-h][a-z2-7]{0,51}(?!\n)$", "minLength": 8, "maxLength": 59,
+                "description": "a manifest id, a dataset id (its latest version here), or a unique prefix of "
+                               "either of 8 characters or more; an ambiguous prefix is a 409 naming the candidates"}
 _PEER = {"type": "string", "description": "a libp2p peer id (base58, e.g. 12D3KooW...)"}
 _STRS = {"type": "array", "items": _STR}
 
@@ -151,7 +156,9 @@ def _schemas() -> dict[str, Any]:
             {"description": {"type": "string", "maxLength": 10_000, "pattern": _TEXT},
              "keywords": {"type": "array", "maxItems": 50, "uniqueItems": True,
                           "items": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": _LINE}},
-             "dataset": _nullable({**_CID, "description": "publish a new version of this dataset (own only)"})},
+             "dataset": _nullable({**ID_OR_PREFIX, "description": "publish a new version of this dataset (own only): "
+                                                                 "its id, one of its manifest ids, or a unique "
+                                                                 "prefix of either"})},
             closed=True),
         "Published": _obj({"id": _CID, "dataset": _CID, "version": {"type": "integer", "minimum": 1},
                            "job": _INT}),
@@ -191,6 +198,7 @@ _ERRORS = {
     "Forbidden": "the signed record is badly signed or its signer is not a member",
     "NotFound": "no such thing is known here",
     "Conflict": "the record conflicts with the governance log (closed, replayed, roster changed)",
+    "Ambiguous": "the id prefix matches more than one dataset or manifest here; the error names them",
     "TooLarge": "the request body is larger than admin.max_request_bytes (default 1 MiB)",
     "NotJson": "the request body must be JSON (Content-Type: application/json)",
     "BadGateway": "the peer could not be reached or did not answer",
@@ -209,7 +217,8 @@ def _op(summary: str, ok: dict[str, Any], *errors: str, status: str = "200", bod
     responses: dict[str, Any] = {status: ok}
     codes = {"BadRequest": "400", "Unauthorized": "401", "Forbidden": "403", "PathNotAllowed": "403",
              "NotFound": "404",
-             "Conflict": "409", "TooLarge": "413", "NotJson": "415", "BadGateway": "502", "Unavailable": "503",
+             "Conflict": "409", "Ambiguous": "409", "TooLarge": "413", "NotJson": "415", "BadGateway": "502",
+             "Unavailable": "503",
              "Unreachable": "503", "Unprocessable": "422", "InsufficientStorage": "507"}
     names = list(errors)
     if not public:
@@ -237,7 +246,8 @@ def _path_param(name: str, description: str, schema: dict[str, Any] | None = Non
 
 def _paths() -> dict[str, Any]:
     cid = {"type": "string", "pattern": CID_PATTERN, "minLength": 59, "maxLength": 59}
-    mid = [_path_param("id", "the manifest id (CIDv1)", cid)]
+    mid = [_path_param("id", "a manifest id, a dataset id (its latest version known here), or a unique prefix of "
+                              "either of 8 characters or more", ID_OR_PREFIX)]
     pid = [_path_param("id", "the proposal id (CIDv1)", cid)]
     peer = [_path_param("peer_id", "a connected peer's id")]
     list_of = lambda name: {"type": "array", "items": _ref(name)}  # noqa: E731
@@ -278,7 +288,7 @@ def _paths() -> dict[str, Any]:
         },
         "/api/v1/datasets/{id}": {"get": _op("one manifest in full, with its files and chunks",
                                              _json(_ref("Manifest"), "the manifest"), "BadRequest", "NotFound",
-                                             params=mid, tag="datasets")},
+                                             "Ambiguous", params=mid, tag="datasets")},
         "/api/v1/publishing": {"get": _op("publish jobs, running and recently finished, with bytes done and total",
                                           _json(list_of("PublishJob"), "jobs"), tag="datasets")},
         "/api/v1/replication": {"get": _op("what is being fetched (bytes done and total, sources) and what waits, "

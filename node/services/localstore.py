@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from communs.node.config import CATALOG_FILE, ConfigError, fsync_dir, load_config
+from communs.node.services.idresolve import IdError, resolve
 from communs.node.services.storage_config import open_chunk_store
 from communs.protocol import ids, paths
 from communs.protocol.errors import RecordError
@@ -45,13 +46,16 @@ async def _open(root: Path) -> tuple[Catalog, ChunkStore]:
 
 async def export_dataset(root: Path, id_text: str, dest: Path, *, force: bool = False,
                          progress: Progress | None = None) -> dict[str, object]:
-    """Write a complete dataset version's files into `dest`, verifying every chunk; never outside `dest`."""
-    try:
-        mid = ids.parse_cid(id_text)
-    except RecordError:
-        raise LocalError(f"'{id_text}' is not a valid manifest id") from None
+    """Write a complete dataset version's files into `dest`, verifying every chunk; never outside `dest`.
+    `id_text` names a manifest, or a dataset (its latest complete version here), or a unique prefix."""
     catalog, store = await _open(root)
     try:
+        try:
+            chosen = await resolve(catalog, id_text, "complete")
+        except IdError as exc:
+            raise LocalError(str(exc)) from None
+        mid = chosen.manifest
+        assert mid is not None  # "complete" always names a manifest or fails
         info = await catalog.get_manifest(mid)
         if info is None or info.raw is None:
             raise LocalError("no manifest with that id is known to this node")
@@ -98,7 +102,8 @@ async def export_dataset(root: Path, id_text: str, dest: Path, *, force: bool = 
                 tmp.unlink(missing_ok=True)
         for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
             fsync_dir(folder)  # the renames and new folders survive a power cut once this returns
-        return {"id": id_text, "dest": str(dest), "files": len(targets), "bytes": total}
+        return {"id": ids.cid_str(mid), "dataset": ids.cid_str(manifest.dataset), "version": manifest.version,
+                "dest": str(dest), "files": len(targets), "bytes": total}
     finally:
         store.close()
         await catalog.close()

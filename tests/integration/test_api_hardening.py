@@ -282,7 +282,9 @@ def test_publish_route_by_hand(node: SimpleNamespace) -> None:
         ({"path": str(folder), "title": "Folder", "licence": "not a licence ((("}, 400),
         ({"path": str(node.base / "nope"), "title": "T", "licence": "CC0-1.0"}, 400),
         ({"path": str(folder), "title": "T", "licence": "CC0-1.0", "dataset": "bnotacid"}, 400),
-        ({"path": str(folder), "title": "T", "licence": "CC0-1.0", "dataset": node.dataset}, 400),
+        # a manifest id names its dataset (issue 18): a new version of it
+        ({"path": str(folder), "title": "T", "licence": "CC0-1.0", "dataset": node.dataset}, 201),
+        ({"path": str(folder), "title": "T", "licence": "CC0-1.0", "dataset": "b" + "a" * 58}, 400),
         ({"path": "relative/../../x", "title": "T", "licence": "CC0-1.0"}, 400),
         ({"path": str(folder), "title": 3, "licence": "CC0-1.0"}, 400),
     ]
