@@ -42,6 +42,10 @@ def cmd_publish(args: argparse.Namespace) -> None:
         body["keywords"] = args.keyword
     if args.dataset:
         body["dataset"] = args.dataset
+    if args.refuse_special:
+        body["refuse_special"] = True
+    if args.skip_case_collisions:
+        body["skip_case_collisions"] = True
     result: dict[str, Any] = {}
     error: list[Exception] = []
 
@@ -84,7 +88,14 @@ def cmd_publish(args: argparse.Namespace) -> None:
     worker.join()
     if error:
         raise error[0]
-    emit(args, {"id": result["id"], "dataset": result["dataset"], "version": result["version"]},
+    skipped = result.get("skipped") or []
+    if skipped and not args.json:
+        import sys
+
+        print(f"communs: warning: {len(skipped)} entr(ies) left out of the dataset:", file=sys.stderr)
+        for item in skipped:
+            print(f"  {item['path']}  ({item['why']})", file=sys.stderr)
+    emit(args, {"id": result["id"], "dataset": result["dataset"], "version": result["version"], "skipped": skipped},
          lambda r: r["id"])
 
 
@@ -164,6 +175,12 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--keyword", action="append", metavar="K")
     p.add_argument("--dataset", metavar="DATASET_ID",
                    help="publish a new version of this dataset (its id, one of its manifest ids, or a unique prefix)")
+    p.add_argument("--refuse-special", action="store_true",
+                   help="refuse a folder that holds symbolic links, sockets, pipes or devices (default: leave them "
+                        "out, with a warning listing them)")
+    p.add_argument("--skip-case-collisions", action="store_true",
+                   help="publish a folder whose names differ only by case, keeping the first of each group in byte "
+                        "order and leaving out the others (default: refuse, naming every group)")
     p.set_defaults(func=cmd_publish)
 
     sub.add_parser("datasets", parents=[common], help="every manifest the node knows, with its state") \

@@ -66,7 +66,8 @@ def allowed_publish_paths(node: Any) -> list[str]:
     return publish_paths.default_allowed() if configured is None else list(configured)
 
 
-_PUBLISH_KEYS = {"path", "title", "licence", "description", "keywords", "dataset"}
+_PUBLISH_KEYS = {"path", "title", "licence", "description", "keywords", "dataset", "refuse_special",
+                 "skip_case_collisions"}
 
 
 async def publish(request: web.Request) -> web.Response:
@@ -98,7 +99,13 @@ async def publish(request: web.Request) -> web.Response:
     refused = publish_paths.refusal(path_text, allowed_publish_paths(node), node.root)
     if refused is not None:
         raise ApiError(403, refused)
+    flags = {}
+    for flag in ("refuse_special", "skip_case_collisions"):
+        if not isinstance(body.get(flag, False), bool):
+            raise ApiError(400, f"'{flag}' must be true or false")
+        flags[flag] = bool(body.get(flag, False))
     job = node.datasets.new_job(path_text)
+    job.refuse_special, job.skip_case_collisions = flags["refuse_special"], flags["skip_case_collisions"]
     try:
         manifest = await node.datasets.publish(Path(path_text), title=title, licence=licence,
                                                description=description, keywords=keywords, dataset=dataset,
@@ -108,7 +115,8 @@ async def publish(request: web.Request) -> web.Response:
                   else 409 if isinstance(exc, PublishHeld) else 400)
         raise ApiError(status, str(exc)) from None
     return json_response({"id": manifest.cid, "dataset": ids.cid_str(manifest.dataset),
-                          "version": manifest.version, "job": job.id}, status=201)
+                          "version": manifest.version, "job": job.id,
+                          "skipped": [{"path": p, "why": why} for p, why in job.skipped]}, status=201)
 
 
 async def publishing(request: web.Request) -> web.Response:

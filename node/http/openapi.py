@@ -109,7 +109,9 @@ def _schemas() -> dict[str, Any]:
         "created": _INT, "seq": _NN_INT, "publisher_forked": _BOOL,
     }
     chunk = _obj({"id": _CID, "size": _NN_INT})
-    file_entry = _obj({"path": _STR, "size": _NN_INT, "chunks": {"type": "array", "items": chunk}})
+    file_entry = _obj({"path": _STR, "size": _NN_INT, "chunks": {"type": "array", "items": chunk}},
+                      {"exec": {**_BOOL, "description": "executable (schema 2 manifests only)"},
+                       "mtime_ns": {**_NN_INT, "description": "modification time, ns since 1970 (schema 2 only)"}})
     job = _obj({"id": _INT, "path": _STR,
                 "state": {"type": "string", "enum": ["scanning", "chunking", "signing", "done", "failed"]},
                 "bytes_done": _NN_INT, "bytes_total": _NN_INT, "files_done": _NN_INT, "files_total": _NN_INT})
@@ -144,7 +146,9 @@ def _schemas() -> dict[str, Any]:
         "State": {"type": "string", "enum": ["own", "complete", "in-progress", "not-wanted"]},
         "ManifestSummary": _obj(summary_fields),
         "Manifest": _obj({**summary_fields, "description": _STR, "keywords": _STRS, "prev": _nullable(_CID),
-                          "log_prev": _nullable(_CID), "files": {"type": "array", "items": file_entry}}),
+                          "log_prev": _nullable(_CID), "files": {"type": "array", "items": file_entry}},
+                         {"folders": {"type": "array", "items": _STR, "description": "empty folders (schema 2)"},
+                          "schema": {"type": "integer", "enum": [1, 2], "description": "the manifest's schema"}}),
         "PublishRequest": _obj(
             {"path": {"type": "string", "pattern": r"^/[^\u0000]*$",
                       "description": "an absolute path of a file or folder on the node's machine, read by the "
@@ -158,10 +162,16 @@ def _schemas() -> dict[str, Any]:
                           "items": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": _LINE}},
              "dataset": _nullable({**ID_OR_PREFIX, "description": "publish a new version of this dataset (own only): "
                                                                  "its id, one of its manifest ids, or a unique "
-                                                                 "prefix of either"})},
+                                                                 "prefix of either"}),
+             "refuse_special": {"type": "boolean", "description": "refuse a folder holding symbolic links, "
+                                "sockets, pipes or devices (default: leave them out and list them)"},
+             "skip_case_collisions": {"type": "boolean", "description": "publish a folder whose names differ only "
+                                      "by case, keeping the first of each group (default: refuse, naming all)"}},
             closed=True),
         "Published": _obj({"id": _CID, "dataset": _CID, "version": {"type": "integer", "minimum": 1},
-                           "job": _INT}),
+                           "job": _INT},
+                          {"skipped": {"type": "array", "description": "entries left out of the folder, and why",
+                                       "items": _obj({"path": _STR, "why": _STR})}}),
         "PublishJob": job,
         "Replication": _obj({"active": {"type": "array", "items": active},
                              "waiting": {"type": "array", "items": waiting}}),
