@@ -262,6 +262,13 @@ def cmd_peers(args: argparse.Namespace) -> None:
     emit(args, peers, text)
 
 
+def cmd_peers_add(args: argparse.Namespace) -> None:
+    """Dial a peer now and keep its address as a bootstrap address (config.toml)."""
+    result = client(args).post("/api/v1/peers", {"addr": args.addr})
+    emit(args, result, lambda r: f"connected to {r['peer_id']}; kept {args.addr} as a bootstrap address "
+                                 "in config.toml")
+
+
 # ---- members -------------------------------------------------------------------------------------
 
 
@@ -343,7 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 0 if the running node answers /healthz").set_defaults(func=cmd_healthcheck)
 
     sub.add_parser("status", parents=[common], help="the running node's state").set_defaults(func=cmd_status)
-    sub.add_parser("peers", parents=[common], help="connected peers").set_defaults(func=cmd_peers)
+    p = sub.add_parser("peers", parents=[common], help="connected peers; `peers add MULTIADDR` dials and keeps one")
+    p.set_defaults(func=cmd_peers)
+    psub = p.add_subparsers(dest="peers_command", metavar="SUBCOMMAND")
+    a = psub.add_parser("add", parents=[common], help="dial a peer now and keep it as a bootstrap address")
+    a.add_argument("addr", metavar="MULTIADDR",
+                   help="the peer's full address, e.g. /ip4/192.0.2.7/tcp/7470/p2p/12D3KooW...")
+    a.set_defaults(func=cmd_peers_add)
 
     p = sub.add_parser("member", parents=[common], help="member keys")
     msub = p.add_subparsers(dest="member_command", metavar="SUBCOMMAND")

@@ -140,8 +140,10 @@ def _schemas() -> dict[str, Any]:
         "ConnectRequest": _obj({"addr": {"type": "string", "pattern": PEER_ADDR_PATTERN,
                                          "description": "a full multiaddr: /ip4/ADDR, /ip6/ADDR or /dns/NAME, "
                                                         "/tcp/PORT, /p2p/<Ed25519 peer id>"}},
+                               {"keep": {"type": "boolean", "description": "keep the address as a bootstrap "
+                                         "address in config.toml once connected (default true)"}},
                                closed=True),
-        "Connected": _obj({"peer_id": _PEER}),
+        "Connected": _obj({"peer_id": _PEER}, {"kept": _BOOL}),
         "Ping": _obj({"peer_id": _PEER, "rtt_ms": {"type": "number", "minimum": 0}}),
         "State": {"type": "string", "enum": ["own", "complete", "in-progress", "not-wanted"]},
         "ManifestSummary": _obj(summary_fields),
@@ -275,7 +277,8 @@ def _paths() -> dict[str, Any]:
                                       _json(_ref("Status"), "the node's state"))},
         "/api/v1/peers": {
             "get": _op("connected peers", _json(list_of("Peer"), "one entry per connected peer"), tag="peers"),
-            "post": _op("dial a peer by its full multiaddr (as `ipfs swarm connect`)",
+            "post": _op("dial a peer by its full multiaddr (as `ipfs swarm connect`) and keep it as a bootstrap "
+                        "address",
                         _json(_ref("Connected"), "connected"), "BadGateway", body="ConnectRequest", tag="peers"),
         },
         "/api/v1/peers/{peer_id}/ping": {"post": _op(
