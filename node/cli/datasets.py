@@ -168,11 +168,12 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("publish", parents=[common], help="publish a file or folder as a dataset")
-    p.add_argument("path", metavar="PATH")
-    p.add_argument("--title", required=True)
-    p.add_argument("--licence", required=True, metavar="SPDX_EXPRESSION")
-    p.add_argument("--description")
-    p.add_argument("--keyword", action="append", metavar="K")
+    p.add_argument("path", metavar="PATH", help="the file or folder to publish (read by the node)")
+    p.add_argument("--title", required=True, help="the dataset's title, one line")
+    p.add_argument("--licence", required=True, metavar="SPDX_EXPRESSION",
+                   help="its licence as an SPDX expression, e.g. CC-BY-4.0 or 'CC-BY-4.0 OR ODbL-1.0'")
+    p.add_argument("--description", help="a longer description (may hold newlines)")
+    p.add_argument("--keyword", action="append", metavar="K", help="a keyword, repeatable")
     p.add_argument("--dataset", metavar="DATASET_ID",
                    help="publish a new version of this dataset (its id, one of its manifest ids, or a unique prefix)")
     p.add_argument("--refuse-special", action="store_true",

@@ -319,7 +319,8 @@ def _write_bytes(path: Path, data: bytes) -> None:
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("propose", parents=[common], help="sign and submit a governance proposal")
     p.add_argument("--key", required=True, metavar="MEMBERKEY", help="your member key file")
-    p.add_argument("--kind", required=True, choices=kinds.NAMES)
+    p.add_argument("--kind", required=True, choices=kinds.NAMES,
+                   help="what the proposal changes: the licence policy, the roster (member-add, member-remove)...")
     p.add_argument("--file", metavar="RULES.toml", help="policy: the licence policy proposed")
     p.add_argument("--member", metavar="PUBKEYFILE", help="member-add/-remove: the member's public key file")
     p.add_argument("--member-name", metavar="NAME", help="member-add: the new member's name")
@@ -329,15 +330,15 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_propose)
 
     p = sub.add_parser("vote", parents=[common], help="sign and submit a ballot on a proposal")
-    p.add_argument("proposal", metavar="PROPOSAL_ID")
-    p.add_argument("choice", choices=["yes", "no", "abstain"])
+    p.add_argument("proposal", metavar="PROPOSAL_ID", help="the proposal's id, as `communs proposals` shows it")
+    p.add_argument("choice", choices=["yes", "no", "abstain"], help="your vote")
     p.add_argument("--key", required=True, metavar="MEMBERKEY", help="your member key file")
     p.set_defaults(func=cmd_vote)
 
     sub.add_parser("proposals", parents=[common], help="proposals with their tallies").set_defaults(
         func=cmd_proposals)
     p = sub.add_parser("proposal", parents=[common], help="one proposal with its ballots")
-    p.add_argument("proposal", metavar="PROPOSAL_ID")
+    p.add_argument("proposal", metavar="PROPOSAL_ID", help="the proposal's id, as `communs proposals` shows it")
     p.set_defaults(func=cmd_proposal)
     sub.add_parser("members", parents=[common], help="the roster of members").set_defaults(func=cmd_members)
     sub.add_parser("policy", parents=[common], help="the licence policy in force").set_defaults(func=cmd_policy)
