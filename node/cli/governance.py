@@ -130,6 +130,13 @@ def cmd_propose(args: argparse.Namespace) -> None:
 # ---- vote ----------------------------------------------------------------------------------------
 
 
+def same_as_last_vote(ballots: list[dict[str, Any]], member: str, choice: str) -> bool:
+    """Whether `member`'s ballot in force (their latest) already says `choice`: a second one would change
+    nothing but would be listed beside the first."""
+    mine = [b for b in ballots if b["member"] == member]
+    return bool(mine) and max(mine, key=lambda b: (int(b["ts"]), b["id"]))["choice"] == choice
+
+
 def cmd_vote(args: argparse.Namespace) -> None:
     import base64
 
@@ -145,6 +152,11 @@ def cmd_vote(args: argparse.Namespace) -> None:
     c = client(args)
     doc = c.get(f"/api/v1/proposals/{args.proposal}")
     me = keys.peer_id(key.public)
+    if same_as_last_vote(doc["ballots"], me, args.choice) and not doc["tally"].get("closed"):
+        emit(args, {"proposal": args.proposal, "choice": args.choice, "unchanged": True, "tally": doc["tally"]},
+             lambda a: f"you already voted {a['choice']} on {a['proposal']}; nothing changed\n"
+                       f"  tally so far: {a['tally']['summary']}")
+        return
     last = max((int(b["ts"]) for b in doc["ballots"] if b["member"] == me), default=-1)
     # A new ballot supersedes my last one only if dated later, and ballots dated after the moment
     # the vote closed do not count, so never date one ahead of the node's clock: when I voted
