@@ -10,7 +10,8 @@ from tests.nodes import NodeProc, cli, cli_json
 
 
 def test_same_as_last_vote_reads_the_ballot_in_force() -> None:
-    ballots = [{"member": "m", "choice": "yes", "ts": 1, "id": "a"}, {"member": "m", "choice": "no", "ts": 2, "id": "b"},
+    ballots = [{"member": "m", "choice": "yes", "ts": 1, "id": "a"},
+               {"member": "m", "choice": "no", "ts": 2, "id": "b"},
                {"member": "o", "choice": "yes", "ts": 3, "id": "c"}]
     assert same_as_last_vote(ballots, "m", "no") and not same_as_last_vote(ballots, "m", "yes")
     assert not same_as_last_vote(ballots, "x", "yes")
