@@ -48,3 +48,15 @@ def test_json_errors_are_json_and_text_errors_one_sentence(tmp_path, capsys) -> 
     with pytest.raises(SystemExit):
         main(["status", "--data", str(tmp_path / "none")])
     assert capsys.readouterr().err.startswith("communs: error: ")
+
+
+def test_readme_says_how_to_put_communs_on_path() -> None:
+    """The launcher scripts/run installs is .venv/bin/communs (a console script); README says how to reach it."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    assert tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]["communs"]
+    readme = (root / "README.md").read_text()
+    assert 'export PATH="$PWD/.venv/bin:$PATH"' in readme and ".venv/bin/communs" in readme
+    assert "~/.local/bin/communs" in (root / "scripts" / "run").read_text()
