@@ -954,3 +954,22 @@ def read_gov_log_readonly(path: Path) -> list[bytes]:
     except sqlite3.Error as exc:
         raise CatalogError(f"cannot read the governance log from {path}: {exc}") from None
     return [bytes(raw) for _, raw in rows]
+
+
+def read_manifests_readonly(path: Path) -> tuple[list[ManifestInfo], set[bytes]]:
+    """Every stored manifest (newest first, as `list_manifests`) and the forked publishers, read without
+    opening the catalog for writing: `communs datasets` reads them while the node is stopped."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            rows = conn.execute(f"SELECT {_MANIFEST_COLUMNS} FROM manifests ORDER BY created DESC, id").fetchall()
+            forked = {bytes(r[0]) for r in conn.execute("SELECT DISTINCT publisher FROM forks").fetchall()}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        if _is_damage(str(exc)):
+            raise CatalogDamaged(damaged_sentence(path, str(exc))) from None
+        raise CatalogError(f"cannot read the catalog {path}: {exc}") from None
+    except sqlite3.Error as exc:
+        raise CatalogError(f"cannot read the catalog {path}: {exc}") from None
+    return [_info(r) for r in rows], forked

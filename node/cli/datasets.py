@@ -100,9 +100,11 @@ def cmd_publish(args: argparse.Namespace) -> None:
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
-    from communs.node.cli.common import client, emit
+    from communs.node.cli import offline
+    from communs.node.cli.common import emit
 
-    items = client(args).get("/api/v1/datasets")
+
+    items = offline.read(args, "/api/v1/datasets", lambda: offline.datasets(args))
 
     def text(rows: list[dict[str, Any]]) -> str:
         if not rows:

@@ -199,7 +199,9 @@ def _proposal_lines(p: dict[str, Any]) -> list[str]:
 
 
 def cmd_proposals(args: argparse.Namespace) -> None:
-    props = client(args).get("/api/v1/proposals")
+    from communs.node.cli import offline
+
+    props = offline.read(args, "/api/v1/proposals", lambda: offline.proposals(args))
 
     def text(ps: list[dict[str, Any]]) -> str:
         if not ps:
@@ -223,7 +225,9 @@ def cmd_proposal(args: argparse.Namespace) -> None:
 
 
 def cmd_members(args: argparse.Namespace) -> None:
-    doc = client(args).get("/api/v1/members")
+    from communs.node.cli import offline
+
+    doc = offline.read(args, "/api/v1/members", lambda: offline.members(args))
 
     def text(d: dict[str, Any]) -> str:
         lines = [f"{d['count']} member(s), roster {d['roster']}"]
@@ -235,7 +239,9 @@ def cmd_members(args: argparse.Namespace) -> None:
 
 
 def cmd_policy(args: argparse.Namespace) -> None:
-    doc = client(args).get("/api/v1/policy")
+    from communs.node.cli import offline
+
+    doc = offline.read(args, "/api/v1/policy", lambda: offline.policy(args))
 
     def text(d: dict[str, Any]) -> str:
         if d["proposal"] is None:
