@@ -29,7 +29,8 @@ log = logging.getLogger("communs.node")
 
 BOOTSTRAP_BACKOFF_MIN = 1.0
 BOOTSTRAP_BACKOFF_MAX = 60.0
-PEER_BOOK_SAVE_S = 5.0  # how often the addresses of connected peers are noted in DIR/peers.json
+PEER_BOOK_SAVE_S = 5.0  # how often the addresses of connected peers are looked at, for DIR/peers.json
+PEER_BOOK_REFRESH_S = 600.0  # how often peers.json is rewritten when only the times peers were seen changed
 
 
 class Node:
@@ -247,28 +248,37 @@ class Node:
 
         book = await asyncio.to_thread(peerbook.load_book, self.root)
         connected = {p.peer_id for p in self.overlay.peers()}
-        for addr in peerbook.dial_list(book, connected, self.peer_id):
-            self.spawn(self._dial_quietly(addr), "peer book dial")
+        for addrs in peerbook.dial_list(book, connected, self.peer_id):
+            self.spawn(self._dial_quietly(addrs), "peer book dial")
+        saved_at = time.monotonic()
         while True:
             await asyncio.sleep(PEER_BOOK_SAVE_S)
             seen = {p.peer_id: [a if "/p2p/" in a else f"{a}/p2p/{p.peer_id}" for a in p.addrs]
                     for p in self.overlay.peers()}
             updated = peerbook.merge_seen(book, seen, int(time.time()))
-            if updated != book:
-                book = updated
+            moved = peerbook.addresses(updated) != peerbook.addresses(book)
+            book = updated
+            # a peer or an address changed: at once; only the times seen: now and then (no fsync every 5 s)
+            if moved or time.monotonic() - saved_at > PEER_BOOK_REFRESH_S:
+                saved_at = time.monotonic()
                 try:
                     await asyncio.to_thread(peerbook.save_book, self.root, book)
                 except OSError as exc:
                     log.info("could not save the peer book: %s", exc)
 
-    async def _dial_quietly(self, addr: str) -> None:
-        try:
-            await self.overlay.connect(addr, keep_known=True)
-        except Exception as exc:  # noqa: BLE001 - a hint from the last run; said once, at debug level
-            log.debug("peer %s from the last run not reachable at %s (%s)", addr.rsplit("/p2p/", 1)[-1], addr,
-                      _reason(exc))
-        else:
-            log.info("reconnected to %s, a peer of the last run", addr.rsplit("/p2p/", 1)[-1])
+    async def _dial_quietly(self, addrs: list[str]) -> None:
+        """Try a peer of the last run at each address kept for it, until one answers."""
+        peer = addrs[0].rsplit("/p2p/", 1)[-1]
+        for addr in addrs:
+            if self.overlay.is_connected(peer):
+                return
+            try:
+                await self.overlay.connect(addr, keep_known=True)
+            except Exception as exc:  # noqa: BLE001 - a hint from the last run; said at debug level
+                log.debug("peer %s from the last run not reachable at %s (%s)", peer, addr, _reason(exc))
+            else:
+                log.info("reconnected to %s, a peer of the last run", peer)
+                return
 
 
 def _probe_listen(addr: str) -> None:

@@ -57,14 +57,20 @@ def merge_seen(book: Mapping[str, Mapping[str, object]], seen: Mapping[str, Iter
     return dict(kept)
 
 
-def dial_list(book: Mapping[str, Mapping[str, object]], connected: Iterable[str], own: str) -> list[str]:
-    """The addresses to dial at start: every kept address of each peer not connected now, not this node."""
+def addresses(book: Mapping[str, Mapping[str, object]]) -> dict[str, object]:
+    """The book without the times peers were seen: what changes when a peer or one of its addresses does."""
+    return {peer: entry.get("addrs") for peer, entry in book.items()}
+
+
+def dial_list(book: Mapping[str, Mapping[str, object]], connected: Iterable[str], own: str) -> list[list[str]]:
+    """What to dial at start: for each peer not connected now (and not this node), its kept addresses, to try
+    in turn until one answers."""
     skip = set(connected) | {own}
-    out: list[str] = []
+    out: list[list[str]] = []
     for peer, entry in book.items():
         addrs = entry.get("addrs")
-        if peer not in skip and isinstance(addrs, list):
-            out.extend(str(a) for a in addrs)
+        if peer not in skip and isinstance(addrs, list) and addrs:
+            out.append([str(a) for a in addrs])
     return out
 
 

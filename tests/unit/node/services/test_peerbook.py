@@ -38,7 +38,8 @@ def test_the_book_is_bounded_keeping_the_most_recently_seen() -> None:
 
 def test_dial_list_skips_connected_peers_and_this_node() -> None:
     book = {P1: {"addrs": ["a1", "a2"], "seen": 1}, P2: {"addrs": ["b1"], "seen": 1}, "me": {"addrs": ["m"], "seen": 1}}
-    assert peerbook.dial_list(book, [P2], "me") == ["a1", "a2"]
+    assert peerbook.dial_list(book, [P2], "me") == [["a1", "a2"]]
+    assert peerbook.addresses(book) == {P1: ["a1", "a2"], P2: ["b1"], "me": ["m"]}
 
 
 def test_add_bootstrap_keeps_every_other_setting(tmp_path: Path) -> None:
