@@ -258,30 +258,14 @@ def cmd_policy(args: argparse.Namespace) -> None:
 # ---- audit ---------------------------------------------------------------------------------------
 
 
-def read_stored_log(root: Path) -> list[bytes]:
-    """The governance log entries as stored in the catalog, read-only and without the node."""
-    from communs.node.config import CATALOG_FILE, CONFIG_FILE
-
-    if not (root / CONFIG_FILE).exists():
-        fail(f"{root} is not a Communs node folder")
-    path = root / CATALOG_FILE
-    if not path.exists():
-        fail(f"{root} has no catalog yet, so no governance log: start the node once with 'communs run'")
-    from communs.storage.catalog import read_gov_log_readonly
-    from communs.storage.errors import CatalogError
-
-    try:
-        return read_gov_log_readonly(path)
-    except CatalogError as exc:
-        fail(str(exc))
-
-
 def cmd_audit(args: argparse.Namespace) -> None:
     from communs.governance.ledger import audit, export_log
     from communs.node.datadir import read_private_key
     from communs.protocol import ids, keys
 
     root = data_dir(args)
+    from communs.node.cli.offline import read_stored_log
+
     entries = read_stored_log(root)
     result = audit(entries)
     exported = None

@@ -8,6 +8,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from communs.node.cli.client import AdminClient, ClientError
@@ -55,8 +56,6 @@ def datasets(args: argparse.Namespace) -> list[dict[str, Any]]:
 def _ledger(args: argparse.Namespace) -> Any:
     from communs.governance.errors import GovernanceError
     from communs.governance.ledger import Ledger
-    from communs.node.cli.governance import read_stored_log
-
     try:
         return Ledger.load(read_stored_log(data_dir(args)))
     except GovernanceError as exc:
@@ -79,3 +78,21 @@ def proposals(args: argparse.Namespace) -> list[dict[str, Any]]:
     from communs.node.services.govviews import proposals_doc
 
     return proposals_doc(_ledger(args), int(time.time()))
+
+
+def read_stored_log(root: Path) -> list[bytes]:
+    """The governance log entries as stored in the catalog, read-only and without the node."""
+    from communs.node.config import CATALOG_FILE, CONFIG_FILE
+
+    if not (root / CONFIG_FILE).exists():
+        fail(f"{root} is not a Communs node folder")
+    path = root / CATALOG_FILE
+    if not path.exists():
+        fail(f"{root} has no catalog yet, so no governance log: start the node once with 'communs run'")
+    from communs.storage.catalog import read_gov_log_readonly
+    from communs.storage.errors import CatalogError
+
+    try:
+        return read_gov_log_readonly(path)
+    except CatalogError as exc:
+        fail(str(exc))
