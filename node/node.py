@@ -45,6 +45,8 @@ log = logging.getLogger("communs.node")
 
 BOOTSTRAP_BACKOFF_MIN = 1.0
 BOOTSTRAP_BACKOFF_MAX = 60.0
+PEER_BOOK_SAVE_S = 5.0  # how often the addresses of connected peers are looked at, for DIR/peers.json
+PEER_BOOK_REFRESH_S = 600.0  # how often peers.json is rewritten when only the times peers were seen changed
 
 
 class Node:
@@ -168,6 +170,7 @@ class Node:
             doc["public_url"] = self.public_url
         write_node_json(self.root, doc)
         self.spawn(self._bootstrap_loop(), "bootstrap")
+        self.spawn(self._peer_book_loop(), "peer book")
         log.info("node %s ready: peer id %s, listening on %s, admin API at %s",
                  self.config.name, self.peer_id, ", ".join(self.overlay.listen_addrs()), self.admin_url)
         systemd.notify(f"READY=1\nSTATUS=peer id {self.peer_id}, admin API at {self.admin_url}")
@@ -271,20 +274,20 @@ class Node:
 
     async def _bootstrap_loop(self) -> None:
         """Keep every bootstrap peer connected; retry unreachable ones with jittered exponential backoff."""
-        addrs = list(self.config.bootstrap)
-        if not addrs:
-            return
-        backoff = dict.fromkeys(addrs, BOOTSTRAP_BACKOFF_MIN)
-        next_try = dict.fromkeys(addrs, 0.0)
+        backoff: dict[str, float] = {}
+        next_try: dict[str, float] = {}
         reported: set[str] = set()
         while True:
             now = time.monotonic()
+            addrs = list(self.config.bootstrap)  # `peers add` may add one while the node runs
             for addr in addrs:
+                backoff.setdefault(addr, BOOTSTRAP_BACKOFF_MIN)
+                next_try.setdefault(addr, 0.0)
                 peer = addr.rsplit("/p2p/", 1)[-1]
                 if self.overlay.is_connected(peer) or now < next_try[addr]:
                     continue
                 try:
-                    await self.overlay.connect(addr)
+                    await self.overlay.connect(addr, keep_known=True)
                 except Exception as exc:
                     if addr not in reported:
                         log.info("bootstrap peer %s unreachable (%s); retrying with backoff", addr,
@@ -297,6 +300,47 @@ class Node:
                     reported.discard(addr)
                     backoff[addr] = BOOTSTRAP_BACKOFF_MIN
             await asyncio.sleep(0.5)
+
+
+    async def _peer_book_loop(self) -> None:
+        """Dial the peers this node was last connected to (their addresses may be all that is left of the
+        federation after this node's own address changed), then keep the book of connected peers up to date
+        (services/peerbook.py)."""
+        from communs.node.services import peerbook
+
+        book = await asyncio.to_thread(peerbook.load_book, self.root)
+        connected = {p.peer_id for p in self.overlay.peers()}
+        for addrs in peerbook.dial_list(book, connected, self.peer_id):
+            self.spawn(self._dial_quietly(addrs), "peer book dial")
+        saved_at = time.monotonic()
+        while True:
+            await asyncio.sleep(PEER_BOOK_SAVE_S)
+            seen = {p.peer_id: [a if "/p2p/" in a else f"{a}/p2p/{p.peer_id}" for a in p.addrs]
+                    for p in self.overlay.peers()}
+            updated = peerbook.merge_seen(book, seen, int(time.time()))
+            moved = peerbook.addresses(updated) != peerbook.addresses(book)
+            book = updated
+            # a peer or an address changed: at once; only the times seen: now and then (no fsync every 5 s)
+            if moved or time.monotonic() - saved_at > PEER_BOOK_REFRESH_S:
+                saved_at = time.monotonic()
+                try:
+                    await asyncio.to_thread(peerbook.save_book, self.root, book)
+                except OSError as exc:
+                    log.info("could not save the peer book: %s", exc)
+
+    async def _dial_quietly(self, addrs: list[str]) -> None:
+        """Try a peer of the last run at each address kept for it, until one answers."""
+        peer = addrs[0].rsplit("/p2p/", 1)[-1]
+        for addr in addrs:
+            if self.overlay.is_connected(peer):
+                return
+            try:
+                await self.overlay.connect(addr, keep_known=True)
+            except Exception as exc:  # noqa: BLE001 - a hint from the last run; said at debug level
+                log.debug("peer %s from the last run not reachable at %s (%s)", peer, addr, _reason(exc))
+            else:
+                log.info("reconnected to %s, a peer of the last run", peer)
+                return
 
 
 def _probe_listen(addr: str) -> None:

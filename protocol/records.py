@@ -33,6 +33,8 @@ from .signed import (
 MANIFEST_TYPE = "manifest"
 MANIFEST_VERSION = 1
 MANIFEST_DOMAIN = "manifest/1"
+MANIFEST_V2 = 2  # v2 adds what a folder is made of beyond bytes: empty folders, executable bits, times
+MANIFEST_V2_DOMAIN = "manifest/2"
 ANNOUNCE_TYPE = "announce"
 ANNOUNCE_VERSION = 1
 ANNOUNCE_DOMAIN = "announce/1"
@@ -46,6 +48,7 @@ MAX_KEYWORDS = 50
 MAX_KEYWORD_CHARS = 64
 MAX_LICENCE_CHARS = 500
 MAX_FILES = 100_000
+MAX_FOLDERS = 100_000
 MAX_CHUNKS_PER_FILE = 262_144
 MAX_CHUNK_SIZE = 8 * 1024 * 1024
 MIN_NONCE_BYTES = 16
@@ -76,9 +79,19 @@ class FileEntry:
     path: str
     size: int
     chunks: tuple[ChunkRef, ...] = field(repr=False)
+    # Manifest v2 only (both set, or both None in a v1 manifest): whether the file is executable, and its
+    # modification time in nanoseconds since the Unix epoch.
+    executable: bool | None = None
+    mtime_ns: int | None = None
 
     def __post_init__(self) -> None:
         check_path(self.path)
+        if (self.executable is None) != (self.mtime_ns is None):
+            raise DecodeError(f"file {self.path!r} must have both 'exec' and 'mtime' or neither")
+        if self.executable is not None:
+            if type(self.executable) is not bool:
+                raise DecodeError(f"the 'exec' of file {self.path!r} must be true or false")
+            check_uint("manifest", "mtime", self.mtime_ns)
         raw = as_tuple("manifest", "chunks", self.chunks)
         if len(raw) > MAX_CHUNKS_PER_FILE:
             raise DecodeError(f"file {self.path!r} has more than {MAX_CHUNKS_PER_FILE} chunks")
@@ -99,22 +112,36 @@ class FileEntry:
             raise DecodeError(f"file {self.path!r} size does not equal the sum of its chunk sizes")
 
     @classmethod
-    def of(cls, path: str, chunks: Iterable[tuple[bytes, int]]) -> FileEntry:
-        """A file entry whose size is the sum of its chunks."""
+    def of(cls, path: str, chunks: Iterable[tuple[bytes, int]], *, executable: bool | None = None,
+           mtime_ns: int | None = None) -> FileEntry:
+        """A file entry whose size is the sum of its chunks (with `executable` and `mtime_ns`: for v2)."""
         chunk_list = [ChunkRef(d, s) for d, s in chunks]
-        return cls(path, sum(c.size for c in chunk_list), tuple(chunk_list))
+        return cls(path, sum(c.size for c in chunk_list), tuple(chunk_list), executable, mtime_ns)
+
+    @property
+    def has_meta(self) -> bool:
+        return self.executable is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "size": self.size, "chunks": [[c.digest, c.size] for c in self.chunks]}
+        out: dict[str, Any] = {"path": self.path, "size": self.size,
+                               "chunks": [[c.digest, c.size] for c in self.chunks]}
+        if self.executable is not None:
+            out["exec"] = self.executable
+            out["mtime"] = self.mtime_ns
+        return out
 
     @classmethod
-    def from_dict(cls, value: object) -> FileEntry:
-        if not isinstance(value, dict) or set(value) != {"path", "size", "chunks"}:
-            raise DecodeError("a manifest file entry must be a map of exactly path, size and chunks")
+    def from_dict(cls, value: object, schema: int = MANIFEST_VERSION) -> FileEntry:
+        keys_v1 = {"path", "size", "chunks"}
+        if schema == MANIFEST_VERSION:
+            if not isinstance(value, dict) or set(value) != keys_v1:
+                raise DecodeError("a manifest file entry must be a map of exactly path, size and chunks")
+        elif not isinstance(value, dict) or set(value) != keys_v1 | {"exec", "mtime"}:
+            raise DecodeError("a v2 manifest file entry must be a map of exactly path, size, chunks, exec and mtime")
         chunks = value["chunks"]
         if not isinstance(chunks, list):
             raise DecodeError("a manifest file entry's chunks must be a list")
-        return cls(value["path"], value["size"], tuple(chunks))
+        return cls(value["path"], value["size"], tuple(chunks), value.get("exec"), value.get("mtime"))
 
 
 @dataclass(frozen=True)
@@ -169,18 +196,30 @@ class Manifest(SignedRecord):
         if len(files) > MAX_FILES:
             raise DecodeError(f"manifest has more than {MAX_FILES} files")
         previous = None
+        v2 = self.VERSION == MANIFEST_V2
         for entry in files:
             if type(entry) is not FileEntry:
                 raise DecodeError("manifest field 'files' must hold file entries")
+            if entry.has_meta != v2:
+                raise DecodeError(f"file {entry.path!r} must {'' if v2 else 'not '}have 'exec' and 'mtime' in a "
+                                  f"v{self.VERSION} manifest")
             if previous is not None and entry.path <= previous:
                 raise DecodeError("manifest files must be sorted by path, without duplicates")
             previous = entry.path
-        check_tree((e.path for e in files), each_checked=True)  # FileEntry checked each path
+        self._check_tree(files)
         object.__setattr__(self, "files", files)
         check_uint(r, "size", self.size)
         if self.size != sum(e.size for e in files):
             raise DecodeError("manifest size does not equal the sum of its file sizes")
         check_bytes(r, "sig", self.sig, keys.SIGNATURE_SIZE)
+
+    def _check_tree(self, files: tuple[FileEntry, ...]) -> None:
+        check_tree((e.path for e in files), each_checked=True)  # FileEntry checked each path
+
+    @property
+    def empty_folders(self) -> tuple[str, ...]:
+        """Folders with nothing in them, which a v1 manifest cannot carry."""
+        return ()
 
     # -- building and signing
 
@@ -200,16 +239,22 @@ class Manifest(SignedRecord):
         files: Iterable[FileEntry],
         description: str = "",
         keywords: Sequence[str] = (),
+        folders: Iterable[str] | None = None,
     ) -> Manifest:
-        """Build and sign a manifest for `key` (the publishing node); files are sorted here."""
+        """Build and sign a manifest for `key` (the publishing node); files and folders are sorted here.
+
+        A v2 manifest when `folders` is given (empty folders, possibly none) and the files carry their
+        executable bit and time; a v1 manifest otherwise."""
         file_list = tuple(files)
         if all(type(e) is FileEntry for e in file_list):
-            file_list = tuple(sorted(file_list, key=lambda e: e.path))
-        return cls.sign(
-            key, dataset=dataset, version=version, prev=prev, publisher=key.public, seq=seq, log_prev=log_prev,
-            title=title, description=description, keywords=tuple(keywords), licence=licence, created=created,
-            files=file_list, size=sum(e.size for e in file_list if type(e) is FileEntry),
-        )
+            file_list = tuple(sorted(file_list, key=lambda e: e.path.encode()))
+        values = dict(dataset=dataset, version=version, prev=prev, publisher=key.public, seq=seq, log_prev=log_prev,
+                      title=title, description=description, keywords=tuple(keywords), licence=licence,
+                      created=created, files=file_list,
+                      size=sum(e.size for e in file_list if type(e) is FileEntry))
+        if folders is None:
+            return cls.sign(key, **values)
+        return ManifestV2.sign(key, **values, folders=tuple(sorted(folders, key=str.encode)))
 
     def signer(self) -> bytes:
         return self.publisher
@@ -232,6 +277,13 @@ class Manifest(SignedRecord):
         }
 
     @classmethod
+    def decode(cls, data: bytes, *, verify: bool = True) -> Manifest:
+        """Either schema from untrusted bytes: v1 (Manifest) or v2 (ManifestV2), by the record's "v"."""
+        if cls is Manifest and _schema_hint(data) == MANIFEST_V2:
+            return ManifestV2.decode(data, verify=verify)
+        return super().decode(data, verify=verify)
+
+    @classmethod
     def from_map(cls, m: dict[str, Any]) -> Manifest:
         files = m["files"]
         if not isinstance(files, list):
@@ -245,8 +297,13 @@ class Manifest(SignedRecord):
             dataset=m["dataset"], version=m["version"], prev=m["prev"], publisher=m["publisher"],
             seq=m["seq"], log_prev=m["log_prev"], title=m["title"], description=m["description"],
             keywords=tuple(keywords), licence=m["licence"], created=m["created"],
-            files=tuple(FileEntry.from_dict(f) for f in files), size=m["size"], sig=m["sig"],
+            files=tuple(FileEntry.from_dict(f, cls.VERSION) for f in files), size=m["size"], sig=m["sig"],
+            **cls._extra_from_map(m),
         )
+
+    @classmethod
+    def _extra_from_map(cls, m: dict[str, Any]) -> dict[str, Any]:
+        return {}
 
     @property
     def publisher_peer_id(self) -> str:
@@ -265,25 +322,88 @@ class Manifest(SignedRecord):
         sends thousands back per catalog sync range, and the default (a dict per object, a class call
         per chunk) cost as much as a third of the verification itself. Only ever unpickle what this
         process's own worker pickled."""
-        files = tuple((e.path, e.size, tuple(map(tuple, e.chunks))) for e in self.files)
+        files = tuple((e.path, e.size, tuple(map(tuple, e.chunks)), e.executable, e.mtime_ns) for e in self.files)
         return _rebuild_manifest, (self.dataset, self.version, self.prev, self.publisher, self.seq, self.log_prev,
                                    self.title, self.description, self.keywords, self.licence, self.created,
-                                   files, self.size, self.sig, self._encoded)
+                                   files, self.size, self.sig, self._encoded, self.VERSION, self.empty_folders)
+
+
+@dataclass(frozen=True)
+class ManifestV2(Manifest):
+    """A manifest of schema v2 (domain `manifest/2`): a v1 manifest whose files also carry their executable bit
+    and modification time, plus the dataset's empty folders (protocol/README.md, 3.1). Decoded by
+    `Manifest.decode` like a v1 manifest; everything that reads manifests handles both."""
+
+    VERSION = MANIFEST_V2
+    folders: tuple[str, ...] = ()
+
+    def _check_tree(self, files: tuple[FileEntry, ...]) -> None:
+        folders = as_tuple("manifest", "folders", self.folders)
+        if len(folders) > MAX_FOLDERS:
+            raise DecodeError(f"manifest has more than {MAX_FOLDERS} empty folders")
+        previous = None
+        for folder in folders:
+            check_path(folder)
+            if previous is not None and folder.encode() <= previous.encode():
+                raise DecodeError("manifest folders must be sorted by path, without duplicates")
+            previous = folder
+        object.__setattr__(self, "folders", folders)
+        # A folder listed is a leaf (nothing below it), and folders and files together form one portable tree.
+        above = {p.rsplit("/", i)[0] for p in (*(e.path for e in files), *folders) for i in range(1, p.count("/") + 1)}
+        for folder in folders:
+            if folder in above:
+                raise DecodeError(f"manifest folder {folder!r} is not empty: only empty folders are listed")
+        check_tree([e.path for e in files] + list(folders), each_checked=True)
+
+    @property
+    def empty_folders(self) -> tuple[str, ...]:
+        return self.folders
+
+    def payload(self) -> dict[str, Any]:
+        return {**super().payload(), "folders": list(self.folders)}
+
+    @classmethod
+    def _extra_from_map(cls, m: dict[str, Any]) -> dict[str, Any]:
+        folders = m["folders"]
+        if not isinstance(folders, list):
+            raise DecodeError("manifest field 'folders' must be a list")
+        return {"folders": tuple(folders)}
+
+
+_V_TAIL = b"\xa1v"  # the key "v", then its value, then the key "version": the last keys of a canonical manifest
+_VERSION_KEY = b"\xa7version"
+
+
+def _schema_hint(data: object) -> int | None:
+    """The schema version a manifest's bytes claim, read from their tail without decoding them (canonical maps
+    end with "type", "v", "version"); None when not found. Only chooses the decoder: the decoder checks "v"."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        return None
+    tail = bytes(data[-24:])
+    at = tail.rfind(_VERSION_KEY)
+    if at < 3 or tail[at - 3:at - 1] != _V_TAIL:
+        return None
+    return tail[at - 1] if tail[at - 1] < 0x80 else None
 
 
 def _rebuild_manifest(dataset: bytes, version: int, prev: bytes | None, publisher: bytes, seq: int,
                       log_prev: bytes | None, title: str, description: str, keywords: tuple[str, ...],
-                      licence: str, created: int, files: tuple[tuple[str, int, tuple[tuple[bytes, int], ...]], ...],
-                      size: int, sig: bytes, encoded: bytes) -> Manifest:
+                      licence: str, created: int,
+                      files: tuple[tuple[str, int, tuple[tuple[bytes, int], ...], bool | None, int | None], ...],
+                      size: int, sig: bytes, encoded: bytes, schema: int = MANIFEST_VERSION,
+                      folders: tuple[str, ...] = ()) -> Manifest:
     entries = []
-    for path, fsize, chunks in files:
+    for path, fsize, chunks, executable, mtime_ns in files:
         entry = object.__new__(FileEntry)
-        entry.__dict__.update(path=path, size=fsize, chunks=tuple(ChunkRef(d, n) for d, n in chunks))
+        entry.__dict__.update(path=path, size=fsize, chunks=tuple(ChunkRef(d, n) for d, n in chunks),
+                              executable=executable, mtime_ns=mtime_ns)
         entries.append(entry)
-    m = object.__new__(Manifest)
+    m = object.__new__(ManifestV2 if schema == MANIFEST_V2 else Manifest)
     m.__dict__.update(dataset=dataset, version=version, prev=prev, publisher=publisher, seq=seq, log_prev=log_prev,
                       title=title, description=description, keywords=keywords, licence=licence, created=created,
                       files=tuple(entries), size=size, sig=sig, _encoded=encoded)
+    if schema == MANIFEST_V2:
+        m.__dict__["folders"] = folders
     return m
 
 

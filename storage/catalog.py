@@ -472,6 +472,18 @@ class Catalog:
                               "ORDER BY version DESC LIMIT 1", (dataset,))
         return None if row is None else _info(row, row[14])
 
+    async def id_candidates(self, low: bytes, high: bytes, limit: int = 20) -> tuple[list[ManifestInfo],
+                                                                                       list[ManifestInfo]]:
+        """What an id (or a prefix of one) may name: manifests whose id lies in [low, high], and every version
+        of the datasets whose id does (at most `limit` of each kind: more is ambiguous anyway)."""
+        manifests = await self._all(f"SELECT {_MANIFEST_COLUMNS} FROM manifests WHERE id >= ? AND id <= ? "
+                                    "ORDER BY id LIMIT ?", (low, high, limit))
+        versions = await self._all(
+            f"SELECT {_MANIFEST_COLUMNS} FROM manifests WHERE dataset IN (SELECT DISTINCT dataset FROM manifests "
+            "WHERE dataset >= ? AND dataset <= ? ORDER BY dataset LIMIT ?) ORDER BY dataset, version",
+            (low, high, limit))
+        return [_info(r) for r in manifests], [_info(r) for r in versions]
+
     async def set_state(self, manifest_id: bytes, state: str, reason: str = "") -> None:
         """Set a manifest's state and the reason in words; CatalogError for an unknown manifest."""
         async with self.transaction("setting a manifest's state") as db:
@@ -943,3 +955,22 @@ def read_gov_log_readonly(path: Path) -> list[bytes]:
     except sqlite3.Error as exc:
         raise CatalogError(f"cannot read the governance log from {path}: {exc}") from None
     return [bytes(raw) for _, raw in rows]
+
+
+def read_manifests_readonly(path: Path) -> tuple[list[ManifestInfo], set[bytes]]:
+    """Every stored manifest (newest first, as `list_manifests`) and the forked publishers, read without
+    opening the catalog for writing: `communs datasets` reads them while the node is stopped."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            rows = conn.execute(f"SELECT {_MANIFEST_COLUMNS} FROM manifests ORDER BY created DESC, id").fetchall()
+            forked = {bytes(r[0]) for r in conn.execute("SELECT DISTINCT publisher FROM forks").fetchall()}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        if _is_damage(str(exc)):
+            raise CatalogDamaged(damaged_sentence(path, str(exc))) from None
+        raise CatalogError(f"cannot read the catalog {path}: {exc}") from None
+    except sqlite3.Error as exc:
+        raise CatalogError(f"cannot read the catalog {path}: {exc}") from None
+    return [_info(r) for r in rows], forked

@@ -42,6 +42,10 @@ def cmd_publish(args: argparse.Namespace) -> None:
         body["keywords"] = args.keyword
     if args.dataset:
         body["dataset"] = args.dataset
+    if args.refuse_special:
+        body["refuse_special"] = True
+    if args.skip_case_collisions:
+        body["skip_case_collisions"] = True
     result: dict[str, Any] = {}
     error: list[Exception] = []
 
@@ -84,14 +88,23 @@ def cmd_publish(args: argparse.Namespace) -> None:
     worker.join()
     if error:
         raise error[0]
-    emit(args, {"id": result["id"], "dataset": result["dataset"], "version": result["version"]},
+    skipped = result.get("skipped") or []
+    if skipped and not args.json:
+        import sys
+
+        print(f"communs: warning: {len(skipped)} entr(ies) left out of the dataset:", file=sys.stderr)
+        for item in skipped:
+            print(f"  {item['path']}  ({item['why']})", file=sys.stderr)
+    emit(args, {"id": result["id"], "dataset": result["dataset"], "version": result["version"], "skipped": skipped},
          lambda r: r["id"])
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
-    from communs.node.cli.common import client, emit
+    from communs.node.cli import offline
+    from communs.node.cli.common import emit
 
-    items = client(args).get("/api/v1/datasets")
+
+    items = offline.read(args, "/api/v1/datasets", lambda: offline.datasets(args))
 
     def text(rows: list[dict[str, Any]]) -> str:
         if not rows:
@@ -101,7 +114,7 @@ def cmd_datasets(args: argparse.Namespace) -> None:
             flag = "  [publisher FORKED]" if r.get("publisher_forked") else ""
             lines.append(f"{r['id']}  v{r['version']}  {r['state']:<11} {r['licence']:<20} {r['size']:>12}  "
                          f"{r['title']}{flag}")
-            lines.append(f"    {r['reason']}")
+            lines.append(f"    dataset {r['dataset']}; {r['reason']}")
         return "\n".join(lines)
 
     emit(args, items, text)
@@ -124,7 +137,8 @@ def cmd_get(args: argparse.Namespace) -> None:
             result = asyncio.run(export_dataset(data_dir(args), args.id, dest, force=args.force))
     except LocalError as exc:
         fail(str(exc))
-    emit(args, result, lambda r: f"wrote {r['files']} file(s), {r['bytes']} bytes, verified, into {r['dest']}")
+    emit(args, result, lambda r: f"wrote {r['files']} file(s), {r['bytes']} bytes, verified, into {r['dest']}\n"
+                                 f"  manifest {r['id']} (version {r['version']} of dataset {r['dataset']})")
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
@@ -156,20 +170,29 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("publish", parents=[common], help="publish a file or folder as a dataset")
-    p.add_argument("path", metavar="PATH")
-    p.add_argument("--title", required=True)
-    p.add_argument("--licence", required=True, metavar="SPDX_EXPRESSION")
-    p.add_argument("--description")
-    p.add_argument("--keyword", action="append", metavar="K")
-    p.add_argument("--dataset", metavar="DATASET_ID", help="publish a new version of this dataset")
+    p.add_argument("path", metavar="PATH", help="the file or folder to publish (read by the node)")
+    p.add_argument("--title", required=True, help="the dataset's title, one line")
+    p.add_argument("--licence", required=True, metavar="SPDX_EXPRESSION",
+                   help="its licence as an SPDX expression, e.g. CC-BY-4.0 or 'CC-BY-4.0 OR ODbL-1.0'")
+    p.add_argument("--description", help="a longer description (may hold newlines)")
+    p.add_argument("--keyword", action="append", metavar="K", help="a keyword, repeatable")
+    p.add_argument("--dataset", metavar="DATASET_ID",
+                   help="publish a new version of this dataset (its id, one of its manifest ids, or a unique prefix)")
+    p.add_argument("--refuse-special", action="store_true",
+                   help="refuse a folder that holds symbolic links, sockets, pipes or devices (default: leave them "
+                        "out, with a warning listing them)")
+    p.add_argument("--skip-case-collisions", action="store_true",
+                   help="publish a folder whose names differ only by case, keeping the first of each group in byte "
+                        "order and leaving out the others (default: refuse, naming every group)")
     p.set_defaults(func=cmd_publish)
 
     sub.add_parser("datasets", parents=[common], help="every manifest the node knows, with its state") \
         .set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("get", parents=[common], help="write a complete dataset version's files into DEST")
-    p.add_argument("id", metavar="ID")
-    p.add_argument("dest", metavar="DEST")
+    p.add_argument("id", metavar="ID", help="a manifest id, a dataset id (its latest complete version here), "
+                                            "or a unique prefix of either of 8 characters or more")
+    p.add_argument("dest", metavar="DEST", help="the folder to write the files into (created if missing)")
     p.add_argument("--force", action="store_true", help="overwrite existing files in DEST")
     p.set_defaults(func=cmd_get)
 

@@ -131,6 +131,13 @@ def cmd_propose(args: argparse.Namespace) -> None:
 # ---- vote ----------------------------------------------------------------------------------------
 
 
+def same_as_last_vote(ballots: list[dict[str, Any]], member: str, choice: str) -> bool:
+    """Whether `member`'s ballot in force (their latest) already says `choice`: a second one would change
+    nothing but would be listed beside the first."""
+    mine = [b for b in ballots if b["member"] == member]
+    return bool(mine) and max(mine, key=lambda b: (int(b["ts"]), b["id"]))["choice"] == choice
+
+
 def cmd_vote(args: argparse.Namespace) -> None:
     import base64
 
@@ -146,6 +153,11 @@ def cmd_vote(args: argparse.Namespace) -> None:
     c = client(args)
     doc = c.get(f"/api/v1/proposals/{args.proposal}")
     me = keys.peer_id(key.public)
+    if same_as_last_vote(doc["ballots"], me, args.choice) and not doc["tally"].get("closed"):
+        emit(args, {"proposal": args.proposal, "choice": args.choice, "unchanged": True, "tally": doc["tally"]},
+             lambda a: f"you already voted {a['choice']} on {a['proposal']}; nothing changed\n"
+                       f"  tally so far: {a['tally']['summary']}")
+        return
     last = max((int(b["ts"]) for b in doc["ballots"] if b["member"] == me), default=-1)
     # A new ballot supersedes my last one only if dated later, and ballots dated after the moment
     # the vote closed do not count, so never date one ahead of the node's clock: when I voted
@@ -188,7 +200,9 @@ def _proposal_lines(p: dict[str, Any]) -> list[str]:
 
 
 def cmd_proposals(args: argparse.Namespace) -> None:
-    props = client(args).get("/api/v1/proposals")
+    from communs.node.cli import offline
+
+    props = offline.read(args, "/api/v1/proposals", lambda: offline.proposals(args))
 
     def text(ps: list[dict[str, Any]]) -> str:
         if not ps:
@@ -212,7 +226,9 @@ def cmd_proposal(args: argparse.Namespace) -> None:
 
 
 def cmd_members(args: argparse.Namespace) -> None:
-    doc = client(args).get("/api/v1/members")
+    from communs.node.cli import offline
+
+    doc = offline.read(args, "/api/v1/members", lambda: offline.members(args))
 
     def text(d: dict[str, Any]) -> str:
         lines = [f"{d['count']} member(s), roster {d['roster']}"]
@@ -224,7 +240,9 @@ def cmd_members(args: argparse.Namespace) -> None:
 
 
 def cmd_policy(args: argparse.Namespace) -> None:
-    doc = client(args).get("/api/v1/policy")
+    from communs.node.cli import offline
+
+    doc = offline.read(args, "/api/v1/policy", lambda: offline.policy(args))
 
     def text(d: dict[str, Any]) -> str:
         if d["proposal"] is None:
@@ -241,30 +259,14 @@ def cmd_policy(args: argparse.Namespace) -> None:
 # ---- audit ---------------------------------------------------------------------------------------
 
 
-def read_stored_log(root: Path) -> list[bytes]:
-    """The governance log entries as stored in the catalog, read-only and without the node."""
-    from communs.node.config import CATALOG_FILE, CONFIG_FILE
-
-    if not (root / CONFIG_FILE).exists():
-        fail(f"{root} is not a Communs node folder")
-    path = root / CATALOG_FILE
-    if not path.exists():
-        fail(f"{root} has no catalog yet, so no governance log: start the node once with 'communs run'")
-    from communs.storage.catalog import read_gov_log_readonly
-    from communs.storage.errors import CatalogError
-
-    try:
-        return read_gov_log_readonly(path)
-    except CatalogError as exc:
-        fail(str(exc))
-
-
 def cmd_audit(args: argparse.Namespace) -> None:
     from communs.governance.ledger import audit, export_log
     from communs.node.datadir import read_private_key
     from communs.protocol import ids, keys
 
     root = data_dir(args)
+    from communs.node.cli.offline import read_stored_log
+
     entries = read_stored_log(root)
     result = audit(entries)
     exported = None
@@ -320,7 +322,8 @@ def _write_bytes(path: Path, data: bytes) -> None:
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("propose", parents=[common], help="sign and submit a governance proposal")
     p.add_argument("--key", required=True, metavar="MEMBERKEY", help="your member key file")
-    p.add_argument("--kind", required=True, choices=kinds.NAMES)
+    p.add_argument("--kind", required=True, choices=kinds.NAMES,
+                   help="what the proposal changes: the licence policy, the roster (member-add, member-remove)...")
     p.add_argument("--file", metavar="RULES.toml", help="policy: the licence policy proposed")
     p.add_argument("--member", metavar="PUBKEYFILE", help="member-add/-remove: the member's public key file")
     p.add_argument("--member-name", metavar="NAME", help="member-add: the new member's name")
@@ -330,15 +333,15 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_propose)
 
     p = sub.add_parser("vote", parents=[common], help="sign and submit a ballot on a proposal")
-    p.add_argument("proposal", metavar="PROPOSAL_ID")
-    p.add_argument("choice", choices=["yes", "no", "abstain"])
+    p.add_argument("proposal", metavar="PROPOSAL_ID", help="the proposal's id, as `communs proposals` shows it")
+    p.add_argument("choice", choices=["yes", "no", "abstain"], help="your vote")
     p.add_argument("--key", required=True, metavar="MEMBERKEY", help="your member key file")
     p.set_defaults(func=cmd_vote)
 
     sub.add_parser("proposals", parents=[common], help="proposals with their tallies").set_defaults(
         func=cmd_proposals)
     p = sub.add_parser("proposal", parents=[common], help="one proposal with its ballots")
-    p.add_argument("proposal", metavar="PROPOSAL_ID")
+    p.add_argument("proposal", metavar="PROPOSAL_ID", help="the proposal's id, as `communs proposals` shows it")
     p.set_defaults(func=cmd_proposal)
     sub.add_parser("members", parents=[common], help="the roster of members").set_defaults(func=cmd_members)
     sub.add_parser("policy", parents=[common], help="the licence policy in force").set_defaults(func=cmd_policy)

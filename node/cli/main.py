@@ -267,6 +267,13 @@ def cmd_peers(args: argparse.Namespace) -> None:
     emit(args, peers, text)
 
 
+def cmd_peers_add(args: argparse.Namespace) -> None:
+    """Dial a peer now and keep its address as a bootstrap address (config.toml)."""
+    result = client(args).post("/api/v1/peers", {"addr": args.addr})
+    emit(args, result, lambda r: f"connected to {r['peer_id']}; kept {args.addr} as a bootstrap address "
+                                 "in config.toml")
+
+
 # ---- members -------------------------------------------------------------------------------------
 
 
@@ -295,12 +302,17 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
 def add_init_options(p: Any) -> None:
     """The options that describe a new node: `init` takes them, and so does `run --init-if-missing`."""
     p.add_argument("--name", help="the node's name (default: communs- and the end of its peer id)")
-    p.add_argument("--listen", action="append", metavar="MULTIADDR")
-    p.add_argument("--admin", metavar="HOST:PORT")
-    p.add_argument("--bootstrap", action="append", metavar="MULTIADDR")
-    p.add_argument("--federation", default="communs")
-    p.add_argument("--founder", action="append", metavar="PUBKEYFILE")
-    p.add_argument("--mdns", action="store_true")
+    p.add_argument("--listen", action="append", metavar="MULTIADDR",
+                   help="a libp2p address to listen on, repeatable (default /ip4/0.0.0.0/tcp/7470; port 0: any)")
+    p.add_argument("--admin", metavar="HOST:PORT", help="where the admin API listens (default 127.0.0.1:7471)")
+    p.add_argument("--bootstrap", action="append", metavar="MULTIADDR",
+                   help="a peer to join through, with /p2p/<peer id>, repeatable")
+    p.add_argument("--federation", default="communs",
+                   help="the federation's name: nodes gossip only within theirs (default communs)")
+    p.add_argument("--founder", action="append", metavar="PUBKEYFILE",
+                   help="a founding member's public key file, repeatable (default: a new operator key, "
+                        "DIR/operator.key, sole founder)")
+    p.add_argument("--mdns", action="store_true", help="find peers on the local network with mDNS")
     p.add_argument("--no-dht", action="store_true", help="do not run the Kademlia DHT")
     p.add_argument("--allow-remote-admin", action="store_true",
                    help="allow the admin endpoint on a non-loopback address")
@@ -340,8 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("run", parents=[common], help="run the node in the foreground")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--log-format", choices=["text", "json"])
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                   help="how much to log (default: log.level in config.toml, info)")
+    p.add_argument("--log-format", choices=["text", "json"],
+                   help="log lines as text or one JSON object each (default: log.format in config.toml)")
     p.add_argument("--init-if-missing", action="store_true",
                    help="initialise DIR first if it holds no node (for containers), with the options below; "
                         "they are ignored once DIR holds a node")
@@ -354,13 +368,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 0 if the running node answers /healthz").set_defaults(func=cmd_healthcheck)
 
     sub.add_parser("status", parents=[common], help="the running node's state").set_defaults(func=cmd_status)
-    sub.add_parser("peers", parents=[common], help="connected peers").set_defaults(func=cmd_peers)
+    p = sub.add_parser("peers", parents=[common], help="connected peers; `peers add MULTIADDR` dials and keeps one")
+    p.set_defaults(func=cmd_peers)
+    psub = p.add_subparsers(dest="peers_command", metavar="SUBCOMMAND")
+    a = psub.add_parser("add", parents=[common], help="dial a peer now and keep it as a bootstrap address")
+    a.add_argument("addr", metavar="MULTIADDR",
+                   help="the peer's full address, e.g. /ip4/192.0.2.7/tcp/7470/p2p/12D3KooW...")
+    a.set_defaults(func=cmd_peers_add)
 
     p = sub.add_parser("member", parents=[common], help="member keys")
     msub = p.add_subparsers(dest="member_command", metavar="SUBCOMMAND")
     msub.required = True
     k = msub.add_parser("keygen", parents=[common], help="create a member key pair")
-    k.add_argument("--out", required=True, metavar="FILE")
+    k.add_argument("--out", required=True, metavar="FILE",
+                   help="where to write the private key (mode 0600); the public key goes to FILE.pub")
     k.set_defaults(func=cmd_member_keygen)
 
     from communs.node.cli import datasets as cli_datasets
@@ -380,17 +401,25 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from communs.node.cli.client import ClientError
 
+    as_json = bool(getattr(args, "json", False))
+
+    def error(message: str) -> None:
+        """One sentence on stderr; with --json, as {"error": ...} so that a script reads errors as it reads
+        answers."""
+        text = json.dumps({"error": message}, ensure_ascii=False) if as_json else f"communs: error: {message}"
+        print(text, file=sys.stderr)
+
     try:
         args.func(args)
     except CliError as exc:
-        print(f"communs: error: {exc}", file=sys.stderr)
+        error(str(exc))
         sys.exit(exc.code)
     except (ConfigError, ClientError) as exc:
-        print(f"communs: error: {exc}", file=sys.stderr)
+        error(str(exc))
         sys.exit(EXIT_ERROR)
     except PermissionError as exc:  # a folder or file this user may not touch; the path says which
-        print(f"communs: error: permission denied on {exc.filename or exc}; check the owner and mode of the "
-              "data folder and its files", file=sys.stderr)
+        error(f"permission denied on {exc.filename or exc}; check the owner and mode of the data folder and its "
+              "files")
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         print("communs: interrupted", file=sys.stderr)

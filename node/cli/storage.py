@@ -47,12 +47,13 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     m = ssub.add_parser("migrate", parents=[common],
                         help="copy every chunk to another store (node stopped), verified and resumable, then use it")
     m.add_argument("--to", required=True, choices=["fs", "s3"], help="fs: DIR/store/; s3: a bucket")
-    m.add_argument("--s3-endpoint", metavar="URL")
-    m.add_argument("--s3-bucket", metavar="NAME")
-    m.add_argument("--s3-prefix", metavar="PREFIX")
-    m.add_argument("--s3-region", metavar="REGION")
-    m.add_argument("--s3-credentials-file", metavar="FILE")
-    m.add_argument("--s3-capacity-bytes", type=int, metavar="N")
+    m.add_argument("--s3-endpoint", metavar="URL", help="the object store's URL, e.g. http://127.0.0.1:8333")
+    m.add_argument("--s3-bucket", metavar="NAME", help="the bucket (it must exist)")
+    m.add_argument("--s3-prefix", metavar="PREFIX", help="object names start with it (default communs/)")
+    m.add_argument("--s3-region", metavar="REGION", help="the region to sign for (default us-east-1)")
+    m.add_argument("--s3-credentials-file", metavar="FILE",
+                   help="an AWS-style credentials file, mode 0600 (default: the AWS_* environment variables)")
+    m.add_argument("--s3-capacity-bytes", type=int, metavar="N", help="the space this node may use in the bucket")
     m.set_defaults(func=cmd_storage_migrate)
 
 

@@ -8,6 +8,7 @@ themselves from their own modules through `ROUTE_MODULES`.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import importlib
 import json
@@ -164,14 +165,15 @@ async def peers(request: web.Request) -> web.Response:
 
 
 async def connect_peer(request: web.Request) -> web.Response:
-    """Dial a peer by full multiaddr, as `ipfs swarm connect` does; the node keeps it only as long as
-    libp2p does (bootstrap peers in config.toml are kept for good)."""
+    """Dial a peer by full multiaddr, as `ipfs swarm connect` does, and keep it for good as a bootstrap address
+    (config.toml, replacing an older address of the same peer): the node redials it whenever it is not
+    connected, across restarts. With `"keep": false`, only dial."""
     from communs.node.config import ConfigError, check_peer_multiaddr
     from communs.node.http.openapi import PEER_ADDR_PATTERN
     from communs.protocol.net import OverlayError
 
     body = await read_json(request)
-    unknown = set(body) - {"addr"}
+    unknown = set(body) - {"addr", "keep"}
     if unknown:
         raise ApiError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
     addr = body.get("addr")
@@ -180,12 +182,23 @@ async def connect_peer(request: web.Request) -> web.Response:
     if not re.match(PEER_ADDR_PATTERN, addr):  # exactly what the OpenAPI description states
         raise ApiError(400, "'addr' must be /ip4/ADDR, /ip6/ADDR or /dns/NAME, then /tcp/PORT/p2p/PEER_ID with an "
                             "Ed25519 peer id (12D3KooW...)")
+    keep = body.get("keep", True)
+    if not isinstance(keep, bool):
+        raise ApiError(400, "'keep' must be true or false")
+    node = node_of(request)
     try:
         check_peer_multiaddr(addr)
-        peer_id = await node_of(request).overlay.connect(addr)
+        peer_id = await node.overlay.connect(addr)
     except (ConfigError, OverlayError) as exc:
         raise ApiError(400 if isinstance(exc, ConfigError) else 502, str(exc)) from None
-    return json_response({"peer_id": peer_id}, status=200)
+    if keep:
+        from communs.node.services.peerbook import add_bootstrap
+
+        try:
+            node.config.bootstrap = await asyncio.to_thread(add_bootstrap, node.root, addr)
+        except (ConfigError, OSError) as exc:
+            raise ApiError(400, f"connected, but could not keep the address in config.toml: {exc}") from None
+    return json_response({"peer_id": peer_id, "kept": keep}, status=200)
 
 
 async def ping_peer(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ from aiohttp import web
 from communs.node.http.app import ApiError, json_response, node_of, read_json
 from communs.node.services import publish_paths
 from communs.node.services.datasets import DiskFull, IdempotencyConflict, PublishError, PublishHeld, manifest_full
+from communs.node.services.idresolve import IdError, Resolved, Want, resolve
 from communs.protocol import ids
 from communs.protocol.errors import RecordError
 from communs.protocol.records import Manifest
@@ -22,14 +23,23 @@ def parse_id(text: str, what: str = "manifest id") -> bytes:
         raise ApiError(400, f"'{text[:80]}' is not a valid {what} (expected a CIDv1 starting with 'b')") from None
 
 
+async def resolve_id(request: web.Request, text: str, want: Want = "latest") -> Resolved:
+    """The manifest or dataset that `text` (an id or a unique prefix of 8 characters or more) names here;
+    every route that takes a dataset or manifest id reads it through this."""
+    try:
+        return await resolve(node_of(request).storage.catalog, text, want)
+    except IdError as exc:
+        raise ApiError(exc.status, str(exc)) from None
+
+
 async def list_datasets(request: web.Request) -> web.Response:
     return json_response(await node_of(request).datasets.list())
 
 
 async def show_dataset(request: web.Request) -> web.Response:
     node = node_of(request)
-    mid = parse_id(request.match_info["id"])
-    info = await node.storage.catalog.get_manifest(mid)
+    target = await resolve_id(request, request.match_info["id"])
+    info = None if target.manifest is None else await node.storage.catalog.get_manifest(target.manifest)
     if info is None or info.raw is None:
         raise ApiError(404, "no manifest with that id is known here")
     manifest = Manifest.decode(info.raw, verify=False)
@@ -56,7 +66,8 @@ def allowed_publish_paths(node: Any) -> list[str]:
     return publish_paths.default_allowed() if configured is None else list(configured)
 
 
-_PUBLISH_KEYS = {"path", "title", "licence", "description", "keywords", "dataset"}
+_PUBLISH_KEYS = {"path", "title", "licence", "description", "keywords", "dataset", "refuse_special",
+                 "skip_case_collisions"}
 
 
 async def publish(request: web.Request) -> web.Response:
@@ -76,7 +87,10 @@ async def publish(request: web.Request) -> web.Response:
         raise ApiError(400, "'keywords' must be a list of strings")
     dataset = None
     if body.get("dataset") is not None:
-        dataset = parse_id(_text(body, "dataset"), "dataset id")
+        try:
+            dataset = (await resolve(node.storage.catalog, _text(body, "dataset"), "dataset")).dataset
+        except IdError as exc:  # a field of the request, not the resource asked for: 400 even when unknown
+            raise ApiError(400, str(exc)) from None
     key = request.headers.get("Idempotency-Key")
     if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiError(400, "'Idempotency-Key' must be 1 to 128 letters, digits, '-', '_', '.' or ':'")
@@ -85,7 +99,13 @@ async def publish(request: web.Request) -> web.Response:
     refused = publish_paths.refusal(path_text, allowed_publish_paths(node), node.root)
     if refused is not None:
         raise ApiError(403, refused)
+    flags = {}
+    for flag in ("refuse_special", "skip_case_collisions"):
+        if not isinstance(body.get(flag, False), bool):
+            raise ApiError(400, f"'{flag}' must be true or false")
+        flags[flag] = bool(body.get(flag, False))
     job = node.datasets.new_job(path_text)
+    job.refuse_special, job.skip_case_collisions = flags["refuse_special"], flags["skip_case_collisions"]
     try:
         manifest = await node.datasets.publish(Path(path_text), title=title, licence=licence,
                                                description=description, keywords=keywords, dataset=dataset,
@@ -95,7 +115,8 @@ async def publish(request: web.Request) -> web.Response:
                   else 409 if isinstance(exc, PublishHeld) else 400)
         raise ApiError(status, str(exc)) from None
     return json_response({"id": manifest.cid, "dataset": ids.cid_str(manifest.dataset),
-                          "version": manifest.version, "job": job.id}, status=201)
+                          "version": manifest.version, "job": job.id,
+                          "skipped": [{"path": p, "why": why} for p, why in job.skipped]}, status=201)
 
 
 async def publishing(request: web.Request) -> web.Response:

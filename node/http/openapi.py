@@ -70,6 +70,11 @@ _BOOL = {"type": "boolean"}
 _NUM = {"type": "number"}
 _CID = {"type": "string", "pattern": CID_PATTERN, "minLength": 59, "maxLength": 59,
         "description": "a CIDv1 (base32, starting with 'b') of a BLAKE3-256 digest"}
+# Where a dataset or manifest id is taken: either id, or a unique prefix of 8 characters or more (issue 18).
+# Every id starts "bafkr4i" and then a-h (the CID header's last two bits are 0): see CID_PATTERN.
+ID_OR_PREFIX = {"type": "string", "pattern": r"^bafkr4i[a-h][a-z2-7]{0,51}(?!\n)$", "minLength": 8, "maxLength": 59,
+                "description": "a manifest id, a dataset id (its latest version here), or a unique prefix of "
+                               "either of 8 characters or more; an ambiguous prefix is a 409 naming the candidates"}
 _PEER = {"type": "string", "description": "a libp2p peer id (base58, e.g. 12D3KooW...)"}
 _STRS = {"type": "array", "items": _STR}
 
@@ -106,7 +111,9 @@ def _schemas() -> dict[str, Any]:
         "created": _INT, "seq": _NN_INT, "publisher_forked": _BOOL,
     }
     chunk = _obj({"id": _CID, "size": _NN_INT})
-    file_entry = _obj({"path": _STR, "size": _NN_INT, "chunks": {"type": "array", "items": chunk}})
+    file_entry = _obj({"path": _STR, "size": _NN_INT, "chunks": {"type": "array", "items": chunk}},
+                      {"exec": {**_BOOL, "description": "executable (schema 2 manifests only)"},
+                       "mtime_ns": {**_NN_INT, "description": "modification time, ns since 1970 (schema 2 only)"}})
     job = _obj({"id": _INT, "path": _STR,
                 "state": {"type": "string", "enum": ["scanning", "chunking", "signing", "done", "failed"]},
                 "bytes_done": _NN_INT, "bytes_total": _NN_INT, "files_done": _NN_INT, "files_total": _NN_INT})
@@ -135,13 +142,17 @@ def _schemas() -> dict[str, Any]:
         "ConnectRequest": _obj({"addr": {"type": "string", "pattern": PEER_ADDR_PATTERN,
                                          "description": "a full multiaddr: /ip4/ADDR, /ip6/ADDR or /dns/NAME, "
                                                         "/tcp/PORT, /p2p/<Ed25519 peer id>"}},
+                               {"keep": {"type": "boolean", "description": "keep the address as a bootstrap "
+                                         "address in config.toml once connected (default true)"}},
                                closed=True),
-        "Connected": _obj({"peer_id": _PEER}),
+        "Connected": _obj({"peer_id": _PEER}, {"kept": _BOOL}),
         "Ping": _obj({"peer_id": _PEER, "rtt_ms": {"type": "number", "minimum": 0}}),
         "State": {"type": "string", "enum": [str(s) for s in State]},
         "ManifestSummary": _obj(summary_fields),
         "Manifest": _obj({**summary_fields, "description": _STR, "keywords": _STRS, "prev": _nullable(_CID),
-                          "log_prev": _nullable(_CID), "files": {"type": "array", "items": file_entry}}),
+                          "log_prev": _nullable(_CID), "files": {"type": "array", "items": file_entry}},
+                         {"folders": {"type": "array", "items": _STR, "description": "empty folders (schema 2)"},
+                          "schema": {"type": "integer", "enum": [1, 2], "description": "the manifest's schema"}}),
         "PublishRequest": _obj(
             {"path": {"type": "string", "pattern": r"^/[^\u0000]*$",
                       "description": "an absolute path of a file or folder on the node's machine, read by the "
@@ -153,10 +164,18 @@ def _schemas() -> dict[str, Any]:
             {"description": {"type": "string", "maxLength": 10_000, "pattern": _TEXT},
              "keywords": {"type": "array", "maxItems": 50, "uniqueItems": True,
                           "items": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": _LINE}},
-             "dataset": _nullable({**_CID, "description": "publish a new version of this dataset (own only)"})},
+             "dataset": _nullable({**ID_OR_PREFIX, "description": "publish a new version of this dataset (own only): "
+                                                                 "its id, one of its manifest ids, or a unique "
+                                                                 "prefix of either"}),
+             "refuse_special": {"type": "boolean", "description": "refuse a folder holding symbolic links, "
+                                "sockets, pipes or devices (default: leave them out and list them)"},
+             "skip_case_collisions": {"type": "boolean", "description": "publish a folder whose names differ only "
+                                      "by case, keeping the first of each group (default: refuse, naming all)"}},
             closed=True),
         "Published": _obj({"id": _CID, "dataset": _CID, "version": {"type": "integer", "minimum": 1},
-                           "job": _INT}),
+                           "job": _INT},
+                          {"skipped": {"type": "array", "description": "entries left out of the folder, and why",
+                                       "items": _obj({"path": _STR, "why": _STR})}}),
         "PublishJob": job,
         "Replication": _obj({"active": {"type": "array", "items": active},
                              "waiting": {"type": "array", "items": waiting}}),
@@ -193,6 +212,7 @@ _ERRORS = {
     "Forbidden": "the signed record is badly signed or its signer is not a member",
     "NotFound": "no such thing is known here",
     "Conflict": "the record conflicts with the governance log (closed, replayed, roster changed)",
+    "Ambiguous": "the id prefix matches more than one dataset or manifest here; the error names them",
     "TooLarge": "the request body is larger than admin.max_request_bytes (default 1 MiB)",
     "NotJson": "the request body must be JSON (Content-Type: application/json)",
     "BadGateway": "the peer could not be reached or did not answer",
@@ -211,7 +231,8 @@ def _op(summary: str, ok: dict[str, Any], *errors: str, status: str = "200", bod
     responses: dict[str, Any] = {status: ok}
     codes = {"BadRequest": "400", "Unauthorized": "401", "Forbidden": "403", "PathNotAllowed": "403",
              "NotFound": "404",
-             "Conflict": "409", "TooLarge": "413", "NotJson": "415", "BadGateway": "502", "Unavailable": "503",
+             "Conflict": "409", "Ambiguous": "409", "TooLarge": "413", "NotJson": "415", "BadGateway": "502",
+             "Unavailable": "503",
              "Unreachable": "503", "Unprocessable": "422", "InsufficientStorage": "507"}
     names = list(errors)
     if not public:
@@ -239,7 +260,8 @@ def _path_param(name: str, description: str, schema: dict[str, Any] | None = Non
 
 def _paths() -> dict[str, Any]:
     cid = {"type": "string", "pattern": CID_PATTERN, "minLength": 59, "maxLength": 59}
-    mid = [_path_param("id", "the manifest id (CIDv1)", cid)]
+    mid = [_path_param("id", "a manifest id, a dataset id (its latest version known here), or a unique prefix of "
+                              "either of 8 characters or more", ID_OR_PREFIX)]
     pid = [_path_param("id", "the proposal id (CIDv1)", cid)]
     peer = [_path_param("peer_id", "a connected peer's id")]
     list_of = lambda name: {"type": "array", "items": _ref(name)}  # noqa: E731
@@ -257,7 +279,8 @@ def _paths() -> dict[str, Any]:
                                       _json(_ref("Status"), "the node's state"))},
         "/api/v1/peers": {
             "get": _op("connected peers", _json(list_of("Peer"), "one entry per connected peer"), tag="peers"),
-            "post": _op("dial a peer by its full multiaddr (as `ipfs swarm connect`)",
+            "post": _op("dial a peer by its full multiaddr (as `ipfs swarm connect`) and keep it as a bootstrap "
+                        "address",
                         _json(_ref("Connected"), "connected"), "BadGateway", body="ConnectRequest", tag="peers"),
         },
         "/api/v1/peers/{peer_id}/ping": {"post": _op(
@@ -280,7 +303,7 @@ def _paths() -> dict[str, Any]:
         },
         "/api/v1/datasets/{id}": {"get": _op("one manifest in full, with its files and chunks",
                                              _json(_ref("Manifest"), "the manifest"), "BadRequest", "NotFound",
-                                             params=mid, tag="datasets")},
+                                             "Ambiguous", params=mid, tag="datasets")},
         "/api/v1/publishing": {"get": _op("publish jobs, running and recently finished, with bytes done and total",
                                           _json(list_of("PublishJob"), "jobs"), tag="datasets")},
         "/api/v1/replication": {"get": _op("what is being fetched (bytes done and total, sources) and what waits, "

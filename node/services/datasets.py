@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import stat
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,12 +35,13 @@ from communs.governance.licences import check_expression
 from communs.node.jsondoc import JsonDict
 from communs.node.runtime.faults import crash_point
 from communs.node.runtime.gctune import GC_THRESHOLDS
+from communs.node.services import folderscan
 from communs.node.services import ingest_quota as quota
 from communs.node.services.ingest import FORK_OUTCOME, Outcome, plan_ingest, views_wanted
 from communs.node.services.publish_journal import PublishJournal
 from communs.node.services.repair import REPAIR_PENDING_KEY
 from communs.node.services.storage import UsesStorage
-from communs.protocol import ids, keys, paths
+from communs.protocol import ids, keys
 from communs.protocol.errors import RecordError
 from communs.protocol.records import FileEntry, Manifest, decode_manifests, new_dataset_id
 from communs.storage.catalog import LogView, ManifestInfo, ManifestRow, PutOutcome
@@ -111,6 +111,10 @@ class PublishJob:
     state: str = "scanning"
     started: float = field(default_factory=time.time)
     created: list[bytes] = field(default_factory=list)  # chunk files this publish wrote anew
+    # how the folder is read (folderscan.py), set by the caller; and what was left out of it, listed
+    refuse_special: bool = False
+    skip_case_collisions: bool = False
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def to_json(self) -> JsonDict:
         return {"id": self.id, "path": self.path, "state": self.state, "bytes_done": self.bytes_done,
@@ -118,78 +122,6 @@ class PublishJob:
 
 
 Callback = Callable[[Manifest], Awaitable[None]]
-
-
-def scan_tree(root: Path) -> list[tuple[str, Path, int]]:
-    """The files to publish under `root` (a file or a folder): (manifest path, real path, size).
-
-    Refuses what cannot be published faithfully: symlinks that leave the folder, device files,
-    sockets and pipes, unreadable files, and names a manifest cannot carry.
-    """
-    try:
-        st = root.lstat()
-    except FileNotFoundError:
-        raise PublishError(f"{root} does not exist") from None
-    except OSError as exc:
-        raise PublishError(f"cannot read {root}: {exc.strerror}") from None
-    if stat.S_ISLNK(st.st_mode):
-        root = root.resolve()
-        st = root.stat()
-    if stat.S_ISREG(st.st_mode):
-        _check_readable(root)
-        name = root.name
-        try:
-            paths.check_path(name)
-        except RecordError as exc:
-            raise PublishError(f"{root.name!r} cannot be published: {exc}") from None
-        return [(name, root, st.st_size)]
-    if not stat.S_ISDIR(st.st_mode):
-        raise PublishError(f"{root} is neither a regular file nor a folder")
-    base = root.resolve()
-    out: list[tuple[str, Path, int]] = []
-    for folder, dirnames, filenames in os.walk(base, onerror=_walk_error, followlinks=False):
-        here = Path(folder)
-        for name in sorted(dirnames):
-            p = here / name
-            if p.is_symlink():
-                raise PublishError(f"{p} is a symbolic link to a folder; publish the folder itself instead")
-        for name in sorted(filenames):
-            p = here / name
-            rel = p.relative_to(base).as_posix()
-            lst = p.lstat()
-            if stat.S_ISLNK(lst.st_mode):
-                target = p.resolve()
-                if not target.is_relative_to(base):
-                    raise PublishError(f"{p} is a symbolic link leading outside {root}; refusing to publish it")
-                lst = target.stat()
-                real = target
-            else:
-                real = p
-            if not stat.S_ISREG(lst.st_mode):
-                raise PublishError(f"{p} is not a regular file (device, socket or pipe); refusing to publish it")
-            _check_readable(real)
-            try:
-                paths.check_path(rel)
-            except RecordError as exc:
-                raise PublishError(f"{p} cannot be published: {exc}") from None
-            out.append((rel, real, lst.st_size))
-    try:
-        paths.check_tree([rel for rel, _, _ in out])
-    except RecordError as exc:
-        raise PublishError(f"the folder cannot be published: {exc}") from None
-    return out
-
-
-def _walk_error(exc: OSError) -> None:
-    raise PublishError(f"cannot read {exc.filename}: {exc.strerror}")
-
-
-def _check_readable(path: Path) -> None:
-    try:
-        with open(path, "rb") as fh:
-            fh.read(1)
-    except OSError as exc:
-        raise PublishError(f"cannot read {path}: {exc.strerror}") from None
 
 
 class DatasetsService(UsesStorage):
@@ -420,7 +352,17 @@ class DatasetsService(UsesStorage):
             licence = check_expression(licence)
         except GovernanceError as exc:
             raise PublishError(str(exc)) from None
-        files = await asyncio.to_thread(scan_tree, path)
+        try:
+            scanned = await asyncio.to_thread(folderscan.scan, path, refuse_special=job.refuse_special,
+                                              skip_case_collisions=job.skip_case_collisions)
+        except folderscan.ScanError as exc:
+            raise PublishError(str(exc)) from None
+        job.skipped = scanned.skipped
+        if scanned.skipped:
+            log.warning("publishing %s: %d entr(ies) left out: %s", path, len(scanned.skipped),
+                        "; ".join(f"{p} ({why})" for p, why in scanned.skipped[:20]))
+        meta = {f.rel: f for f in scanned.files}
+        files = [(f.rel, f.real, f.size) for f in scanned.files]
         await self.storage.reconciled.wait()  # chunk files are reconciled with the catalog at start
         job.files_total = len(files)
         job.bytes_total = sum(size for _, _, size in files)
@@ -441,7 +383,8 @@ class DatasetsService(UsesStorage):
             except OSError as exc:
                 raise PublishError(f"cannot read {real}: {exc.strerror}") from None
             await _journal(journal.chunks, [d for d, _ in chunk_list])
-            entries.append(FileEntry.of(rel, chunk_list))
+            entries.append(FileEntry.of(rel, chunk_list, executable=meta[rel].executable,
+                                        mtime_ns=meta[rel].mtime_ns))
             stored.update(chunk_list)
             job.files_done += 1
             job.bytes_done = base + sum(s for _, s in chunk_list)
@@ -474,7 +417,7 @@ class DatasetsService(UsesStorage):
                 manifest = Manifest.create(
                     key, dataset=dataset, version=version, prev=prev_id, seq=head + 1, log_prev=log_prev,
                     title=title, licence=licence, created=int(time.time()), files=entries,
-                    description=description, keywords=tuple(keywords))
+                    description=description, keywords=tuple(keywords), folders=scanned.folders)
             except RecordError as exc:
                 raise PublishError(str(exc)) from None
             raw = manifest.encode()
@@ -753,7 +696,11 @@ def manifest_full(info: ManifestInfo, manifest: Manifest, forked: bool = False) 
         "prev": ids.cid_str(manifest.prev) if manifest.prev else None,
         "log_prev": ids.cid_str(manifest.log_prev) if manifest.log_prev else None,
         "files": [{"path": f.path, "size": f.size, "chunks": [{"id": ids.cid_str(c.digest), "size": c.size}
-                                                             for c in f.chunks]} for f in manifest.files],
+                                                             for c in f.chunks],
+                   **({} if f.executable is None else {"exec": f.executable, "mtime_ns": f.mtime_ns})}
+                  for f in manifest.files],
+        "folders": list(manifest.empty_folders),
+        "schema": manifest.VERSION,
     })
     return doc
 

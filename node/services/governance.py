@@ -25,13 +25,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from communs.governance.errors import GovernanceError
-from communs.governance.kinds import KINDS, policy_in_words
+from communs.governance.kinds import KINDS
 from communs.governance.ledger import AuditResult, Entry, Ledger, ProposalStatus, audit, export_log
 from communs.governance.policy import Policy
 from communs.governance.records import Ballot, Proposal, Roster
 from communs.governance.tally import GovernanceState, Tally
 from communs.node.jsondoc import JsonDict
 from communs.node.runtime.faults import crash_point
+from communs.node.services import govviews
 from communs.protocol import ids, keys
 from communs.protocol.errors import DecodeError, RecordError, SignatureError
 
@@ -155,32 +156,13 @@ class GovernanceService:
 
     def policy_info(self) -> JsonDict:
         """The policy in force, its version, the proposal that enacted it and when (for GET /api/v1/policy)."""
-        state = self.state
-        doc = state.to_json()
-        enacted_at = None
-        if state.policy_proposal is not None:
-            for entry in reversed(self.ledger.entries):
-                if entry.kind == "enactment" and entry.body.get("proposal") == state.policy_proposal:
-                    enacted_at = entry.at
-                    break
-        doc["enacted_at"] = enacted_at
-        doc["summary"] = policy_in_words(state.policy)
-        doc["toml"] = state.policy.to_toml()
-        return doc
+        return govviews.policy_doc(self.ledger)
 
     def members_info(self) -> JsonDict:
-        roster = self.roster
-        return {
-            "roster": ids.cid_str(roster.hash),
-            "roster_hash": roster.hash.hex(),
-            "members": [{"key": m.key.hex(), "peer_id": keys.peer_id(m.key), "name": m.name} for m in roster],
-            "count": len(roster),
-            "now": now_s(),
-        }
+        return govviews.members_doc(self.ledger, now_s())
 
     def list_proposals(self) -> list[JsonDict]:
-        now = now_s()
-        return [s.to_json(now) for s in self.ledger.proposals.values()]
+        return govviews.proposals_doc(self.ledger, now_s())
 
     def get_proposal(self, proposal_id: bytes) -> JsonDict:
         status = self._status(proposal_id)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from communs.node.config import CATALOG_FILE, ConfigError, fsync_dir, load_config
+from communs.node.services.idresolve import IdError, resolve
 from communs.node.services.storage_config import open_chunk_store
 from communs.protocol import ids, paths
 from communs.protocol.errors import RecordError
@@ -46,13 +48,17 @@ async def _open(root: Path) -> tuple[Catalog, ChunkStore]:
 
 async def export_dataset(root: Path, id_text: str, dest: Path, *, force: bool = False,
                          progress: Progress | None = None) -> dict[str, object]:
-    """Write a complete dataset version's files into `dest`, verifying every chunk; never outside `dest`."""
-    try:
-        mid = ids.parse_cid(id_text)
-    except RecordError:
-        raise LocalError(f"'{id_text}' is not a valid manifest id") from None
+    """Write a complete dataset version's files into `dest`, verifying every chunk; never outside `dest`.
+    From a v2 manifest, also its empty folders, each file's executable bit and modification time.
+    `id_text` names a manifest, or a dataset (its latest complete version here), or a unique prefix."""
     catalog, store = await _open(root)
     try:
+        try:
+            chosen = await resolve(catalog, id_text, "complete")
+        except IdError as exc:
+            raise LocalError(str(exc)) from None
+        mid = chosen.manifest
+        assert mid is not None  # "complete" always names a manifest or fails
         info = await catalog.get_manifest(mid)
         if info is None or info.raw is None:
             raise LocalError("no manifest with that id is known to this node")
@@ -92,14 +98,25 @@ async def export_dataset(root: Path, id_text: str, dest: Path, *, force: bool = 
                         if progress is not None:
                             progress(done, total)
                     out.flush()
+                    if entry.executable:  # execute permission wherever reading is allowed, as `chmod +x` would
+                        mode = os.fstat(out.fileno()).st_mode & 0o777
+                        os.fchmod(out.fileno(), mode | ((mode & 0o444) >> 2))
                     os.fsync(out.fileno())
+                if entry.mtime_ns is not None:
+                    os.utime(tmp, ns=(time.time_ns(), entry.mtime_ns))
                 os.replace(tmp, target)
                 folders.add(target.parent)
             finally:
                 tmp.unlink(missing_ok=True)
+        for rel in manifest.empty_folders:  # schema v2 records them; files imply every other folder
+            try:
+                _make_folders(paths.safe_join(dest, rel), folders)
+            except RecordError as exc:
+                raise LocalError(f"refusing to make the folder {rel!r}: {exc}") from None
         for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
             fsync_dir(folder)  # the renames and new folders survive a power cut once this returns
-        return {"id": id_text, "dest": str(dest), "files": len(targets), "bytes": total}
+        return {"id": ids.cid_str(mid), "dataset": ids.cid_str(manifest.dataset), "version": manifest.version,
+                "dest": str(dest), "files": len(targets), "folders": len(manifest.empty_folders), "bytes": total}
     finally:
         store.close()
         await catalog.close()

@@ -929,8 +929,10 @@ class Overlay:
             out.append(text)
         return out
 
-    async def connect(self, addr: str) -> str:
-        """Dial a full multiaddr (with /p2p/<id>); returns the peer id."""
+    async def connect(self, addr: str, *, keep_known: bool = False) -> str:
+        """Dial a full multiaddr (with /p2p/<id>); returns the peer id. Unless `keep_known`, the addresses
+        libp2p holds for that peer are forgotten first: the address given is the one to use (a peer that
+        moved is otherwise dialled at its stale addresses too, each until it times out)."""
         try:
             info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
         except Exception as exc:
@@ -940,6 +942,9 @@ class Overlay:
             # The caller runs its own backoff; py-libp2p's 60 s negative cache would defeat it.
             with contextlib.suppress(Exception):
                 self._host.get_network().unblock_peer(info.peer_id)
+            if not keep_known and info.peer_id not in self._host.get_network().connections:
+                with contextlib.suppress(Exception):
+                    self._host.get_peerstore().clear_addrs(info.peer_id)
             with trio.fail_after(self._connect_timeout):
                 await self._host.connect(info)
             return str(info.peer_id.to_base58())

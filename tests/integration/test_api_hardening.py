@@ -282,7 +282,9 @@ def test_publish_route_by_hand(node: SimpleNamespace) -> None:
         ({"path": str(folder), "title": "Folder", "licence": "not a licence ((("}, 400),
         ({"path": str(node.base / "nope"), "title": "T", "licence": "CC0-1.0"}, 400),
         ({"path": str(folder), "title": "T", "licence": "CC0-1.0", "dataset": "bnotacid"}, 400),
-        ({"path": str(folder), "title": "T", "licence": "CC0-1.0", "dataset": node.dataset}, 400),
+        # a manifest id names its dataset (issue 18): a new version of it
+        ({"path": str(folder), "title": "T", "licence": "CC0-1.0", "dataset": node.dataset}, 201),
+        ({"path": str(folder), "title": "T", "licence": "CC0-1.0", "dataset": "b" + "a" * 58}, 400),
         ({"path": "relative/../../x", "title": "T", "licence": "CC0-1.0"}, 400),
         ({"path": str(folder), "title": 3, "licence": "CC0-1.0"}, 400),
     ]
@@ -637,8 +639,12 @@ def test_publish_reads_only_from_allowed_folders(tmp_path: Path) -> None:
         # inside: a file, a folder (whose link leading outside is refused as before), through the CLI too
         status, body = n.api("POST", "/api/v1/datasets", _publish_body(str(inside / "data.csv")))
         assert status == 201, body
+        # links are never followed (issue 18): left out and listed, so nothing outside leaks in
         status, body = n.api("POST", "/api/v1/datasets", _publish_body(str(inside)))
-        assert status == 400 and "leading outside" in body["error"], body
+        assert status == 201 and {s["path"] for s in body["skipped"]} == {"escape.csv", "key-link"}, body
+        assert [f["path"] for f in n.get(f"/api/v1/datasets/{body['id']}")["files"]] == ["data.csv"]
+        status, body = n.api("POST", "/api/v1/datasets", {**_publish_body(str(inside)), "refuse_special": True})
+        assert status == 400 and "symbolic link" in body["error"], body
         (inside / "escape.csv").unlink()
         (inside / "key-link").unlink()
         out = cli_json(n.data, "publish", str(inside), "--title", "Inside", "--licence", "CC0-1.0")

@@ -67,10 +67,10 @@ def test_empty_file_and_empty_folder_are_datasets(make_node, tmp_path: Path) -> 
     assert (out / "z.txt").read_bytes() == b""
 
 
-def _publish_fails(node: NodeProc, path: Path, licence: str = "CC0-1.0") -> str:
+def _publish_fails(node: NodeProc, path: Path, licence: str = "CC0-1.0", *extra: str) -> str:
     before = node.get("/api/v1/datasets")
     chunks = chunk_files(node)
-    proc = cli(node.data, "publish", str(path), "--title", "t", "--licence", licence, check=False)
+    proc = cli(node.data, "publish", str(path), "--title", "t", "--licence", licence, *extra, check=False)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert node.get("/api/v1/datasets") == before, "something was half-published"
@@ -85,17 +85,21 @@ def test_publish_refuses_bad_paths(make_node, tmp_path: Path) -> None:  # type: 
     d1 = tmp_path / "escape"
     d1.mkdir()
     (d1 / "link").symlink_to(outside)
-    assert "outside" in _publish_fails(a, d1)
+    # links and special files are never followed: refused with --refuse-special, else left out and listed (issue 18)
+    assert "symbolic link" in _publish_fails(a, d1, "CC0-1.0", "--refuse-special")
+    left = cli_json(a.data, "publish", str(d1), "--title", "t", "--licence", "CC0-1.0")
+    assert left["skipped"] == [{"path": "link", "why": "symbolic link"}]
+    assert a.get(f"/api/v1/datasets/{left['id']}")["files"] == []
     d2 = tmp_path / "fifo"
     d2.mkdir()
     os.mkfifo(d2 / "pipe")
-    assert "not a regular file" in _publish_fails(a, d2)
+    assert "named pipe" in _publish_fails(a, d2, "CC0-1.0", "--refuse-special")
     d3 = tmp_path / "sock"
     d3.mkdir()
     s = socket.socket(socket.AF_UNIX)
     s.bind(str(d3 / "s"))
     try:
-        assert "not a regular file" in _publish_fails(a, d3)
+        assert "socket" in _publish_fails(a, d3, "CC0-1.0", "--refuse-special")
     finally:
         s.close()
     if os.geteuid() != 0:  # root reads anything; the check is still in place
@@ -109,13 +113,15 @@ def test_publish_refuses_bad_paths(make_node, tmp_path: Path) -> None:  # type: 
     ok.write_text("x")
     err = _publish_fails(a, ok, licence="Not-A-Licence-1.0")
     assert "Not-A-Licence-1.0" in err
-    # a symlink that stays inside the folder is published as the file it names
+    # a symlink, even one that stays inside the folder, is left out and listed (issue 18)
     d5 = tmp_path / "inside"
     d5.mkdir()
     (d5 / "real.txt").write_text("real")
     (d5 / "alias.txt").symlink_to(d5 / "real.txt")
-    r = cli_json(a.data, "publish", str(d5), "--title", "links", "--licence", "CC0-1.0")
-    assert sorted(f["path"] for f in a.get(f"/api/v1/datasets/{r['id']}")["files"]) == ["alias.txt", "real.txt"]
+    proc = cli(a.data, "publish", str(d5), "--title", "links", "--licence", "CC0-1.0")
+    assert "1 entr(ies) left out" in proc.stderr and "alias.txt  (symbolic link)" in proc.stderr
+    r = proc.stdout.strip()
+    assert [f["path"] for f in a.get(f"/api/v1/datasets/{r}")["files"]] == ["real.txt"]
 
 
 def test_api_errors(make_node) -> None:  # type: ignore[no-untyped-def]

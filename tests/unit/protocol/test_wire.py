@@ -430,6 +430,20 @@ def test_readme_vectors() -> None:
     assert get_frame == ManifestGet((m.id,)).encode()
 
 
+def test_readme_manifest_v2_vector() -> None:
+    """Schema v2 (empty folders, executable bits, times) has its own vector; the v1 vectors above stay."""
+    raw, cid = _readme_vector("manifest-v2")
+    m = records.Manifest.decode(raw)
+    assert type(m) is records.ManifestV2 and m.cid == cid and m.folders == ("data/empty",)
+    hello = (ids.digest(b"hello"), 5)
+    rebuilt = records.Manifest.create(
+        KEY, dataset=records.new_dataset_id(KEY.public, bytes(16)), version=1, prev=None, seq=1, log_prev=None,
+        title="Example", licence="CC0-1.0", created=1700000000, keywords=["example"], folders=["data/empty"],
+        files=[records.FileEntry.of("data/a.csv", [hello], executable=False, mtime_ns=1700000000123456789),
+               records.FileEntry.of("bin/run", [hello], executable=True, mtime_ns=1699999999000000000)])
+    assert rebuilt.encode() == raw
+
+
 def test_assembled_chunk_needs_and_keeps_pieces_safely() -> None:
     """`needed()` tells a reader how many bytes complete the next event, and an assembled chunk is not
     changed when the caller reuses the buffer it fed (bytes are kept by reference, other buffers copied)."""
