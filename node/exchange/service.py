@@ -196,6 +196,10 @@ class ExchangeService:
         storage = node.storage
         self.server = StreamServer(storage.catalog, storage.chunks, node.metrics, wait_inflight=self._wait_inflight)
         self.server.register(overlay)
+        if node.governance is not None:  # members' /communs/governance/1 (exchange/govserver.py)
+            from communs.node.exchange.govserver import GovernanceServer
+
+            GovernanceServer(node.governance, node.metrics).register(overlay)
         self.manifest_client = ManifestClient(overlay)
         overlay.on_connect = self._on_connect
         overlay.on_disconnect = self._on_disconnect

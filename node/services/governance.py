@@ -70,6 +70,9 @@ class GovernanceService:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._timer: asyncio.Task[Any] | None = None
+        from communs.node.services.gov_submit import Submissions
+
+        self.submissions = Submissions(self)  # members' signed records by any route, with receipts
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -177,12 +180,12 @@ class GovernanceService:
 
     def list_proposals(self) -> list[dict[str, Any]]:
         now = now_s()
-        return [s.to_json(now) for s in self.ledger.proposals.values()]
+        return [self.submissions.annotate(s.to_json(now)) for s in self.ledger.proposals.values()]
 
     def get_proposal(self, proposal_id: bytes) -> dict[str, Any]:
         status = self._status(proposal_id)
         now = now_s()
-        doc = status.to_json(now)
+        doc = self.submissions.annotate(status.to_json(now))
         doc["roster_members"] = [{"key": m.key.hex(), "peer_id": keys.peer_id(m.key), "name": m.name}
                                  for m in status.roster]
         doc["now"] = now
@@ -212,16 +215,19 @@ class GovernanceService:
             self._count("rejected")
             raise Refused(self._proposal_status(exc, raw), _sentence(exc, "proposal", "proposer")) from None
         self._wake.set()  # its closing time may be the new next deadline
+        self.submissions.admitted(proposal.id, "admin API")
         log.info("proposal %s recorded: %s (closes at %d)", proposal.cid, proposal.summary(), proposal.closes)
         return proposal
 
     async def submit_ballot(self, proposal_id: bytes, raw: bytes) -> Tally:
         """Record a member's signed ballot sent to `proposal_id`; returns the tally after it."""
         try:
-            return await self._step(lambda ledger, now: ledger.submit_ballot(raw, now, proposal_id=proposal_id))
+            tally = await self._step(lambda ledger, now: ledger.submit_ballot(raw, now, proposal_id=proposal_id))
         except (RecordError, GovernanceError) as exc:
             self._count("rejected")
             raise Refused(self._ballot_status(exc, proposal_id, raw), _sentence(exc, "ballot", "member")) from None
+        self.submissions.admitted(Ballot.decode(raw, verify=False).id, "admin API")
+        return tally
 
     def _proposal_status(self, exc: Exception, raw: bytes) -> int:
         if isinstance(exc, SignatureError):
