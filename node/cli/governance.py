@@ -112,9 +112,9 @@ def cmd_propose(args: argparse.Namespace) -> None:
         else:
             body = {"key": member}
     if args.node or args.out:  # a member from their own machine (cli/member.py)
-        from communs.node.cli import member
+        from communs.node.cli import member as light
 
-        member.propose(args, key, body, duration)
+        light.propose(args, key, body, duration)
         return
     c = client(args)
     roster = c.get("/api/v1/members")
@@ -343,7 +343,7 @@ def _check_receipts(files: list[str], entries: list[bytes], node: str | None) ->
             decoded.append(Entry.decode(raw))
         except RecordError:
             break  # the audit itself names the bad entry; receipts past it are not honoured
-    out = []
+    out: list[dict[str, Any]] = []
     for name in files:
         path = Path(name).expanduser()
         try:

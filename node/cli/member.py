@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import json
 import os
 import time
@@ -103,7 +104,7 @@ def proposals(args: argparse.Namespace) -> None:
     answer = _run(args.node, work)
     out = []
     for item in answer["items"]:
-        p = _checked(lambda item=item: check_list_item(item))
+        p = _checked(functools.partial(check_list_item, item))
         t = item["tally"]
         out.append({"id": p.cid, "kind": p.kind, "summary": p.summary(), "opens": p.opens, "closes": p.closes,
                     "status": item["status"], "tally": {**t, "proposal": ids.cid_str(t["proposal"]),

@@ -62,7 +62,7 @@ class Submissions:
             kind = precheck(raw, gov.ledger, now_s())
         except (RecordError, GovernanceError) as exc:
             self._count(route, "refused")
-            raise Refused(403, _sentence(exc, "record", "member")) from None
+            raise Refused(403, _sentence(exc, "submitted", "member")) from None
 
         def change(ledger: Ledger, now: int) -> Accepted:
             record: Proposal | Ballot
