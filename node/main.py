@@ -17,13 +17,16 @@ if TYPE_CHECKING:
 def build_services(node: Node) -> list[Any]:
     from communs.node.exchange.service import ExchangeService
     from communs.node.services.datasets import DatasetsService
+    from communs.node.services.gov_submit import Submissions
     from communs.node.services.governance import GovernanceService
     from communs.node.services.replication import ReplicationService
     from communs.node.services.storage import StorageService
 
+    governance = GovernanceService(node)
+    governance.submissions = Submissions(governance)  # members' signed records by any route, with receipts
     return [
         StorageService(node),      # node.storage: catalog + chunk store
-        GovernanceService(node),   # node.governance: roster, proposals, policy in force
+        governance,                # node.governance: roster, proposals, policy in force
         DatasetsService(node),     # node.datasets: publish, list, get, verify, states
         ExchangeService(node),     # node.exchange: gossip announcements, stream protocols, sync
         ReplicationService(node),  # node.replication: fetch what the policy wants

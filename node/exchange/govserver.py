@@ -144,6 +144,8 @@ class GovernanceServer:
             return govwire.frame({"t": "policy", "policy": state.policy.to_dict(), "version": state.policy_version,
                                   "proposal": state.policy_proposal, "roster": state.roster.encode(),
                                   "now": now}), "ok"
+        if gov.submissions is None:
+            return govwire.error("refused", "this node does not take submissions yet"), "refused"
         try:
             accepted = await gov.submissions.submit(request["record"], "libp2p", peer)
         except Refused as exc:

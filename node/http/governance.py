@@ -109,6 +109,8 @@ async def submit_record(request: web.Request) -> web.Response:
     """A signed proposal or ballot, whichever it is (`communs submit`); answers the node's signed receipt."""
     gov = _gov(request)
     raw = await _record(request, "proposal or ballot")
+    if gov.submissions is None:
+        raise ApiError(503, "this node does not take submissions of signed records yet")
     with _refusals():
         accepted = await gov.submissions.submit(raw, "admin API")
     return json_response({"kind": accepted.kind, "id": ids.cid_str(accepted.record),

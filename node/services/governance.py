@@ -36,6 +36,7 @@ from communs.protocol.errors import DecodeError, RecordError, SignatureError
 
 if TYPE_CHECKING:
     from communs.node.node import Node
+    from communs.node.services.gov_submit import Submissions
 
 log = logging.getLogger("communs.governance")
 
@@ -70,9 +71,7 @@ class GovernanceService:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._timer: asyncio.Task[Any] | None = None
-        from communs.node.services.gov_submit import Submissions
-
-        self.submissions = Submissions(self)  # members' signed records by any route, with receipts
+        self.submissions: Submissions | None = None  # members' records by any route (main.py sets it)
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -180,12 +179,12 @@ class GovernanceService:
 
     def list_proposals(self) -> list[dict[str, Any]]:
         now = now_s()
-        return [self.submissions.annotate(s.to_json(now)) for s in self.ledger.proposals.values()]
+        return [self._annotate(s.to_json(now)) for s in self.ledger.proposals.values()]
 
     def get_proposal(self, proposal_id: bytes) -> dict[str, Any]:
         status = self._status(proposal_id)
         now = now_s()
-        doc = self.submissions.annotate(status.to_json(now))
+        doc = self._annotate(status.to_json(now))
         doc["roster_members"] = [{"key": m.key.hex(), "peer_id": keys.peer_id(m.key), "name": m.name}
                                  for m in status.roster]
         doc["now"] = now
@@ -215,7 +214,8 @@ class GovernanceService:
             self._count("rejected")
             raise Refused(self._proposal_status(exc, raw), _sentence(exc, "proposal", "proposer")) from None
         self._wake.set()  # its closing time may be the new next deadline
-        self.submissions.admitted(proposal.id, "admin API")
+        if self.submissions is not None:
+            self.submissions.admitted(proposal.id, "admin API")
         log.info("proposal %s recorded: %s (closes at %d)", proposal.cid, proposal.summary(), proposal.closes)
         return proposal
 
@@ -226,8 +226,12 @@ class GovernanceService:
         except (RecordError, GovernanceError) as exc:
             self._count("rejected")
             raise Refused(self._ballot_status(exc, proposal_id, raw), _sentence(exc, "ballot", "member")) from None
-        self.submissions.admitted(Ballot.decode(raw, verify=False).id, "admin API")
+        if self.submissions is not None:
+            self.submissions.admitted(Ballot.decode(raw, verify=False).id, "admin API")
         return tally
+
+    def _annotate(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return doc if self.submissions is None else self.submissions.annotate(doc)
 
     def _proposal_status(self, exc: Exception, raw: bytes) -> int:
         if isinstance(exc, SignatureError):
