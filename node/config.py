@@ -64,6 +64,9 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     # folders the admin API may publish from; None: node/publish_paths.py's default (home and temp folder)
     publish_allowed_paths: list[str] | None = None
+    # [governance]: per-peer budgets of /communs/governance/1 (protocol/README.md 5.6)
+    gov_reads_per_minute: int = 120
+    gov_submits_per_minute: int = 30
 
     @property
     def topic(self) -> str:
@@ -110,6 +113,8 @@ class Config:
             raise ConfigError("connections.max_inbound and connections.per_ip must be at least 1")
         if not 0 < self.conn_handshake_s <= 600:
             raise ConfigError("connections.handshake_s must be more than 0 and at most 600 seconds")
+        if self.gov_reads_per_minute < 1 or self.gov_submits_per_minute < 1:
+            raise ConfigError("governance.reads_per_minute and governance.submits_per_minute must be at least 1")
         for folder in self.publish_allowed_paths or []:
             if not os.path.isabs(os.path.expanduser(folder)):
                 raise ConfigError(f"publish.allowed_paths must list absolute folders, not '{folder}'")
@@ -189,6 +194,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, type | tuple[type, ...]]]] = {
                "ip_colocation_exempt": ("ip_colocation_exempt", list)},
 }
 _SCHEMA["publish"] = {"allowed_paths": ("publish_allowed_paths", list)}
+_SCHEMA["governance"] = {"reads_per_minute": ("gov_reads_per_minute", int),
+                         "submits_per_minute": ("gov_submits_per_minute", int)}
 
 
 def load_config(data_dir: Path) -> Config:

@@ -198,8 +198,10 @@ class ExchangeService:
         self.server.register(overlay)
         if node.governance is not None:  # members' /communs/governance/1 (exchange/govserver.py)
             from communs.node.exchange.govserver import GovernanceServer
+            from communs.protocol.govwire import PeerRate
 
-            GovernanceServer(node.governance, node.metrics).register(overlay)
+            rate = PeerRate(node.config.gov_reads_per_minute, node.config.gov_submits_per_minute)
+            GovernanceServer(node.governance, node.metrics, rate=rate).register(overlay)
         self.manifest_client = ManifestClient(overlay)
         overlay.on_connect = self._on_connect
         overlay.on_disconnect = self._on_disconnect
