@@ -16,10 +16,11 @@ from communs.protocol import encoding, ids, keys
 from communs.protocol.errors import DecodeError
 
 from .errors import RejectedError
-from .ledger import Ledger
+from .ledger import Ledger, rotated_roster
 from .records import MAX_BALLOT_BYTES, MAX_PROPOSAL_BYTES, Ballot, Proposal
+from .rotation import MAX_ROTATION_BYTES, Rotation
 
-RecordKind = Literal["proposal", "ballot"]
+RecordKind = Literal["proposal", "ballot", "rotation"]
 
 
 def record_kind(raw: bytes) -> RecordKind:
@@ -34,7 +35,11 @@ def record_kind(raw: bytes) -> RecordKind:
         if len(raw) > MAX_BALLOT_BYTES:
             raise DecodeError(f"a ballot is at most {MAX_BALLOT_BYTES} bytes")
         return "ballot"
-    raise DecodeError("the record is neither a signed proposal nor a signed ballot")
+    if kind == "rotation":
+        if len(raw) > MAX_ROTATION_BYTES:
+            raise DecodeError(f"a key rotation is at most {MAX_ROTATION_BYTES} bytes")
+        return "rotation"
+    raise DecodeError("the record is not a signed proposal, ballot or key rotation")
 
 
 def precheck(raw: bytes, ledger: Ledger, now: int) -> RecordKind:
@@ -52,7 +57,13 @@ def precheck(raw: bytes, ledger: Ledger, now: int) -> RecordKind:
         if proposal.closes <= now:
             raise RejectedError(f"proposal {proposal.cid} closes at {proposal.closes}, which is already past")
         return kind
+    if kind == "rotation":
+        rotated_roster(Rotation.decode(raw, verify=False), ledger.current.roster, ledger.rotated)
+        return kind
     ballot = Ballot.decode(raw, verify=False)
+    if ballot.member in ledger.rotated:
+        raise RejectedError(f"key {keys.peer_id(ballot.member)} was rotated away; ballots must use the member's "
+                            "new key")
     status = ledger.proposals.get(ballot.proposal)
     if status is None:
         raise RejectedError(f"ballot is for unknown proposal {ids.cid_str(ballot.proposal)}")

@@ -23,8 +23,8 @@ from communs.protocol.signed import SignedRecord, check_bytes, check_uint, short
 
 RECEIPT_TYPE = "receipt"
 MAX_RECEIPT_BYTES = 1024
-RECORD_KINDS = ("proposal", "ballot")
-RecordKind = Literal["proposal", "ballot"]
+RECORD_KINDS = ("proposal", "ballot", "rotation")
+RecordKind = Literal["proposal", "ballot", "rotation"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Receipt(SignedRecord):
     def __post_init__(self) -> None:
         check_bytes("receipt", "node", self.node, keys.PUBLIC_KEY_SIZE)
         if self.kind not in RECORD_KINDS:
-            raise DecodeError(f"receipt kind must be proposal or ballot, not {short(self.kind)}")
+            raise DecodeError(f"receipt kind must be proposal, ballot or rotation, not {short(self.kind)}")
         check_bytes("receipt", "record", self.record, ids.DIGEST_SIZE)
         check_uint("receipt", "seq", self.seq, 1)
         check_bytes("receipt", "entry", self.entry, ids.DIGEST_SIZE)

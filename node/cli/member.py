@@ -267,6 +267,65 @@ def propose(args: argparse.Namespace, key: Any, body: Any, duration: int) -> Non
                               f"  receipt: log entry {d['receipt']['seq']}")
 
 
+# ---- key rotation ------------------------------------------------------------------------------
+
+
+def rotate(args: argparse.Namespace) -> None:
+    """`communs member rotate --key OLD --new-key NEW (--node ADDR | --out FILE --roster ID)`."""
+    from communs.governance.light import check_receipt_answer
+    from communs.governance.records import Roster
+    from communs.governance.rotation import Rotation
+    from communs.node.config import ConfigError
+    from communs.node.datadir import read_private_key
+    from communs.protocol import ids, keys
+    from communs.protocol.errors import DecodeError, RecordError
+
+    try:
+        old = read_private_key(Path(args.key).expanduser(), "member key")
+        new = read_private_key(Path(args.new_key).expanduser(), "new member key")
+    except ConfigError as exc:
+        fail(str(exc))
+    if not args.node and not args.out:
+        fail("give --node MULTIADDR to submit the rotation, or --out FILE (with --roster ROSTER_ID) to sign it offline")
+
+    def build(roster: bytes) -> Rotation:
+        try:
+            return Rotation.create(old, new, roster=roster, ts=int(time.time()))
+        except RecordError as exc:
+            fail(f"cannot build the key rotation: {exc}")
+
+    if args.out:
+        if not args.roster:
+            fail("signing a key rotation offline needs --roster ROSTER_ID (the roster in force)")
+        try:
+            rotation = build(ids.parse_cid(args.roster))
+        except DecodeError as exc:
+            fail(f"{args.roster!r} is not a roster id: {exc}")
+        _write_record(Path(args.out), rotation.encode())
+        emit(args, {"id": rotation.cid, "out": str(args.out)}, f"signed key rotation written to {args.out}")
+        return
+
+    async def work(client: Any, peer: str, node: bytes) -> dict[str, Any]:
+        answer = await client.policy()
+        try:
+            roster = Roster.decode(answer["roster"])
+        except RecordError as exc:
+            fail(f"not trusted: the node sent a roster that does not decode ({exc})")
+        if old.public not in roster:
+            fail("the old key is not on the roster in force on this node")
+        rotation = build(roster.hash)
+        got = await client.submit(rotation.encode())
+        receipt = _checked(lambda: check_receipt_answer(got["receipt"], node, rotation.id))
+        return {"id": rotation.cid, "old": keys.peer_id(old.public), "new": keys.peer_id(new.public),
+                "receipt": receipt.to_json()}
+
+    doc = _run(args.node, work)
+    if args.receipt:
+        _write_json(Path(args.receipt), doc["receipt"])
+    emit(args, doc, lambda d: f"key rotated: {d['old']} -> {d['new']} (log entry {d['receipt']['seq']}); "
+                              "sign with the new key from now on")
+
+
 # ---- submit ------------------------------------------------------------------------------------
 
 
@@ -306,9 +365,11 @@ def submit(args: argparse.Namespace) -> None:
 # ---- helpers -----------------------------------------------------------------------------------
 
 
-def _raw_tally_json(t: dict[str, Any]) -> dict[str, Any]:
+def _raw_tally_json(t: dict[str, Any] | None) -> dict[str, Any] | None:
     from communs.protocol import ids
 
+    if t is None:
+        return None
     return {**t, "proposal": ids.cid_str(t["proposal"]), "roster": ids.cid_str(t["roster"]),
             "counted": [ids.cid_str(c) for c in t["counted"]]}
 

@@ -150,8 +150,8 @@ class GovernanceServer:
             accepted = await gov.submissions.submit(request["record"], "libp2p", peer)
         except Refused as exc:
             return govwire.error("refused", str(exc)), "refused"
-        return govwire.frame({"t": "receipt", "receipt": accepted.receipt.encode(),
-                              "tally": accepted.tally.to_dict()}), "accepted"
+        counted = None if accepted.tally is None else accepted.tally.to_dict()
+        return govwire.frame({"t": "receipt", "receipt": accepted.receipt.encode(), "tally": counted}), "accepted"
 
     async def _write(self, stream: Any, data: bytes) -> None:
         async with asyncio.timeout(30.0):

@@ -114,8 +114,9 @@ async def submit_record(request: web.Request) -> web.Response:
     with _refusals():
         accepted = await gov.submissions.submit(raw, "admin API")
     return json_response({"kind": accepted.kind, "id": ids.cid_str(accepted.record),
-                          "proposal": ids.cid_str(accepted.proposal), "receipt": accepted.receipt.to_json(),
-                          "tally": accepted.tally.to_json()}, status=201)
+                          "proposal": ids.cid_str(accepted.proposal) if accepted.proposal else None,
+                          "receipt": accepted.receipt.to_json(),
+                          "tally": accepted.tally.to_json() if accepted.tally else None}, status=201)
 
 
 async def policy(request: web.Request) -> web.Response:

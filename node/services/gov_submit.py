@@ -22,6 +22,7 @@ from communs.governance.errors import GovernanceError
 from communs.governance.ledger import Ledger
 from communs.governance.receipts import Receipt
 from communs.governance.records import Ballot, Proposal
+from communs.governance.rotation import Rotation
 from communs.governance.tally import Tally
 from communs.protocol import ids
 from communs.protocol.errors import RecordError
@@ -41,8 +42,8 @@ class Accepted:
 
     kind: RecordKind
     record: bytes
-    proposal: bytes
-    tally: Tally
+    proposal: bytes | None  # None for a key rotation
+    tally: Tally | None
     receipt: Receipt
 
 
@@ -65,8 +66,13 @@ class Submissions:
             raise Refused(403, _sentence(exc, "submitted", "member")) from None
 
         def change(ledger: Ledger, now: int) -> Accepted:
-            record: Proposal | Ballot
-            if kind == "proposal":
+            record: Proposal | Ballot | Rotation
+            pid: bytes | None
+            tally: Tally | None
+            if kind == "rotation":
+                record = ledger.submit_rotation(raw, now)
+                pid, tally = None, None
+            elif kind == "proposal":
                 record = ledger.submit_proposal(raw, now)
                 pid = record.id
                 tally = ledger.proposals[pid].current(now)
@@ -84,7 +90,8 @@ class Submissions:
             accepted = await gov._step(change)
         except (RecordError, GovernanceError) as exc:
             self._count(route, "refused")
-            raise Refused(409, _sentence(exc, kind, "proposer" if kind == "proposal" else "member")) from None
+            signer = {"proposal": "proposer", "ballot": "member", "rotation": "old and new key"}[kind]
+            raise Refused(409, _sentence(exc, kind, signer)) from None
         self.admitted(accepted.record, route, peer)
         if kind == "proposal":
             gov._wake.set()

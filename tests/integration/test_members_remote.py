@@ -155,6 +155,24 @@ def test_offline_signing_and_submit_through_the_admin_api(tmp_path: Path, make_n
     assert next(iter(via.values()))["route"] == "libp2p"
     assert coop.get("/api/v1/proposals")[0]["via"]["route"] == "admin API"
 
+    # bob rotates his key from his machine; the old key can no longer vote, the roster shows the new one
+    member(homes["bob"], "member", "keygen", "--out", "new.key")
+    rotated = member_json(homes["bob"], "member", "rotate", "--key", "member.key", "--new-key", "new.key",
+                          "--node", coop.addr, "--receipt", "rotation.receipt")
+    new_peer = rotated["new"]
+    assert {m["peer_id"] for m in coop.get("/api/v1/members")["members"]} >= {new_peer}
+    before = log_length(coop)
+    old_vote = member(homes["bob"], "vote", signed["id"], "no", "--key", "member.key", "--node", coop.addr,
+                      check=False)
+    assert old_vote.returncode != 0 and "was rotated away" in old_vote.stderr, old_vote.stderr
+    member(homes["bob"], "vote", signed["id"], "no", "--key", "member.key", "--out", "old.rec")
+    refused = member(homes["bob"], "submit", "old.rec", "--node", coop.addr, check=False)
+    assert refused.returncode != 0 and "was rotated away" in refused.stderr, refused.stderr
+    assert log_length(coop) == before
+    audit = cli_json(coop.data, "audit", "--receipt", str(homes["bob"] / "rotation.receipt"),
+                     str(homes["bob"] / "b.receipt"))
+    assert audit["ok"] is True
+
 
 # ---- bad input over libp2p: one sentence each, nothing stored ----------------------------------
 

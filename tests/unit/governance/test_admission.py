@@ -54,8 +54,8 @@ def test_precheck_refuses_without_verifying_a_signature() -> None:
 
 
 def test_record_kind_refuses_what_is_not_a_governance_record() -> None:
-    for raw, phrase in [(encoding.encode({"type": "manifest"}), "neither"), (b"\xc1", ""),
-                        (b"\x80" * (600 * 1024), "at most")]:
+    for raw, phrase in [(encoding.encode({"type": "manifest"}), "not a signed proposal, ballot or key rotation"),
+                        (b"\xc1", ""), (b"\x80" * (600 * 1024), "at most")]:
         with pytest.raises(DecodeError, match=phrase or None):
             record_kind(raw)
     big_ballot = encoding.encode({"type": "ballot", "pad": "x" * 2000})
