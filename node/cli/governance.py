@@ -207,9 +207,20 @@ def cmd_proposals(args: argparse.Namespace) -> None:
     def text(ps: list[dict[str, Any]]) -> str:
         if not ps:
             return "no proposals yet"
-        return "\n".join(line for p in ps for line in _proposal_lines(p))
+        return "\n".join(line for p in ps for line in [*_proposal_lines(p), *_ballot_routes(p)])
 
     emit(args, props, text)
+
+
+def _ballot_routes(p: dict[str, Any]) -> list[str]:
+    """For the operator: by which route each ballot came (admin API, or libp2p and from which peer)."""
+    out = []
+    for b in p.get("ballots", []):
+        via = b.get("via")
+        route = "route not known (recorded before the last restart)" if not via else \
+            f"via {via['route']}" + (f" from {via['peer']}" if via.get("peer") else "")
+        out.append(f"    ballot {b['choice']} by {b['member']}: {route}")
+    return out
 
 
 def cmd_proposal(args: argparse.Namespace) -> None:

@@ -105,6 +105,10 @@ class Submissions:
         if len(self.via) < MAX_PROVENANCE:
             self.via[ids.cid_str(record)] = {"route": route, "peer": peer}
 
+    def refused(self, route: str) -> None:
+        """Count a refused submission (the admin API's own routes refuse outside `submit`)."""
+        self._count(route, "refused")
+
     def annotate(self, doc: dict[str, Any]) -> dict[str, Any]:
         """A proposal's JSON with the route of it and of each of its ballots (None: not known here)."""
         doc["via"] = self.via.get(doc["id"])

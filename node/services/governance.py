@@ -212,6 +212,7 @@ class GovernanceService:
             proposal = await self._step(lambda ledger, now: ledger.submit_proposal(raw, now))
         except (RecordError, GovernanceError) as exc:
             self._count("rejected")
+            self._refused_via_admin()
             raise Refused(self._proposal_status(exc, raw), _sentence(exc, "proposal", "proposer")) from None
         self._wake.set()  # its closing time may be the new next deadline
         if self.submissions is not None:
@@ -225,10 +226,15 @@ class GovernanceService:
             tally = await self._step(lambda ledger, now: ledger.submit_ballot(raw, now, proposal_id=proposal_id))
         except (RecordError, GovernanceError) as exc:
             self._count("rejected")
+            self._refused_via_admin()
             raise Refused(self._ballot_status(exc, proposal_id, raw), _sentence(exc, "ballot", "member")) from None
         if self.submissions is not None:
             self.submissions.admitted(Ballot.decode(raw, verify=False).id, "admin API")
         return tally
+
+    def _refused_via_admin(self) -> None:
+        if self.submissions is not None:
+            self.submissions.refused("admin API")
 
     def _annotate(self, doc: dict[str, Any]) -> dict[str, Any]:
         return doc if self.submissions is None else self.submissions.annotate(doc)

@@ -194,6 +194,16 @@ async def _ask(overlay: Any, peer: str, message: dict[str, Any] | bytes) -> dict
         await client.close()
 
 
+async def _read_to_end(stream: Any) -> bytes:
+    out = bytearray()
+    try:
+        while data := await stream.read(65536):
+            out += data
+    except Exception:  # reset by the server: what the protocol says happens
+        pass
+    return bytes(out)
+
+
 async def test_bad_submissions_over_libp2p(tmp_path: Path, make_node: Any) -> None:
     from communs.protocol.libp2p.overlay import Overlay
 
@@ -256,7 +266,28 @@ async def test_bad_submissions_over_libp2p(tmp_path: Path, make_node: Any) -> No
             codes.append((await _ask(overlay, peer, {"t": "submit", "record": vote(mallory, p)}))["code"])
         assert codes.count("busy") >= 5 and set(codes) <= {"refused", "busy"}
         assert log_length(coop) == before
-        # the node is unharmed: reads still answer, from another peer too
+        # the node is unharmed
         assert coop.get("/healthz") == {"ok": True}
+
+        # more concurrent streams than allowed from one peer: the next is answered busy; a request that never
+        # completes is cut off by the request timeout (the stream is reset, no answer)
+        other_peer = Overlay(keys.SigningKey.generate().seed, ["/ip4/127.0.0.1/tcp/0"], enable_dht=False)
+        await other_peer.start()
+        try:
+            await other_peer.connect(coop.addr)
+            held = []
+            for _ in range(govwire.MAX_STREAMS_PER_PEER):
+                stream = await other_peer.open_stream(peer, [govwire.GOVERNANCE_PROTOCOL])
+                await stream.write(b"\x08\x81")  # the start of a frame, never finished
+                held.append(stream)
+            await asyncio.sleep(0.5)
+            busy = await _ask(other_peer, peer, {"t": "list"})
+            assert busy["code"] == "busy" and "concurrent" in busy["msg"], busy
+            cut = await asyncio.wait_for(_read_to_end(held[0]), govwire.REQUEST_TIMEOUT + 20)
+            assert cut == b"", "a stream whose request never completed gets no answer"
+            listed = await _ask(other_peer, peer, {"t": "list"})  # once they are gone, it answers again
+            assert listed["t"] == "proposals"
+        finally:
+            await other_peer.stop()
     finally:
         await overlay.stop()
