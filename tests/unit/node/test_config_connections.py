@@ -43,5 +43,5 @@ def test_governance_budgets_are_read_and_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="at least 1"):
         load_config(tmp_path)
     (tmp_path / "config.toml").write_text('[governance]\nwrites = 1\n')
-    with pytest.raises(ConfigError, match="unknown key governance.writes"):
+    with pytest.raises(ConfigError, match=r"unknown key governance\.writes"):
         load_config(tmp_path)
