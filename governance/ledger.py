@@ -24,6 +24,7 @@ what the node accepted is exactly what an audit accepts.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -33,12 +34,13 @@ from communs.protocol import encoding, ids, keys, varint
 from communs.protocol.errors import DecodeError, RecordError
 
 from .errors import GovernanceError, RejectedError
-from .records import Ballot, Genesis, Proposal, Roster
+from .records import Ballot, Genesis, Member, Proposal, Roster
+from .rotation import Rotation
 from .tally import GovernanceState, Tally, enact, tally, validate_ballot, validate_proposal
 
 LOG_DOMAIN = "govlog/1"
-ENTRY_KINDS = ("genesis", "proposal", "ballot", "tally", "enactment")
-EntryKind = Literal["genesis", "proposal", "ballot", "tally", "enactment"]
+ENTRY_KINDS = ("genesis", "proposal", "ballot", "tally", "enactment", "rotation")
+EntryKind = Literal["genesis", "proposal", "ballot", "tally", "enactment", "rotation"]
 MAX_ENTRY_BYTES = 1024 * 1024
 MAX_UINT = 2**63 - 1
 EXPORT_MAGIC = b"communs-govlog/1\n"
@@ -80,7 +82,7 @@ class Entry:
             raise DecodeError("the genesis entry must be entry 0, and only entry 0")
         if type(self.at) is not int or not 0 <= self.at <= MAX_UINT:
             raise DecodeError("log entry field 'at' must be a non-negative integer")
-        if self.kind in ("genesis", "proposal", "ballot"):
+        if self.kind in ("genesis", "proposal", "ballot", "rotation"):
             if type(self.body) is not bytes:
                 raise DecodeError(f"a {self.kind} entry's body must be the record's bytes")
         elif not isinstance(self.body, dict):
@@ -205,6 +207,8 @@ class Ledger:
         self.node: bytes = b""
         self.state: GovernanceState | None = None
         self.proposals: dict[bytes, ProposalStatus] = {}
+        self.rotated: dict[bytes, int] = {}
+        """Member keys rotated away (rotation.py), and the log entry that did it: refused from then on."""
 
     # -- building
 
@@ -297,6 +301,13 @@ class Ledger:
         self.close_due(entry.at)
         return self.proposals[ballot.proposal].current(entry.at)
 
+    def submit_rotation(self, data: bytes, now: int) -> Rotation:
+        """Check and record a member's key rotation (signed by the old key and the new one)."""
+        self.close_due(now)
+        rotation = Rotation.decode_verified(data)
+        self._commit(self._next("rotation", rotation.encode(), now))
+        return rotation
+
     def close_due(self, now: int) -> list[Tally]:
         """Record the closing tally (and enactment, if passed) of every proposal closed by `now`.
 
@@ -372,8 +383,15 @@ class Ledger:
                 raise RejectedError(f"proposal {proposal.cid} is already recorded")
             validate_proposal(proposal, state.roster, now)
             self.proposals[proposal.id] = ProposalStatus(proposal, state.roster)
+        elif entry.kind == "rotation":
+            rotation = Rotation.decode_verified(entry.body)
+            self.state = dataclasses.replace(state, roster=rotated_roster(rotation, state.roster, self.rotated))
+            self.rotated[rotation.old] = entry.seq
         elif entry.kind == "ballot":
             ballot = Ballot.decode(entry.body)
+            if ballot.member in self.rotated:
+                raise RejectedError(f"key {keys.peer_id(ballot.member)} was rotated away (log entry "
+                                    f"{self.rotated[ballot.member]}); ballots must use the member's new key")
             status = self.proposals.get(ballot.proposal)
             if status is None:
                 raise RejectedError(f"ballot is for unknown proposal {_cid(ballot.proposal)}")
@@ -415,6 +433,19 @@ class Ledger:
         if status is None:
             raise RejectedError(f"unknown proposal {_cid(pid)}")
         return status
+
+
+def rotated_roster(rotation: Rotation, roster: Roster, rotated: dict[bytes, int]) -> Roster:
+    """The roster after `rotation`; RejectedError (one sentence) if it does not apply to `roster`."""
+    who = keys.peer_id(rotation.old)
+    if rotation.roster != roster.hash:
+        raise RejectedError("the key rotation names a roster that is not the roster in force")
+    if rotation.old not in roster:
+        raise RejectedError(f"{who} is not a member of the roster, so its key cannot be rotated")
+    if rotation.new in roster or rotation.new in rotated:
+        raise RejectedError(f"the new key {keys.peer_id(rotation.new)} is already on the roster or was used before")
+    name = roster.name_of(rotation.old) or who
+    return Roster.of([*(m for m in roster if m.key != rotation.old), Member(rotation.new, name)])
 
 
 def _cid(raw: bytes) -> str:

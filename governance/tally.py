@@ -13,7 +13,10 @@ The contract's rules, exactly:
   `3 * yes >= 2 * (yes + no)` and at least one yes. "Two thirds" is read as *at least* two
   thirds, so two yes of three pass; the `yes > 0` guard stops a roster change passing with
   only abstentions (0 >= 0).
-- A proposal closes at its closing time, or as soon as every member of its roster has voted.
+- A proposal closes at its closing time, or as soon as the ballots of the members who have not
+  voted can no longer change its outcome (`decided`; every member having voted is one case): a
+  2-0 among three members is decided, a 1-1 is not. The moment is the date of the ballot that
+  decided it, so the rule is a function of the records alone and an audit recomputes it.
 - A member may change their ballot until the close; the last one counts: the highest `ts`,
   ties broken by the higher ballot id, so the result never depends on arrival order.
 """
@@ -210,7 +213,7 @@ def validate_ballot(
     if any(b.id == ballot.id for b in earlier):
         raise RejectedError("this ballot is already recorded")
     if tally(proposal, roster, earlier, now).closed:
-        raise RejectedError(f"proposal {_pid(proposal)} is closed: every member has voted")
+        raise RejectedError(f"proposal {_pid(proposal)} is closed: its outcome is decided whatever the others vote")
     own = [b for b in earlier if b.member == ballot.member]
     if len(own) >= MAX_BALLOTS_PER_MEMBER:
         raise RejectedError(f"{_who(ballot.member)} already cast {MAX_BALLOTS_PER_MEMBER} ballots on proposal "
@@ -231,31 +234,39 @@ def tally(proposal: Proposal, roster: Roster, ballots: Iterable[Ballot], now: in
 
     Only ballots on this proposal, from members of its roster, dated inside its voting period
     count (signatures are the caller's to have checked: ballots come from `Ballot.decode` or
-    passed `validate_ballot`). When every member has voted, the proposal closed at the moment
-    the last of them first voted; a ballot dated after that moment does not count.
+    passed `validate_ballot`). A proposal is decided, and closes, at the first moment (the date of a
+    ballot) when the members who have not voted can no longer change its outcome, every member having
+    voted being one case (see `decided`); a ballot dated after that moment does not count.
     """
     if proposal.roster != roster.hash:
         raise RejectedError(f"the roster given is not the roster proposal {_pid(proposal)} is voted under")
-    by_member: dict[bytes, list[Ballot]] = {}
-    for b in ballots:
-        if b.proposal == proposal.id and b.member in roster and proposal.opens <= b.ts < proposal.closes:
-            by_member.setdefault(b.member, []).append(b)
-    all_voted = len(by_member) == len(roster)
+    members = len(roster)
+    rule = KINDS[proposal.kind].rule
+    eligible = sorted((b for b in ballots if b.proposal == proposal.id and b.member in roster
+                       and proposal.opens <= b.ts < proposal.closes), key=_order)
+    # Replay the ballots in date order; the proposal is decided at the first moment (a ballot's date)
+    # when the members who have not voted can no longer change the outcome (all voted is one case).
+    last: dict[bytes, Ballot] = {}
+    counts = {"yes": 0, "no": 0, "abstain": 0}
     end = proposal.closes
-    if all_voted:
-        end = min(end, max(min(b.ts for b in own) for own in by_member.values()))
-    last = {m: max((b for b in own if b.ts <= end), key=_order) for m, own in by_member.items()}
+    decided_early = False
+    for i, b in enumerate(eligible):
+        before = last.get(b.member)
+        if before is not None:
+            counts[before.choice] -= 1
+        last[b.member] = b
+        counts[b.choice] += 1
+        if i + 1 < len(eligible) and eligible[i + 1].ts == b.ts:
+            continue  # decide only once every ballot of this moment is counted
+        if decided(counts["yes"], counts["no"], counts["abstain"], members, rule):
+            end, decided_early = b.ts, True
+            break
     choices = [b.choice for b in last.values()]
     yes, no, abstain = (choices.count(c) for c in ("yes", "no", "abstain"))
-    members = len(roster)
     quorum = (members + 1) // 2
     quorum_met = 2 * (yes + no + abstain) >= members
-    rule = KINDS[proposal.kind].rule
-    if rule == "two-thirds":
-        threshold_met = yes > 0 and 3 * yes >= 2 * (yes + no)
-    else:
-        threshold_met = 2 * yes > yes + no
-    closed = all_voted or now >= proposal.closes
+    threshold_met = _threshold(yes, no, rule)
+    closed = decided_early or now >= proposal.closes
     outcome: Outcome = "open"
     closed_at = end if closed else None
     if closed:
@@ -265,6 +276,34 @@ def tally(proposal: Proposal, roster: Roster, ballots: Iterable[Ballot], now: in
         quorum=quorum, rule=rule, quorum_met=quorum_met, threshold_met=threshold_met, closed=closed,
         closed_at=closed_at, outcome=outcome, counted=tuple(sorted(b.id for b in last.values())),
     )
+
+
+def _threshold(yes: int, no: int, rule: str) -> bool:
+    if rule == "two-thirds":
+        return yes > 0 and 3 * yes >= 2 * (yes + no)
+    return 2 * yes > yes + no
+
+
+def passes(yes: int, no: int, abstain: int, members: int, rule: str) -> bool:
+    """Whether these votes pass under `rule` in a roster of `members` (quorum and threshold)."""
+    return 2 * (yes + no + abstain) >= members and _threshold(yes, no, rule)
+
+
+def decided(yes: int, no: int, abstain: int, members: int, rule: str) -> bool:
+    """Whether no ballots of the members who have not voted yet can change the outcome any more.
+
+    Exact, not a bound: of all the ways the others may vote or not vote, every yes more helps a
+    proposal pass (quorum and threshold alike), so it can pass iff it passes with all of them voting
+    yes; a no more hurts the threshold but helps the quorum and an abstention helps only the
+    quorum, so it can fail iff it fails with none of them voting or with all of them voting no.
+    (tests/unit/governance/test_tally.py checks this against every assignment for small rosters.)
+    """
+    remaining = members - (yes + no + abstain)
+    if remaining <= 0:
+        return True
+    can_pass = passes(yes + remaining, no, abstain, members, rule)
+    can_fail = not passes(yes, no, abstain, members, rule) or not passes(yes, no + remaining, abstain, members, rule)
+    return not (can_pass and can_fail)
 
 
 def enact(state: GovernanceState, proposal: Proposal) -> GovernanceState:

@@ -78,6 +78,9 @@ class Config:
     public_downloads_per_ip: int = 4
     public_requests_per_minute: int = 600
     public_slow_client_s: float = 30.0
+    # [governance]: per-peer budgets of /communs/governance/1 (protocol/README.md 5.6)
+    gov_reads_per_minute: int = 120
+    gov_submits_per_minute: int = 30
 
     @property
     def topic(self) -> str:
@@ -128,6 +131,8 @@ class Config:
         if not 0 < self.conn_handshake_s <= 600:
             raise ConfigError("connections.handshake_s must be more than 0 and at most 600 seconds")
         self._validate_public()
+        if self.gov_reads_per_minute < 1 or self.gov_submits_per_minute < 1:
+            raise ConfigError("governance.reads_per_minute and governance.submits_per_minute must be at least 1")
         for folder in self.publish_allowed_paths or []:
             if not os.path.isabs(os.path.expanduser(folder)):
                 raise ConfigError(f"publish.allowed_paths must list absolute folders, not '{folder}'")
@@ -229,6 +234,8 @@ _SCHEMA["public"] = {k: (f"public_{k}", str) for k in ("listen", "base_url", "da
 _SCHEMA["public"].update({"page_size": ("public_page_size", int), "downloads_per_ip": ("public_downloads_per_ip", int),
                           "requests_per_minute": ("public_requests_per_minute", int),
                           "slow_client_s": ("public_slow_client_s", (int, float))})
+_SCHEMA["governance"] = {"reads_per_minute": ("gov_reads_per_minute", int),
+                         "submits_per_minute": ("gov_submits_per_minute", int)}
 
 
 def load_config(data_dir: Path) -> Config:

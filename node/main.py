@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from communs.node.exchange.service import ExchangeService
 from communs.node.jsondoc import JsonDict
 from communs.node.services.datasets import DatasetsService
+from communs.node.services.gov_submit import Submissions
 from communs.node.services.governance import GovernanceService
 from communs.node.services.replication import ReplicationService
 from communs.node.services.storage import StorageService
@@ -63,6 +64,7 @@ class Services:
 def build_services(node: Node) -> Services:
     storage = StorageService(node)
     governance = GovernanceService(node, storage)
+    governance.submissions = Submissions(governance)  # members' signed records by any route, with receipts
     datasets = DatasetsService(node, storage, governance)
     exchange = ExchangeService(node, storage, datasets)
     replication = ReplicationService(node, storage, datasets, exchange)

@@ -112,6 +112,11 @@ def cmd_propose(args: argparse.Namespace) -> None:
             body = {"key": member, "name": name}
         else:
             body = {"key": member}
+    if args.node or args.out:  # a member from their own machine (cli/member.py)
+        from communs.node.cli import member as light
+
+        light.propose(args, key, body, duration)
+        return
     c = client(args)
     roster = c.get("/api/v1/members")
     now = int(roster["now"])
@@ -146,6 +151,11 @@ def cmd_vote(args: argparse.Namespace) -> None:
     from communs.protocol.errors import DecodeError
 
     key = _member_key(args.key)
+    if args.node or args.out:  # a member from their own machine (cli/member.py)
+        from communs.node.cli import member
+
+        member.vote(args, key)
+        return
     try:
         pid = ids.parse_cid(args.proposal)
     except DecodeError as exc:
@@ -200,6 +210,11 @@ def _proposal_lines(p: dict[str, Any]) -> list[str]:
 
 
 def cmd_proposals(args: argparse.Namespace) -> None:
+    if args.node:
+        from communs.node.cli import member
+
+        member.proposals(args)
+        return
     from communs.node.cli import offline
 
     props = offline.read(args, "/api/v1/proposals", lambda: offline.proposals(args))
@@ -207,19 +222,38 @@ def cmd_proposals(args: argparse.Namespace) -> None:
     def text(ps: list[dict[str, Any]]) -> str:
         if not ps:
             return "no proposals yet"
-        return "\n".join(line for p in ps for line in _proposal_lines(p))
+        return "\n".join(line for p in ps for line in [*_proposal_lines(p), *_ballot_routes(p)])
 
     emit(args, props, text)
 
 
+def _ballot_routes(p: dict[str, Any]) -> list[str]:
+    """For the operator: by which route each ballot came (admin API, or libp2p and from which peer)."""
+    out = []
+    for b in p.get("ballots", []):
+        via = b.get("via")
+        route = "route not known (recorded before the last restart)" if not via else \
+            f"via {via['route']}" + (f" from {via['peer']}" if via.get("peer") else "")
+        out.append(f"    ballot {b['choice']} by {b['member']}: {route}")
+    return out
+
+
 def cmd_proposal(args: argparse.Namespace) -> None:
+    if args.node:
+        from communs.node.cli import member
+
+        member.proposal(args)
+        return
     doc = client(args).get(f"/api/v1/proposals/{args.proposal}")
 
     def text(p: dict[str, Any]) -> str:
         lines = _proposal_lines(p)
         names = {m["peer_id"]: m["name"] for m in p.get("roster_members", [])}
         for b in p["ballots"]:
-            lines.append(f"  ballot {b['choice']:<7} by {names.get(b['member'], b['member'])} at {_when(b['ts'])}")
+            via = b.get("via")
+            route = f" via {via['route']}" + (f" from {via['peer']}" if via.get("peer") else "") if via else ""
+            lines.append(f"  ballot {b['choice']:<7} by {names.get(b['member'], b['member'])} at {_when(b['ts'])}"
+                         f"{route}")
         return "\n".join(lines)
 
     emit(args, doc, text)
@@ -278,8 +312,14 @@ def cmd_audit(args: argparse.Namespace) -> None:
     own = keys.peer_id(read_private_key(DataFolder(root).node_key, "node key").public)
     if result.ok and result.node != own:
         problem = f"the governance log was written by node {result.node}, not by this node ({own})"
+    receipts = _check_receipts(args.receipt, entries, result.node) if args.receipt else []
+    bad_receipts = [r for r in receipts if r["problem"] is not None]
+    if problem is None and bad_receipts:
+        problem = (f"{len(bad_receipts)} receipt(s) not honoured by the log: "
+                   + "; ".join(f"{r['file']}: {r['problem']}" for r in bad_receipts))
     doc = {
         "ok": problem is None,
+        "receipts": receipts,
         "entries": result.entries,
         "bad_seq": result.bad_seq,
         "reason": result.reason if problem is None or not result.ok else problem,
@@ -296,10 +336,42 @@ def cmd_audit(args: argparse.Namespace) -> None:
     lines = [result.describe()]
     if result.state is not None:
         lines.append(f"  {len(result.state.roster)} members, licence policy version {result.state.policy_version}")
+    if receipts:
+        lines.append(f"  {len(receipts)} receipt(s) checked: each record is in the log where the node said")
     if exported:
         lines.append(f"  exported to {exported}; verify it anywhere with audit_export() "
                      "(communs.governance.ledger)")
     emit(args, doc, "\n".join(lines))
+
+
+def _check_receipts(files: list[str], entries: list[bytes], node: str | None) -> list[dict[str, Any]]:
+    """Each receipt file checked against the log: None, or why the log does not honour it."""
+    from communs.governance.ledger import Entry
+    from communs.governance.receipts import check_receipt, read_receipt
+    from communs.protocol import keys
+    from communs.protocol.errors import RecordError
+
+    decoded = []
+    for raw in entries:
+        try:
+            decoded.append(Entry.decode(raw))
+        except RecordError:
+            break  # the audit itself names the bad entry; receipts past it are not honoured
+    out: list[dict[str, Any]] = []
+    for name in files:
+        path = Path(name).expanduser()
+        try:
+            receipt = read_receipt(path.read_bytes())
+        except OSError as exc:
+            fail(f"cannot read receipt {path}: {exc.strerror or exc}")
+        except RecordError as exc:
+            out.append({"file": str(path), "problem": f"not a valid receipt signed by a node ({exc})"})
+            continue
+        problem = "the log could not be read" if node is None else \
+            check_receipt(receipt, keys.public_from_peer_id(node), decoded)
+        out.append({"file": str(path), "seq": receipt.seq, "record": receipt.to_json()["record"],
+                    "problem": problem})
+    return out
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
@@ -316,6 +388,19 @@ def _write_bytes(path: Path, data: bytes) -> None:
         fail(f"cannot write {path}: {exc.strerror or exc}")
 
 
+def cmd_submit(args: argparse.Namespace) -> None:
+    from communs.node.cli import member
+
+    member.submit(args)
+
+
+def _member_options(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--node", metavar="MULTIADDR",
+                   help=f"submit the {what} over libp2p to this node (no data folder, no token)")
+    p.add_argument("--out", metavar="FILE", help=f"sign the {what} offline into FILE (submit it later)")
+    p.add_argument("--receipt", metavar="FILE", help="with --node: keep the node's signed receipt in FILE")
+
+
 # ---- parser --------------------------------------------------------------------------------------
 
 
@@ -330,22 +415,35 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--quota-bytes", type=int, metavar="N", help="quota: the storage quota proposed, in bytes")
     p.add_argument("--closes-in", default=DEFAULT_DURATION, metavar="DURATION",
                    help="how long the vote stays open: 90s, 15m, 2h, 7d (default 7d)")
+    _member_options(p, "proposal")
+    p.add_argument("--roster", metavar="ROSTER_ID", help="with --out: the roster in force the proposal is voted under")
     p.set_defaults(func=cmd_propose)
 
     p = sub.add_parser("vote", parents=[common], help="sign and submit a ballot on a proposal")
     p.add_argument("proposal", metavar="PROPOSAL_ID", help="the proposal's id, as `communs proposals` shows it")
     p.add_argument("choice", choices=["yes", "no", "abstain"], help="your vote")
     p.add_argument("--key", required=True, metavar="MEMBERKEY", help="your member key file")
+    _member_options(p, "ballot")
     p.set_defaults(func=cmd_vote)
 
-    sub.add_parser("proposals", parents=[common], help="proposals with their tallies").set_defaults(
-        func=cmd_proposals)
+    p = sub.add_parser("proposals", parents=[common], help="proposals with their tallies")
+    p.add_argument("--node", metavar="MULTIADDR", help="ask this node over libp2p (no data folder, no token)")
+    p.set_defaults(func=cmd_proposals)
     p = sub.add_parser("proposal", parents=[common], help="one proposal with its ballots")
     p.add_argument("proposal", metavar="PROPOSAL_ID", help="the proposal's id, as `communs proposals` shows it")
+    p.add_argument("--node", metavar="MULTIADDR", help="ask this node over libp2p (no data folder, no token)")
     p.set_defaults(func=cmd_proposal)
+    p = sub.add_parser("submit", parents=[common], help="submit a signed proposal or ballot (from --out)")
+    p.add_argument("file", metavar="FILE", help="a proposal or ballot signed with --out")
+    p.add_argument("--node", metavar="MULTIADDR",
+                   help="submit over libp2p; without it, through the admin API of the node in --data")
+    p.add_argument("--receipt", metavar="FILE", help="keep the node's signed receipt in FILE")
+    p.set_defaults(func=cmd_submit)
     sub.add_parser("members", parents=[common], help="the roster of members").set_defaults(func=cmd_members)
     sub.add_parser("policy", parents=[common], help="the licence policy in force").set_defaults(func=cmd_policy)
 
     p = sub.add_parser("audit", parents=[common], help="re-verify the governance log (works with the node stopped)")
     p.add_argument("--export", metavar="FILE", help="also write the log to FILE, for anyone to verify")
+    p.add_argument("--receipt", metavar="FILE", nargs="+", action="extend", default=[],
+                   help="members' receipts: report any whose record is not in the log where the node said")
     p.set_defaults(func=cmd_audit)

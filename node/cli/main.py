@@ -277,6 +277,12 @@ def cmd_peers_add(args: argparse.Namespace) -> None:
 # ---- members -------------------------------------------------------------------------------------
 
 
+def _cmd_member_rotate(args: argparse.Namespace) -> None:
+    from communs.node.cli import member
+
+    member.rotate(args)
+
+
 def cmd_member_keygen(args: argparse.Namespace) -> None:
     from communs.node.config import write_atomic, write_private
     from communs.protocol import keys
@@ -383,6 +389,15 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--out", required=True, metavar="FILE",
                    help="where to write the private key (mode 0600); the public key goes to FILE.pub")
     k.set_defaults(func=cmd_member_keygen)
+    r = msub.add_parser("rotate", parents=[common],
+                        help="replace your member key by a new one (signed by both; no vote needed)")
+    r.add_argument("--key", required=True, metavar="MEMBERKEY", help="your current member key file")
+    r.add_argument("--new-key", required=True, metavar="NEWKEY", help="the new key file (communs member keygen)")
+    r.add_argument("--node", metavar="MULTIADDR", help="submit the rotation over libp2p to this node")
+    r.add_argument("--out", metavar="FILE", help="sign the rotation offline into FILE (communs submit it later)")
+    r.add_argument("--roster", metavar="ROSTER_ID", help="with --out: the roster in force")
+    r.add_argument("--receipt", metavar="FILE", help="with --node: keep the node's signed receipt in FILE")
+    r.set_defaults(func=_cmd_member_rotate)
 
     from communs.node.cli import datasets as cli_datasets
     from communs.node.cli import governance as cli_governance

@@ -203,6 +203,12 @@ class ExchangeService:
         storage = self.storage
         self.server = StreamServer(storage.catalog, storage.chunks, node.metrics, wait_inflight=self._wait_inflight)
         self.server.register(overlay)
+        if node.governance is not None:  # members' /communs/governance/1 (exchange/govserver.py)
+            from communs.node.exchange.govserver import GovernanceServer
+            from communs.protocol.govwire import PeerRate
+
+            rate = PeerRate(node.config.gov_reads_per_minute, node.config.gov_submits_per_minute)
+            GovernanceServer(node.governance, node.metrics, rate=rate).register(overlay)
         self.manifest_client = ManifestClient(overlay)
         overlay.on_connect = self._on_connect
         overlay.on_disconnect = self._on_disconnect

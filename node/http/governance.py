@@ -105,6 +105,20 @@ async def create_ballot(request: web.Request) -> web.Response:
                           "tally": tally.to_json()}, status=201)
 
 
+async def submit_record(request: web.Request) -> web.Response:
+    """A signed proposal or ballot, whichever it is (`communs submit`); answers the node's signed receipt."""
+    gov = _gov(request)
+    raw = await _record(request, "proposal or ballot")
+    if gov.submissions is None:
+        raise ApiError(503, "this node does not take submissions of signed records yet")
+    with _refusals():
+        accepted = await gov.submissions.submit(raw, "admin API")
+    return json_response({"kind": accepted.kind, "id": ids.cid_str(accepted.record),
+                          "proposal": ids.cid_str(accepted.proposal) if accepted.proposal else None,
+                          "receipt": accepted.receipt.to_json(),
+                          "tally": accepted.tally.to_json() if accepted.tally else None}, status=201)
+
+
 async def policy(request: web.Request) -> web.Response:
     return json_response(_gov(request).policy_info())
 
@@ -135,6 +149,7 @@ def register(app: web.Application) -> None:
     app.router.add_get("/api/v1/proposals/{id}", get_proposal)
     app.router.add_post("/api/v1/proposals/{id}/ballots", create_ballot)
     app.router.add_get("/api/v1/policy", policy)
+    app.router.add_post("/api/v1/governance/records", submit_record)
     app.router.add_get("/api/v1/governance/log", governance_log)
     app.router.add_get("/api/v1/governance/audit", governance_audit)
 
@@ -163,6 +178,9 @@ def openapi_paths() -> dict[str, Any]:
         "/api/v1/proposals/{id}/ballots": {"post": {
             "summary": "submit a member-signed ballot; answers the tally after it", "parameters": pid,
             "requestBody": record, "responses": {"201": ok, "400": err, "403": err, "404": err, "409": err}}},
+        "/api/v1/governance/records": {"post": {
+            "summary": "submit a member-signed proposal or ballot; answers the node's signed receipt",
+            "requestBody": record, "responses": {"201": ok, "400": err, "403": err, "409": err}}},
         "/api/v1/policy": {"get": {"summary": "the licence policy in force, its version and the proposal that "
                                               "enacted it", "responses": {"200": ok}}},
         "/api/v1/governance/log": {"get": {

@@ -28,6 +28,9 @@ class Metrics:
                                        registry=r)
         self.governance = Counter("communs_governance_events_total", "Governance events by kind",
                                   ["kind"], registry=r)
+        self.governance_submissions = Counter(
+            "communs_governance_submissions_total", "Signed proposals and ballots submitted, by route and outcome",
+            ["route", "outcome"], registry=r)
         self.api_requests = Counter("communs_api_requests_total", "Admin API requests by status class",
                                     ["status"], registry=r)
         self.sync_records = Counter("communs_sync_records_total", "Manifests learned by catalog sync",

@@ -191,6 +191,11 @@ def _schemas() -> dict[str, Any]:
         "ProposalDetail": {"allOf": [_ref("Proposal"), _obj({
             "roster_members": {"type": "array", "items": _ref("Member")}, "now": _INT})]},
         "ProposalCreated": _obj({"id": _CID, "closes": _INT, "summary": _STR}),
+        "RecordAccepted": _obj({
+            "kind": {"type": "string", "enum": ["proposal", "ballot", "rotation"]}, "id": _CID,
+            "proposal": _nullable(_CID), "tally": {"allOf": [_ref("Tally")], "nullable": True},
+            "receipt": _obj({"node": _STR, "kind": _STR, "record": _CID, "seq": _NN_INT, "entry": _CID,
+                             "at": _NN_INT, "encoded": {"type": "string", "pattern": "^[0-9a-f]+$"}})}),
         "BallotCreated": _obj({"ballot": _CID, "proposal": _CID,
                                "choice": {"type": "string", "enum": ["yes", "no", "abstain"]},
                                "tally": _ref("Tally")}),
@@ -325,6 +330,11 @@ def _paths() -> dict[str, Any]:
             "submit a member-signed ballot; answers the tally after it",
             _json(_ref("BallotCreated"), "recorded"), "Forbidden", "NotFound", "Conflict", "Unavailable",
             status="201", body="SignedRecord", params=pid, tag="governance")},
+        "/api/v1/governance/records": {"post": _op(
+            "submit a member-signed proposal, ballot or key rotation (`communs submit`); answers the node's "
+            "signed receipt (its position in the governance log)",
+            _json(_ref("RecordAccepted"), "recorded"), "Forbidden", "Conflict", "Unavailable", status="201",
+            body="SignedRecord", tag="governance")},
         "/api/v1/policy": {"get": _op("the licence policy in force, its version and the proposal that enacted it",
                                       _json(_ref("Policy"), "the policy"), "Unavailable", tag="governance")},
         "/api/v1/governance/log": {"get": _op(

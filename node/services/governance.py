@@ -38,6 +38,7 @@ from communs.protocol.errors import DecodeError, RecordError, SignatureError
 
 if TYPE_CHECKING:
     from communs.node.node import Node
+    from communs.node.services.gov_submit import Submissions
     from communs.node.services.storage import StorageService
     from communs.storage.catalog import Catalog
 
@@ -74,6 +75,7 @@ class GovernanceService:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
+        self.submissions: Submissions | None = None  # members' records by any route (main.py sets it)
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -162,12 +164,12 @@ class GovernanceService:
         return govviews.members_doc(self.ledger, now_s())
 
     def list_proposals(self) -> list[JsonDict]:
-        return govviews.proposals_doc(self.ledger, now_s())
+        return [self._annotate(p) for p in govviews.proposals_doc(self.ledger, now_s())]
 
     def get_proposal(self, proposal_id: bytes) -> JsonDict:
         status = self._status(proposal_id)
         now = now_s()
-        doc = status.to_json(now)
+        doc = self._annotate(status.to_json(now))
         doc["roster_members"] = [{"key": m.key.hex(), "peer_id": keys.peer_id(m.key), "name": m.name}
                                  for m in status.roster]
         doc["now"] = now
@@ -195,18 +197,32 @@ class GovernanceService:
             proposal = await self._step(lambda ledger, now: ledger.submit_proposal(raw, now))
         except (RecordError, GovernanceError) as exc:
             self._count("rejected")
+            self._refused_via_admin()
             raise Refused(self._proposal_status(exc, raw), _sentence(exc, "proposal", "proposer")) from None
         self._wake.set()  # its closing time may be the new next deadline
+        if self.submissions is not None:
+            self.submissions.admitted(proposal.id, "admin API")
         log.info("proposal %s recorded: %s (closes at %d)", proposal.cid, proposal.summary(), proposal.closes)
         return proposal
 
     async def submit_ballot(self, proposal_id: bytes, raw: bytes) -> Tally:
         """Record a member's signed ballot sent to `proposal_id`; returns the tally after it."""
         try:
-            return await self._step(lambda ledger, now: ledger.submit_ballot(raw, now, proposal_id=proposal_id))
+            tally = await self._step(lambda ledger, now: ledger.submit_ballot(raw, now, proposal_id=proposal_id))
         except (RecordError, GovernanceError) as exc:
             self._count("rejected")
+            self._refused_via_admin()
             raise Refused(self._ballot_status(exc, proposal_id, raw), _sentence(exc, "ballot", "member")) from None
+        if self.submissions is not None:
+            self.submissions.admitted(Ballot.decode(raw, verify=False).id, "admin API")
+        return tally
+
+    def _refused_via_admin(self) -> None:
+        if self.submissions is not None:
+            self.submissions.refused("admin API")
+
+    def _annotate(self, doc: JsonDict) -> JsonDict:
+        return doc if self.submissions is None else self.submissions.annotate(doc)
 
     def _proposal_status(self, exc: Exception, raw: bytes) -> int:
         if isinstance(exc, SignatureError):

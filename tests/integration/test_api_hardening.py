@@ -165,7 +165,7 @@ _CHECKS = [schemathesis.checks.not_a_server_error, schemathesis.checks.status_co
 # publish path that does not exist, an SPDX expression's grammar, a record's encoding and signature); see
 # schemathesis.toml. Everywhere else a schema-valid request is never refused for its shape.
 _SEMANTIC_400 = {("POST", "/api/v1/datasets"), ("POST", "/api/v1/proposals"),
-                 ("POST", "/api/v1/proposals/{id}/ballots")}
+                 ("POST", "/api/v1/proposals/{id}/ballots"), ("POST", "/api/v1/governance/records")}
 
 
 def _make_safe(case: Any, node: SimpleNamespace, path: str, method: str) -> None:
@@ -379,7 +379,7 @@ def test_request_body_limit_default(node: SimpleNamespace) -> None:
     n: NodeProc = node.proc
     limit = 1 << 20
     posts = [p for m, p in OPERATIONS if "requestBody" in SPEC["paths"][p][m.lower()]]
-    assert len(posts) == 4
+    assert len(posts) == 5  # datasets, peers, proposals, ballots, governance records
     for path in posts:
         url = n.info["admin_url"] + _fill(path, node.proposal)
         for chunked in (False, True):

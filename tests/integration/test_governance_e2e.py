@@ -113,9 +113,9 @@ def test_three_members_policy_roster_change_and_audit(tmp_path: Path, make_node:
     pid = cli_json(data, "propose", "--key", str(k["alice"]), "--kind", "policy", "--file", str(rules))["id"]
     first = cli_json(data, "vote", pid, "yes", "--key", str(k["alice"]))
     assert (first["tally"]["yes"], first["tally"]["outcome"]) == (1, "open")
-    out = cli(data, "vote", pid, "yes", "--key", str(k["bob"])).stdout
-    assert "2 yes, 0 no, 0 abstain of 3 members" in out and "open" in out
-    last = cli_json(data, "vote", pid, "no", "--key", str(k["carol"]))  # every member voted: it closes now
+    out = cli(data, "vote", pid, "no", "--key", str(k["bob"])).stdout
+    assert "1 yes, 1 no, 0 abstain of 3 members" in out and "open" in out  # carol decides
+    last = cli_json(data, "vote", pid, "yes", "--key", str(k["carol"]))  # the deciding ballot: it closes now
     assert last["tally"]["closed"] and last["tally"]["outcome"] == "passed"
     assert (last["tally"]["yes"], last["tally"]["no"]) == (2, 1)
 
@@ -139,10 +139,10 @@ def test_three_members_policy_roster_change_and_audit(tmp_path: Path, make_node:
                    "--member", f"{k['dora']}.pub", "--member-name", "dora", "--closes-in", "1h")["id"]
     cli(data, "vote", add, "yes", "--key", str(k["alice"]))
     cli(data, "vote", add, "no", "--key", str(k["bob"]))
-    again = cli_json(data, "vote", add, "yes", "--key", str(k["bob"]))  # a member may change their vote
-    assert (again["tally"]["yes"], again["tally"]["no"], again["tally"]["outcome"]) == (2, 0, "open")
-    closed = cli_json(data, "vote", add, "no", "--key", str(k["carol"]))
-    assert (closed["tally"]["yes"], closed["tally"]["no"], closed["tally"]["outcome"]) == (2, 1, "passed")
+    again = cli_json(data, "vote", add, "abstain", "--key", str(k["bob"]))  # a member may change their vote
+    assert (again["tally"]["yes"], again["tally"]["no"], again["tally"]["outcome"]) == (1, 0, "open")
+    closed = cli_json(data, "vote", add, "yes", "--key", str(k["carol"]))
+    assert (closed["tally"]["yes"], closed["tally"]["no"], closed["tally"]["outcome"]) == (2, 0, "passed")
     assert closed["tally"]["rule"] == "two-thirds"
     members = cli_json(data, "members")
     assert members["count"] == 4
@@ -320,8 +320,8 @@ def test_closes_at_its_closing_time_while_running(tmp_path: Path, make_node: Any
     pid = cli_json(node.data, "propose", "--key", str(k["alice"]), "--kind", "quota", "--quota-bytes", "4096",
                    "--closes-in", "8s")["id"]  # room for three CLI processes on a loaded machine
     cli(node.data, "vote", pid, "yes", "--key", str(k["alice"]))
-    cli(node.data, "vote", pid, "yes", "--key", str(k["bob"]))
-    assert cli_json(node.data, "policy")["version"] == 0  # two of three voted: open until its closing time
+    cli(node.data, "vote", pid, "abstain", "--key", str(k["bob"]))
+    assert cli_json(node.data, "policy")["version"] == 0  # carol could still tip it: open until its closing time
     policy = wait_for(lambda: (p := node.get("/api/v1/policy"))["version"] == 1 and p, timeout=20,
                       what="the enactment at the closing time")
     assert policy["proposal"] == pid and policy["policy"]["storage_quota_bytes"] == 4096
@@ -336,7 +336,7 @@ def test_node_stopped_across_the_closing_time_enacts_on_start(tmp_path: Path, ma
                    "--closes-in", "8s")["id"]  # room for two CLI processes and a stop on a loaded machine
     closes = node.get(f"/api/v1/proposals/{pid}")["closes"]
     cli(node.data, "vote", pid, "yes", "--key", str(k["alice"]))
-    cli(node.data, "vote", pid, "yes", "--key", str(k["bob"]))
+    cli(node.data, "vote", pid, "abstain", "--key", str(k["bob"]))  # not decided: carol could still tip it
     assert node.stop() == 0
     assert time.time() < closes, "the node must be stopped before the closing time for this test to mean much"
     while time.time() < closes + 1:

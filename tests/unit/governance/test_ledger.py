@@ -55,7 +55,7 @@ def scenario() -> Ledger:
     ledger.submit_proposal(policy.encode(), 100)
     ledger.submit_ballot(ballot(A, policy, "yes", 110), 110)
     ledger.submit_ballot(ballot(B, policy, "no", 120), 120)
-    ledger.submit_ballot(ballot(B, policy, "yes", 130), 130)  # Ben changes his mind
+    ledger.submit_ballot(ballot(B, policy, "abstain", 130), 130)  # Ben changes his mind; Cleo could still tip it
     assert ledger.current.policy == DEFAULT_POLICY
     assert ledger.close_due(1000)[0].outcome == "passed"
     assert ledger.current.policy == POLICY and ledger.current.policy_version == 1
@@ -65,10 +65,12 @@ def scenario() -> Ledger:
     quota = propose(C, FOUNDERS, "quota", {"storage_quota_bytes": 10**9}, 1000, 2000)
     for p in (add_d, add_d_again, quota):
         ledger.submit_proposal(p.encode(), 1001)
-    for key, choice in ((A, "yes"), (B, "yes"), (C, "no")):
-        ledger.submit_ballot(ballot(key, add_d, choice, 1010), 1010)  # closes at once: all voted
+    for key, choice in ((A, "yes"), (B, "yes")):
+        ledger.submit_ballot(ballot(key, add_d, choice, 1010), 1010)  # closes at once: Cleo cannot change it
+    with pytest.raises(RejectedError, match="closed"):
+        ledger.submit_ballot(ballot(C, add_d, "no", 1010), 1010)
     assert D.public in ledger.current.roster
-    for key in (A, B, C):
+    for key in (A, B):
         ledger.submit_ballot(ballot(key, add_d_again, "yes", 1020), 1020)
     assert ledger.proposal(add_d_again.id).enacted is False
     ledger.submit_ballot(ballot(A, quota, "no", 1030), 1030)
@@ -113,7 +115,7 @@ def test_loaded_ledger_continues_and_enacts_after_downtime(stored: list[bytes]) 
     ledger = Ledger.load(stored, node_key=NODE)
     open_ids = [pid for pid, s in ledger.proposals.items() if s.tally is None]
     assert len(open_ids) == 1 and ledger.next_deadline() == 9000
-    ledger.submit_ballot(ballot(A, ledger.proposals[open_ids[0]].proposal, "yes", 3020), 3020)
+    ledger.submit_ballot(ballot(A, ledger.proposals[open_ids[0]].proposal, "abstain", 3020), 3020)
     assert ledger.close_due(8999) == []
     assert ledger.current.policy_version == 1  # the earlier policy is in force
     closed = ledger.close_due(50_000)

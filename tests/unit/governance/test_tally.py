@@ -12,7 +12,9 @@ from communs.governance.records import Ballot, Proposal, Roster
 from communs.governance.tally import (
     MAX_CLOCK_SKEW,
     GovernanceState,
+    decided,
     enact,
+    passes,
     tally,
     validate_ballot,
     validate_proposal,
@@ -104,7 +106,9 @@ def test_ballot_bad_inputs() -> None:
         (vote(B, p, "yes", ts=1500), p, 1600, [vote(B, p, "no", ts=1550)], "later ballot from this member"),
         (vote(B, p, "yes"), p, 1600, [vote(B, p, "yes")], "already recorded"),
         (vote(B, p, "no", ts=1700), p, 1700,
-         [vote(A, p, "yes"), vote(B, p, "yes"), vote(C, p, "yes")], "closed: every member has voted"),
+         [vote(A, p, "yes"), vote(B, p, "yes"), vote(C, p, "yes")], "closed: its outcome is decided"),
+        (vote(C, p, "no", ts=1700), p, 1700,
+         [vote(A, p, "yes"), vote(B, p, "yes")], "closed: its outcome is decided"),
     ]
     for ballot, proposal, now, earlier, message in cases:
         with pytest.raises(RejectedError, match=message):
@@ -197,25 +201,52 @@ def test_decision_rules(kind: str, size: int, votes: str, outcome: str) -> None:
     assert t.quorum == (size + 1) // 2
 
 
-def test_open_until_close_or_everyone_voted() -> None:
+def test_open_until_close_or_decided() -> None:
+    """Open while the members who have not voted could still change the outcome; closed, at the date of the
+    ballot that decided it, as soon as they cannot (2-0 of three is decided, 1-1 is not)."""
     p = make()
+    split = [vote(A, p, "yes", ts=1100), vote(B, p, "no", ts=1200)]
+    t = tally(p, THREE, split, 1500)
+    assert not t.closed and t.outcome == "open" and t.closed_at is None
+    t = tally(p, THREE, split, CLOSES)
+    assert t.closed and t.outcome == "rejected" and t.closed_at == CLOSES
     two = [vote(A, p, "yes", ts=1100), vote(B, p, "yes", ts=1200)]
     t = tally(p, THREE, two, 1500)
-    assert not t.closed and t.outcome == "open" and t.passing and t.closed_at is None
-    t = tally(p, THREE, two, CLOSES)
-    assert t.closed and t.outcome == "passed" and t.closed_at == CLOSES
-    everyone = [*two, vote(C, p, "no", ts=1300)]
+    assert t.closed and t.outcome == "passed" and t.closed_at == 1200
+    everyone = [*split, vote(C, p, "yes", ts=1300)]
     t = tally(p, THREE, everyone, 1300)
     assert t.closed and t.outcome == "passed" and t.closed_at == 1300
     assert "2 yes, 1 no, 0 abstain of 3 members" in t.describe()
+    # two no of three: it cannot pass any more
+    t = tally(p, THREE, [vote(A, p, "no", ts=1100), vote(B, p, "no", ts=1150)], 1200)
+    assert t.closed and t.outcome == "rejected" and t.closed_at == 1150
 
 
 def test_ballot_dated_after_early_close_does_not_count() -> None:
     p = make()
-    ballots = [vote(A, p, "yes", ts=1100), vote(B, p, "yes", ts=1200), vote(C, p, "no", ts=1300),
+    ballots = [vote(A, p, "yes", ts=1100), vote(B, p, "no", ts=1200), vote(C, p, "yes", ts=1300),
                vote(A, p, "no", ts=1400)]
     t = tally(p, THREE, ballots, 1500)
     assert t.closed_at == 1300 and (t.yes, t.no) == (2, 1)
+    ballots = [vote(A, p, "yes", ts=1100), vote(B, p, "yes", ts=1200), vote(B, p, "no", ts=1300)]
+    t = tally(p, THREE, ballots, 1500)
+    assert t.closed_at == 1200 and (t.yes, t.no) == (2, 0)
+
+
+@pytest.mark.parametrize("rule", ["majority", "two-thirds"])
+def test_decided_is_exact_for_every_small_roster(rule: str) -> None:
+    """`decided` against brute force: every count of yes/no/abstain for rosters of 1 to 9 members, and every
+    way the others may vote or not."""
+    for members in range(1, 10):
+        for yes in range(members + 1):
+            for no in range(members + 1 - yes):
+                for abstain in range(members + 1 - yes - no):
+                    rest = members - yes - no - abstain
+                    outcomes = {passes(yes + y, no + n, abstain + a, members, rule)
+                                for y in range(rest + 1) for n in range(rest + 1 - y)
+                                for a in range(rest + 1 - y - n)}
+                    assert decided(yes, no, abstain, members, rule) == (len(outcomes) == 1), \
+                        (members, yes, no, abstain)
 
 
 def test_tally_ignores_foreign_ballots() -> None:

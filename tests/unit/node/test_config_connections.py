@@ -32,3 +32,16 @@ def test_defaults_and_values(tmp_path: Path) -> None:
 def test_bad_values_are_refused(tmp_path: Path, line: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(folder(tmp_path, f"\n[connections]\n{line}\n"))
+
+
+def test_governance_budgets_are_read_and_checked(tmp_path: Path) -> None:
+    """[governance] reads_per_minute / submits_per_minute (protocol/README.md 5.6)."""
+    (tmp_path / "config.toml").write_text('[governance]\nsubmits_per_minute = 500\n')
+    cfg = load_config(tmp_path)
+    assert (cfg.gov_submits_per_minute, cfg.gov_reads_per_minute) == (500, 120)
+    (tmp_path / "config.toml").write_text('[governance]\nreads_per_minute = 0\n')
+    with pytest.raises(ConfigError, match="at least 1"):
+        load_config(tmp_path)
+    (tmp_path / "config.toml").write_text('[governance]\nwrites = 1\n')
+    with pytest.raises(ConfigError, match=r"unknown key governance\.writes"):
+        load_config(tmp_path)

@@ -116,9 +116,9 @@ async def test_a_passed_proposal_is_stored_in_one_step_and_hooks_run_after(
     service.on_policy_change += [broken, hook]
     pid = (await service.submit_proposal(proposal(service, members[0]))).id
     await service.submit_ballot(pid, ballot(members[0], pid))
-    await service.submit_ballot(pid, ballot(members[1], pid))
-    assert seen == []
-    tally = await service.submit_ballot(pid, ballot(members[2], pid, "no"))  # last voter closes it
+    await service.submit_ballot(pid, ballot(members[1], pid, "no"))
+    assert seen == []  # 1-1 of three: the third member decides
+    tally = await service.submit_ballot(pid, ballot(members[2], pid))  # the deciding ballot closes it
     assert tally.outcome == "passed"
     kinds = [r.kind for r in await catalog.gov_entries()]
     assert kinds == ["genesis", "proposal", "ballot", "ballot", "ballot", "tally", "enactment"]
@@ -166,7 +166,7 @@ async def test_the_timer_closes_at_the_deadline_even_one_submitted_later_and_soo
     soon = (await service.submit_proposal(proposal(service, members[0], kind="quota",
                                                    body={"storage_quota_bytes": 10}, closes_in=1))).id
     await service.submit_ballot(soon, ballot(members[0], soon))
-    await service.submit_ballot(soon, ballot(members[1], soon))
+    await service.submit_ballot(soon, ballot(members[1], soon, "abstain"))  # not decided before the deadline
     enacted = asyncio.Event()
 
     async def hook(policy: Policy) -> None:
