@@ -19,12 +19,19 @@ def build_services(node: Node) -> list[Any]:
     from communs.node.services.datasets import DatasetsService
     from communs.node.services.governance import GovernanceService
     from communs.node.services.replication import ReplicationService
+    from communs.node.services.retraction import RetractionService
     from communs.node.services.storage import StorageService
 
+    storage = StorageService(node)  # node.storage: catalog + chunk store
+    governance = GovernanceService(node)  # node.governance: roster, proposals, policy in force
+    datasets = DatasetsService(node)  # node.datasets: publish, list, get, verify, states
+    # node.retractions: withdrawing datasets, applying others' withdrawals (before the exchange, which gossips them)
+    node.retractions = RetractionService(storage, datasets, node.key)
     return [
-        StorageService(node),      # node.storage: catalog + chunk store
-        GovernanceService(node),   # node.governance: roster, proposals, policy in force
-        DatasetsService(node),     # node.datasets: publish, list, get, verify, states
+        storage,
+        governance,
+        datasets,
+        node.retractions,
         ExchangeService(node),     # node.exchange: gossip announcements, stream protocols, sync
         ReplicationService(node),  # node.replication: fetch what the policy wants
     ]

@@ -170,7 +170,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("get", parents=[common], help="write a complete dataset version's files into DEST")
     p.add_argument("id", metavar="ID")
     p.add_argument("dest", metavar="DEST")
-    p.add_argument("--force", action="store_true", help="overwrite existing files in DEST")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite existing files in DEST, and write a retracted version whose chunks are kept")
     p.set_defaults(func=cmd_get)
 
     sub.add_parser("verify", parents=[common], help="re-hash every stored chunk").set_defaults(func=cmd_verify)

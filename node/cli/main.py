@@ -354,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from communs.node.cli import datasets as cli_datasets
     from communs.node.cli import governance as cli_governance
+    from communs.node.cli import lifecycle as cli_lifecycle
     from communs.node.cli import repair as cli_repair
     from communs.node.cli import storage as cli_storage
 
@@ -361,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_governance.add_commands(sub, common)
     cli_repair.add_commands(sub, common)
     cli_storage.add_commands(sub, common)
+    cli_lifecycle.add_commands(sub, common)
     return parser
 
 

@@ -136,7 +136,7 @@ def _schemas() -> dict[str, Any]:
                                closed=True),
         "Connected": _obj({"peer_id": _PEER}),
         "Ping": _obj({"peer_id": _PEER, "rtt_ms": {"type": "number", "minimum": 0}}),
-        "State": {"type": "string", "enum": ["own", "complete", "in-progress", "not-wanted"]},
+        "State": {"type": "string", "enum": ["own", "complete", "in-progress", "not-wanted", "retracted"]},
         "ManifestSummary": _obj(summary_fields),
         "Manifest": _obj({**summary_fields, "description": _STR, "keywords": _STRS, "prev": _nullable(_CID),
                           "log_prev": _nullable(_CID), "files": {"type": "array", "items": file_entry}}),
@@ -155,6 +155,9 @@ def _schemas() -> dict[str, Any]:
             closed=True),
         "Published": _obj({"id": _CID, "dataset": _CID, "version": {"type": "integer", "minimum": 1},
                            "job": _INT}),
+        "RetractRequest": _obj({}, {"reason": {"type": "string", "maxLength": 200, "pattern": _LINE}}, closed=True),
+        "Retracted": _obj({"id": _CID, "dataset": _CID, "publisher": {"type": "string"},
+                           "reason": {"type": "string"}, "created": _INT, "versions": _NN_INT}),
         "PublishJob": job,
         "Replication": _obj({"active": {"type": "array", "items": active},
                              "waiting": {"type": "array", "items": waiting}}),
@@ -230,6 +233,12 @@ def _op(summary: str, ok: dict[str, Any], *errors: str, status: str = "200", bod
     return op
 
 
+def _with_ok(op: dict[str, Any], ok: dict[str, Any]) -> dict[str, Any]:
+    """`op` with a second success answer, 200 (the first being 201)."""
+    op["responses"] = {"200": ok, **op["responses"]}
+    return op
+
+
 def _path_param(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string", "minLength": 1},
             "description": description}
@@ -279,6 +288,13 @@ def _paths() -> dict[str, Any]:
         "/api/v1/datasets/{id}": {"get": _op("one manifest in full, with its files and chunks",
                                              _json(_ref("Manifest"), "the manifest"), "BadRequest", "NotFound",
                                              params=mid, tag="datasets")},
+        "/api/v1/datasets/{id}/retraction": {"post": _with_ok(_op(
+            "withdraw a dataset published here, all its versions: a signed retraction that travels to every "
+            "node, which marks the versions `retracted` and releases their chunks (unless its policy says "
+            "keep_retracted)", _json(_ref("Retracted"), "retracted now"), "Forbidden", "NotFound",
+            status="201", body="RetractRequest", tag="datasets",
+            params=[_path_param("id", "the dataset id, or the manifest id of one of its versions", cid)]),
+            _json(_ref("Retracted"), "it was already retracted: nothing changed"))},
         "/api/v1/publishing": {"get": _op("publish jobs, running and recently finished, with bytes done and total",
                                           _json(list_of("PublishJob"), "jobs"), tag="datasets")},
         "/api/v1/replication": {"get": _op("what is being fetched (bytes done and total, sources) and what waits, "

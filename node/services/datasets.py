@@ -52,10 +52,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("communs.datasets")
 
 OWN, COMPLETE, IN_PROGRESS, NOT_WANTED = "own", "complete", "in-progress", "not-wanted"
+RETRACTED = "retracted"  # withdrawn by its publisher (node/services/retraction.py)
 PROCESS_BATCH = 200  # manifests at once above which verification runs in worker processes
 PROCESS_BATCH_BYTES = 1024 * 1024  # ... or bytes of manifests at once (a few large ones hold the loop as long)
 DECODE_WORKERS = 1  # measured: a second worker loses to the node and its peer on a 2-core machine
-STATES = (OWN, COMPLETE, IN_PROGRESS, NOT_WANTED)
+STATES = (OWN, COMPLETE, IN_PROGRESS, NOT_WANTED, RETRACTED)
 
 
 class PublishError(Exception):
@@ -273,7 +274,7 @@ class DatasetsService(UsesStorage):
         infos = await self.catalog.list_manifests()
         version = self.policy_version()  # read with the policy: no await between here and the decisions
         for info in infos:
-            if info.own:
+            if info.own or info.state == RETRACTED:  # a retraction is final, whatever the policy
                 continue
             want, reason = self.decide(licence=info.licence, size=info.size, publisher=info.publisher,
                                        forked=info.publisher in forked)
@@ -471,6 +472,8 @@ class DatasetsService(UsesStorage):
                 if latest.publisher != key.public:
                     raise PublishError("that dataset was published by another node; only its publisher can "
                                        "add versions")
+                if await self.catalog.retraction(dataset) is not None:
+                    raise PublishError("that dataset was retracted; publish the files as a new dataset instead")
                 prev_id, version = latest.id, latest.version + 1
             else:
                 dataset = new_dataset_id(key.public, os.urandom(16))
@@ -605,6 +608,7 @@ class DatasetsService(UsesStorage):
         forks: list[tuple[Manifest, bytes, bytes, str]] = []  # manifest, raw, conflicting id, reason
         now = int(time.time())
         owners = await self._dataset_owners({m.dataset for m in decoded if isinstance(m, Manifest)})
+        retracted = await cat.retracted_datasets(owners)  # a retraction is only held for a dataset with an owner
         for pub, idxs in by_pub.items():
             idxs.sort(key=lambda i: (decoded_seq(decoded[i]), i))
             prev: Manifest | None = None  # the record before this one in the batch, when accepted
@@ -640,7 +644,9 @@ class DatasetsService(UsesStorage):
                         outcomes[i] = Outcome("fork", "contradicts another record of the same publisher", m)
                         continue
                 prev = m
-                if m.publisher == me:
+                if m.dataset in retracted:
+                    state, reason, own = RETRACTED, "retracted by its publisher", m.publisher == me
+                elif m.publisher == me:
                     state, reason, own = OWN, "published here", True
                 else:
                     want, reason = self.decide(licence=m.licence, size=m.size, publisher=pub,

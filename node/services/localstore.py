@@ -57,7 +57,10 @@ async def export_dataset(root: Path, id_text: str, dest: Path, *, force: bool = 
             raise LocalError("no manifest with that id is known to this node")
         manifest = Manifest.decode(info.raw)
         missing = await catalog.missing_chunks(mid)
-        if missing or info.state not in ("own", "complete"):
+        if info.state == "retracted" and not force:
+            raise LocalError(f"this dataset was retracted by its publisher ({info.reason}); use --force to "
+                             "write it anyway where its chunks are still kept")
+        if missing or info.state not in ("own", "complete", "retracted"):
             raise LocalError(f"the dataset is not complete here (state {info.state}, "
                              f"{len(missing)} chunk(s) missing)")
         folders: set[Path] = set()  # folders that gained an entry here: fsynced before returning

@@ -649,7 +649,8 @@ class ReplicationService(UsesStorage):
             return await self._collect_garbage()
 
     async def _collect_garbage(self) -> int:
-        gone = await self.catalog.unreferenced_chunks()
+        keep = ("retracted",) if self.node.datasets.policy().keep_retracted else ()
+        gone = await self.catalog.unreferenced_chunks(keep=keep)
         if not gone:
             return 0
         # Journaled first (publish_journal.py), so that files left by a crash after the unmark are known

@@ -1,0 +1,122 @@
+"""Issue 18: a dataset's lifecycle across real node processes: retraction, duplicates, cancel, versions kept."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from communs.protocol import encoding, ids
+from communs.protocol.retraction import Retraction
+
+from tests.nodes import NodeProc, cli, cli_json, wait_for
+
+
+def enact(node: NodeProc, rules: str, tmp: Path, tag: str) -> None:
+    """The node's sole founder proposes RULES and votes yes: a full roster closes the vote at once."""
+    path = tmp / f"{node.data.name}-{tag}.toml"
+    path.write_text(rules)
+    key = str(node.data / "operator.key")
+    pid = cli_json(node.data, "propose", "--key", key, "--kind", "policy", "--file", str(path),
+                   "--closes-in", "1h")["id"]
+    cli(node.data, "vote", pid, "yes", "--key", key)
+    wait_for(lambda: cli_json(node.data, "policy")["proposal"] == pid, 15, what=f"{node.data.name}'s policy {tag}")
+
+
+def states(node: NodeProc) -> dict[str, str]:
+    return {d["id"]: d["state"] for d in node.get("/api/v1/datasets")}
+
+
+def chunk_files(node: NodeProc) -> set[str]:
+    return {p.name for p in (node.data / "store" / "chunks").rglob("*") if p.is_file() and len(p.name) == 64}
+
+
+def held_retraction(node: NodeProc, dataset: bytes) -> bytes:
+    with sqlite3.connect(node.data / "catalog.sqlite") as db:
+        row = db.execute("SELECT value FROM kv WHERE key = ?", ("retraction:" + dataset.hex(),)).fetchone()
+    assert row is not None, "no retraction held"
+    return bytes(row[0])
+
+
+def plant_retraction(node: NodeProc, dataset: bytes, raw: bytes) -> None:
+    """Store a retraction in a stopped node's catalog as if it had accepted it (a lying node serves it on)."""
+    with sqlite3.connect(node.data / "catalog.sqlite") as db:
+        db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", ("retraction:" + dataset.hex(), raw))
+
+
+def test_retraction_travels_releases_and_cannot_be_forged_or_replayed(tmp_path: Path, nodes) -> None:  # type: ignore[no-untyped-def]
+    a = NodeProc.init(tmp_path, "a")
+    nodes.append(a)
+    a.start()
+    b = NodeProc.init(tmp_path, "b", "--bootstrap", a.addr)
+    c = NodeProc.init(tmp_path, "c", "--bootstrap", a.addr)
+    nodes.extend([b, c])
+    b.start()
+    c.start()
+    enact(b, 'accept_licences = ["CC0-1.0"]\n', tmp_path, "cc0")
+    enact(c, 'accept_licences = ["CC0-1.0"]\nkeep_retracted = true\n', tmp_path, "cc0-keep")
+    src = tmp_path / "src"
+    for name in ("oops", "fine"):
+        (src / name).mkdir(parents=True)
+        (src / name / "data.bin").write_bytes(os.urandom(3 << 20))
+    oops1 = cli_json(a.data, "publish", str(src / "oops"), "--title", "oops", "--licence", "CC0-1.0")
+    (src / "oops" / "more.txt").write_text("a second version\n")
+    oops2 = cli_json(a.data, "publish", str(src / "oops"), "--title", "oops", "--licence", "CC0-1.0",
+                     "--dataset", oops1["dataset"])
+    fine = cli_json(a.data, "publish", str(src / "fine"), "--title", "fine", "--licence", "CC0-1.0")
+    versions = {oops1["id"], oops2["id"]}
+    for n in (b, c):
+        wait_for(lambda n=n: {states(n).get(m) for m in [*versions, fine["id"]]} == {"complete"}, 90,
+                 what=f"{n.data.name} to replicate everything")
+    oops_chunks = {ids.parse_cid(ch["id"]).hex() for v in versions
+                   for f in b.get(f"/api/v1/datasets/{v}")["files"] for ch in f["chunks"]}
+    assert oops_chunks <= chunk_files(b) and oops_chunks <= chunk_files(c)
+
+    # only the publisher can retract: b refuses to sign for a's dataset
+    status, body = b.api("POST", f"/api/v1/datasets/{fine['dataset']}/retraction", {"reason": "not mine"})
+    assert status == 403 and "publisher" in body["error"]
+
+    out = cli(a.data, "retract", oops2["id"], "--reason", "published by mistake").stdout
+    assert "2 version(s)" in out
+    for n in (a, b, c):
+        wait_for(lambda n=n: {states(n)[m] for m in versions} == {"retracted"}, 60,
+                 what=f"{n.data.name} to mark both versions retracted")
+        assert states(n)[fine["id"]] in ("own", "complete")
+    reason = {d["id"]: d["reason"] for d in b.get("/api/v1/datasets")}[oops1["id"]]
+    assert "published by mistake" in reason
+    # b releases the chunks, c keeps them (keep_retracted), a (no such policy) releases its own
+    wait_for(lambda: not (oops_chunks & chunk_files(b)), 30, what="b to release the retracted chunks")
+    wait_for(lambda: not (oops_chunks & chunk_files(a)), 30, what="a to release the retracted chunks")
+    assert oops_chunks <= chunk_files(c)
+    # get refuses a retracted version by default; --force writes it where the chunks are kept
+    refused = cli(c.data, "get", oops2["id"], str(tmp_path / "out-c"), check=False)
+    assert refused.returncode != 0 and "retracted" in refused.stderr
+    cli(c.data, "get", oops2["id"], str(tmp_path / "out-c"), "--force")
+    assert (tmp_path / "out-c" / "data.bin").read_bytes() == (src / "oops" / "data.bin").read_bytes()
+    refused = cli(b.data, "get", oops1["id"], str(tmp_path / "out-b"), check=False)
+    assert refused.returncode != 0 and "retracted" in refused.stderr
+    # retracting again changes nothing
+    status, body = a.api("POST", f"/api/v1/datasets/{oops1['dataset']}/retraction", {})
+    assert status == 200 and body["versions"] == 0
+    assert cli_json(b.data, "verify")["ok"] is True
+
+    # A lying node (b) serves a forged retraction of `fine` (signed by b's key) and a replayed one (a's
+    # genuine retraction with its dataset id changed to `fine`'s): c refuses both at sync, `fine` stays.
+    fine_ds = ids.parse_cid(fine["dataset"])
+    genuine = held_retraction(a, ids.parse_cid(oops1["dataset"]))
+    replayed = encoding.encode({**encoding.decode(genuine), "dataset": fine_ds})
+    assert b.stop() == 0
+    from communs.node.datadir import open_folder
+
+    forged = Retraction.create(open_folder(b.data).node_key, dataset=fine_ds, reason="forged", created=1)
+    plant_retraction(b, fine_ds, forged.encode())
+    plant_retraction(b, os.urandom(32), replayed)  # served under another slot of b's table
+    b.start()
+    # (a restarted node's new address may take a few dials: issue 18's peers half, done elsewhere)
+    wait_for(lambda: c.api("POST", "/api/v1/peers", {"addr": b.addr})[0] == 200, 60, interval=1.0,
+             what="c to connect to b")
+    wait_for(lambda: c.get("/api/v1/status")["retractions"]["refused"] >= 2, 120, interval=0.5,
+             what="c to sync with b and refuse both planted retractions")
+    assert states(c)[fine["id"]] == "complete" and states(a)[fine["id"]] == "own"
+    for n in (a, b, c):
+        assert n.stop() == 0
