@@ -42,6 +42,8 @@ def cmd_publish(args: argparse.Namespace) -> None:
         body["keywords"] = args.keyword
     if args.dataset:
         body["dataset"] = args.dataset
+    if args.force:
+        body["force"] = True
     result: dict[str, Any] = {}
     error: list[Exception] = []
 
@@ -65,6 +67,55 @@ def cmd_publish(args: argparse.Namespace) -> None:
 
     worker = threading.Thread(target=post, daemon=True)
     worker.start()
+    try:
+        _wait_publish(args, c, worker, path, body)
+    except KeyboardInterrupt:
+        _cancel_publish(c, headers["Idempotency-Key"])
+    if error:
+        raise error[0]
+    stored = result.get("stored")
+    if stored and not args.json:
+        import sys
+
+        print(f"stored {stored['files']} file(s), {stored['bytes']} bytes: {stored['new_chunks']} new chunk(s) "
+              f"of {stored['chunks']} ({stored['new_bytes']} bytes written), {stored['deduplicated_bytes']} "
+              "bytes deduplicated", file=sys.stderr)
+    out = {"id": result["id"], "dataset": result["dataset"], "version": result["version"]}
+    if stored:
+        out["stored"] = stored
+    emit(args, out, lambda r: r["id"])
+
+
+def _cancel_publish(c: Any, key: str) -> None:
+    """Ctrl-C during a publish: cancel its job on the node (DELETE /api/v1/publishing/{job}), so that
+    nothing of it is kept, and say what happened."""
+    from communs.node.cli.client import AdminClient, ClientError
+    from communs.node.cli.common import fail
+
+    quick = AdminClient(c.base_url, c.token, timeout=60)
+    job = None
+    for _ in range(20):  # the request may not have reached the node yet
+        try:
+            job = next((j for j in quick.get("/api/v1/publishing") if j.get("key") == key), None)
+        except ClientError:
+            job = None
+        if job is not None:
+            break
+        time.sleep(0.1)
+    if job is None:
+        fail("interrupted: the node had not started this publish; nothing was published", 130)
+    try:
+        quick.request("DELETE", f"/api/v1/publishing/{job['id']}")
+    except ClientError as exc:
+        fail(f"interrupted, but the publish could not be cancelled: {exc}", 130)
+    fail("interrupted: the publish was cancelled and nothing of it was kept", 130)
+
+
+def _wait_publish(args: argparse.Namespace, c: Any, worker: threading.Thread, path: Path,
+                  body: dict[str, Any]) -> None:
+    """Wait for the publish request, showing its progress on a terminal."""
+    from communs.node.cli.client import ClientError
+
     bar = _progress_bar(args)
     if bar is not None:
         from communs.node.cli.client import AdminClient
@@ -81,11 +132,8 @@ def cmd_publish(args: argparse.Namespace) -> None:
                     job = jobs[-1]
                     bar.update(task, completed=job["bytes_done"], total=job["bytes_total"] or None)
                 worker.join(0.2)
-    worker.join()
-    if error:
-        raise error[0]
-    emit(args, {"id": result["id"], "dataset": result["dataset"], "version": result["version"]},
-         lambda r: r["id"])
+    while worker.is_alive():  # join in steps: Ctrl-C interrupts a step, not a join without timeout
+        worker.join(0.2)
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
@@ -162,6 +210,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--description")
     p.add_argument("--keyword", action="append", metavar="K")
     p.add_argument("--dataset", metavar="DATASET_ID", help="publish a new version of this dataset")
+    p.add_argument("--force", action="store_true",
+                   help="publish even files identical to the latest version published here under the same title")
     p.set_defaults(func=cmd_publish)
 
     sub.add_parser("datasets", parents=[common], help="every manifest the node knows, with its state") \

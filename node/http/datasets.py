@@ -9,7 +9,15 @@ from typing import Any
 from aiohttp import web
 from communs.node.http.app import ApiError, json_response, node_of, read_json
 from communs.node.services import publish_paths
-from communs.node.services.datasets import DiskFull, IdempotencyConflict, PublishError, PublishHeld, manifest_full
+from communs.node.services.datasets import (
+    DiskFull,
+    DuplicatePublish,
+    IdempotencyConflict,
+    PublishCancelled,
+    PublishError,
+    PublishHeld,
+    manifest_full,
+)
 from communs.protocol import ids
 from communs.protocol.errors import RecordError
 from communs.protocol.records import Manifest
@@ -56,7 +64,7 @@ def allowed_publish_paths(node: Any) -> list[str]:
     return publish_paths.default_allowed() if configured is None else list(configured)
 
 
-_PUBLISH_KEYS = {"path", "title", "licence", "description", "keywords", "dataset"}
+_PUBLISH_KEYS = {"path", "title", "licence", "description", "keywords", "dataset", "force"}
 
 
 async def publish(request: web.Request) -> web.Response:
@@ -77,6 +85,9 @@ async def publish(request: web.Request) -> web.Response:
     dataset = None
     if body.get("dataset") is not None:
         dataset = parse_id(_text(body, "dataset"), "dataset id")
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise ApiError(400, "'force' must be true or false")
     key = request.headers.get("Idempotency-Key")
     if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiError(400, "'Idempotency-Key' must be 1 to 128 letters, digits, '-', '_', '.' or ':'")
@@ -85,17 +96,18 @@ async def publish(request: web.Request) -> web.Response:
     refused = publish_paths.refusal(path_text, allowed_publish_paths(node), node.root)
     if refused is not None:
         raise ApiError(403, refused)
-    job = node.datasets.new_job(path_text)
+    job = node.datasets.new_job(path_text, key)
     try:
         manifest = await node.datasets.publish(Path(path_text), title=title, licence=licence,
                                                description=description, keywords=keywords, dataset=dataset,
-                                               job=job, idempotency_key=key)
+                                               job=job, idempotency_key=key, force=force)
     except PublishError as exc:
         status = (507 if isinstance(exc, DiskFull) else 422 if isinstance(exc, IdempotencyConflict)
-                  else 409 if isinstance(exc, PublishHeld) else 400)
+                  else 409 if isinstance(exc, PublishHeld | PublishCancelled | DuplicatePublish) else 400)
         raise ApiError(status, str(exc)) from None
     return json_response({"id": manifest.cid, "dataset": ids.cid_str(manifest.dataset),
-                          "version": manifest.version, "job": job.id}, status=201)
+                          "version": manifest.version, "job": job.id,
+                          "stored": job.stored.to_json() if job.stored is not None else None}, status=201)
 
 
 async def publishing(request: web.Request) -> web.Response:

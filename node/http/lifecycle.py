@@ -31,5 +31,24 @@ async def retract(request: web.Request) -> web.Response:
                          status=201 if applied.retracted else 200)
 
 
+async def cancel_publish(request: web.Request) -> web.Response:
+    """DELETE /api/v1/publishing/{job}: stop a running publish and keep nothing of it. 200 `{"job", "state":
+    "cancelled"}` once it stopped (or had already failed); 409 when its manifest was recorded first."""
+    datasets = node_of(request).datasets
+    try:
+        job = datasets.jobs[int(request.match_info["job"])]
+    except (KeyError, ValueError):
+        raise ApiError(404, "no publish job with that number is known here (finished ones are forgotten "
+                            "after 20 more)") from None
+    state = await datasets.cancel(job)
+    if state == "done":
+        raise ApiError(409, "the publish had already recorded its dataset "
+                            f"({ids.cid_str(job.manifest) if job.manifest else 'unknown id'}); retract it instead")
+    if state not in ("cancelled", "failed"):
+        raise ApiError(409, f"the publish is still {state}; ask again")
+    return json_response({"job": job.id, "state": state})
+
+
 def register(app: web.Application) -> None:
     app.router.add_post("/api/v1/datasets/{id}/retraction", retract)
+    app.router.add_delete("/api/v1/publishing/{job}", cancel_publish)

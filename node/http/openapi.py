@@ -105,9 +105,14 @@ def _schemas() -> dict[str, Any]:
     }
     chunk = _obj({"id": _CID, "size": _NN_INT})
     file_entry = _obj({"path": _STR, "size": _NN_INT, "chunks": {"type": "array", "items": chunk}})
+    stored = _obj({"files": _NN_INT, "bytes": _NN_INT, "chunks": _NN_INT, "new_chunks": _NN_INT,
+                   "new_bytes": _NN_INT, "deduplicated_bytes": _NN_INT},
+                  description="what a publish stored: chunks written anew, and bytes already stored")
     job = _obj({"id": _INT, "path": _STR,
-                "state": {"type": "string", "enum": ["scanning", "chunking", "signing", "done", "failed"]},
-                "bytes_done": _NN_INT, "bytes_total": _NN_INT, "files_done": _NN_INT, "files_total": _NN_INT})
+                "state": {"type": "string",
+                          "enum": ["scanning", "chunking", "signing", "done", "failed", "cancelled"]},
+                "bytes_done": _NN_INT, "bytes_total": _NN_INT, "files_done": _NN_INT, "files_total": _NN_INT},
+               {"key": _nullable(_STR), "stored": _nullable(stored)})
     active = _obj({"id": _CID, "dataset": _CID, "title": _STR, "version": _INT, "bytes_done": _NN_INT,
                    "bytes_total": _NN_INT, "chunks_left": _NN_INT, "elapsed_s": _NUM,
                    "sources": {"type": "array", "items": _obj({"peer_id": _PEER, "state": _STR})}})
@@ -151,10 +156,13 @@ def _schemas() -> dict[str, Any]:
             {"description": {"type": "string", "maxLength": 10_000, "pattern": _TEXT},
              "keywords": {"type": "array", "maxItems": 50, "uniqueItems": True,
                           "items": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": _LINE}},
-             "dataset": _nullable({**_CID, "description": "publish a new version of this dataset (own only)"})},
+             "dataset": _nullable({**_CID, "description": "publish a new version of this dataset (own only)"}),
+             "force": {"type": "boolean", "description": "publish even files identical to the latest version "
+                                                         "of the same title (409 otherwise)"}},
             closed=True),
         "Published": _obj({"id": _CID, "dataset": _CID, "version": {"type": "integer", "minimum": 1},
-                           "job": _INT}),
+                           "job": _INT}, {"stored": _nullable(stored)}),
+        "Cancelled": _obj({"job": _INT, "state": {"type": "string", "enum": ["cancelled", "failed"]}}),
         "RetractRequest": _obj({}, {"reason": {"type": "string", "maxLength": 200, "pattern": _LINE}}, closed=True),
         "Retracted": _obj({"id": _CID, "dataset": _CID, "publisher": {"type": "string"},
                            "reason": {"type": "string"}, "created": _INT, "versions": _NN_INT}),
@@ -297,6 +305,11 @@ def _paths() -> dict[str, Any]:
             _json(_ref("Retracted"), "it was already retracted: nothing changed"))},
         "/api/v1/publishing": {"get": _op("publish jobs, running and recently finished, with bytes done and total",
                                           _json(list_of("PublishJob"), "jobs"), tag="datasets")},
+        "/api/v1/publishing/{job}": {"delete": _op(
+            "cancel a running publish: it stops before its manifest is recorded and keeps nothing (409 when "
+            "its dataset was recorded first: retract it instead)", _json(_ref("Cancelled"), "stopped"),
+            "NotFound", "Conflict", tag="datasets",
+            params=[_path_param("job", "the publish job's number", {"type": "integer", "minimum": 1})])},
         "/api/v1/replication": {"get": _op("what is being fetched (bytes done and total, sources) and what waits, "
                                            "with why", _json(_ref("Replication"), "replication"),
                                            tag="datasets")},

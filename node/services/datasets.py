@@ -18,6 +18,7 @@ decided under another policy version (a node killed between an enactment and its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import json
@@ -33,10 +34,11 @@ from typing import TYPE_CHECKING, Any
 from communs.governance import policy as policy_mod
 from communs.governance.errors import GovernanceError
 from communs.governance.licences import check_expression
-from communs.node.runtime.faults import crash_point
+from communs.node.runtime.faults import crash_point, pause_point
 from communs.node.runtime.gctune import GC_THRESHOLDS
 from communs.node.services import ingest_quota as quota
 from communs.node.services.publish_journal import PublishJournal
+from communs.node.services.publish_report import Stored, same_content, stored_report
 from communs.node.services.repair import REPAIR_PENDING_KEY
 from communs.node.services.storage import UsesStorage
 from communs.protocol import ids, keys, paths
@@ -72,6 +74,16 @@ class PublishHeld(PublishError):
     publish now could sign a second record at a place of this node's log already used. HTTP 409."""
 
 
+class PublishCancelled(PublishError):
+    """The publish was cancelled (`DELETE /api/v1/publishing/{job}`, Ctrl-C in the CLI) before its manifest
+    was recorded: nothing of it is kept. HTTP 409."""
+
+
+class DuplicatePublish(PublishError):
+    """The files are exactly those of the latest version of a dataset published here under the same title
+    (or of the dataset named): nothing was published; `force` publishes anyway. HTTP 409."""
+
+
 class DiskFull(PublishError):
     """The node's disk filled up while publishing; nothing was published, and the chunks already written
     stay (unreferenced) for the next try to reuse once space is freed. Not the caller's mistake: HTTP 507."""
@@ -105,10 +117,21 @@ class PublishJob:
     state: str = "scanning"
     started: float = field(default_factory=time.time)
     created: list[bytes] = field(default_factory=list)  # chunk files this publish wrote anew
+    key: str | None = None  # the Idempotency-Key it runs under: how the CLI finds its job to cancel it
+    cancel_requested: bool = False  # set by `cancel`; the publish stops at its next chunk, before its manifest
+    finished: asyncio.Event = field(default_factory=asyncio.Event)  # set once it is done, failed or cancelled
+    stored: Stored | None = None  # what it stored, once done
+    manifest: bytes | None = None  # the manifest it made, once done
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "path": self.path, "state": self.state, "bytes_done": self.bytes_done,
-                "bytes_total": self.bytes_total, "files_done": self.files_done, "files_total": self.files_total}
+                "bytes_total": self.bytes_total, "files_done": self.files_done, "files_total": self.files_total,
+                "key": self.key, "stored": self.stored.to_json() if self.stored is not None else None}
+
+    def check_cancelled(self) -> None:
+        """PublishCancelled once a cancel was asked for (called between chunks, files and before signing)."""
+        if self.cancel_requested:
+            raise PublishCancelled("the publish was cancelled; nothing of it was kept")
 
 
 @dataclass(frozen=True)
@@ -299,24 +322,46 @@ class DatasetsService(UsesStorage):
 
     # ---- publishing ------------------------------------------------------------------------------
 
-    def new_job(self, path: str) -> PublishJob:
+    def new_job(self, path: str, key: str | None = None) -> PublishJob:
         self._job_ids += 1
-        job = PublishJob(self._job_ids, path)
+        job = PublishJob(self._job_ids, path, key=key)
         self.jobs[job.id] = job
         # keep the last few finished jobs for progress readers, drop older ones
         for old in sorted(self.jobs)[:-20]:
-            if self.jobs[old].state in ("done", "failed"):
+            if self.jobs[old].state in ("done", "failed", "cancelled"):
                 del self.jobs[old]
         return job
 
+    async def cancel(self, job: PublishJob, wait: float = 30.0) -> str:
+        """Stop a running publish before its manifest is recorded, keeping nothing of it; the job's state
+        after (`cancelled`, or `done` when it was recorded first, or `failed`). Waits at most `wait` s."""
+        if not job.finished.is_set():
+            job.cancel_requested = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(job.finished.wait(), wait)
+        return job.state
+
     async def publish(self, path: Path, *, title: str, licence: str, description: str = "",
                       keywords: Sequence[str] = (), dataset: bytes | None = None,
-                      job: PublishJob | None = None, idempotency_key: str | None = None) -> Manifest:
+                      job: PublishJob | None = None, idempotency_key: str | None = None,
+                      force: bool = False) -> Manifest:
         """Publish `path`. With `idempotency_key`, a request repeated with the same key and the same fields
         returns the manifest of the first (whether it is still running or committed long ago) instead of
-        publishing again; the same key with other fields is refused (IdempotencyConflict)."""
+        publishing again; the same key with other fields is refused (IdempotencyConflict). Files identical
+        to the latest version of the same title (or of `dataset`) are refused (DuplicatePublish) unless
+        `force`."""
         if job is None:
             job = self.new_job(str(path))
+        try:
+            return await self._publish_job(path, title=title, licence=licence, description=description,
+                                           keywords=keywords, dataset=dataset, job=job,
+                                           idempotency_key=idempotency_key, force=force)
+        finally:
+            job.finished.set()
+
+    async def _publish_job(self, path: Path, *, title: str, licence: str, description: str,
+                           keywords: Sequence[str], dataset: bytes | None, job: PublishJob,
+                           idempotency_key: str | None, force: bool) -> Manifest:
         idem: tuple[str, str] | None = None
         mine: asyncio.Future[Manifest] | None = None
         if idempotency_key is not None:
@@ -329,9 +374,9 @@ class DatasetsService(UsesStorage):
                 return earlier
         try:
             manifest = await self._publish(path, title=title, licence=licence, description=description,
-                                           keywords=keywords, dataset=dataset, job=job, idem=idem)
+                                           keywords=keywords, dataset=dataset, job=job, idem=idem, force=force)
         except BaseException as exc:
-            job.state = "failed"
+            job.state = "cancelled" if isinstance(exc, PublishCancelled | asyncio.CancelledError) else "failed"
             if isinstance(exc, Exception):
                 await self._drop_leftovers(job)
             raise
@@ -350,7 +395,7 @@ class DatasetsService(UsesStorage):
         (none is marked stored, no manifest that is or may be fetched uses them: replication only writes
         chunks of such manifests), and only while no other publish runs (it may be about to use the same chunk).
         """
-        if not job.created or any(j is not job and j.state not in ("done", "failed") for j in self.jobs.values()):
+        if not job.created or any(j is not job and not j.finished.is_set() for j in self.jobs.values()):
             return
         try:
             known = await self.catalog.known_chunks(job.created)
@@ -403,13 +448,13 @@ class DatasetsService(UsesStorage):
 
     async def _publish(self, path: Path, *, title: str, licence: str, description: str,
                        keywords: Sequence[str], dataset: bytes | None, job: PublishJob,
-                       idem: tuple[str, str] | None = None) -> Manifest:
+                       idem: tuple[str, str] | None = None, force: bool = False) -> Manifest:
         running = self._idempotent.get(idem[0]) if idem is not None else None
         journal = PublishJournal(self.node.root)
         try:
             manifest = await self._publish_journaled(
                 path, title=title, licence=licence, description=description, keywords=keywords,
-                dataset=dataset, job=job, idem=idem, journal=journal)
+                dataset=dataset, job=job, idem=idem, journal=journal, force=force)
         except BaseException as exc:
             if running is not None and not running.done():
                 running.set_exception(exc if isinstance(exc, Exception) else PublishError("interrupted"))
@@ -423,7 +468,8 @@ class DatasetsService(UsesStorage):
 
     async def _publish_journaled(self, path: Path, *, title: str, licence: str, description: str,
                                  keywords: Sequence[str], dataset: bytes | None, job: PublishJob,
-                                 idem: tuple[str, str] | None, journal: PublishJournal) -> Manifest:
+                                 idem: tuple[str, str] | None, journal: PublishJournal,
+                                 force: bool = False) -> Manifest:
         try:
             licence = check_expression(licence)
         except GovernanceError as exc:
@@ -442,6 +488,8 @@ class DatasetsService(UsesStorage):
 
             def progress(done: int, _total: int, base: int = base) -> None:
                 job.bytes_done = base + done
+                pause_point("publish-chunk")
+                job.check_cancelled()  # raised in the chunking thread: the store aborts the file cleanly
 
             await _journal(journal.file, real)
             try:
@@ -455,6 +503,9 @@ class DatasetsService(UsesStorage):
             stored.update(chunk_list)
             job.files_done += 1
             job.bytes_done = base + sum(s for _, s in chunk_list)
+            job.check_cancelled()
+        if not force:
+            await self._refuse_duplicate(entries, title=title, dataset=dataset)
         job.state = "signing"
         if await self.catalog.kv_get(REPAIR_PENDING_KEY) is not None:
             raise PublishHeld("the catalog was rebuilt by 'communs repair' and some manifests could not be read: "
@@ -497,18 +548,36 @@ class DatasetsService(UsesStorage):
                 kv = (IDEMPOTENCY_PREFIX + idem[0],
                       json.dumps({"request": idem[1], "id": manifest.id.hex()}).encode())
             crash_point("publish-chunks-written")
+            job.check_cancelled()  # the last moment a cancel keeps nothing: the manifest is recorded next
             try:
                 await self.catalog.put_published(row, list(stored.items()), kv=kv)
             except StorageError as exc:
                 raise _storage_failure("could not record the dataset", exc) from None
-        log.info("published %s version %d (%s, %d files, %d bytes) as %s", manifest.title, manifest.version,
-                 manifest.licence, len(manifest.files), manifest.size, manifest.cid)
+        job.stored = stored_report(entries, stored, job.created)
+        job.manifest = manifest.id
+        log.info("published %s version %d (%s) as %s: %s", manifest.title, manifest.version, manifest.licence,
+                 manifest.cid, job.stored.sentence())
         for cb in self.on_published:
             try:
                 await cb(manifest)
             except Exception as exc:  # noqa: BLE001 - announcing is best effort; sync repairs it
                 log.warning("after publishing %s: %s", manifest.cid, exc)
         return manifest
+
+    async def _refuse_duplicate(self, entries: Sequence[FileEntry], *, title: str, dataset: bytes | None) -> None:
+        """DuplicatePublish when `entries` are the files of the latest version of `dataset`, or of the latest
+        version of a dataset published here under the same title."""
+        datasets = [dataset] if dataset is not None else list(dict.fromkeys(
+            i.dataset for i in await self.catalog.list_manifests() if i.own and i.title == title))
+        for ds in datasets:
+            latest = await self.catalog.latest_version(ds)
+            if latest is None or latest.raw is None or latest.state == RETRACTED:
+                continue
+            if same_content(entries, Manifest.decode(latest.raw, verify=False).files):
+                raise DuplicatePublish(
+                    f"these files are exactly those of version {latest.version} of '{latest.title}' "
+                    f"({ids.cid_str(latest.id)}), already published here; publish with --force (API: "
+                    "\"force\": true) to publish them again")
 
     async def _rewrite_released(self, files: Sequence[tuple[str, Path, int]], entries: Sequence[FileEntry],
                                 stored: dict[bytes, int]) -> None:
@@ -806,6 +875,7 @@ def manifest_full(info: ManifestInfo, manifest: Manifest, forked: bool = False) 
     return doc
 
 
-__all__ = ["DatasetsService", "DiskFull", "IdempotencyConflict", "Outcome", "PublishError", "PublishHeld",
+__all__ = ["DatasetsService", "DiskFull", "DuplicatePublish", "IdempotencyConflict", "Outcome", "PublishCancelled",
+           "PublishError", "PublishHeld",
            "manifest_full",
            "manifest_summary"]

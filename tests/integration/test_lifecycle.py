@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
+import subprocess
 from pathlib import Path
 
 from communs.protocol import encoding, ids
 from communs.protocol.retraction import Retraction
 
-from tests.nodes import NodeProc, cli, cli_json, wait_for
+from tests.nodes import COMMUNS, NodeProc, cli, cli_json, wait_for
 
 
 def enact(node: NodeProc, rules: str, tmp: Path, tag: str) -> None:
@@ -120,3 +122,56 @@ def test_retraction_travels_releases_and_cannot_be_forged_or_replayed(tmp_path: 
     assert states(c)[fine["id"]] == "complete" and states(a)[fine["id"]] == "own"
     for n in (a, b, c):
         assert n.stop() == 0
+
+
+def test_interrupted_publish_keeps_nothing_and_a_duplicate_needs_force(tmp_path: Path, nodes,  # type: ignore[no-untyped-def]
+                                                                      monkeypatch) -> None:
+    a = NodeProc.init(tmp_path, "a")
+    nodes.append(a)
+    monkeypatch.setenv("COMMUNS_FAULT_PAUSE_AT", "publish-chunk:0.05")  # ~1 MiB chunks: 20 MiB/s at most
+    a.start()
+    monkeypatch.delenv("COMMUNS_FAULT_PAUSE_AT")
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as fh:
+        for _ in range(20):
+            fh.write(os.urandom(10 << 20))  # 200 MiB
+    proc = subprocess.Popen([*COMMUNS, "publish", str(big), "--title", "big", "--licence", "CC0-1.0",
+                             "--data", str(a.data)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: any(j["bytes_done"] > (5 << 20) for j in a.get("/api/v1/publishing")), 60,
+                 what="the publish to be under way")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "cancelled" in err and "nothing" in err, err
+    [job] = a.get("/api/v1/publishing")
+    assert job["state"] == "cancelled" and job["bytes_done"] < job["bytes_total"]
+    assert a.get("/api/v1/datasets") == []
+    assert chunk_files(a) == set(), "the cancelled publish left chunk files"
+    assert a.api("DELETE", f"/api/v1/publishing/{job['id'] + 100}")[0] == 404
+
+    # the same files twice under the same title: refused without --force, and says what it stored
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.bin").write_bytes(os.urandom(3 << 20))
+    (folder / "b.txt").write_text("hello\n")
+    first = cli(a.data, "publish", str(folder), "--title", "twice", "--licence", "CC0-1.0")
+    assert "stored 2 file(s)" in first.stderr and "0 bytes deduplicated" in first.stderr, first.stderr
+    done = [j for j in a.get("/api/v1/publishing") if j["state"] == "done"][-1]
+    status, body = a.api("DELETE", f"/api/v1/publishing/{done['id']}")
+    assert status == 409 and first.stdout.strip() in body["error"]  # too late to cancel: retract instead
+    again = cli(a.data, "publish", str(folder), "--title", "twice", "--licence", "CC0-1.0", check=False)
+    assert again.returncode != 0 and "already published" in again.stderr and "--force" in again.stderr
+    assert len(a.get("/api/v1/datasets")) == 1
+    size = (3 << 20) + 6
+    forced = cli_json(a.data, "publish", str(folder), "--title", "twice", "--licence", "CC0-1.0", "--force")
+    assert forced["stored"]["new_chunks"] == 0 and forced["stored"]["deduplicated_bytes"] == size
+    assert len(a.get("/api/v1/datasets")) == 2
+    # another title, or changed files, are not duplicates
+    cli(a.data, "publish", str(folder), "--title", "other title", "--licence", "CC0-1.0")
+    (folder / "b.txt").write_text("changed\n")
+    changed = cli_json(a.data, "publish", str(folder), "--title", "twice", "--licence", "CC0-1.0")
+    assert changed["stored"]["new_chunks"] == 1
+    assert a.stop() == 0
