@@ -37,6 +37,7 @@ from communs.governance.licences import check_expression
 from communs.node.runtime.faults import crash_point, pause_point
 from communs.node.runtime.gctune import GC_THRESHOLDS
 from communs.node.services import ingest_quota as quota
+from communs.node.services import retention
 from communs.node.services.publish_journal import PublishJournal
 from communs.node.services.publish_report import Stored, same_content, stored_report
 from communs.node.services.repair import REPAIR_PENDING_KEY
@@ -296,11 +297,16 @@ class DatasetsService(UsesStorage):
         unwanted: list[bytes] = []
         infos = await self.catalog.list_manifests()
         version = self.policy_version()  # read with the policy: no await between here and the decisions
+        decided = {info.id: self.decide(licence=info.licence, size=info.size, publisher=info.publisher,
+                                        forked=info.publisher in forked)
+                   for info in infos if not info.own and info.state != RETRACTED}
+        retire = self._retired(infos, decided)
         for info in infos:
             if info.own or info.state == RETRACTED:  # a retraction is final, whatever the policy
                 continue
-            want, reason = self.decide(licence=info.licence, size=info.size, publisher=info.publisher,
-                                       forked=info.publisher in forked)
+            want, reason = decided[info.id]
+            if want and info.id in retire:
+                want, reason = False, retire[info.id]
             if want:
                 state = COMPLETE if info.state == COMPLETE else IN_PROGRESS
                 if state == IN_PROGRESS:
@@ -319,6 +325,35 @@ class DatasetsService(UsesStorage):
             await cb(unwanted)
         for cb in self.on_wanted:
             await cb(wanted)
+
+    def _retired(self, infos: Sequence[ManifestInfo], decided: dict[bytes, tuple[bool, str]]) -> dict[bytes, str]:
+        """The versions among `infos` that `keep_versions` releases here (retention.py), with the reason;
+        `decided` holds the policy's other decision for each one not published here."""
+        keep = self.policy().keep_versions
+        if keep is None:
+            return {}
+        return retention.retired([retention.Version(i.id, i.dataset, i.version, i.own,
+                                                    i.own or decided.get(i.id, (False, ""))[0])
+                                  for i in infos if i.state != RETRACTED], keep)
+
+    async def apply_retention(self, datasets: set[bytes]) -> None:
+        """After new versions of `datasets` arrived: release the older versions `keep_versions` no longer keeps."""
+        if self.policy().keep_versions is None or not datasets:
+            return
+        forked = await self.catalog.forked_publishers()
+        infos = [i for d in datasets for i in await self.catalog.list_manifests(dataset=d)]
+        decided = {i.id: self.decide(licence=i.licence, size=i.size, publisher=i.publisher,
+                                     forked=i.publisher in forked)
+                   for i in infos if not i.own and i.state != RETRACTED}
+        retire = self._retired(infos, decided)
+        changes = [(i.id, NOT_WANTED, retire[i.id]) for i in infos
+                   if i.id in retire and (i.state, i.reason) != (NOT_WANTED, retire[i.id])]
+        if not changes:
+            return
+        await self.catalog.set_states(changes)
+        log.info("%d older version(s) released here under keep_versions", len(changes))
+        for cb in self.on_unwanted:
+            await cb([i for i, _, _ in changes])
 
     # ---- publishing ------------------------------------------------------------------------------
 
@@ -744,6 +779,8 @@ class DatasetsService(UsesStorage):
             await self._record_fork(m, raw, other_id, why)
         new_wanted = [r.id for i, r in rows if r.state == IN_PROGRESS
                       and (o := outcomes[i]) is not None and o.status == "new"]
+        await self.apply_retention({r.dataset for i, r in rows if r.state == IN_PROGRESS
+                                    and (o := outcomes[i]) is not None and o.status == "new"})
         if new_wanted:
             for cb in self.on_wanted:
                 await cb(new_wanted)

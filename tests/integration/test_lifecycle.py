@@ -175,3 +175,38 @@ def test_interrupted_publish_keeps_nothing_and_a_duplicate_needs_force(tmp_path:
     changed = cli_json(a.data, "publish", str(folder), "--title", "twice", "--licence", "CC0-1.0")
     assert changed["stored"]["new_chunks"] == 1
     assert a.stop() == 0
+
+
+def test_a_replica_keeps_the_latest_two_of_four_versions(tmp_path: Path, nodes) -> None:  # type: ignore[no-untyped-def]
+    a = NodeProc.init(tmp_path, "a")
+    nodes.append(a)
+    a.start()
+    b = NodeProc.init(tmp_path, "b", "--bootstrap", a.addr)
+    nodes.append(b)
+    b.start()
+    folder = tmp_path / "v"
+    folder.mkdir()
+    made: list[dict[str, str]] = []
+    for n in range(1, 5):
+        (folder / f"part{n}.bin").write_bytes(os.urandom(1 << 20))  # each version adds a file of its own
+        extra = ["--dataset", made[0]["dataset"]] if made else []
+        made.append(cli_json(a.data, "publish", str(folder), "--title", "grows", "--licence", "CC0-1.0", *extra))
+    wait_for(lambda: len(b.get("/api/v1/datasets")) == 4, 60, what="b to learn the 4 versions")
+    enact(b, 'accept_licences = ["CC0-1.0"]\nkeep_versions = 2\n', tmp_path, "keep2")
+    ids_ = [m["id"] for m in made]
+    wait_for(lambda: [states(b)[i] for i in ids_] == ["not-wanted", "not-wanted", "complete", "complete"], 90,
+             what="b to keep versions 3 and 4 only")
+    reasons = {d["id"]: d["reason"] for d in b.get("/api/v1/datasets")}
+    assert "keep_versions" in reasons[ids_[0]] and "keep_versions" in reasons[ids_[1]]
+    assert [states(a)[i] for i in ids_] == ["own"] * 4  # never on the publisher's own node
+    # a fifth version moves the window: version 3 goes
+    (folder / "part5.bin").write_bytes(os.urandom(1 << 20))
+    fifth = cli_json(a.data, "publish", str(folder), "--title", "grows", "--licence", "CC0-1.0",
+                     "--dataset", made[0]["dataset"])
+    wait_for(lambda: states(b).get(fifth["id"]) == "complete" and states(b)[ids_[2]] == "not-wanted", 90,
+             what="b to keep versions 4 and 5")
+    kept = {ids.parse_cid(ch["id"]).hex() for m in (ids_[3], fifth["id"])
+            for f in b.get(f"/api/v1/datasets/{m}")["files"] for ch in f["chunks"]}
+    wait_for(lambda: chunk_files(b) == kept, 30, what="b to hold exactly the chunks of versions 4 and 5")
+    for n in (a, b):
+        assert n.stop() == 0
