@@ -127,9 +127,16 @@ class VerifyReport:
 
 async def verify_store(root: Path, progress: Progress | None = None) -> VerifyReport:
     """Re-hash every stored chunk; quarantine the bad ones and record them as gone in the catalog,
-    so that replication fetches them again."""
+    so that replication fetches them again.
+
+    A running node may be fetching while this runs: the chunks it writes after the store was listed are
+    not in the listing. So the chunks that must be here are read from the catalog *before* the listing
+    (those of own and complete versions, marked stored: never those of a replication in progress), and a
+    chunk missing from the listing is checked once more on disk before it is called missing; only what is
+    still absent, or corrupt, is recorded as gone (which makes the node fetch it again)."""
     catalog, store = await _open(root)
     try:
+        expected = await held_chunks(catalog)
         digests = list(store.iter_digests())
         bad: list[bytes] = []
         for i, d in enumerate(digests, 1):
@@ -142,12 +149,7 @@ async def verify_store(root: Path, progress: Progress | None = None) -> VerifyRe
             if progress is not None:
                 progress(i, len(digests))
         on_disk = set(digests) - set(bad)
-        missing = []
-        for info in await catalog.list_manifests():
-            if info.state in ("own", "complete"):
-                for d, _size in await catalog.manifest_chunks(info.id):
-                    if d not in on_disk and d not in bad:
-                        missing.append(d)
+        missing = [d for d in expected - on_disk - set(bad) if not store.has(d)]
         gone = bad + missing
         if gone:
             await catalog.mark_chunks_gone(gone)
@@ -158,4 +160,14 @@ async def verify_store(root: Path, progress: Progress | None = None) -> VerifyRe
         await catalog.close()
 
 
-__all__ = ["ConfigError", "LocalError", "VerifyReport", "export_dataset", "verify_store"]
+async def held_chunks(catalog: Catalog) -> set[bytes]:
+    """The chunks that must be here: those of own and complete versions (never those of a version being
+    fetched, which are not all here yet by definition)."""
+    out: set[bytes] = set()
+    for info in await catalog.list_manifests():
+        if info.state in ("own", "complete"):
+            out.update(d for d, _size in await catalog.manifest_chunks(info.id))
+    return out
+
+
+__all__ = ["ConfigError", "LocalError", "VerifyReport", "export_dataset", "held_chunks", "verify_store"]
