@@ -133,7 +133,11 @@ def _schemas() -> dict[str, Any]:
                                         description="inbound libp2p connections held now (handshaking or "
                                                     "open) against the cap; whether a new peer can connect"),
                         "storage": _obj({"backend": {"type": "string", "enum": ["fs", "s3"]}},
-                                        {"waiting": _nullable(_STR)})}),
+                                        {"waiting": _nullable(_STR)}),
+                        "disk": _obj({"store_bytes": _NN_INT, "free_bytes": _nullable(_NN_INT),
+                                      "quota_bytes": _nullable(_NN_INT)},
+                                     description="bytes of the chunks stored here, bytes free where they are "
+                                                 "stored (null: unknown), the storage quota (null: none)")}),
         "Peer": _obj({"peer_id": _PEER, "addrs": _STRS}, {"protocols": _STRS}),
         "ConnectRequest": _obj({"addr": {"type": "string", "pattern": PEER_ADDR_PATTERN,
                                          "description": "a full multiaddr: /ip4/ADDR, /ip6/ADDR or /dns/NAME, "
@@ -142,7 +146,8 @@ def _schemas() -> dict[str, Any]:
         "Connected": _obj({"peer_id": _PEER}),
         "Ping": _obj({"peer_id": _PEER, "rtt_ms": {"type": "number", "minimum": 0}}),
         "State": {"type": "string", "enum": ["own", "complete", "in-progress", "not-wanted", "retracted"]},
-        "ManifestSummary": _obj(summary_fields),
+        "ManifestSummary": _obj(summary_fields, {"damaged": {
+            "type": "boolean", "description": "an own or complete version with chunks missing here"}}),
         "Manifest": _obj({**summary_fields, "description": _STR, "keywords": _STRS, "prev": _nullable(_CID),
                           "log_prev": _nullable(_CID), "files": {"type": "array", "items": file_entry}}),
         "PublishRequest": _obj(

@@ -843,7 +843,16 @@ class DatasetsService(UsesStorage):
 
     async def list(self) -> list[dict[str, Any]]:
         forked = await self.catalog.forked_publishers()
-        return [manifest_summary(info, info.publisher in forked) for info in await self.catalog.list_manifests()]
+        damaged = {mid for mid, _state in await self.catalog.damaged_manifests()}
+        out = []
+        for info in await self.catalog.list_manifests():
+            doc = manifest_summary(info, info.publisher in forked)
+            doc["damaged"] = info.id in damaged
+            if doc["damaged"]:  # an own version missing chunks here (`communs verify` found them gone)
+                doc["reason"] = (f"{info.reason}; DAMAGED: some of its chunks are missing here, being fetched "
+                                 "back from the nodes that hold copies")
+            out.append(doc)
+        return out
 
     async def counts(self) -> dict[str, int]:
         out = dict.fromkeys(STATES, 0)
@@ -852,14 +861,29 @@ class DatasetsService(UsesStorage):
         return out
 
     async def status(self) -> dict[str, Any]:
-        return {"datasets": await self.counts(),
-                "publishing": [j.to_json() for j in self.jobs.values() if j.state not in ("done", "failed")]}
+        return {"datasets": await self.counts(), "disk": await self.disk(),
+                "publishing": [j.to_json() for j in self.jobs.values() if not j.finished.is_set()]}
+
+    async def disk(self) -> dict[str, int | None]:
+        """Bytes of the chunks stored here, bytes free where they are stored (None when the store cannot
+        tell), and the storage quota of the policy in force (None when none)."""
+        space = await asyncio.to_thread(self.chunks.space)
+        return {"store_bytes": await self.catalog.used_bytes(), "free_bytes": space[0] if space else None,
+                "quota_bytes": self.policy().storage_quota_bytes}
 
     async def refresh_metrics(self) -> None:
         if self.node.metrics is None:
             return
         for state, n in (await self.counts()).items():
             self.node.metrics.datasets.labels(state).set(n)
+        gauge = self.node.metrics.disk
+        for what, value in (await self.disk()).items():
+            label = what.removesuffix("_bytes")
+            if value is not None:
+                gauge.labels(label).set(value)
+            else:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(label)
 
 
 IDEMPOTENCY_PREFIX = "publish-idempotency:"  # kv: Idempotency-Key -> the request and the manifest it made

@@ -210,3 +210,35 @@ def test_a_replica_keeps_the_latest_two_of_four_versions(tmp_path: Path, nodes) 
     wait_for(lambda: chunk_files(b) == kept, 30, what="b to hold exactly the chunks of versions 4 and 5")
     for n in (a, b):
         assert n.stop() == 0
+
+
+def test_status_and_metrics_report_disk_and_a_damaged_own_dataset_says_so(tmp_path: Path, nodes) -> None:  # type: ignore[no-untyped-def]
+    a = NodeProc.init(tmp_path, "a")
+    nodes.append(a)
+    a.start()
+    src = tmp_path / "d"
+    src.mkdir()
+    (src / "x.bin").write_bytes(os.urandom(2 << 20))
+    pub = cli_json(a.data, "publish", str(src), "--title", "mine", "--licence", "CC0-1.0")
+    disk = a.get("/api/v1/status")["disk"]
+    assert disk["store_bytes"] == 2 << 20 and disk["quota_bytes"] is None
+    assert disk["free_bytes"] is not None and disk["free_bytes"] > 0
+    assert "disk      2097152 bytes stored" in cli(a.data, "status").stdout
+    enact(a, 'accept_licences = ["CC0-1.0"]\nstorage_quota_bytes = 1000000000\n', tmp_path, "quota")
+    assert a.get("/api/v1/status")["disk"]["quota_bytes"] == 1_000_000_000
+    status, text = a.api("GET", "/metrics")
+    assert status == 200
+    assert 'communs_disk_bytes{what="store"} 2.097152e+06' in text and 'communs_disk_bytes{what="quota"} 1e+09' in text
+    assert 'communs_disk_bytes{what="free"}' in text
+    [entry] = a.get("/api/v1/datasets")
+    assert entry["damaged"] is False and entry["reason"] == "published here"
+    # a chunk of the own dataset is lost: verify says so, and the dataset shows as damaged
+    lost = sorted((a.data / "store" / "chunks").rglob("*"))
+    victim = next(p for p in lost if p.is_file() and len(p.name) == 64)
+    victim.unlink()
+    assert cli(a.data, "verify", check=False).returncode != 0
+    [entry] = a.get("/api/v1/datasets")
+    assert entry["id"] == pub["id"] and entry["state"] == "own" and entry["damaged"] is True
+    assert "DAMAGED" in entry["reason"]
+    assert "DAMAGED" in cli(a.data, "datasets").stdout
+    assert a.stop() == 0
