@@ -97,6 +97,14 @@ def test_retraction_travels_releases_and_cannot_be_forged_or_replayed(tmp_path: 
     assert (tmp_path / "out-c" / "data.bin").read_bytes() == (src / "oops" / "data.bin").read_bytes()
     refused = cli(b.data, "get", oops1["id"], str(tmp_path / "out-b"), check=False)
     assert refused.returncode != 0 and "retracted" in refused.stderr
+    # a node that joins later learns the versions and their retraction by catalog sync alone
+    d = NodeProc.init(tmp_path, "d", "--bootstrap", a.addr)
+    nodes.append(d)
+    d.start()
+    wait_for(lambda: {states(d).get(m) for m in versions} == {"retracted"}, 90,
+             what="d to learn the retraction by sync")
+    assert d.get("/api/v1/status")["retractions"]["applied"] >= 1
+    assert d.stop() == 0
     # retracting again changes nothing
     status, body = a.api("POST", f"/api/v1/datasets/{oops1['dataset']}/retraction", {})
     assert status == 200 and body["versions"] == 0
