@@ -14,7 +14,7 @@ async def retract(request: web.Request) -> web.Response:
     201 with the versions marked now; 200 when it was already retracted (nothing changes)."""
     node = node_of(request)
     any_id = parse_id(request.match_info["id"], "dataset or manifest id")
-    body = await read_json(request) if request.can_read_body else {}
+    body = await read_json(request)
     unknown = set(body) - {"reason"}
     if unknown:
         raise ApiError(400, f"unknown field(s): {', '.join(sorted(unknown))}")

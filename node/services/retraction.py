@@ -21,7 +21,8 @@ from communs.node.services.datasets import DatasetsService
 from communs.node.services.storage import StorageService
 from communs.protocol import ids, keys
 from communs.protocol.errors import RecordError
-from communs.protocol.retraction import Retraction, check_applies
+from communs.protocol.retraction import MAX_REASON_CHARS, Retraction, check_applies
+from communs.protocol.signed import check_line
 from communs.storage.catalog import RETRACTED
 
 log = logging.getLogger("communs.retraction")
@@ -59,6 +60,10 @@ class RetractionService:
     async def retract(self, any_id: bytes, reason: str = "") -> Applied:
         """Withdraw the dataset `any_id` names (a dataset id, or the manifest id of one of its versions).
         Only this node's own datasets can be withdrawn here."""
+        try:
+            check_line("retraction", "reason", reason, 0, MAX_REASON_CHARS)
+        except RecordError as exc:
+            raise RetractError(str(exc)) from None
         catalog = self.storage.catalog
         info = await catalog.get_manifest(any_id)
         dataset = info.dataset if info is not None else any_id
