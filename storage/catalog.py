@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 KEPT_STATES: frozenset[str] = frozenset({"own", "complete", "in-progress", "wanted"})
 RETRACTED = "retracted"  # withdrawn by its publisher: not kept, unless the policy says keep_retracted
 RETRACTION_PREFIX = "retraction:"  # kv: a dataset's retraction, by dataset id in hex
+_NOT_RETRACTED = f"AND state != '{RETRACTED}'"  # state changes never undo a retraction
 
 STATES_POLICY_KEY = "states_policy_version"  # kv: the policy version manifest states were decided under
 
@@ -474,11 +475,15 @@ class Catalog:
         return None if row is None else _info(row, row[14])
 
     async def set_state(self, manifest_id: bytes, state: str, reason: str = "") -> None:
-        """Set a manifest's state and the reason in words; CatalogError for an unknown manifest."""
+        """Set a manifest's state and the reason in words; CatalogError for an unknown manifest. A retracted
+        manifest stays retracted (a retraction is final: a fetch that was running when it came cannot undo it)."""
         async with self.transaction("setting a manifest's state") as db:
-            cur = await db.execute("UPDATE manifests SET state = ?, reason = ? WHERE id = ?",
+            cur = await db.execute(f"UPDATE manifests SET state = ?, reason = ? WHERE id = ? {_NOT_RETRACTED}",
                                    (state, reason, manifest_id))
             if cur.rowcount == 0:
+                async with db.execute("SELECT 1 FROM manifests WHERE id = ?", (manifest_id,)) as c:
+                    if await c.fetchone() is not None:
+                        return
                 raise CatalogError("no such manifest in the catalog")
             if state in KEPT_STATES:
                 await _add_chunk_rows(db, [manifest_id])
@@ -492,7 +497,7 @@ class Catalog:
         before its re-evaluation finds the two versions apart at start, and re-evaluates then."""
         changes = list(changes)
         async with self.transaction("setting manifest states") as db:
-            await db.executemany("UPDATE manifests SET state = ?, reason = ? WHERE id = ?",
+            await db.executemany(f"UPDATE manifests SET state = ?, reason = ? WHERE id = ? {_NOT_RETRACTED}",
                                  [(s, r, i) for i, s, r in changes])
             await _add_chunk_rows(db, [i for i, s, _ in changes if s in KEPT_STATES])
             if policy_version is not None:
@@ -806,7 +811,7 @@ class Catalog:
             await db.execute("DELETE FROM replication WHERE manifest = ?", (manifest_id,))
             await db.execute("DELETE FROM sources WHERE manifest = ?", (manifest_id,))
             if state is not None:
-                await db.execute("UPDATE manifests SET state = ?, reason = ? WHERE id = ?",
+                await db.execute(f"UPDATE manifests SET state = ?, reason = ? WHERE id = ? {_NOT_RETRACTED}",
                                  (state, reason, manifest_id))
                 if state in KEPT_STATES:
                     await _add_chunk_rows(db, [manifest_id])

@@ -520,3 +520,17 @@ async def test_retractions_are_paged_by_dataset_id(cat: Catalog) -> None:
     assert [d for d, _ in first] == datasets[:3] and first[0][1] == b"r" + datasets[0]
     rest = await cat.retractions_after(first[-1][0], 3)
     assert [d for d, _ in rest] == datasets[3:]
+
+
+async def test_no_state_change_undoes_a_retraction(cat: Catalog) -> None:
+    ds = digest(b"gone")
+    v = row(PUB_A, 1, dataset=ds, state="in-progress", chunks=[chunk(1)])
+    await cat.put_manifests_batch([v])
+    await cat.put_retraction(ds, PUB_A, b"r", "retracted by its publisher")
+    await cat.set_state(v.id, "in-progress", "fetching")  # a fetch that was running when it came
+    await cat.set_states([(v.id, "complete", "x")])
+    await cat.replication_finish(v.id, state="complete", reason="complete")
+    [info] = await cat.list_manifests()
+    assert (info.state, info.reason) == ("retracted", "retracted by its publisher")
+    with pytest.raises(CatalogError):
+        await cat.set_state(digest(b"unknown"), "complete")
