@@ -337,7 +337,7 @@ class ExchangeService:
         except RecordError:
             return
         if isinstance(ann, Retraction):
-            await self._retraction_received(msg.data, msg.sender)
+            await self._retraction_received(msg.data, f"gossip from {msg.sender}")
             return
         node_peer = ann.node_peer_id
         if node_peer == me:
@@ -475,8 +475,9 @@ class ExchangeService:
             log.warning("could not gossip the retraction of %s: %s (catalog sync will carry it)",
                         cid_str(record.dataset), exc)
 
-    async def _retraction_received(self, raw: bytes, peer: str | None) -> bool:
-        """Apply one retraction from a peer (gossip or sync); False when it does not apply here."""
+    async def _retraction_received(self, raw: bytes, peer: str) -> bool:
+        """Apply one retraction from a peer (`peer` says how: gossip or sync, and from whom); False when it
+        does not apply here."""
         retractions = self.node.retractions
         try:
             held = await self.node.storage.catalog.retraction(Retraction.decode(raw, verify=False).dataset)
@@ -498,7 +499,7 @@ class ExchangeService:
         for _ in range(RETRACTION_PAGES):
             raws = await session.retractions(after)
             for raw in raws:
-                await self._retraction_received(raw, peer)
+                await self._retraction_received(raw, f"catalog sync with {peer}")
             if len(raws) < wire.MAX_RETRACTIONS:
                 return
             try:

@@ -95,7 +95,7 @@ class RetractionService:
         check_applies(record, owners.get(record.dataset))
         applied = await self._apply(record)
         if applied.retracted:
-            log.info("dataset %s retracted by its publisher %s (from %s): %d version(s)",
+            log.info("dataset %s retracted by its publisher %s (by %s): %d version(s)",
                      ids.cid_str(record.dataset), keys.peer_id(record.publisher), source or "here",
                      len(applied.retracted))
         return applied

@@ -84,6 +84,7 @@ def test_retraction_travels_releases_and_cannot_be_forged_or_replayed(tmp_path: 
         wait_for(lambda n=n: {states(n)[m] for m in versions} == {"retracted"}, 60,
                  what=f"{n.data.name} to mark both versions retracted")
         assert states(n)[fine["id"]] in ("own", "complete")
+    assert "(by gossip from" in b.log() + c.log(), "the retraction did not travel by gossip"
     reason = {d["id"]: d["reason"] for d in b.get("/api/v1/datasets")}[oops1["id"]]
     assert "published by mistake" in reason
     # b releases the chunks, c keeps them (keep_retracted), a (no such policy) releases its own
@@ -103,7 +104,7 @@ def test_retraction_travels_releases_and_cannot_be_forged_or_replayed(tmp_path: 
     d.start()
     wait_for(lambda: {states(d).get(m) for m in versions} == {"retracted"}, 90,
              what="d to learn the retraction by sync")
-    assert d.get("/api/v1/status")["retractions"]["applied"] >= 1
+    assert d.get("/api/v1/status")["retractions"]["applied"] >= 1 and "(by catalog sync with" in d.log()
     assert d.stop() == 0
     # retracting again changes nothing
     status, body = a.api("POST", f"/api/v1/datasets/{oops1['dataset']}/retraction", {})
