@@ -36,7 +36,8 @@ def pause_point(name: str) -> None:
     """Sleep (in the calling thread) if `COMMUNS_FAULT_PAUSE_AT=NAME:SECONDS` names this point: tests use it
     to interrupt a step (a publish, between two chunks) at a moment they can choose.
 
-    Points: `publish-chunk`: a publish stored one more chunk (called in the chunking thread)."""
+    Points: `publish-chunk`: a publish stored one more chunk (called in the chunking thread);
+    `replication-chunk`: a fetched chunk is about to be stored (in the storing thread)."""
     spec = os.environ.get(PAUSE_ENV)
     if spec is not None and spec.partition(":")[0] == name:
         try:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from communs.governance import policy as policy_mod
-from communs.node.runtime.faults import crash_point
+from communs.node.runtime.faults import crash_point, pause_point
 from communs.node.services import sources as sources_mod
 from communs.node.services.datasets import COMPLETE, IN_PROGRESS, OWN
 from communs.node.services.publish_journal import PublishJournal
@@ -536,6 +536,7 @@ class ReplicationService(UsesStorage):
                     full = StorageFull("the disk is full: storing one more chunk would leave less than "
                                        f"{self._reserve_bytes()} bytes free")
                     break
+                pause_point("replication-chunk")
                 try:
                     self.chunks.put(d, data, durable=False)
                 except ChunkCorrupt:

@@ -251,3 +251,39 @@ def test_status_and_metrics_report_disk_and_a_damaged_own_dataset_says_so(tmp_pa
     assert "DAMAGED" in entry["reason"]
     assert "DAMAGED" in cli(a.data, "datasets").stdout
     assert a.stop() == 0
+
+
+def test_verify_during_a_replication_raises_no_false_alarm(tmp_path: Path, nodes, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    a = NodeProc.init(tmp_path, "a")
+    nodes.append(a)
+    a.start()
+    b = NodeProc.init(tmp_path, "b", "--bootstrap", a.addr)
+    nodes.append(b)
+    monkeypatch.setenv("COMMUNS_FAULT_PAUSE_AT", "replication-chunk:0.1")  # b stores ~10 chunks a second
+    b.start()
+    monkeypatch.delenv("COMMUNS_FAULT_PAUSE_AT")
+    src = tmp_path / "src"
+    src.mkdir()
+    for n in range(3):
+        (src / f"f{n}.bin").write_bytes(os.urandom(8 << 20))
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "s.bin").write_bytes(os.urandom(1 << 20))
+    big = cli_json(a.data, "publish", str(src), "--title", "big", "--licence", "CC0-1.0")
+    first = cli_json(a.data, "publish", str(small), "--title", "small", "--licence", "CC0-1.0")
+    wait_for(lambda: len(b.get("/api/v1/datasets")) == 2, 60, what="b to learn both manifests")
+    enact(b, 'accept_licences = ["CC0-1.0"]\n', tmp_path, "cc0")
+    wait_for(lambda: states(b)[first["id"]] == "complete", 60, what="b to complete the small dataset")
+    runs = 0
+    while states(b)[big["id"]] != "complete":
+        report = cli(b.data, "verify", "--json", check=False)
+        assert report.returncode == 0, report.stdout + report.stderr
+        runs += 1
+        assert runs < 200, "the replication did not complete"
+    report = cli_json(b.data, "verify")
+    assert report["ok"] and report["missing"] == [] and report["bad"] == []
+    assert runs >= 1, "no verify ran during the replication"
+    assert "fetching them again" not in b.log() and "lost chunks" not in b.log()
+    assert states(b)[big["id"]] == "complete" and states(b)[first["id"]] == "complete"
+    for n in (a, b):
+        assert n.stop() == 0
