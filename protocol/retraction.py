@@ -29,6 +29,11 @@ MAX_RETRACTION_BYTES = 1024
 MAX_REASON_CHARS = 200
 
 
+class UnknownDataset(DecodeError):
+    """A retraction of a dataset none of whose manifests is held here: not applied now (the manifests may
+    come later, and the retraction with them at a later catalog sync); not a fault of the sender."""
+
+
 @dataclass(frozen=True)
 class Retraction(SignedRecord):
     """`publisher` withdraws every version of `dataset`, for `reason` (may be empty), at `created`."""
@@ -69,7 +74,7 @@ def check_applies(retraction: Retraction, dataset_publisher: bytes | None) -> No
     """Raise DecodeError unless `retraction` may withdraw its dataset here, where the dataset is bound to
     `dataset_publisher` (the publisher of the manifests held for it; None when none is held)."""
     if dataset_publisher is None:
-        raise DecodeError("the retracted dataset is not known here")
+        raise UnknownDataset("the retracted dataset is not known here")
     if dataset_publisher != retraction.publisher:
         raise DecodeError("the retraction is signed by another key than the dataset's publisher")
 

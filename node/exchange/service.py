@@ -56,7 +56,7 @@ from communs.protocol.records import (
     StaleError,
     check_fresh,
 )
-from communs.protocol.retraction import Retraction, check_fresh_retraction, decode_gossip
+from communs.protocol.retraction import Retraction, UnknownDataset, check_fresh_retraction, decode_gossip
 
 if TYPE_CHECKING:
     from communs.node.node import Node
@@ -229,7 +229,8 @@ class ExchangeService:
             "gossip": {"accepted": c["accepted"], "rejected": c["rejected"], "duplicate": c["duplicate"],
                        "fetched": c["gossip_fetched"]},
             "sync": {"runs": c["sync_runs"], "records": c["sync_records"], "failures": c["sync_failures"]},
-            "retractions": {"applied": c["retractions_applied"], "refused": c["retractions_refused"]},
+            "retractions": {"applied": c["retractions_applied"], "refused": c["retractions_refused"],
+                            "unknown_dataset": c["retractions_unknown"]},
             "forks": sorted(keys.peer_id(p) for p in forked),
         }
 
@@ -484,8 +485,11 @@ class ExchangeService:
             if held == raw:
                 return True  # already applied: no second signature check
             applied = await retractions.receive(raw, peer)
+        except UnknownDataset:
+            self.counts["retractions_unknown"] += 1  # not held here (yet): asked again at a later sync
+            return False
         except RecordError as exc:
-            log.debug("retraction from %s not applied: %s", peer, exc)
+            log.info("retraction refused (%s): %s", peer, exc)
             self.counts["retractions_refused"] += 1
             return False
         if applied.retracted:

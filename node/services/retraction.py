@@ -89,10 +89,13 @@ class RetractionService:
         return applied
 
     async def receive(self, raw: bytes, source: str | None) -> Applied:
-        """A retraction from a peer: RecordError (with its reason) unless it is valid and applies here."""
+        """A retraction from a peer: RecordError (with its reason) unless it is valid and applies here
+        (UnknownDataset when its dataset is not held here). The signature is checked last: most retractions
+        a sync brings are of datasets this node does not hold."""
+        claimed = Retraction.decode(raw, verify=False)
+        owners = dict(await self.storage.catalog.dataset_publishers([claimed.dataset]))
+        check_applies(claimed, owners.get(claimed.dataset))
         record = Retraction.decode(raw)
-        owners = dict(await self.storage.catalog.dataset_publishers([record.dataset]))
-        check_applies(record, owners.get(record.dataset))
         applied = await self._apply(record)
         if applied.retracted:
             log.info("dataset %s retracted by its publisher %s (by %s): %d version(s)",

@@ -9,6 +9,7 @@ from communs.protocol.records import StaleError
 from communs.protocol.retraction import (
     MAX_RETRACTION_BYTES,
     Retraction,
+    UnknownDataset,
     check_applies,
     check_fresh_retraction,
     decode_gossip,
@@ -58,7 +59,7 @@ def test_applies_only_to_a_held_dataset_of_the_same_publisher() -> None:
     check_applies(mine, KEY.public)
     with pytest.raises(DecodeError, match="another key"):
         check_applies(Retraction.create(OTHER, dataset=DATASET, reason="", created=1), KEY.public)
-    with pytest.raises(DecodeError, match="not known"):
+    with pytest.raises(UnknownDataset, match="not known"):
         check_applies(mine, None)
 
 
