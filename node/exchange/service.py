@@ -496,9 +496,18 @@ class ExchangeService:
             self.counts["retractions_applied"] += 1
         return True
 
-    async def _sync_retractions(self, session: SyncSession, peer: str) -> None:
+    async def _sync_retractions(self, session: SyncSession, peer: str) -> bool:
         """Ask `peer` for the retractions it holds, a page of wire.MAX_RETRACTIONS at a time (at most
-        RETRACTION_PAGES pages per session), and apply those that concern datasets held here."""
+        RETRACTION_PAGES pages per session), and apply those that concern datasets held here. False when the
+        peer did not answer properly (the stream is then aborted, and the session's ranges stay stored)."""
+        try:
+            await self._sync_retraction_pages(session, peer)
+        except ExchangeError as exc:
+            log.info("catalog sync with %s: no retractions (%s)", peer, exc)
+            return False
+        return True
+
+    async def _sync_retraction_pages(self, session: SyncSession, peer: str) -> None:
         after: bytes | None = None
         for _ in range(RETRACTION_PAGES):
             raws = await session.retractions(after)
@@ -727,8 +736,8 @@ class ExchangeService:
                     task.cancel()
                 with contextlib.suppress(BaseException):
                     await read_task
-            await self._sync_retractions(session, peer)
-            ok = True
+            # a peer that does not answer retractions (an older or hostile one) keeps the ranges stored above
+            ok = await self._sync_retractions(session, peer)
         finally:
             if ok:
                 await session.close()
