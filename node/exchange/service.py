@@ -503,7 +503,7 @@ class ExchangeService:
         try:
             await self._sync_retraction_pages(session, peer)
         except ExchangeError as exc:
-            log.info("catalog sync with %s: no retractions (%s)", peer, exc)
+            log.info("retractions not read from %s: %s", peer, exc)
             return False
         return True
 
