@@ -35,6 +35,8 @@ KEYS = (
     "storage_quota_bytes",
     "trusted_publishers",
     "refused_publishers",
+    "keep_versions",
+    "keep_retracted",
 )
 REQUIRED = ("accept_licences",)
 
@@ -59,6 +61,8 @@ class Policy:
     storage_quota_bytes: int | None = None
     trusted_publishers: Trusted = "any"
     refused_publishers: tuple[str, ...] = ()
+    keep_versions: int | None = None  # keep only the latest N versions of each accepted dataset (None: all)
+    keep_retracted: bool = False  # keep the chunks of retracted datasets (their state is `retracted` still)
 
     def __post_init__(self) -> None:
         """Validate and normalise every field, so that every Policy value is canonical."""
@@ -73,6 +77,12 @@ class Policy:
                 raise PolicyError('trusted_publishers must be "any" or a list of peer ids')
             put(self, "trusted_publishers", _peer_ids("trusted_publishers", trusted))
         put(self, "refused_publishers", _peer_ids("refused_publishers", self.refused_publishers))
+        if self.keep_versions is not None and (isinstance(self.keep_versions, bool)
+                                               or not isinstance(self.keep_versions, int)
+                                               or not 1 <= self.keep_versions <= 1_000_000):
+            raise PolicyError("keep_versions must be a whole number of versions from 1 to 1000000")
+        if not isinstance(self.keep_retracted, bool):
+            raise PolicyError(f"keep_retracted must be true or false, not {_type_name(self.keep_retracted)}")
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical map carried in a policy proposal: every key present, lists sorted."""
@@ -85,6 +95,10 @@ class Policy:
                 "any" if self.trusted_publishers == "any" else list(self.trusted_publishers)
             ),
             "refused_publishers": list(self.refused_publishers),
+            # Written only when set, so that the maps of policies voted before these keys existed (and
+            # the proposals that carry them) keep their exact bytes.
+            **({"keep_versions": self.keep_versions} if self.keep_versions is not None else {}),
+            **({"keep_retracted": True} if self.keep_retracted else {}),
         }
 
     @classmethod
@@ -113,6 +127,8 @@ class Policy:
             storage_quota_bytes=value.get("storage_quota_bytes"),
             trusted_publishers=value.get("trusted_publishers", "any"),
             refused_publishers=value.get("refused_publishers", ()),
+            keep_versions=value.get("keep_versions"),
+            keep_retracted=value.get("keep_retracted", False),
         )
 
     def to_toml(self) -> str:

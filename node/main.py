@@ -17,6 +17,7 @@ from communs.node.services.datasets import DatasetsService
 from communs.node.services.gov_submit import Submissions
 from communs.node.services.governance import GovernanceService
 from communs.node.services.replication import ReplicationService
+from communs.node.services.retraction import RetractionService
 from communs.node.services.storage import StorageService
 
 if TYPE_CHECKING:
@@ -38,11 +39,12 @@ class Services:
     storage: StorageService      # catalog + chunk store
     governance: GovernanceService  # roster, proposals, policy in force
     datasets: DatasetsService    # publish, list, get, verify, states
+    retractions: RetractionService  # withdrawing own datasets, applying others' withdrawals
     exchange: ExchangeService    # gossip announcements, stream protocols, catalog sync
     replication: ReplicationService  # fetch what the policy wants
 
     def in_start_order(self) -> list[Service]:
-        return [self.storage, self.governance, self.datasets, self.exchange, self.replication]
+        return [self.storage, self.governance, self.datasets, self.retractions, self.exchange, self.replication]
 
     async def overlay_ready(self) -> None:
         """libp2p listens: serve the stream protocols, then start fetching."""
@@ -66,7 +68,8 @@ def build_services(node: Node) -> Services:
     governance = GovernanceService(node, storage)
     governance.submissions = Submissions(governance)  # members' signed records by any route, with receipts
     datasets = DatasetsService(node, storage, governance)
-    exchange = ExchangeService(node, storage, datasets)
+    retractions = RetractionService(storage, datasets, node.key)  # before the exchange, which gossips them
+    exchange = ExchangeService(node, storage, datasets, retractions)
     replication = ReplicationService(node, storage, datasets, exchange)
     exchange.on_new_source.append(replication.poke)
-    return Services(storage, governance, datasets, exchange, replication)
+    return Services(storage, governance, datasets, retractions, exchange, replication)

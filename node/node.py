@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from communs.node.services.datasets import DatasetsService
     from communs.node.services.governance import GovernanceService
     from communs.node.services.replication import ReplicationService
+    from communs.node.services.retraction import RetractionService
     from communs.node.services.storage import StorageService
     from communs.protocol.libp2p.overlay import Overlay
 
@@ -98,6 +99,10 @@ class Node:
     @property
     def datasets(self) -> DatasetsService:
         return self.services.datasets
+
+    @property
+    def retractions(self) -> RetractionService:
+        return self.services.retractions
 
     @property
     def exchange(self) -> ExchangeService:

@@ -356,6 +356,30 @@ class Records(Message):
         return cls(m["records"])
 
 
+MAX_RETRACTIONS = 1000  # retractions per answer to a RetractionsRequest
+
+
+@dataclass(frozen=True)
+class RetractionsRequest(Message):
+    """Request on /communs/sync/1: the retractions the server holds for dataset ids after `after`
+    (all when nil), in ascending dataset id, at most MAX_RETRACTIONS; answered as Records, then End."""
+
+    after: bytes | None
+    T: ClassVar[str] = "retractions"
+    FIELDS: ClassVar[frozenset[str]] = frozenset(["after"])
+
+    def __post_init__(self) -> None:
+        if self.after is not None:
+            _digest(self.after, "'after'")
+
+    def to_map(self) -> dict[str, Any]:
+        return {"t": self.T, "after": self.after}
+
+    @classmethod
+    def from_map(cls, m: dict[str, Any]) -> Message:
+        return cls(m["after"])
+
+
 @dataclass(frozen=True)
 class RawBytes:
     """Event: a piece of a chunk body; `remaining` bytes of it are still to come (0: complete)."""
@@ -377,7 +401,7 @@ Event = Message | RawBytes | Chunk
 _REQUESTS: dict[str, dict[str, type[Message]]] = {
     MANIFEST_PROTOCOL: {"get": ManifestGet},
     CHUNKS_PROTOCOL: {"get": ChunksGet},
-    SYNC_PROTOCOL: {"heads": HeadsRequest, "range": RangeRequest},
+    SYNC_PROTOCOL: {"heads": HeadsRequest, "range": RangeRequest, "retractions": RetractionsRequest},
 }
 _RESPONSES: dict[str, dict[str, type[Message]]] = {
     MANIFEST_PROTOCOL: {"manifest": ManifestRecord, "error": ErrorAnswer},

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 # States whose chunks are kept: a chunk used by none of these may be deleted.
 KEPT_STATES: frozenset[str] = frozenset({State.OWN, State.COMPLETE, State.IN_PROGRESS, "wanted"})
+RETRACTED = "retracted"  # withdrawn by its publisher: not kept, unless the policy says keep_retracted
+RETRACTION_PREFIX = "retraction:"  # kv: a dataset's retraction, by dataset id in hex
+_NOT_RETRACTED = f"AND state != '{RETRACTED}'"  # state changes never undo a retraction
 
 STATES_POLICY_KEY = "states_policy_version"  # kv: the policy version manifest states were decided under
 
@@ -485,11 +488,15 @@ class Catalog:
         return [_info(r) for r in manifests], [_info(r) for r in versions]
 
     async def set_state(self, manifest_id: bytes, state: str, reason: str = "") -> None:
-        """Set a manifest's state and the reason in words; CatalogError for an unknown manifest."""
+        """Set a manifest's state and the reason in words; CatalogError for an unknown manifest. A retracted
+        manifest stays retracted (a retraction is final: a fetch that was running when it came cannot undo it)."""
         async with self.transaction("setting a manifest's state") as db:
-            cur = await db.execute("UPDATE manifests SET state = ?, reason = ? WHERE id = ?",
+            cur = await db.execute(f"UPDATE manifests SET state = ?, reason = ? WHERE id = ? {_NOT_RETRACTED}",
                                    (state, reason, manifest_id))
             if cur.rowcount == 0:
+                async with db.execute("SELECT 1 FROM manifests WHERE id = ?", (manifest_id,)) as c:
+                    if await c.fetchone() is not None:
+                        return
                 raise CatalogError("no such manifest in the catalog")
             if state in KEPT_STATES:
                 await _add_chunk_rows(db, [manifest_id])
@@ -503,7 +510,7 @@ class Catalog:
         before its re-evaluation finds the two versions apart at start, and re-evaluates then."""
         changes = list(changes)
         async with self.transaction("setting manifest states") as db:
-            await db.executemany("UPDATE manifests SET state = ?, reason = ? WHERE id = ?",
+            await db.executemany(f"UPDATE manifests SET state = ?, reason = ? WHERE id = ? {_NOT_RETRACTED}",
                                  [(s, r, i) for i, s, r in changes])
             await _add_chunk_rows(db, [i for i, s, _ in changes if s in KEPT_STATES])
             if policy_version is not None:
@@ -657,14 +664,52 @@ class Catalog:
             f"WHERE m.state IN ({marks})", sorted(KEPT_STATES))
         return {r[0] for r in rows}
 
-    async def unreferenced_chunks(self) -> list[tuple[bytes, int]]:
-        """Stored chunks that no manifest in a kept state uses: what release may delete."""
-        marks = ",".join("?" * len(KEPT_STATES))
+    async def unreferenced_chunks(self, *, keep: Iterable[str] = ()) -> list[tuple[bytes, int]]:
+        """Stored chunks that no manifest in a kept state (or in one of the states `keep`, such as
+        `retracted` under `keep_retracted = true`) uses: what release may delete."""
+        states = sorted(KEPT_STATES | set(keep))
+        marks = ",".join("?" * len(states))
         rows = await self._all(
             "SELECT c.digest, c.size FROM chunks c WHERE c.stored = 1 AND NOT EXISTS ("
             "SELECT 1 FROM manifest_chunks mc JOIN manifests m ON m.id = mc.manifest "
-            f"WHERE mc.digest = c.digest AND m.state IN ({marks}))", sorted(KEPT_STATES))
+            f"WHERE mc.digest = c.digest AND m.state IN ({marks}))", states)
         return [(d, s) for d, s in rows]
+
+    # -- retractions (stored in `kv` under RETRACTION_PREFIX + dataset hex: one per dataset, final) ------
+
+    async def put_retraction(self, dataset: bytes, publisher: bytes, raw: bytes, reason: str) -> list[bytes]:
+        """Keep a verified retraction of `dataset` (the first one held stays: a retraction is final) and mark
+        every held version of it by `publisher` `retracted` with `reason`, in one transaction. Returns the
+        ids of the manifests whose state changed (empty when all were already retracted)."""
+        async with self.transaction("recording a retraction") as db:
+            await db.execute("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                             (RETRACTION_PREFIX + dataset.hex(), raw))
+            async with db.execute("SELECT id FROM manifests WHERE dataset = ? AND publisher = ? AND state != ?",
+                                  (dataset, publisher, RETRACTED)) as cur:
+                changed = [r[0] for r in await cur.fetchall()]
+            await db.executemany("UPDATE manifests SET state = ?, reason = ? WHERE id = ?",
+                                 [(RETRACTED, reason, i) for i in changed])
+            return changed
+
+    async def retraction(self, dataset: bytes) -> bytes | None:
+        """The retraction held for `dataset` (its encoding), or None."""
+        return await self.kv_get(RETRACTION_PREFIX + dataset.hex())
+
+    async def retractions_after(self, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        """`(dataset, retraction encoding)` of the held retractions, by dataset id, those after `after`."""
+        low = RETRACTION_PREFIX + (after.hex() if after is not None else "")
+        rows = await self._all("SELECT key, value FROM kv WHERE key > ? AND key < ? ORDER BY key LIMIT ?",
+                               (low, RETRACTION_PREFIX + "~", limit))
+        return [(bytes.fromhex(k[len(RETRACTION_PREFIX):]), bytes(v)) for k, v in rows]
+
+    async def retracted_datasets(self, datasets: Iterable[bytes]) -> set[bytes]:
+        """Those of `datasets` that have a retraction held here."""
+        keys = [RETRACTION_PREFIX + d.hex() for d in set(datasets)]
+        out: set[bytes] = set()
+        for part in _batches(keys):
+            rows = await self._all(f"SELECT key FROM kv WHERE key IN ({','.join('?' * len(part))})", list(part))
+            out.update(bytes.fromhex(r[0][len(RETRACTION_PREFIX):]) for r in rows)
+        return out
 
     async def known_chunks(self, digests: Iterable[bytes]) -> set[bytes]:
         """Those of `digests` the catalog knows: stored here, or used by a manifest in a kept state (one
@@ -779,7 +824,7 @@ class Catalog:
             await db.execute("DELETE FROM replication WHERE manifest = ?", (manifest_id,))
             await db.execute("DELETE FROM sources WHERE manifest = ?", (manifest_id,))
             if state is not None:
-                await db.execute("UPDATE manifests SET state = ?, reason = ? WHERE id = ?",
+                await db.execute(f"UPDATE manifests SET state = ?, reason = ? WHERE id = ? {_NOT_RETRACTED}",
                                  (state, reason, manifest_id))
                 if state in KEPT_STATES:
                     await _add_chunk_rows(db, [manifest_id])

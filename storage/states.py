@@ -12,6 +12,7 @@ class State(StrEnum):
     COMPLETE = "complete"  # every chunk stored and verified here
     IN_PROGRESS = "in-progress"  # wanted; being fetched
     NOT_WANTED = "not-wanted"  # the policy in force does not want it
+    RETRACTED = "retracted"  # withdrawn by its publisher: released, unless the policy says keep_retracted
 
 
 HELD = frozenset({State.OWN, State.COMPLETE})

@@ -46,6 +46,8 @@ def cmd_publish(args: argparse.Namespace) -> None:
         body["refuse_special"] = True
     if args.skip_case_collisions:
         body["skip_case_collisions"] = True
+    if args.force:
+        body["force"] = True
     result: dict[str, Any] = {}
     error: list[Exception] = []
 
@@ -69,6 +71,60 @@ def cmd_publish(args: argparse.Namespace) -> None:
 
     worker = threading.Thread(target=post, daemon=True)
     worker.start()
+    try:
+        _wait_publish(args, c, worker, path, body)
+    except KeyboardInterrupt:
+        _cancel_publish(c, headers["Idempotency-Key"])
+    if error:
+        raise error[0]
+    import sys
+
+    skipped = result.get("skipped") or []
+    if skipped and not args.json:
+        print(f"communs: warning: {len(skipped)} entr(ies) left out of the dataset:", file=sys.stderr)
+        for item in skipped:
+            print(f"  {item['path']}  ({item['why']})", file=sys.stderr)
+    stored = result.get("stored")
+    if stored and not args.json:
+        print(f"stored {stored['files']} file(s), {stored['bytes']} bytes: {stored['new_chunks']} new chunk(s) "
+              f"of {stored['chunks']} ({stored['new_bytes']} bytes written), {stored['deduplicated_bytes']} "
+              "bytes deduplicated", file=sys.stderr)
+    out = {"id": result["id"], "dataset": result["dataset"], "version": result["version"], "skipped": skipped}
+    if stored:
+        out["stored"] = stored
+    emit(args, out, lambda r: r["id"])
+
+
+def _cancel_publish(c: Any, key: str) -> None:
+    """Ctrl-C during a publish: cancel its job on the node (DELETE /api/v1/publishing/{job}), so that
+    nothing of it is kept, and say what happened."""
+    from communs.node.cli.client import AdminClient, ClientError
+    from communs.node.cli.common import fail
+
+    quick = AdminClient(c.base_url, c.token, timeout=60)
+    job = None
+    for _ in range(20):  # the request may not have reached the node yet
+        try:
+            job = next((j for j in quick.get("/api/v1/publishing") if j.get("key") == key), None)
+        except ClientError:
+            job = None
+        if job is not None:
+            break
+        time.sleep(0.1)
+    if job is None:
+        fail("interrupted: the node had not started this publish; nothing was published", 130)
+    try:
+        quick.request("DELETE", f"/api/v1/publishing/{job['id']}")
+    except ClientError as exc:
+        fail(f"interrupted, but the publish could not be cancelled: {exc}", 130)
+    fail("interrupted: the publish was cancelled and nothing of it was kept", 130)
+
+
+def _wait_publish(args: argparse.Namespace, c: Any, worker: threading.Thread, path: Path,
+                  body: dict[str, Any]) -> None:
+    """Wait for the publish request, showing its progress on a terminal."""
+    from communs.node.cli.client import ClientError
+
     bar = _progress_bar(args)
     if bar is not None:
         from communs.node.cli.client import AdminClient
@@ -85,18 +141,8 @@ def cmd_publish(args: argparse.Namespace) -> None:
                     job = jobs[-1]
                     bar.update(task, completed=job["bytes_done"], total=job["bytes_total"] or None)
                 worker.join(0.2)
-    worker.join()
-    if error:
-        raise error[0]
-    skipped = result.get("skipped") or []
-    if skipped and not args.json:
-        import sys
-
-        print(f"communs: warning: {len(skipped)} entr(ies) left out of the dataset:", file=sys.stderr)
-        for item in skipped:
-            print(f"  {item['path']}  ({item['why']})", file=sys.stderr)
-    emit(args, {"id": result["id"], "dataset": result["dataset"], "version": result["version"], "skipped": skipped},
-         lambda r: r["id"])
+    while worker.is_alive():  # join in steps: Ctrl-C interrupts a step, not a join without timeout
+        worker.join(0.2)
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
@@ -184,6 +230,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-case-collisions", action="store_true",
                    help="publish a folder whose names differ only by case, keeping the first of each group in byte "
                         "order and leaving out the others (default: refuse, naming every group)")
+    p.add_argument("--force", action="store_true",
+                   help="publish even files identical to the latest version published here under the same title")
     p.set_defaults(func=cmd_publish)
 
     sub.add_parser("datasets", parents=[common], help="every manifest the node knows, with its state") \
@@ -193,7 +241,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("id", metavar="ID", help="a manifest id, a dataset id (its latest complete version here), "
                                             "or a unique prefix of either of 8 characters or more")
     p.add_argument("dest", metavar="DEST", help="the folder to write the files into (created if missing)")
-    p.add_argument("--force", action="store_true", help="overwrite existing files in DEST")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite existing files in DEST, and write a retracted version whose chunks are kept")
     p.set_defaults(func=cmd_get)
 
     sub.add_parser("verify", parents=[common], help="re-hash every stored chunk").set_defaults(func=cmd_verify)

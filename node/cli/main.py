@@ -242,6 +242,11 @@ def cmd_status(args: argparse.Namespace) -> None:
         if storage:
             waiting = f"; {storage['waiting']}" if storage.get("waiting") else ""
             lines.append(f"storage   {storage['backend']}{waiting}")
+        disk = d.get("disk")
+        if disk:
+            free = "unknown" if disk["free_bytes"] is None else f"{disk['free_bytes']} bytes"
+            quota = "none" if disk["quota_bytes"] is None else f"{disk['quota_bytes']} bytes"
+            lines.append(f"disk      {disk['store_bytes']} bytes stored, {free} free, quota {quota}")
         for job in (d.get("replication") or {}).get("active", []):
             pct = 100 * job["bytes_done"] / job["bytes_total"] if job["bytes_total"] else 100.0
             lines.append(f"fetching  {job['title']} ({job['id'][:16]}…) {pct:5.1f}% "
@@ -401,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from communs.node.cli import datasets as cli_datasets
     from communs.node.cli import governance as cli_governance
+    from communs.node.cli import lifecycle as cli_lifecycle
     from communs.node.cli import repair as cli_repair
     from communs.node.cli import storage as cli_storage
 
@@ -408,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_governance.add_commands(sub, common)
     cli_repair.add_commands(sub, common)
     cli_storage.add_commands(sub, common)
+    cli_lifecycle.add_commands(sub, common)
     return parser
 
 

@@ -322,6 +322,23 @@ class SyncSession:
             if len(out) > limit:
                 raise _violation(self.peer, "sent more records than the range asked for")
 
+    async def retractions(self, after: bytes | None) -> list[bytes]:
+        """The raw retractions the peer holds for dataset ids after `after` (at most wire.MAX_RETRACTIONS),
+        as sent (unchecked)."""
+        await self.conv.send(wire.RetractionsRequest(after))
+        out: list[bytes] = []
+        first_frame = True
+        while True:
+            event = await self.conv.receive(first=first_frame)
+            first_frame = False
+            if isinstance(event, wire.End):
+                return out
+            if not isinstance(event, wire.Records):
+                raise _violation(self.peer, f"sent an unexpected {type(event).__name__} in a retractions answer")
+            out.extend(event.records)
+            if len(out) > wire.MAX_RETRACTIONS:
+                raise _violation(self.peer, f"sent more than {wire.MAX_RETRACTIONS} retractions in one answer")
+
     async def close(self) -> None:
         await self.conv.close()
 

@@ -127,6 +127,8 @@ class StreamServer:
             return await self._heads(stream)
         if isinstance(request, wire.RangeRequest):
             return await self._range(stream, request)
+        if isinstance(request, wire.RetractionsRequest):
+            return await self._retractions(stream, request)
         await self._write(stream, wire.ErrorAnswer("bad-request", "unexpected message").encode())
         return "bad-request"
 
@@ -239,6 +241,11 @@ class StreamServer:
                 out.clear()
         if out:
             await self._write(stream, bytes(out))
+        return "ok"
+
+    async def _retractions(self, stream: Any, request: wire.RetractionsRequest) -> str:
+        held = await self.catalog.retractions_after(request.after, wire.MAX_RETRACTIONS)
+        await self._write(stream, b"".join(wire.records_frames([raw for _, raw in held])))  # ends with "end"
         return "ok"
 
     # ---- helpers -----------------------------------------------------------------------------------

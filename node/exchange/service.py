@@ -57,12 +57,14 @@ from communs.protocol.records import (
     StaleError,
     check_fresh,
 )
+from communs.protocol.retraction import Retraction, UnknownDataset, check_fresh_retraction, decode_gossip
 from communs.storage.states import HELD
 
 if TYPE_CHECKING:
     from communs.node.node import Node
     from communs.node.services.datasets import DatasetsService
     from communs.node.services.ingest import Outcome
+    from communs.node.services.retraction import RetractionService
     from communs.node.services.storage import StorageService
     from communs.protocol.net import Message, PeerInfo
     from communs.storage.catalog import Catalog
@@ -84,6 +86,7 @@ REJECT_WARN_INTERVAL = 60.0  # at most one warning per misbehaving peer per this
 NOT_COMMUNS_TTL = 600.0  # a peer without /communs/sync/1 is not asked again for this long
 PROVIDE_AT_START = 256  # most recent held manifests provided again at start (py-libp2p keeps none)
 PROVIDE_RATE = 20.0  # DHT provides per second at most
+RETRACTION_PAGES = 10  # pages of retractions asked for per sync session (wire.MAX_RETRACTIONS each)
 
 
 def provider_key(manifest_id: bytes) -> str:
@@ -164,10 +167,12 @@ class _Fetch:
 
 
 class ExchangeService:
-    def __init__(self, node: Node, storage: StorageService, datasets: DatasetsService) -> None:
+    def __init__(self, node: Node, storage: StorageService, datasets: DatasetsService,
+                 retractions: RetractionService) -> None:
         self.node = node
         self.storage = storage
         self.datasets = datasets
+        self.retractions = retractions
         # Called when a peer that may hold wanted data appears, with the manifest it announced holding (or None
         # for a new peer); the composition root wires replication here.
         self.on_new_source: list[Callable[[bytes | None], None]] = []
@@ -175,7 +180,7 @@ class ExchangeService:
         self.manifest_client: ManifestClient | None = None
         self._sources: dict[bytes, set[str]] = collections.defaultdict(set)
         self._seen: dict[bytes, float] = {}  # announcement id -> when accepted (replay window)
-        self._decoded: collections.OrderedDict[bytes, Announcement] = collections.OrderedDict()
+        self._decoded: collections.OrderedDict[bytes, Announcement | Retraction] = collections.OrderedDict()
         self._inflight: dict[bytes, tuple[asyncio.Event, float]] = {}
         self._fetch_queue: asyncio.Queue[_Fetch] = asyncio.Queue()
         self._fetching: set[bytes] = set()
@@ -197,6 +202,7 @@ class ExchangeService:
         self._loop = asyncio.get_running_loop()
         self.datasets.on_published.append(self._published)
         self.datasets.on_complete.append(self._completed)
+        self.retractions.on_retracted.append(self._retracted_here)
 
     async def overlay_ready(self) -> None:
         node, overlay = self.node, self.node.overlay
@@ -238,6 +244,8 @@ class ExchangeService:
             "gossip": {"accepted": c["accepted"], "rejected": c["rejected"], "duplicate": c["duplicate"],
                        "fetched": c["gossip_fetched"]},
             "sync": {"runs": c["sync_runs"], "records": c["sync_records"], "failures": c["sync_failures"]},
+            "retractions": {"applied": c["retractions_applied"], "refused": c["retractions_refused"],
+                            "unknown_dataset": c["retractions_unknown"]},
             "forks": sorted(keys.peer_id(p) for p in forked),
         }
 
@@ -255,9 +263,12 @@ class ExchangeService:
         try:
             if len(data) > MAX_ANNOUNCE_BYTES:
                 raise DecodeError(f"announcement is {len(data)} bytes, over {MAX_ANNOUNCE_BYTES}")
-            ann = Announcement.decode(data)
+            ann = decode_gossip(data)  # an announcement or a retraction, by its type
             now = time.time()
-            check_fresh(ann, int(now))
+            if isinstance(ann, Retraction):
+                check_fresh_retraction(ann, int(now))
+            else:
+                check_fresh(ann, int(now))
         except SignatureError as exc:
             reason, detail = "bad-signature", str(exc)
         except StaleError as exc:
@@ -283,7 +294,7 @@ class ExchangeService:
             if not own:
                 self.counts["accepted"] += 1
                 self.node.metrics.messages.labels("accepted", "").inc()
-                if self._loop is not None:
+                if self._loop is not None and isinstance(ann, Announcement):
                     self._loop.call_soon_threadsafe(self._expect, ann.manifest)
             return None
         self.counts["rejected"] += 1
@@ -338,8 +349,11 @@ class ExchangeService:
     async def _accepted(self, msg: Message, catalog: Catalog, me: str) -> None:
         """One announcement the validator accepted: note its holder, fetch its manifest if unknown."""
         try:
-            ann = self._decoded.pop(msg.data, None) or Announcement.decode(msg.data)
+            ann = self._decoded.pop(msg.data, None) or decode_gossip(msg.data)
         except RecordError:
+            return
+        if isinstance(ann, Retraction):
+            await self._retraction_received(msg.data, f"gossip from {msg.sender}")
             return
         node_peer = ann.node_peer_id
         if node_peer == me:
@@ -467,6 +481,59 @@ class ExchangeService:
         """Sign and publish one announcement now (paced by the adapter)."""
         ann = Announcement.create(self.node.key, kind=kind, manifest=manifest, ts=int(time.time()))
         await self.node.overlay.publish(self.node.config.topic, ann.encode())
+
+    async def _retracted_here(self, record: Retraction) -> None:
+        """Gossip a retraction made here (catalog sync carries it to the nodes that miss it)."""
+        try:
+            await self.node.overlay.publish(self.node.config.topic, record.encode())
+            self.counts["announced_retract"] += 1
+        except Exception as exc:  # noqa: BLE001 - best effort: sync carries it
+            log.warning("could not gossip the retraction of %s: %s (catalog sync will carry it)",
+                        cid_str(record.dataset), exc)
+
+    async def _retraction_received(self, raw: bytes, peer: str) -> bool:
+        """Apply one retraction from a peer (`peer` says how: gossip or sync, and from whom); False when it
+        does not apply here."""
+        retractions = self.retractions
+        try:
+            held = await self.node.storage.catalog.retraction(Retraction.decode(raw, verify=False).dataset)
+            if held == raw:
+                return True  # already applied: no second signature check
+            applied = await retractions.receive(raw, peer)
+        except UnknownDataset:
+            self.counts["retractions_unknown"] += 1  # not held here (yet): asked again at a later sync
+            return False
+        except RecordError as exc:
+            log.info("retraction refused (%s): %s", peer, exc)
+            self.counts["retractions_refused"] += 1
+            return False
+        if applied.retracted:
+            self.counts["retractions_applied"] += 1
+        return True
+
+    async def _sync_retractions(self, session: SyncSession, peer: str) -> bool:
+        """Ask `peer` for the retractions it holds, a page of wire.MAX_RETRACTIONS at a time (at most
+        RETRACTION_PAGES pages per session), and apply those that concern datasets held here. False when the
+        peer did not answer properly (the stream is then aborted, and the session's ranges stay stored)."""
+        try:
+            await self._sync_retraction_pages(session, peer)
+        except ExchangeError as exc:
+            log.info("retractions not read from %s: %s", peer, exc)
+            return False
+        return True
+
+    async def _sync_retraction_pages(self, session: SyncSession, peer: str) -> None:
+        after: bytes | None = None
+        for _ in range(RETRACTION_PAGES):
+            raws = await session.retractions(after)
+            for raw in raws:
+                await self._retraction_received(raw, f"catalog sync with {peer}")
+            if len(raws) < wire.MAX_RETRACTIONS:
+                return
+            try:
+                after = Retraction.decode(raws[-1], verify=False).dataset
+            except RecordError as exc:
+                raise ProtocolViolation(f"peer {peer} sent a malformed retraction: {exc}", peer) from None
 
     async def _announcer(self) -> None:
         """Publishes queued announcements in order; the adapter paces them so a burst is not dropped."""
@@ -684,7 +751,8 @@ class ExchangeService:
                     task.cancel()
                 with contextlib.suppress(BaseException):
                     await read_task
-            ok = True
+            # a peer that does not answer retractions (an older or hostile one) keeps the ranges stored above
+            ok = await self._sync_retractions(session, peer)
         finally:
             if ok:
                 await session.close()

@@ -30,6 +30,7 @@ NODE_KEY: web.AppKey[Node] = web.AppKey("node")
 PUBLIC_PATHS = frozenset({"/healthz"})
 ROUTE_MODULES: list[str] = [
     "communs.node.http.datasets",
+    "communs.node.http.lifecycle",
     "communs.node.http.governance",
     "communs.node.http.replication",
 ]

@@ -9,7 +9,15 @@ from typing import Any
 from aiohttp import web
 from communs.node.http.app import ApiError, json_response, node_of, read_json
 from communs.node.services import publish_paths
-from communs.node.services.datasets import DiskFull, IdempotencyConflict, PublishError, PublishHeld, manifest_full
+from communs.node.services.datasets import (
+    DiskFull,
+    DuplicatePublish,
+    IdempotencyConflict,
+    PublishCancelled,
+    PublishError,
+    PublishHeld,
+    manifest_full,
+)
 from communs.node.services.idresolve import IdError, Resolved, Want, resolve
 from communs.protocol import ids
 from communs.protocol.errors import RecordError
@@ -67,7 +75,7 @@ def allowed_publish_paths(node: Any) -> list[str]:
 
 
 _PUBLISH_KEYS = {"path", "title", "licence", "description", "keywords", "dataset", "refuse_special",
-                 "skip_case_collisions"}
+                 "skip_case_collisions", "force"}
 
 
 async def publish(request: web.Request) -> web.Response:
@@ -91,6 +99,9 @@ async def publish(request: web.Request) -> web.Response:
             dataset = (await resolve(node.storage.catalog, _text(body, "dataset"), "dataset")).dataset
         except IdError as exc:  # a field of the request, not the resource asked for: 400 even when unknown
             raise ApiError(400, str(exc)) from None
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise ApiError(400, "'force' must be true or false")
     key = request.headers.get("Idempotency-Key")
     if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiError(400, "'Idempotency-Key' must be 1 to 128 letters, digits, '-', '_', '.' or ':'")
@@ -104,19 +115,20 @@ async def publish(request: web.Request) -> web.Response:
         if not isinstance(body.get(flag, False), bool):
             raise ApiError(400, f"'{flag}' must be true or false")
         flags[flag] = bool(body.get(flag, False))
-    job = node.datasets.new_job(path_text)
+    job = node.datasets.new_job(path_text, key)
     job.refuse_special, job.skip_case_collisions = flags["refuse_special"], flags["skip_case_collisions"]
     try:
         manifest = await node.datasets.publish(Path(path_text), title=title, licence=licence,
                                                description=description, keywords=keywords, dataset=dataset,
-                                               job=job, idempotency_key=key)
+                                               job=job, idempotency_key=key, force=force)
     except PublishError as exc:
         status = (507 if isinstance(exc, DiskFull) else 422 if isinstance(exc, IdempotencyConflict)
-                  else 409 if isinstance(exc, PublishHeld) else 400)
+                  else 409 if isinstance(exc, PublishHeld | PublishCancelled | DuplicatePublish) else 400)
         raise ApiError(status, str(exc)) from None
     return json_response({"id": manifest.cid, "dataset": ids.cid_str(manifest.dataset),
                           "version": manifest.version, "job": job.id,
-                          "skipped": [{"path": p, "why": why} for p, why in job.skipped]}, status=201)
+                          "skipped": [{"path": p, "why": why} for p, why in job.skipped],
+                          "stored": job.stored.to_json() if job.stored is not None else None}, status=201)
 
 
 async def publishing(request: web.Request) -> web.Response:

@@ -35,6 +35,10 @@ class Metrics:
                                     ["status"], registry=r)
         self.sync_records = Counter("communs_sync_records_total", "Manifests learned by catalog sync",
                                     registry=r)
+        # what="store": bytes of the chunks stored; "free": bytes free where they are stored; "quota": the
+        # policy's storage quota (a label present only when the value is known or set)
+        self.disk = Gauge("communs_disk_bytes", "Chunk store bytes, free bytes and storage quota", ["what"],
+                          registry=r)
 
     def watch_limits(self, read: Callable[[], dict[str, int]]) -> None:
         """Export what the overlay's per-peer limits refused (`communs_peer_limits_total{what, reason}`); the

@@ -114,9 +114,14 @@ def _schemas() -> dict[str, Any]:
     file_entry = _obj({"path": _STR, "size": _NN_INT, "chunks": {"type": "array", "items": chunk}},
                       {"exec": {**_BOOL, "description": "executable (schema 2 manifests only)"},
                        "mtime_ns": {**_NN_INT, "description": "modification time, ns since 1970 (schema 2 only)"}})
+    stored = _obj({"files": _NN_INT, "bytes": _NN_INT, "chunks": _NN_INT, "new_chunks": _NN_INT,
+                   "new_bytes": _NN_INT, "deduplicated_bytes": _NN_INT},
+                  description="what a publish stored: chunks written anew, and bytes already stored")
     job = _obj({"id": _INT, "path": _STR,
-                "state": {"type": "string", "enum": ["scanning", "chunking", "signing", "done", "failed"]},
-                "bytes_done": _NN_INT, "bytes_total": _NN_INT, "files_done": _NN_INT, "files_total": _NN_INT})
+                "state": {"type": "string",
+                          "enum": ["scanning", "chunking", "signing", "done", "failed", "cancelled"]},
+                "bytes_done": _NN_INT, "bytes_total": _NN_INT, "files_done": _NN_INT, "files_total": _NN_INT},
+               {"key": _nullable(_STR), "stored": _nullable(stored)})
     active = _obj({"id": _CID, "dataset": _CID, "title": _STR, "version": _INT, "bytes_done": _NN_INT,
                    "bytes_total": _NN_INT, "chunks_left": _NN_INT, "elapsed_s": _NUM,
                    "sources": {"type": "array", "items": _obj({"peer_id": _PEER, "state": _STR})}})
@@ -137,7 +142,11 @@ def _schemas() -> dict[str, Any]:
                                         description="inbound libp2p connections held now (handshaking or "
                                                     "open) against the cap; whether a new peer can connect"),
                         "storage": _obj({"backend": {"type": "string", "enum": ["fs", "s3"]}},
-                                        {"waiting": _nullable(_STR)})}),
+                                        {"waiting": _nullable(_STR)}),
+                        "disk": _obj({"store_bytes": _NN_INT, "free_bytes": _nullable(_NN_INT),
+                                      "quota_bytes": _nullable(_NN_INT)},
+                                     description="bytes of the chunks stored here, bytes free where they are "
+                                                 "stored (null: unknown), the storage quota (null: none)")}),
         "Peer": _obj({"peer_id": _PEER, "addrs": _STRS}, {"protocols": _STRS}),
         "ConnectRequest": _obj({"addr": {"type": "string", "pattern": PEER_ADDR_PATTERN,
                                          "description": "a full multiaddr: /ip4/ADDR, /ip6/ADDR or /dns/NAME, "
@@ -148,7 +157,8 @@ def _schemas() -> dict[str, Any]:
         "Connected": _obj({"peer_id": _PEER}, {"kept": _BOOL}),
         "Ping": _obj({"peer_id": _PEER, "rtt_ms": {"type": "number", "minimum": 0}}),
         "State": {"type": "string", "enum": [str(s) for s in State]},
-        "ManifestSummary": _obj(summary_fields),
+        "ManifestSummary": _obj(summary_fields, {"damaged": {
+            "type": "boolean", "description": "an own or complete version with chunks missing here"}}),
         "Manifest": _obj({**summary_fields, "description": _STR, "keywords": _STRS, "prev": _nullable(_CID),
                           "log_prev": _nullable(_CID), "files": {"type": "array", "items": file_entry}},
                          {"folders": {"type": "array", "items": _STR, "description": "empty folders (schema 2)"},
@@ -170,12 +180,19 @@ def _schemas() -> dict[str, Any]:
              "refuse_special": {"type": "boolean", "description": "refuse a folder holding symbolic links, "
                                 "sockets, pipes or devices (default: leave them out and list them)"},
              "skip_case_collisions": {"type": "boolean", "description": "publish a folder whose names differ only "
-                                      "by case, keeping the first of each group (default: refuse, naming all)"}},
+                                      "by case, keeping the first of each group (default: refuse, naming all)"},
+             "force": {"type": "boolean", "description": "publish even files identical to the latest version "
+                                                         "of the same title (409 otherwise)"}},
             closed=True),
         "Published": _obj({"id": _CID, "dataset": _CID, "version": {"type": "integer", "minimum": 1},
                            "job": _INT},
                           {"skipped": {"type": "array", "description": "entries left out of the folder, and why",
-                                       "items": _obj({"path": _STR, "why": _STR})}}),
+                                       "items": _obj({"path": _STR, "why": _STR})},
+                           "stored": _nullable(stored)}),
+        "Cancelled": _obj({"job": _INT, "state": {"type": "string", "enum": ["cancelled", "failed"]}}),
+        "RetractRequest": _obj({}, {"reason": {"type": "string", "maxLength": 200, "pattern": _LINE}}, closed=True),
+        "Retracted": _obj({"id": _CID, "dataset": _CID, "publisher": {"type": "string"},
+                           "reason": {"type": "string"}, "created": _INT, "versions": _NN_INT}),
         "PublishJob": job,
         "Replication": _obj({"active": {"type": "array", "items": active},
                              "waiting": {"type": "array", "items": waiting}}),
@@ -258,6 +275,12 @@ def _op(summary: str, ok: dict[str, Any], *errors: str, status: str = "200", bod
     return op
 
 
+def _with_ok(op: dict[str, Any], ok: dict[str, Any]) -> dict[str, Any]:
+    """`op` with a second success answer, 200 (the first being 201)."""
+    op["responses"] = {"200": ok, **op["responses"]}
+    return op
+
+
 def _path_param(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string", "minLength": 1},
             "description": description}
@@ -309,8 +332,20 @@ def _paths() -> dict[str, Any]:
         "/api/v1/datasets/{id}": {"get": _op("one manifest in full, with its files and chunks",
                                              _json(_ref("Manifest"), "the manifest"), "BadRequest", "NotFound",
                                              "Ambiguous", params=mid, tag="datasets")},
+        "/api/v1/datasets/{id}/retraction": {"post": _with_ok(_op(
+            "withdraw a dataset published here, all its versions: a signed retraction that travels to every "
+            "node, which marks the versions `retracted` and releases their chunks (unless its policy says "
+            "keep_retracted)", _json(_ref("Retracted"), "retracted now"), "Forbidden", "NotFound",
+            status="201", body="RetractRequest", tag="datasets",
+            params=[_path_param("id", "the dataset id, or the manifest id of one of its versions", cid)]),
+            _json(_ref("Retracted"), "it was already retracted: nothing changed"))},
         "/api/v1/publishing": {"get": _op("publish jobs, running and recently finished, with bytes done and total",
                                           _json(list_of("PublishJob"), "jobs"), tag="datasets")},
+        "/api/v1/publishing/{job}": {"delete": _op(
+            "cancel a running publish: it stops before its manifest is recorded and keeps nothing (409 when "
+            "its dataset was recorded first: retract it instead)", _json(_ref("Cancelled"), "stopped"),
+            "NotFound", "Conflict", tag="datasets",
+            params=[_path_param("job", "the publish job's number", {"type": "integer", "minimum": 1})])},
         "/api/v1/replication": {"get": _op("what is being fetched (bytes done and total, sources) and what waits, "
                                            "with why", _json(_ref("Replication"), "replication"),
                                            tag="datasets")},

@@ -18,8 +18,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 
 ENV = "COMMUNS_FAULT_CRASH_AT"
+PAUSE_ENV = "COMMUNS_FAULT_PAUSE_AT"  # NAME:SECONDS: `pause_point(NAME)` sleeps that long (slows a step down)
 
 
 def crash_point(name: str) -> None:
@@ -30,4 +32,18 @@ def crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-__all__ = ["ENV", "crash_point"]
+def pause_point(name: str) -> None:
+    """Sleep (in the calling thread) if `COMMUNS_FAULT_PAUSE_AT=NAME:SECONDS` names this point: tests use it
+    to interrupt a step (a publish, between two chunks) at a moment they can choose.
+
+    Points: `publish-chunk`: a publish stored one more chunk (called in the chunking thread);
+    `replication-chunk`: a fetched chunk is about to be stored (in the storing thread)."""
+    spec = os.environ.get(PAUSE_ENV)
+    if spec is not None and spec.partition(":")[0] == name:
+        try:
+            time.sleep(min(float(spec.partition(":")[2]), 60.0))
+        except ValueError:
+            pass
+
+
+__all__ = ["ENV", "PAUSE_ENV", "crash_point", "pause_point"]

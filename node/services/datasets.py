@@ -18,6 +18,7 @@ decided under another policy version (a node killed between an enactment and its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import json
@@ -33,12 +34,13 @@ from communs.governance import policy as policy_mod
 from communs.governance.errors import GovernanceError
 from communs.governance.licences import check_expression
 from communs.node.jsondoc import JsonDict
-from communs.node.runtime.faults import crash_point
+from communs.node.runtime.faults import crash_point, pause_point
 from communs.node.runtime.gctune import GC_THRESHOLDS
-from communs.node.services import folderscan
+from communs.node.services import folderscan, retention
 from communs.node.services import ingest_quota as quota
 from communs.node.services.ingest import FORK_OUTCOME, Outcome, plan_ingest, views_wanted
 from communs.node.services.publish_journal import PublishJournal
+from communs.node.services.publish_report import Stored, same_content, stored_report
 from communs.node.services.repair import REPAIR_PENDING_KEY
 from communs.node.services.storage import UsesStorage
 from communs.protocol import ids, keys
@@ -59,6 +61,7 @@ _T = TypeVar("_T")
 log = logging.getLogger("communs.datasets")
 
 OWN, COMPLETE, IN_PROGRESS, NOT_WANTED = State.OWN, State.COMPLETE, State.IN_PROGRESS, State.NOT_WANTED
+RETRACTED = State.RETRACTED  # withdrawn by its publisher (node/services/retraction.py)
 PROCESS_BATCH = 200  # manifests at once above which verification runs in worker processes
 PROCESS_BATCH_BYTES = 1024 * 1024  # ... or bytes of manifests at once (a few large ones hold the loop as long)
 DECODE_WORKERS = 1  # measured: a second worker loses to the node and its peer on a 2-core machine
@@ -76,6 +79,16 @@ class IdempotencyConflict(PublishError):
 class PublishHeld(PublishError):
     """`communs repair` could not read every manifest: own ones may still be coming back from peers, and a
     publish now could sign a second record at a place of this node's log already used. HTTP 409."""
+
+
+class PublishCancelled(PublishError):
+    """The publish was cancelled (`DELETE /api/v1/publishing/{job}`, Ctrl-C in the CLI) before its manifest
+    was recorded: nothing of it is kept. HTTP 409."""
+
+
+class DuplicatePublish(PublishError):
+    """The files are exactly those of the latest version of a dataset published here under the same title
+    (or of the dataset named): nothing was published; `force` publishes anyway. HTTP 409."""
 
 
 class DiskFull(PublishError):
@@ -115,10 +128,21 @@ class PublishJob:
     refuse_special: bool = False
     skip_case_collisions: bool = False
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    key: str | None = None  # the Idempotency-Key it runs under: how the CLI finds its job to cancel it
+    cancel_requested: bool = False  # set by `cancel`; the publish stops at its next chunk, before its manifest
+    finished: asyncio.Event = field(default_factory=asyncio.Event)  # set once it is done, failed or cancelled
+    stored: Stored | None = None  # what it stored, once done
+    manifest: bytes | None = None  # the manifest it made, once done
 
     def to_json(self) -> JsonDict:
         return {"id": self.id, "path": self.path, "state": self.state, "bytes_done": self.bytes_done,
-                "bytes_total": self.bytes_total, "files_done": self.files_done, "files_total": self.files_total}
+                "bytes_total": self.bytes_total, "files_done": self.files_done, "files_total": self.files_total,
+                "key": self.key, "stored": self.stored.to_json() if self.stored is not None else None}
+
+    def check_cancelled(self) -> None:
+        """PublishCancelled once a cancel was asked for (called between chunks, files and before signing)."""
+        if self.cancel_requested:
+            raise PublishCancelled("the publish was cancelled; nothing of it was kept")
 
 
 Callback = Callable[[Manifest], Awaitable[None]]
@@ -197,11 +221,16 @@ class DatasetsService(UsesStorage):
         unwanted: list[bytes] = []
         infos = await self.catalog.list_manifests()
         version = self.policy_version()  # read with the policy: no await between here and the decisions
+        decided = {info.id: self.decide(licence=info.licence, size=info.size, publisher=info.publisher,
+                                        forked=info.publisher in forked)
+                   for info in infos if not info.own and info.state != RETRACTED}
+        retire = self._retired(infos, decided)
         for info in infos:
-            if info.own:
+            if info.own or info.state == RETRACTED:  # a retraction is final, whatever the policy
                 continue
-            want, reason = self.decide(licence=info.licence, size=info.size, publisher=info.publisher,
-                                       forked=info.publisher in forked)
+            want, reason = decided[info.id]
+            if want and info.id in retire:
+                want, reason = False, retire[info.id]
             if want:
                 state = COMPLETE if info.state == COMPLETE else IN_PROGRESS
                 if state == IN_PROGRESS:
@@ -221,26 +250,77 @@ class DatasetsService(UsesStorage):
         for cb in self.on_wanted:
             await cb(wanted)
 
+    def _retired(self, infos: Sequence[ManifestInfo], decided: dict[bytes, tuple[bool, str]]) -> dict[bytes, str]:
+        """The versions among `infos` that `keep_versions` releases here (retention.py), with the reason;
+        `decided` holds the policy's other decision for each one not published here."""
+        keep = self.policy().keep_versions
+        if keep is None:
+            return {}
+        return retention.retired([retention.Version(i.id, i.dataset, i.version, i.own,
+                                                    i.own or decided.get(i.id, (False, ""))[0])
+                                  for i in infos if i.state != RETRACTED], keep)
+
+    async def apply_retention(self, datasets: set[bytes]) -> None:
+        """After new versions of `datasets` arrived: release the older versions `keep_versions` no longer keeps."""
+        if self.policy().keep_versions is None or not datasets:
+            return
+        forked = await self.catalog.forked_publishers()
+        infos = [i for d in datasets for i in await self.catalog.list_manifests(dataset=d)]
+        decided = {i.id: self.decide(licence=i.licence, size=i.size, publisher=i.publisher,
+                                     forked=i.publisher in forked)
+                   for i in infos if not i.own and i.state != RETRACTED}
+        retire = self._retired(infos, decided)
+        changes = [(i.id, NOT_WANTED, retire[i.id]) for i in infos
+                   if i.id in retire and (i.state, i.reason) != (NOT_WANTED, retire[i.id])]
+        if not changes:
+            return
+        await self.catalog.set_states(changes)
+        log.info("%d older version(s) released here under keep_versions", len(changes))
+        for cb in self.on_unwanted:
+            await cb([i for i, _, _ in changes])
+
     # ---- publishing ------------------------------------------------------------------------------
 
-    def new_job(self, path: str) -> PublishJob:
+    def new_job(self, path: str, key: str | None = None) -> PublishJob:
         self._job_ids += 1
-        job = PublishJob(self._job_ids, path)
+        job = PublishJob(self._job_ids, path, key=key)
         self.jobs[job.id] = job
         # keep the last few finished jobs for progress readers, drop older ones
         for old in sorted(self.jobs)[:-20]:
-            if self.jobs[old].state in ("done", "failed"):
+            if self.jobs[old].state in ("done", "failed", "cancelled"):
                 del self.jobs[old]
         return job
 
+    async def cancel(self, job: PublishJob, wait: float = 30.0) -> str:
+        """Stop a running publish before its manifest is recorded, keeping nothing of it; the job's state
+        after (`cancelled`, or `done` when it was recorded first, or `failed`). Waits at most `wait` s."""
+        if not job.finished.is_set():
+            job.cancel_requested = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(job.finished.wait(), wait)
+        return job.state
+
     async def publish(self, path: Path, *, title: str, licence: str, description: str = "",
                       keywords: Sequence[str] = (), dataset: bytes | None = None,
-                      job: PublishJob | None = None, idempotency_key: str | None = None) -> Manifest:
+                      job: PublishJob | None = None, idempotency_key: str | None = None,
+                      force: bool = False) -> Manifest:
         """Publish `path`. With `idempotency_key`, a request repeated with the same key and the same fields
         returns the manifest of the first (whether it is still running or committed long ago) instead of
-        publishing again; the same key with other fields is refused (IdempotencyConflict)."""
+        publishing again; the same key with other fields is refused (IdempotencyConflict). Files identical
+        to the latest version of the same title (or of `dataset`) are refused (DuplicatePublish) unless
+        `force`."""
         if job is None:
             job = self.new_job(str(path))
+        try:
+            return await self._publish_job(path, title=title, licence=licence, description=description,
+                                           keywords=keywords, dataset=dataset, job=job,
+                                           idempotency_key=idempotency_key, force=force)
+        finally:
+            job.finished.set()
+
+    async def _publish_job(self, path: Path, *, title: str, licence: str, description: str,
+                           keywords: Sequence[str], dataset: bytes | None, job: PublishJob,
+                           idempotency_key: str | None, force: bool) -> Manifest:
         idem: tuple[str, str] | None = None
         mine: asyncio.Future[Manifest] | None = None
         if idempotency_key is not None:
@@ -253,9 +333,9 @@ class DatasetsService(UsesStorage):
                 return earlier
         try:
             manifest = await self._publish(path, title=title, licence=licence, description=description,
-                                           keywords=keywords, dataset=dataset, job=job, idem=idem)
+                                           keywords=keywords, dataset=dataset, job=job, idem=idem, force=force)
         except BaseException as exc:
-            job.state = "failed"
+            job.state = "cancelled" if isinstance(exc, PublishCancelled | asyncio.CancelledError) else "failed"
             if isinstance(exc, Exception):
                 await self._drop_leftovers(job)
             raise
@@ -274,7 +354,7 @@ class DatasetsService(UsesStorage):
         (none is marked stored, no manifest that is or may be fetched uses them: replication only writes
         chunks of such manifests), and only while no other publish runs (it may be about to use the same chunk).
         """
-        if not job.created or any(j is not job and j.state not in ("done", "failed") for j in self.jobs.values()):
+        if not job.created or any(j is not job and not j.finished.is_set() for j in self.jobs.values()):
             return
         try:
             known = await self.catalog.known_chunks(job.created)
@@ -327,13 +407,13 @@ class DatasetsService(UsesStorage):
 
     async def _publish(self, path: Path, *, title: str, licence: str, description: str,
                        keywords: Sequence[str], dataset: bytes | None, job: PublishJob,
-                       idem: tuple[str, str] | None = None) -> Manifest:
+                       idem: tuple[str, str] | None = None, force: bool = False) -> Manifest:
         running = self._idempotent.get(idem[0]) if idem is not None else None
         journal = PublishJournal(self.node.root)
         try:
             manifest = await self._publish_journaled(
                 path, title=title, licence=licence, description=description, keywords=keywords,
-                dataset=dataset, job=job, idem=idem, journal=journal)
+                dataset=dataset, job=job, idem=idem, journal=journal, force=force)
         except BaseException as exc:
             if running is not None and not running.done():
                 running.set_exception(exc if isinstance(exc, Exception) else PublishError("interrupted"))
@@ -347,7 +427,8 @@ class DatasetsService(UsesStorage):
 
     async def _publish_journaled(self, path: Path, *, title: str, licence: str, description: str,
                                  keywords: Sequence[str], dataset: bytes | None, job: PublishJob,
-                                 idem: tuple[str, str] | None, journal: PublishJournal) -> Manifest:
+                                 idem: tuple[str, str] | None, journal: PublishJournal,
+                                 force: bool = False) -> Manifest:
         try:
             licence = check_expression(licence)
         except GovernanceError as exc:
@@ -374,6 +455,8 @@ class DatasetsService(UsesStorage):
 
             def progress(done: int, _total: int, base: int = base) -> None:
                 job.bytes_done = base + done
+                pause_point("publish-chunk")
+                job.check_cancelled()  # raised in the chunking thread: the store aborts the file cleanly
 
             await _journal(journal.file, real)
             try:
@@ -388,6 +471,9 @@ class DatasetsService(UsesStorage):
             stored.update(chunk_list)
             job.files_done += 1
             job.bytes_done = base + sum(s for _, s in chunk_list)
+            job.check_cancelled()
+        if not force:
+            await self._refuse_duplicate(entries, title=title, dataset=dataset)
         job.state = "signing"
         if await self.catalog.kv_get(REPAIR_PENDING_KEY) is not None:
             raise PublishHeld("the catalog was rebuilt by 'communs repair' and some manifests could not be read: "
@@ -405,6 +491,8 @@ class DatasetsService(UsesStorage):
                 if latest.publisher != key.public:
                     raise PublishError("that dataset was published by another node; only its publisher can "
                                        "add versions")
+                if await self.catalog.retraction(dataset) is not None:
+                    raise PublishError("that dataset was retracted; publish the files as a new dataset instead")
                 prev_id, version = latest.id, latest.version + 1
             else:
                 dataset = new_dataset_id(key.public, os.urandom(16))
@@ -428,18 +516,36 @@ class DatasetsService(UsesStorage):
                 kv = (IDEMPOTENCY_PREFIX + idem[0],
                       json.dumps({"request": idem[1], "id": manifest.id.hex()}).encode())
             crash_point("publish-chunks-written")
+            job.check_cancelled()  # the last moment a cancel keeps nothing: the manifest is recorded next
             try:
                 await self.catalog.put_published(row, list(stored.items()), kv=kv)
             except StorageError as exc:
                 raise _storage_failure("could not record the dataset", exc) from None
-        log.info("published %s version %d (%s, %d files, %d bytes) as %s", manifest.title, manifest.version,
-                 manifest.licence, len(manifest.files), manifest.size, manifest.cid)
+        job.stored = stored_report(entries, stored, job.created)
+        job.manifest = manifest.id
+        log.info("published %s version %d (%s) as %s: %s", manifest.title, manifest.version, manifest.licence,
+                 manifest.cid, job.stored.sentence())
         for cb in self.on_published:
             try:
                 await cb(manifest)
             except Exception as exc:  # noqa: BLE001 - announcing is best effort; sync repairs it
                 log.warning("after publishing %s: %s", manifest.cid, exc)
         return manifest
+
+    async def _refuse_duplicate(self, entries: Sequence[FileEntry], *, title: str, dataset: bytes | None) -> None:
+        """DuplicatePublish when `entries` are the files of the latest version of `dataset`, or of the latest
+        version of a dataset published here under the same title."""
+        datasets = [dataset] if dataset is not None else list(dict.fromkeys(
+            i.dataset for i in await self.catalog.list_manifests() if i.own and i.title == title))
+        for ds in datasets:
+            latest = await self.catalog.latest_version(ds)
+            if latest is None or latest.raw is None or latest.state == RETRACTED:
+                continue
+            if same_content(entries, Manifest.decode(latest.raw, verify=False).files):
+                raise DuplicatePublish(
+                    f"these files are exactly those of version {latest.version} of '{latest.title}' "
+                    f"({ids.cid_str(latest.id)}), already published here; publish with --force (API: "
+                    "\"force\": true) to publish them again")
 
     async def _rewrite_released(self, files: Sequence[tuple[str, Path, int]], entries: Sequence[FileEntry],
                                 stored: dict[bytes, int]) -> None:
@@ -533,12 +639,14 @@ class DatasetsService(UsesStorage):
         def decide(m: Manifest, is_forked: bool) -> tuple[bool, str]:
             return self.decide(licence=m.licence, size=m.size, publisher=m.publisher, forked=is_forked)
 
+        retracted = await cat.retracted_datasets(owners)  # a retraction is only held for a dataset with an owner
         views: dict[tuple[bytes, int], LogView] = {}
         need = views_wanted(decoded)
         while True:  # one round, unless a rejected record changed which views the rest needs
             for pub, seq in sorted(need - views.keys()):
                 views[(pub, seq)] = await cat.log_view(pub, seq)
-            plan = plan_ingest(decoded, me=me, owners=owners, forked=forked, views=views, decide=decide)
+            plan = plan_ingest(decoded, me=me, owners=owners, forked=forked, views=views, decide=decide,
+                               retracted=retracted)
             if not plan.need:
                 break
             need = plan.need
@@ -574,6 +682,8 @@ class DatasetsService(UsesStorage):
             await self._record_fork(m, raw, other_id, why)
         new_wanted = [r.id for i, r in rows if r.state == IN_PROGRESS
                       and (o := outcomes[i]) is not None and o.status == "new"]
+        await self.apply_retention({r.dataset for i, r in rows if r.state == IN_PROGRESS
+                                    and (o := outcomes[i]) is not None and o.status == "new"})
         if new_wanted:
             for cb in self.on_wanted:
                 await cb(new_wanted)
@@ -636,7 +746,16 @@ class DatasetsService(UsesStorage):
 
     async def list(self) -> list[JsonDict]:
         forked = await self.catalog.forked_publishers()
-        return [manifest_summary(info, info.publisher in forked) for info in await self.catalog.list_manifests()]
+        damaged = {mid for mid, _state in await self.catalog.damaged_manifests()}
+        out = []
+        for info in await self.catalog.list_manifests():
+            doc = manifest_summary(info, info.publisher in forked)
+            doc["damaged"] = info.id in damaged
+            if doc["damaged"]:  # an own version missing chunks here (`communs verify` found them gone)
+                doc["reason"] = (f"{info.reason}; DAMAGED: some of its chunks are missing here, being fetched "
+                                 "back from the nodes that hold copies")
+            out.append(doc)
+        return out
 
     async def counts(self) -> dict[str, int]:
         out: dict[str, int] = {str(s): 0 for s in STATES}
@@ -645,14 +764,29 @@ class DatasetsService(UsesStorage):
         return out
 
     async def status(self) -> JsonDict:
-        return {"datasets": await self.counts(),
-                "publishing": [j.to_json() for j in self.jobs.values() if j.state not in ("done", "failed")]}
+        return {"datasets": await self.counts(), "disk": await self.disk(),
+                "publishing": [j.to_json() for j in self.jobs.values() if not j.finished.is_set()]}
+
+    async def disk(self) -> dict[str, int | None]:
+        """Bytes of the chunks stored here, bytes free where they are stored (None when the store cannot
+        tell), and the storage quota of the policy in force (None when none)."""
+        space = await asyncio.to_thread(self.chunks.space)
+        return {"store_bytes": await self.catalog.used_bytes(), "free_bytes": space[0] if space else None,
+                "quota_bytes": self.policy().storage_quota_bytes}
 
     async def refresh_metrics(self) -> None:
         if self.node.metrics is None:
             return
         for state, n in (await self.counts()).items():
             self.node.metrics.datasets.labels(state).set(n)
+        gauge = self.node.metrics.disk
+        for what, value in (await self.disk()).items():
+            label = what.removesuffix("_bytes")
+            if value is not None:
+                gauge.labels(label).set(value)
+            else:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(label)
 
 
 IDEMPOTENCY_PREFIX = "publish-idempotency:"  # kv: Idempotency-Key -> the request and the manifest it made
@@ -705,6 +839,7 @@ def manifest_full(info: ManifestInfo, manifest: Manifest, forked: bool = False) 
     return doc
 
 
-__all__ = ["DatasetsService", "DiskFull", "IdempotencyConflict", "Outcome", "PublishError", "PublishHeld",
+__all__ = ["DatasetsService", "DiskFull", "DuplicatePublish", "IdempotencyConflict", "Outcome", "PublishCancelled",
+           "PublishError", "PublishHeld",
            "manifest_full",
            "manifest_summary"]

@@ -92,7 +92,7 @@ def views_wanted(decoded: Sequence[Manifest | str]) -> set[ViewKey]:
 
 def plan_ingest(decoded: Sequence[Manifest | str], *, me: bytes, owners: Mapping[bytes, bytes],
                 forked: frozenset[bytes] | set[bytes], views: Mapping[ViewKey, LogView],
-                decide: Decide) -> IngestPlan:
+                decide: Decide, retracted: frozenset[bytes] | set[bytes] = frozenset()) -> IngestPlan:
     """The decision for every record of a batch (see the module docstring)."""
     plan = IngestPlan()
     owners = dict(owners)
@@ -135,7 +135,9 @@ def plan_ingest(decoded: Sequence[Manifest | str], *, me: bytes, owners: Mapping
                     plan.outcomes[i] = Outcome("fork", FORK_OUTCOME, m)
                     continue
             prev = m
-            if m.publisher == me:
+            if m.dataset in retracted:  # its publisher withdrew the dataset: stored as evidence, never fetched
+                plan.accepted.append(Accept(i, State.RETRACTED, "retracted by its publisher", m.publisher == me))
+            elif m.publisher == me:
                 plan.accepted.append(Accept(i, State.OWN, "published here", True))
             else:
                 want, reason = decide(m, pub in forked)

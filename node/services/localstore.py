@@ -23,7 +23,7 @@ from communs.protocol.records import Manifest
 from communs.storage.catalog import Catalog
 from communs.storage.chunkstore import ChunkStore
 from communs.storage.errors import ChunkCorrupt, ChunkMissing, StorageError
-from communs.storage.states import HELD
+from communs.storage.states import HELD, State
 
 Progress = Callable[[int, int], None]
 
@@ -64,7 +64,10 @@ async def export_dataset(root: Path, id_text: str, dest: Path, *, force: bool = 
             raise LocalError("no manifest with that id is known to this node")
         manifest = Manifest.decode(info.raw)
         missing = await catalog.missing_chunks(mid)
-        if missing or info.state not in HELD:
+        if info.state == State.RETRACTED and not force:
+            raise LocalError(f"this dataset was retracted by its publisher ({info.reason}); use --force to "
+                             "write it anyway where its chunks are still kept")
+        if missing or info.state not in HELD | {State.RETRACTED}:
             raise LocalError(f"the dataset is not complete here (state {info.state}, "
                              f"{len(missing)} chunk(s) missing)")
         folders: set[Path] = set()  # folders that gained an entry here: fsynced before returning
@@ -142,9 +145,16 @@ class VerifyReport:
 
 async def verify_store(root: Path, progress: Progress | None = None) -> VerifyReport:
     """Re-hash every stored chunk; quarantine the bad ones and record them as gone in the catalog,
-    so that replication fetches them again."""
+    so that replication fetches them again.
+
+    A running node may be fetching while this runs: the chunks it writes after the store was listed are
+    not in the listing. So the chunks that must be here are read from the catalog *before* the listing
+    (those of own and complete versions, marked stored: never those of a replication in progress), and a
+    chunk missing from the listing is checked once more on disk before it is called missing; only what is
+    still absent, or corrupt, is recorded as gone (which makes the node fetch it again)."""
     catalog, store = await _open(root)
     try:
+        expected = await held_chunks(catalog)
         digests = list(store.iter_digests())
         bad: list[bytes] = []
         for i, d in enumerate(digests, 1):
@@ -157,12 +167,7 @@ async def verify_store(root: Path, progress: Progress | None = None) -> VerifyRe
             if progress is not None:
                 progress(i, len(digests))
         on_disk = set(digests) - set(bad)
-        missing = []
-        for info in await catalog.list_manifests():
-            if info.state in HELD:
-                for d, _size in await catalog.manifest_chunks(info.id):
-                    if d not in on_disk and d not in bad:
-                        missing.append(d)
+        missing = [d for d in expected - on_disk - set(bad) if not store.has(d)]
         gone = bad + missing
         if gone:
             await catalog.mark_chunks_gone(gone)
@@ -173,4 +178,14 @@ async def verify_store(root: Path, progress: Progress | None = None) -> VerifyRe
         await catalog.close()
 
 
-__all__ = ["ConfigError", "LocalError", "VerifyReport", "export_dataset", "verify_store"]
+async def held_chunks(catalog: Catalog) -> set[bytes]:
+    """The chunks that must be here: those of own and complete versions (never those of a version being
+    fetched, which are not all here yet by definition)."""
+    out: set[bytes] = set()
+    for info in await catalog.list_manifests():
+        if info.state in ("own", "complete"):
+            out.update(d for d, _size in await catalog.manifest_chunks(info.id))
+    return out
+
+
+__all__ = ["ConfigError", "LocalError", "VerifyReport", "export_dataset", "held_chunks", "verify_store"]

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from communs.node.jsondoc import JsonDict
-from communs.node.runtime.faults import crash_point
+from communs.node.runtime.faults import crash_point, pause_point
 from communs.node.services import schedule
 from communs.node.services import sources as sources_mod
 from communs.node.services.datasets import COMPLETE, IN_PROGRESS, OWN
@@ -534,6 +534,7 @@ class ReplicationService(UsesStorage):
                     full = StorageFull("the disk is full: storing one more chunk would leave less than "
                                        f"{self._reserve_bytes()} bytes free")
                     break
+                pause_point("replication-chunk")
                 try:
                     self.chunks.put(d, data, durable=False)
                 except ChunkCorrupt:
@@ -639,7 +640,8 @@ class ReplicationService(UsesStorage):
             return await self._collect_garbage()
 
     async def _collect_garbage(self) -> int:
-        gone = await self.catalog.unreferenced_chunks()
+        keep = ("retracted",) if self.node.datasets.policy().keep_retracted else ()
+        gone = await self.catalog.unreferenced_chunks(keep=keep)
         if not gone:
             return 0
         # Journaled first (publish_journal.py), so that files left by a crash after the unmark are known

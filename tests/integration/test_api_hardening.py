@@ -379,7 +379,7 @@ def test_request_body_limit_default(node: SimpleNamespace) -> None:
     n: NodeProc = node.proc
     limit = 1 << 20
     posts = [p for m, p in OPERATIONS if "requestBody" in SPEC["paths"][p][m.lower()]]
-    assert len(posts) == 5  # datasets, peers, proposals, ballots, governance records
+    assert len(posts) == 6  # datasets, peers, proposals, ballots, governance records, retraction
     for path in posts:
         url = n.info["admin_url"] + _fill(path, node.proposal)
         for chunked in (False, True):

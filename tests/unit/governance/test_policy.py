@@ -149,3 +149,19 @@ def test_fits_quota() -> None:
     refused = fits_quota(quota, 61, 40)
     assert not refused.wanted
     assert "exceed the storage quota of 100 bytes (61 bytes already used)" in refused.reason
+
+
+def test_lifecycle_keys_default_parse_and_stay_out_of_old_maps() -> None:
+    from communs.governance.errors import PolicyError
+    from communs.governance.policy import Policy, parse_rules
+
+    old = parse_rules('accept_licences = ["CC0-1.0"]\n')
+    assert old.keep_versions is None and old.keep_retracted is False
+    assert "keep_versions" not in old.to_dict() and "keep_retracted" not in old.to_dict()
+    new = parse_rules('accept_licences = ["CC0-1.0"]\nkeep_versions = 2\nkeep_retracted = true\n')
+    assert (new.keep_versions, new.keep_retracted) == (2, True)
+    assert Policy.from_dict(new.to_dict()) == new
+    assert "keep_versions = 2" in new.to_toml()
+    for bad in ("keep_versions = 0", "keep_versions = true", 'keep_versions = "2"', "keep_retracted = 1"):
+        with pytest.raises(PolicyError, match="keep_"):
+            parse_rules(f'accept_licences = ["CC0-1.0"]\n{bad}\n')

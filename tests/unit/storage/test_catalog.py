@@ -490,3 +490,47 @@ async def test_publisher_usage_and_catalog_bytes_for_quotas(cat: Catalog) -> Non
     assert grown > before
     await cat.mark_chunks_stored([chunk(1)])
     assert await cat.quota_used_bytes() == 100 + await cat.catalog_bytes()
+
+
+async def test_a_retraction_marks_the_publishers_versions_and_is_kept_once(cat: Catalog) -> None:
+    ds = digest(b"dataset")
+    v1 = row(PUB_A, 1, dataset=ds, state="complete", chunks=[chunk(1)])
+    v2 = row(PUB_A, 2, dataset=ds, version=2, state="in-progress", chunks=[chunk(2)])
+    other = row(PUB_B, 1, state="complete", chunks=[chunk(3)])
+    await cat.put_manifests_batch([v1, v2, other])
+    await cat.mark_chunks_stored([chunk(1), chunk(2), chunk(3)])
+    changed = await cat.put_retraction(ds, PUB_A, b"first", "retracted by its publisher")
+    assert sorted(changed) == sorted([v1.id, v2.id])
+    assert {i.id: i.state for i in await cat.list_manifests()} == {v1.id: "retracted", v2.id: "retracted",
+                                                                    other.id: "complete"}
+    assert await cat.put_retraction(ds, PUB_A, b"second", "again") == []  # final: nothing changes
+    assert await cat.retraction(ds) == b"first"
+    assert await cat.retracted_datasets([ds, other.dataset]) == {ds}
+    # released unless kept
+    assert sorted(await cat.unreferenced_chunks()) == sorted([chunk(1), chunk(2)])
+    assert await cat.unreferenced_chunks(keep=("retracted",)) == []
+
+
+async def test_retractions_are_paged_by_dataset_id(cat: Catalog) -> None:
+    datasets = sorted(digest(b"d%d" % i) for i in range(5))
+    for d in datasets:
+        await cat.put_retraction(d, PUB_A, b"r" + d, "")
+    await cat.kv_set("zzz-other", b"x")
+    first = await cat.retractions_after(None, 3)
+    assert [d for d, _ in first] == datasets[:3] and first[0][1] == b"r" + datasets[0]
+    rest = await cat.retractions_after(first[-1][0], 3)
+    assert [d for d, _ in rest] == datasets[3:]
+
+
+async def test_no_state_change_undoes_a_retraction(cat: Catalog) -> None:
+    ds = digest(b"gone")
+    v = row(PUB_A, 1, dataset=ds, state="in-progress", chunks=[chunk(1)])
+    await cat.put_manifests_batch([v])
+    await cat.put_retraction(ds, PUB_A, b"r", "retracted by its publisher")
+    await cat.set_state(v.id, "in-progress", "fetching")  # a fetch that was running when it came
+    await cat.set_states([(v.id, "complete", "x")])
+    await cat.replication_finish(v.id, state="complete", reason="complete")
+    [info] = await cat.list_manifests()
+    assert (info.state, info.reason) == ("retracted", "retracted by its publisher")
+    with pytest.raises(CatalogError):
+        await cat.set_state(digest(b"unknown"), "complete")
