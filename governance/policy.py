@@ -35,7 +35,9 @@ KEYS = (
     "storage_quota_bytes",
     "trusted_publishers",
     "refused_publishers",
+    "min_copies",
 )
+MAX_MIN_COPIES = 100
 REQUIRED = ("accept_licences",)
 
 Trusted = Literal["any"] | tuple[str, ...]
@@ -59,6 +61,7 @@ class Policy:
     storage_quota_bytes: int | None = None
     trusted_publishers: Trusted = "any"
     refused_publishers: tuple[str, ...] = ()
+    min_copies: int = 0  # 0: keep every accepted dataset (governance/copies.py says what N > 0 does)
 
     def __post_init__(self) -> None:
         """Validate and normalise every field, so that every Policy value is canonical."""
@@ -73,6 +76,7 @@ class Policy:
                 raise PolicyError('trusted_publishers must be "any" or a list of peer ids')
             put(self, "trusted_publishers", _peer_ids("trusted_publishers", trusted))
         put(self, "refused_publishers", _peer_ids("refused_publishers", self.refused_publishers))
+        put(self, "min_copies", _min_copies(self.min_copies))
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical map carried in a policy proposal: every key present, lists sorted."""
@@ -85,6 +89,8 @@ class Policy:
                 "any" if self.trusted_publishers == "any" else list(self.trusted_publishers)
             ),
             "refused_publishers": list(self.refused_publishers),
+            # only when set, so that a policy without the rule keeps the canonical map it always had
+            **({"min_copies": self.min_copies} if self.min_copies else {}),
         }
 
     @classmethod
@@ -113,6 +119,7 @@ class Policy:
             storage_quota_bytes=value.get("storage_quota_bytes"),
             trusted_publishers=value.get("trusted_publishers", "any"),
             refused_publishers=value.get("refused_publishers", ()),
+            min_copies=value.get("min_copies", 0),
         )
 
     def to_toml(self) -> str:
@@ -178,6 +185,16 @@ def _size(name: str, value: Any) -> int | None:
         raise PolicyError(f"{name} must not be negative")
     if value > _MAX_BYTES:
         raise PolicyError(f"{name} is too large")
+    return value
+
+
+def _min_copies(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PolicyError(f"min_copies must be a whole number of nodes, not {_type_name(value)}")
+    if not 0 <= value <= MAX_MIN_COPIES:
+        raise PolicyError(f"min_copies must be between 0 and {MAX_MIN_COPIES}")
     return value
 
 

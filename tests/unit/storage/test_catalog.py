@@ -490,3 +490,26 @@ async def test_publisher_usage_and_catalog_bytes_for_quotas(cat: Catalog) -> Non
     assert grown > before
     await cat.mark_chunks_stored([chunk(1)])
     assert await cat.quota_used_bytes() == 100 + await cat.catalog_bytes()
+
+
+# -- holding claims --------------------------------------------------------------------------------------
+
+async def test_claims_keep_the_newest_per_node_and_manifest_and_count_live_ones(cat: Catalog) -> None:
+    m1, m2 = digest(b"m1"), digest(b"m2")
+    n1, n2 = b"1" * 32, b"2" * 32
+    assert await cat.put_claims([(n1, m1, 10, 1, 500, False, b"c1"), (n2, m1, 10, 1, 500, False, b"c2"),
+                                 (n1, m2, 10, 1, 150, False, b"c3")]) == 3
+    assert await cat.claim_counts(100) == {m1: 2, m2: 1}
+    assert await cat.claim_counts(200, [m1, m2]) == {m1: 2}  # m2's claim expired
+    await cat.claim_checked(n1, m1, 120, True)
+    assert await cat.put_claims([(n1, m1, 9, 1, 900, False, b"old")]) == 0  # a replay of an older claim
+    assert await cat.put_claims([(n1, m1, 11, 1, 600, False, b"refresh")]) == 1
+    rows = await cat.live_claims(100, m1)
+    assert [(r.node, r.raw, r.verified_at) for r in rows] == [(n1, b"refresh", 120), (n2, b"c2", None)]
+    assert await cat.put_claims([(n2, m1, 12, 1, 900, True, b"withdrawn")]) == 1
+    assert await cat.put_claims([(n2, m1, 10, 1, 500, False, b"c2")]) == 0  # replay after withdrawal
+    assert await cat.claim_counts(100) == {m1: 1, m2: 1}
+    assert await cat.claim_issued([(n2, m1), (n1, m2)]) == {(n2, m1): 12, (n1, m2): 10}
+    assert len(await cat.live_claims(100, include_withdrawn=True)) == 3
+    assert await cat.drop_expired_claims(200) == 1
+    assert await cat.claims_by_node(n1, 100) == 1
