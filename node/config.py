@@ -64,6 +64,11 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     # folders the admin API may publish from; None: node/publish_paths.py's default (home and temp folder)
     publish_allowed_paths: list[str] | None = None
+    # [copies]: holding claims and proof of holding (node/services/copies.py); short values only for tests
+    claim_ttl_s: int = 86400
+    claims_sync_s: float = 300.0
+    challenge_every_s: float = 600.0
+    release_grace_s: int = 3600
 
     @property
     def topic(self) -> str:
@@ -82,6 +87,13 @@ class Config:
 
     def validate(self) -> None:
         check_name(self.name)
+        if not 5 <= self.claim_ttl_s <= 2 * 86400:
+            raise ConfigError("copies.claim_ttl_s must be between 5 and 172800 seconds")
+        for what, value in (("claims_sync_s", self.claims_sync_s), ("challenge_every_s", self.challenge_every_s)):
+            if not 0.5 <= value <= 86400:
+                raise ConfigError(f"copies.{what} must be between 0.5 and 86400 seconds")
+        if not 0 <= self.release_grace_s <= 30 * 86400:
+            raise ConfigError("copies.release_grace_s must be between 0 and 2592000 seconds")
         check_federation(self.federation)
         if not self.listen:
             raise ConfigError("node.listen must name at least one multiaddr")
@@ -189,6 +201,9 @@ _SCHEMA: dict[str, dict[str, tuple[str, type | tuple[type, ...]]]] = {
                "ip_colocation_exempt": ("ip_colocation_exempt", list)},
 }
 _SCHEMA["publish"] = {"allowed_paths": ("publish_allowed_paths", list)}
+_SCHEMA["copies"] = {"claim_ttl_s": ("claim_ttl_s", int), "claims_sync_s": ("claims_sync_s", (int, float)),
+                     "challenge_every_s": ("challenge_every_s", (int, float)),
+                     "release_grace_s": ("release_grace_s", int)}
 
 
 def load_config(data_dir: Path) -> Config:

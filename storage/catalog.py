@@ -46,6 +46,7 @@ KEPT_STATES: frozenset[str] = frozenset({"own", "complete", "in-progress", "want
 
 STATES_POLICY_KEY = "states_policy_version"  # kv: the policy version manifest states were decided under
 
+_COUNTED = "(failed_at IS NULL OR (verified_at IS NOT NULL AND verified_at >= failed_at))"
 _MAX_VARS = 500  # parameters per statement, well under SQLite's limit
 
 
@@ -851,16 +852,19 @@ class Catalog:
         known (by `issued`); a refresh keeps `verified_at`, a withdrawal clears it. Returns how many changed."""
         changed = 0
         async with self.transaction("storing holding claims") as db:
+            async with db.execute("SELECT COALESCE(MAX(stamp), 0) FROM holding_claims") as cur:
+                stamp = (await cur.fetchone() or (0,))[0]
             for node, manifest, issued, since, expires, withdrawn, raw in claims:
+                stamp += 1
                 cur = await db.execute(
-                    "INSERT INTO holding_claims (node, manifest, issued, since, expires, withdrawn, raw) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (node, manifest) DO UPDATE SET "
+                    "INSERT INTO holding_claims (node, manifest, issued, since, expires, withdrawn, raw, stamp) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (node, manifest) DO UPDATE SET "
                     "issued = excluded.issued, since = excluded.since, expires = excluded.expires, "
-                    "withdrawn = excluded.withdrawn, raw = excluded.raw, "
+                    "withdrawn = excluded.withdrawn, raw = excluded.raw, stamp = excluded.stamp, "
                     "verified_at = CASE WHEN excluded.withdrawn THEN NULL ELSE verified_at END, "
                     "failed_at = CASE WHEN excluded.withdrawn THEN NULL ELSE failed_at END "
                     "WHERE excluded.issued > holding_claims.issued",
-                    (node, manifest, issued, since, expires, int(withdrawn), raw))
+                    (node, manifest, issued, since, expires, int(withdrawn), raw, stamp))
                 changed += cur.rowcount
         return changed
 
@@ -884,17 +888,25 @@ class Catalog:
         rows = await self._all(sql, params)
         return [ClaimRow(bytes(n), bytes(m), i, s, e, bool(w), bytes(r), v, f) for n, m, i, s, e, w, r, v, f in rows]
 
+    async def claims_since(self, stamp: int, now: int, limit: int) -> list[tuple[int, bytes]]:
+        """Unexpired claims and withdrawals stored here after `stamp`, as (stamp, raw), oldest first: the
+        answer of /communs/claims/1, so that a peer asks only for what changed since it last asked."""
+        rows = await self._all("SELECT stamp, raw FROM holding_claims WHERE stamp > ? AND expires > ? "
+                               "ORDER BY stamp LIMIT ?", (stamp, now, limit))
+        return [(s, bytes(r)) for s, r in rows]
+
     async def claim_counts(self, now: int, manifests: Sequence[bytes] | None = None) -> dict[bytes, int]:
-        """Live claims per manifest (distinct nodes: one row per node and manifest)."""
+        """Live claims per manifest (distinct nodes: one row per node and manifest), leaving out claims whose
+        holder failed a challenge and has not passed one since."""
         if manifests is None:
             rows = await self._all("SELECT manifest, COUNT(*) FROM holding_claims WHERE expires > ? AND withdrawn = 0 "
-                                   "GROUP BY manifest", (now,))
+                                   f"AND {_COUNTED} GROUP BY manifest", (now,))
             return {bytes(m): c for m, c in rows}
         out: dict[bytes, int] = {}
         for batch in _batches(list(manifests), _MAX_VARS - 1):
             marks = ",".join("?" * len(batch))
             rows = await self._all(f"SELECT manifest, COUNT(*) FROM holding_claims WHERE expires > ? AND withdrawn = 0 "
-                                   f"AND manifest IN ({marks}) GROUP BY manifest", [now, *batch])
+                                   f"AND {_COUNTED} AND manifest IN ({marks}) GROUP BY manifest", [now, *batch])
             out.update({bytes(m): c for m, c in rows})
         return out
 

@@ -125,7 +125,8 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE manifests ADD COLUMN chunk_refs BLOB",
     ],
     # 3: signed holding claims (protocol/holding.py): the newest claim or withdrawal of each node for each
-    # manifest, and when its holder last passed a proof-of-holding challenge asked from here. Not tied to
+    # manifest, and when its holder last passed (or failed) a proof-of-holding challenge asked from here;
+    # `stamp` orders rows by when they were stored here, the cursor of /communs/claims/1. Not tied to
     # `manifests`: a claim may arrive before the manifest it names.
     [
         """
@@ -139,9 +140,11 @@ MIGRATIONS: list[list[str]] = [
             raw         BLOB NOT NULL,
             verified_at INTEGER,
             failed_at   INTEGER,
+            stamp       INTEGER NOT NULL,
             PRIMARY KEY (node, manifest)
         ) WITHOUT ROWID
         """,
+        "CREATE UNIQUE INDEX holding_claims_stamp ON holding_claims (stamp)",
         "CREATE INDEX holding_claims_manifest ON holding_claims (manifest, expires)",
         "CREATE INDEX holding_claims_expires ON holding_claims (expires)",
     ],

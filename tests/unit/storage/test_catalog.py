@@ -513,3 +513,26 @@ async def test_claims_keep_the_newest_per_node_and_manifest_and_count_live_ones(
     assert len(await cat.live_claims(100, include_withdrawn=True)) == 3
     assert await cat.drop_expired_claims(200) == 1
     assert await cat.claims_by_node(n1, 100) == 1
+
+
+async def test_a_failed_challenge_stops_counting_a_claim_until_one_passes(cat: Catalog) -> None:
+    m, n1, n2 = digest(b"m"), b"1" * 32, b"2" * 32
+    await cat.put_claims([(n1, m, 10, 1, 500, False, b"a"), (n2, m, 10, 1, 500, False, b"b")])
+    await cat.claim_checked(n2, m, 100, False)
+    assert await cat.claim_counts(150) == {m: 1}
+    await cat.put_claims([(n2, m, 11, 1, 600, False, b"b2")])  # a refresh does not wash the failure
+    assert await cat.claim_counts(150, [m]) == {m: 1}
+    await cat.claim_checked(n2, m, 120, True)
+    assert await cat.claim_counts(150) == {m: 2}
+
+
+async def test_claims_since_pages_by_the_order_stored_here(cat: Catalog) -> None:
+    m, n1, n2 = digest(b"m"), b"1" * 32, b"2" * 32
+    await cat.put_claims([(n1, m, 10, 1, 500, False, b"a"), (n2, m, 10, 1, 500, False, b"b")])
+    first = await cat.claims_since(0, 100, 1)
+    assert [r for _, r in first] == [b"a"]
+    rest = await cat.claims_since(first[-1][0], 100, 10)
+    assert [r for _, r in rest] == [b"b"]
+    await cat.put_claims([(n1, m, 11, 1, 500, True, b"a-withdrawn")])
+    assert [r for _, r in await cat.claims_since(rest[-1][0], 100, 10)] == [b"a-withdrawn"]
+    assert await cat.claims_since(0, 600, 10) == []
