@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 def build_services(node: Node) -> list[Any]:
     from communs.node.exchange.service import ExchangeService
+    from communs.node.services.copies import CopiesService
     from communs.node.services.datasets import DatasetsService
     from communs.node.services.governance import GovernanceService
     from communs.node.services.replication import ReplicationService
@@ -27,4 +28,5 @@ def build_services(node: Node) -> list[Any]:
         DatasetsService(node),     # node.datasets: publish, list, get, verify, states
         ExchangeService(node),     # node.exchange: gossip announcements, stream protocols, sync
         ReplicationService(node),  # node.replication: fetch what the policy wants
+        CopiesService(node),       # node.copies: holding claims, proof of holding, min_copies
     ]

@@ -51,6 +51,7 @@ class Node:
         self.datasets: Any = None
         self.exchange: Any = None
         self.replication: Any = None
+        self.copies: Any = None
 
     # ---- properties used by the API --------------------------------------------------------------
 

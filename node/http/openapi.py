@@ -128,7 +128,11 @@ def _schemas() -> dict[str, Any]:
                                         description="inbound libp2p connections held now (handshaking or "
                                                     "open) against the cap; whether a new peer can connect"),
                         "storage": _obj({"backend": {"type": "string", "enum": ["fs", "s3"]}},
-                                        {"waiting": _nullable(_STR)})}),
+                                        {"waiting": _nullable(_STR)}),
+                        "copies": _obj({"min_copies": _NN_INT, "endangered": {"type": "array", "items": _obj(
+                            {"id": _CID, "title": _STR, "copies": _NN_INT})}},
+                            {"challenges": {"type": "object", "additionalProperties": _NN_INT},
+                             "claims": {"type": "object", "additionalProperties": _NN_INT}})}),
         "Peer": _obj({"peer_id": _PEER, "addrs": _STRS}, {"protocols": _STRS}),
         "ConnectRequest": _obj({"addr": {"type": "string", "pattern": PEER_ADDR_PATTERN,
                                          "description": "a full multiaddr: /ip4/ADDR, /ip6/ADDR or /dns/NAME, "
@@ -137,7 +141,12 @@ def _schemas() -> dict[str, Any]:
         "Connected": _obj({"peer_id": _PEER}),
         "Ping": _obj({"peer_id": _PEER, "rtt_ms": {"type": "number", "minimum": 0}}),
         "State": {"type": "string", "enum": ["own", "complete", "in-progress", "not-wanted"]},
-        "ManifestSummary": _obj(summary_fields),
+        "ManifestSummary": _obj(summary_fields, {"copies": {
+            "type": "integer", "minimum": 0,
+            "description": "distinct nodes with a live holding claim on this version (this one included)"}}),
+        "Holders": _obj({"id": _CID, "copies": _NN_INT, "holders": {"type": "array", "items": _obj({
+            "peer_id": _PEER, "name": _STR, "since": _NN_INT, "expires": _NN_INT,
+            "verified_at": _nullable(_NN_INT)})}}),
         "Manifest": _obj({**summary_fields, "description": _STR, "keywords": _STRS, "prev": _nullable(_CID),
                           "log_prev": _nullable(_CID), "files": {"type": "array", "items": file_entry}}),
         "PublishRequest": _obj(
@@ -279,6 +288,10 @@ def _paths() -> dict[str, Any]:
         "/api/v1/datasets/{id}": {"get": _op("one manifest in full, with its files and chunks",
                                              _json(_ref("Manifest"), "the manifest"), "BadRequest", "NotFound",
                                              params=mid, tag="datasets")},
+        "/api/v1/datasets/{id}/holders": {"get": _op(
+            "the nodes that hold this version complete, from signed holding claims, with the last successful "
+            "proof-of-holding challenge", _json(_ref("Holders"), "the holders"), "BadRequest", "NotFound",
+            params=mid, tag="datasets")},
         "/api/v1/publishing": {"get": _op("publish jobs, running and recently finished, with bytes done and total",
                                           _json(list_of("PublishJob"), "jobs"), tag="datasets")},
         "/api/v1/replication": {"get": _op("what is being fetched (bytes done and total, sources) and what waits, "
