@@ -90,8 +90,8 @@ class Config:
         if not 5 <= self.claim_ttl_s <= 2 * 86400:
             raise ConfigError("copies.claim_ttl_s must be between 5 and 172800 seconds")
         for what, value in (("claims_sync_s", self.claims_sync_s), ("challenge_every_s", self.challenge_every_s)):
-            if not 0.5 <= value <= 86400:
-                raise ConfigError(f"copies.{what} must be between 0.5 and 86400 seconds")
+            if not 0.1 <= value <= 86400:
+                raise ConfigError(f"copies.{what} must be between 0.1 and 86400 seconds")
         if not 0 <= self.release_grace_s <= 30 * 86400:
             raise ConfigError("copies.release_grace_s must be between 0 and 2592000 seconds")
         check_federation(self.federation)

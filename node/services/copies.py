@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from communs.governance import copies as rule
 from communs.governance import policy as policy_mod
+from communs.node.services.claim_gate import MAX_CLAIMS_PER_MESSAGE, AnswerGate, ClaimGate
 from communs.node.services.datasets import COMPLETE, IN_PROGRESS, NOT_WANTED, OWN
 from communs.node.services.storage import UsesStorage
 from communs.protocol import encoding, holding, ids, keys
@@ -48,15 +49,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("communs.copies")
 
-MAX_CLAIMS_PER_MESSAGE = 64
-MAX_GOSSIP_BYTES = MAX_CLAIMS_PER_MESSAGE * holding.MAX_CLAIM_BYTES + 64
-CLAIM_RATE = 50.0  # claims per second accepted from one claimer on gossip (burst CLAIM_BURST)
-CLAIM_BURST = 2000.0
 MAX_CLAIMS_PER_NODE = 200_000  # live claims kept per claimer; more are refused
-NEWEST_KEPT = 200_000  # (node, manifest) -> newest issued, remembered for the validator's replay check
 SYNC_PAGES = 64  # pages of claims asked from one peer in one sync session
 CHALLENGES_PER_MINUTE = 12  # challenges this node sends, at most
-CHALLENGES_PER_PEER_MINUTE = 30  # challenges this node answers per peer, at most (burst 10)
 CHALLENGE_TIMEOUT = 15.0
 TIMEOUTS_AS_FAILURE = 3
 STREAM_TIMEOUT = 10.0
@@ -87,9 +82,8 @@ class CopiesService(UsesStorage):
     def __init__(self, node: Node) -> None:
         self.node = node
         node.copies = self
-        self._newest: collections.OrderedDict[tuple[bytes, bytes], int] = collections.OrderedDict()
-        self._buckets: collections.OrderedDict[bytes, TokenBucket] = collections.OrderedDict()
-        self._answer_buckets: collections.OrderedDict[str, TokenBucket] = collections.OrderedDict()
+        self.gate = ClaimGate()
+        self.answers = AnswerGate()
         self._incoming: asyncio.Queue[list[HoldingClaim]] = asyncio.Queue(maxsize=10_000)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._claim_wake = asyncio.Event()
@@ -98,9 +92,9 @@ class CopiesService(UsesStorage):
         self._no_claims: dict[str, float] = {}  # peers that do not speak /communs/claims/1, until when
         self._timeouts: collections.Counter[tuple[str, bytes]] = collections.Counter()
         self._enough_since: dict[bytes, int] = {}
-        self._challenge_budget = TokenBucket(CHALLENGES_PER_MINUTE / 60.0, float(CHALLENGES_PER_MINUTE))
+        self._challenge_budget: TokenBucket | None = None  # set at start, from the configured mean interval
         self.challenges: collections.Counter[str] = collections.Counter()
-        self.counts: collections.Counter[str] = collections.Counter()
+        self.counts = self.gate.counts
         self.rng = random.Random()
         self._metrics: tuple[Any, Any] | None = None
 
@@ -135,6 +129,9 @@ class CopiesService(UsesStorage):
             )
 
     async def overlay_ready(self) -> None:
+        # at most CHALLENGES_PER_MINUTE, unless the configured mean interval asks for more (tests)
+        per_minute = max(float(CHALLENGES_PER_MINUTE), 60.0 / float(self.node.config.challenge_every_s))
+        self._challenge_budget = TokenBucket(per_minute / 60.0, per_minute)
         overlay = self.node.overlay
         overlay.serve(holding.CHALLENGE_PROTOCOL, self._answer_challenge)
         overlay.serve(holding.CLAIMS_PROTOCOL, self._answer_claims)
@@ -254,8 +251,7 @@ class CopiesService(UsesStorage):
         if not signed:
             return []
         await self._store(signed)
-        for claim in signed:
-            self._remember(claim)
+        self.gate.remember(signed)
         for start in range(0, len(signed), MAX_CLAIMS_PER_MESSAGE):
             batch = signed[start:start + MAX_CLAIMS_PER_MESSAGE]
             try:
@@ -267,44 +263,9 @@ class CopiesService(UsesStorage):
 
     # ---- taking claims in ----------------------------------------------------------------------------
 
-    def _remember(self, claim: HoldingClaim) -> None:
-        key = (claim.node, claim.manifest)
-        self._newest[key] = max(claim.issued, self._newest.get(key, 0))
-        self._newest.move_to_end(key)
-        while len(self._newest) > NEWEST_KEPT:
-            self._newest.popitem(last=False)
-
     def check_batch(self, data: bytes, now: float) -> list[HoldingClaim]:
-        """Decode and check a batch of claims from gossip or sync: every claim well formed, signed and within
-        its bounds, else DecodeError/RecordError for the whole batch; claims already superseded here are
-        left out, and claims over their claimer's rate too (counted)."""
-        if len(data) > MAX_GOSSIP_BYTES:
-            raise DecodeError(f"claims message is {len(data)} bytes, over {MAX_GOSSIP_BYTES}")
-        value = encoding.decode(data, max_bytes=MAX_GOSSIP_BYTES)
-        if not isinstance(value, list) or not 1 <= len(value) <= MAX_CLAIMS_PER_MESSAGE:
-            raise DecodeError(f"a claims message must be a list of 1 to {MAX_CLAIMS_PER_MESSAGE} claims")
-        out = []
-        for raw in value:
-            if type(raw) is not bytes:
-                raise DecodeError("a claims message must hold encoded claims")
-            claim = HoldingClaim.decode(raw)
-            holding.check_claim(claim, int(now))
-            out.append(claim)
-        fresh = []
-        for claim in out:
-            if not holding.supersedes(claim, self._newest.get((claim.node, claim.manifest))):
-                self.counts["replayed"] += 1
-                continue
-            bucket = self._buckets.get(claim.node)
-            if bucket is None:
-                bucket = self._buckets[claim.node] = TokenBucket(CLAIM_RATE, CLAIM_BURST)
-                while len(self._buckets) > 10_000:
-                    self._buckets.popitem(last=False)
-            if not bucket.take(now):
-                self.counts["over_rate"] += 1
-                continue
-            fresh.append(claim)
-        return fresh
+        """The claims of one gossip message or sync batch to take in (claim_gate.py)."""
+        return self.gate.admit(data, now)
 
     def _validate(self, data: bytes, sender: str) -> str | None:
         """The claims topic validator (libp2p's thread): nothing invalid, replayed or over rate is relayed."""
@@ -320,8 +281,6 @@ class CopiesService(UsesStorage):
             return f"bad claims: {type(exc).__name__}"
         if not fresh:
             return "nothing new"
-        for claim in fresh:
-            self._remember(claim)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._enqueue, fresh)
         return None
@@ -411,8 +370,6 @@ class CopiesService(UsesStorage):
                         good.extend(self.check_batch(encoding.encode([raw]), now))
                     except RecordError:
                         self.counts["rejected"] += 1
-                for claim in good:
-                    self._remember(claim)
                 stored += await self._store(good) if good else 0
             cursor = nxt
             self._cursors[peer] = cursor
@@ -455,12 +412,7 @@ class CopiesService(UsesStorage):
 
     async def answer(self, peer: str, request: dict[str, Any], now: float) -> dict[str, Any]:
         """The answer to one challenge from `peer`: {"proof"} or {"error"} in one sentence."""
-        bucket = self._answer_buckets.get(peer)
-        if bucket is None:
-            bucket = self._answer_buckets[peer] = TokenBucket(CHALLENGES_PER_PEER_MINUTE / 60.0, 10.0)
-            while len(self._answer_buckets) > 4096:
-                self._answer_buckets.popitem(last=False)
-        if not bucket.take(now):
+        if not self.answers.allow(peer, now):
             return {"error": "busy: too many challenges from this peer; try again in a minute"}
         try:
             ch = Challenge.from_dict(request)
@@ -586,7 +538,7 @@ class CopiesService(UsesStorage):
         mean = float(self.node.config.challenge_every_s)
         while True:
             await asyncio.sleep(self.rng.expovariate(1.0 / mean))
-            if not self._challenge_budget.take(time.monotonic()):
+            if self._challenge_budget is None or not self._challenge_budget.take(time.monotonic()):
                 continue
             try:
                 now = _now()

@@ -9,13 +9,13 @@ from pathlib import Path
 
 from tests.nodes import NodeProc, cli, cli_json, wait_for
 
-FAST = "\n[copies]\nclaim_ttl_s = 8\nclaims_sync_s = 1\nchallenge_every_s = 0.5\nrelease_grace_s = 1\n"
 
-
-def fast_node(tmp: Path, name: str, *args: str) -> NodeProc:
+def fast_node(tmp: Path, name: str, *args: str, ttl: int = 8) -> NodeProc:
+    """A node with short claim lifetimes and frequent challenges, so that a test sees them work."""
     node = NodeProc.init(tmp, name, *args)
     with open(node.data / "config.toml", "a") as fh:
-        fh.write(FAST)
+        fh.write(f"\n[copies]\nclaim_ttl_s = {ttl}\nclaims_sync_s = 1\nchallenge_every_s = 0.3\n"
+                 "release_grace_s = 1\n")
     return node
 
 
@@ -43,13 +43,13 @@ def state_of(node: NodeProc, mid: str) -> str | None:
     return None
 
 
-def start_all(tmp: Path, names: list[str], nodes: list[NodeProc]) -> list[NodeProc]:
-    first = fast_node(tmp, names[0])
+def start_all(tmp: Path, names: list[str], nodes: list[NodeProc], ttl: int = 8) -> list[NodeProc]:
+    first = fast_node(tmp, names[0], ttl=ttl)
     nodes.append(first)
     first.start()
     out = [first]
     for name in names[1:]:
-        n = fast_node(tmp, name, "--bootstrap", first.addr)
+        n = fast_node(tmp, name, "--bootstrap", first.addr, ttl=ttl)
         nodes.append(n)
         n.start()
         out.append(n)
@@ -97,7 +97,7 @@ def test_holders_are_counted_everywhere_and_stop_counting_when_lost(tmp_path: Pa
 
 
 def test_min_copies_converges_to_n_and_never_dips_below(tmp_path: Path, nodes: list[NodeProc]) -> None:
-    six = start_all(tmp_path, ["a", "b", "c", "d", "e", "f"], nodes)
+    six = start_all(tmp_path, ["a", "b", "c", "d", "e", "f"], nodes, ttl=30)
     for n in six[1:]:
         enact(n, tmp_path, 'accept_licences = ["CC0-1.0"]\nmin_copies = 3\n')
     mid = publish(six[0], tmp_path, "rare", 2 << 20)
