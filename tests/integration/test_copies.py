@@ -19,14 +19,14 @@ def fast_node(tmp: Path, name: str, *args: str, ttl: int = 8) -> NodeProc:
     return node
 
 
-def enact(node: NodeProc, tmp: Path, rules: str) -> None:
+def enact(node: NodeProc, tmp: Path, rules: str, want: list[str] | None = None) -> None:
     path = tmp / f"{node.data.name}-{abs(hash(rules))}.toml"
     path.write_text(rules)
     key = str(node.data / "operator.key")
     pid = cli_json(node.data, "propose", "--key", key, "--kind", "policy", "--file", str(path),
                    "--closes-in", "1h")["id"]
     cli(node.data, "vote", pid, "yes", "--key", key)
-    wait_for(lambda: cli_json(node.data, "policy")["policy"]["accept_licences"] == ["CC0-1.0"], 15,
+    wait_for(lambda: cli_json(node.data, "policy")["policy"]["accept_licences"] == (want or ["CC0-1.0"]), 15,
              what="policy enacted")
 
 
@@ -134,3 +134,31 @@ def test_min_copies_converges_to_n_and_never_dips_below(tmp_path: Path, nodes: l
     released = [n for n in six if state_of(n, mid) == "not-wanted"]
     assert len(released) == 3 and all("min_copies" in str(
         next(d for d in n.get("/api/v1/datasets") if d["id"] == mid)["reason"]) for n in released)
+
+
+def test_a_node_with_little_room_fetches_the_endangered_dataset_first(tmp_path: Path, nodes: list[NodeProc]) -> None:
+    a, b, c = start_all(tmp_path, ["a", "b", "c"], nodes, ttl=60)
+    for n in (b, c):
+        enact(n, tmp_path, 'accept_licences = ["CC-BY-4.0"]\n', want=["CC-BY-4.0"])
+    src = tmp_path / "src"
+    rare_dir, common_dir = src / "rare", src / "common"
+    for d in (rare_dir, common_dir):
+        d.mkdir(parents=True)
+        (d / "data.bin").write_bytes(os.urandom(4 << 20))
+    rare = cli_json(a.data, "publish", str(rare_dir), "--title", "rare", "--licence", "CC0-1.0")["id"]
+    time.sleep(1.1)  # "common" is newer: without copies first, the newest would be fetched first
+    common = cli_json(a.data, "publish", str(common_dir), "--title", "common", "--licence", "CC-BY-4.0")["id"]
+    for n in (a, b, c):
+        wait_for(lambda n=n: len(holders(n, common)) == 3, 90, 0.5, what=f"{n.data.name} to count 3 holders of common")
+    g = fast_node(tmp_path, "g", "--bootstrap", a.addr, ttl=60)
+    nodes.append(g)
+    g.start()
+    wait_for(lambda: len(holders(g, common)) == 3 and len(holders(g, rare)) == 1, 60, 0.5,
+             what="g to learn who holds what")
+    # room for one dataset (4 MiB) and the catalog, not two
+    enact(g, tmp_path, 'accept_licences = ["CC-BY-4.0", "CC0-1.0"]\nstorage_quota_bytes = 7000000\n',
+          want=["CC-BY-4.0", "CC0-1.0"])
+    wait_for(lambda: state_of(g, rare) == "complete", 90, 0.5, what="g to fetch the rare dataset")
+    assert state_of(g, common) == "in-progress"
+    reason = next(d for d in g.get("/api/v1/datasets") if d["id"] == common)["reason"]
+    assert "quota" in reason, reason
