@@ -91,7 +91,19 @@ def test_holders_are_counted_everywhere_and_stop_counting_when_lost(tmp_path: Pa
     c.stop()
     for n in (a, b, e):
         wait_for(lambda n=n: c.peer_id not in holders(n, mid), 40, 0.5, what=f"{n.data.name} to expire c's claim")
-    assert a.get("/api/v1/status")["copies"]["min_copies"] == 0
+    assert a.get("/api/v1/status")["copies"] == {**a.get("/api/v1/status")["copies"], "min_copies": 0,
+                                                  "endangered": []}
+    _, metrics = a.api("GET", "/metrics")
+    for outcome in ("passed", "failed"):
+        assert f'communs_challenges_total{{outcome="{outcome}"}}' in metrics
+    assert 'communs_datasets_by_copies{copies="2"} 1.0' in metrics or 'communs_datasets_by_copies{copies="3"} 1.0' \
+        in metrics, metrics
+    # with min_copies = 5, the publisher's own dataset is endangered: named by `communs status`
+    enact(a, tmp_path, 'accept_licences = ["CC0-1.0"]\nmin_copies = 5\n')
+    risky = a.get("/api/v1/status")["copies"]["endangered"]
+    assert [e["id"] for e in risky] == [mid] and risky[0]["copies"] < 5
+    out = cli(a.data, "status").stdout
+    assert "endangered" in out and mid in out, out
     code, body = a.api("GET", "/api/v1/datasets/bnotanid/holders")
     assert code == 400 and "not a valid manifest id" in body["error"], body
 
