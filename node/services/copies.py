@@ -554,10 +554,12 @@ class CopiesService(UsesStorage):
 
     async def prioritise(self, rows: list[Any]) -> list[Any]:
         """Replication's candidates under the policy: with `min_copies = N`, those that N other nodes hold
-        are not fetched (state not-wanted, with the reason), and the rest come fewest copies first."""
-        n = self._policy().min_copies
-        if not rows:
-            return rows
+        are not fetched (state not-wanted, with the reason); with the rule or a storage quota, the rest come
+        fewest copies first (the most endangered take the room first)."""
+        policy = self._policy()
+        n = policy.min_copies
+        if not rows or (n <= 0 and policy.storage_quota_bytes is None):
+            return rows  # no rule, no quota: the scheduler's own order (newest, then smallest, first)
         counts = await self.counts_by_manifest([r.id for r in rows])
         if n <= 0:
             return sorted(rows, key=lambda r: (counts.get(r.id, 0), -r.created, r.size))
