@@ -524,15 +524,13 @@ class CopiesService(UsesStorage):
             self._metrics[1].labels(what).inc()
         return what
 
-    def _pick(self, claims: list[ClaimRow], held: set[bytes], now: int) -> ClaimRow | None:
-        """Which claim to challenge: held-here manifests first (checkable alone), least recently verified."""
+    def _pick(self, claims: list[ClaimRow]) -> ClaimRow | None:
+        """Which of one manifest's claims to challenge: another node's, least recently verified first."""
         me = self.node.key.public
         todo = [c for c in claims if c.node != me]
         if not todo:
             return None
-        def key(c: ClaimRow) -> tuple[int, int, float]:
-            return (0 if c.manifest in held else 1, c.verified_at or 0, self.rng.random())
-        return min(todo, key=key)
+        return min(todo, key=lambda c: (c.verified_at or 0, self.rng.random()))
 
     async def _challenge_loop(self) -> None:
         mean = float(self.node.config.challenge_every_s)
@@ -541,10 +539,13 @@ class CopiesService(UsesStorage):
             if self._challenge_budget is None or not self._challenge_budget.take(time.monotonic()):
                 continue
             try:
-                now = _now()
-                held = {i.id for i in await self.catalog.list_manifests() if i.state in (OWN, COMPLETE)}
-                claims = await self.catalog.live_claims(now, limit=5000)
-                claim = self._pick(claims, held, now)
+                infos = await self.catalog.list_manifests()
+                held = [i.id for i in infos if i.state in (OWN, COMPLETE)]
+                # mostly what is held here (checked alone), sometimes anything known (checked against a witness)
+                pool = held if held and self.rng.random() < 0.8 else [i.id for i in infos]
+                if not pool:
+                    continue
+                claim = self._pick(await self.catalog.live_claims(_now(), self.rng.choice(pool)))
                 if claim is not None:
                     await self.challenge_one(claim)
             except StorageError as exc:
@@ -601,6 +602,12 @@ class CopiesService(UsesStorage):
         released: list[bytes] = []
         wanted: list[bytes] = []
         for info in infos:
+            if info.state not in (COMPLETE, NOT_WANTED):
+                continue
+            if info.state == NOT_WANTED and (info.publisher in forked or not policy_mod.evaluate(
+                    policy, licence=info.licence, size=info.size, publisher_peer_id=keys.peer_id(info.publisher),
+                    own=False).wanted):
+                continue  # refused by the policy itself: min_copies has nothing to say
             rows = [r for r in await self.catalog.live_claims(now, info.id) if _counted(r)]
             others = {keys.peer_id(r.node): r for r in rows if r.node != self.node.key.public}
             if info.state == COMPLETE:
@@ -621,14 +628,10 @@ class CopiesService(UsesStorage):
                     released.append(info.id)
                     await self.catalog.set_state(info.id, NOT_WANTED, verdict.reason)
                     log.info("released %s: %s", ids.cid_str(info.id), verdict.reason)
-            elif info.state == NOT_WANTED and rule.needs_copy(n, len(others)):
-                decision = policy_mod.evaluate(policy, licence=info.licence, size=info.size,
-                                               publisher_peer_id=keys.peer_id(info.publisher), own=False)
-                if decision.wanted and info.publisher not in forked:
-                    wanted.append(info.id)
-                    await self.catalog.set_state(info.id, IN_PROGRESS,
-                                                 f"wanted: {len(others)} other node(s) hold it, fewer than "
-                                                 f"min_copies = {n}")
+            elif rule.needs_copy(n, len(others)):  # not wanted only because enough others held it
+                wanted.append(info.id)
+                await self.catalog.set_state(info.id, IN_PROGRESS, f"wanted: {len(others)} other node(s) hold it, "
+                                                                   f"fewer than min_copies = {n}")
         if released:
             for cb in self.node.datasets.on_unwanted:
                 if cb != self._changed:
