@@ -7,6 +7,7 @@ are unit-tested without a network: the service only feeds it bytes and the time.
 from __future__ import annotations
 
 import collections
+import threading
 from collections.abc import Iterable
 
 from communs.protocol import encoding, holding
@@ -25,15 +26,21 @@ ANSWER_BURST = 10.0
 
 class ClaimGate:
     """Checks batches of claims: every claim valid or the whole batch refused; replays and claims over their
-    claimer's rate left out (counted in `counts`)."""
+    claimer's rate left out (counted in `counts`). Used from libp2p's thread (the gossip validator) and the
+    event loop (claims sync, own claims): the bookkeeping is done under a lock."""
 
     def __init__(self, rate: float = CLAIM_RATE, burst: float = CLAIM_BURST, kept: int = NEWEST_KEPT) -> None:
         self.rate, self.burst, self.kept = rate, burst, kept
         self._newest: collections.OrderedDict[tuple[bytes, bytes], int] = collections.OrderedDict()
         self._buckets: collections.OrderedDict[bytes, TokenBucket] = collections.OrderedDict()
         self.counts: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
 
     def remember(self, claims: Iterable[HoldingClaim]) -> None:
+        with self._lock:
+            self._remember(claims)
+
+    def _remember(self, claims: Iterable[HoldingClaim]) -> None:
         for claim in claims:
             key = (claim.node, claim.manifest)
             self._newest[key] = max(claim.issued, self._newest.get(key, 0))
@@ -56,6 +63,10 @@ class ClaimGate:
             claim = HoldingClaim.decode(raw)
             holding.check_claim(claim, int(now))
             claims.append(claim)
+        with self._lock:
+            return self._fresh(claims, now)
+
+    def _fresh(self, claims: list[HoldingClaim], now: float) -> list[HoldingClaim]:
         fresh = []
         for claim in claims:
             if not holding.supersedes(claim, self._newest.get((claim.node, claim.manifest))):
@@ -70,7 +81,7 @@ class ClaimGate:
                 self.counts["over_rate"] += 1
                 continue
             fresh.append(claim)
-        self.remember(fresh)
+        self._remember(fresh)
         return fresh
 
 
