@@ -37,7 +37,9 @@ KEYS = (
     "refused_publishers",
     "keep_versions",
     "keep_retracted",
+    "min_copies",
 )
+MAX_MIN_COPIES = 100
 REQUIRED = ("accept_licences",)
 
 Trusted = Literal["any"] | tuple[str, ...]
@@ -63,6 +65,7 @@ class Policy:
     refused_publishers: tuple[str, ...] = ()
     keep_versions: int | None = None  # keep only the latest N versions of each accepted dataset (None: all)
     keep_retracted: bool = False  # keep the chunks of retracted datasets (their state is `retracted` still)
+    min_copies: int = 0  # 0: keep every accepted dataset (governance/copies.py says what N > 0 does)
 
     def __post_init__(self) -> None:
         """Validate and normalise every field, so that every Policy value is canonical."""
@@ -83,6 +86,7 @@ class Policy:
             raise PolicyError("keep_versions must be a whole number of versions from 1 to 1000000")
         if not isinstance(self.keep_retracted, bool):
             raise PolicyError(f"keep_retracted must be true or false, not {_type_name(self.keep_retracted)}")
+        put(self, "min_copies", _min_copies(self.min_copies))
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical map carried in a policy proposal: every key present, lists sorted."""
@@ -99,6 +103,8 @@ class Policy:
             # the proposals that carry them) keep their exact bytes.
             **({"keep_versions": self.keep_versions} if self.keep_versions is not None else {}),
             **({"keep_retracted": True} if self.keep_retracted else {}),
+            # only when set, so that a policy without the rule keeps the canonical map it always had
+            **({"min_copies": self.min_copies} if self.min_copies else {}),
         }
 
     @classmethod
@@ -129,6 +135,7 @@ class Policy:
             refused_publishers=value.get("refused_publishers", ()),
             keep_versions=value.get("keep_versions"),
             keep_retracted=value.get("keep_retracted", False),
+            min_copies=value.get("min_copies", 0),
         )
 
     def to_toml(self) -> str:
@@ -194,6 +201,16 @@ def _size(name: str, value: Any) -> int | None:
         raise PolicyError(f"{name} must not be negative")
     if value > _MAX_BYTES:
         raise PolicyError(f"{name} is too large")
+    return value
+
+
+def _min_copies(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PolicyError(f"min_copies must be a whole number of nodes, not {_type_name(value)}")
+    if not 0 <= value <= MAX_MIN_COPIES:
+        raise PolicyError(f"min_copies must be between 0 and {MAX_MIN_COPIES}")
     return value
 
 

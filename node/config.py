@@ -81,6 +81,11 @@ class Config:
     # [governance]: per-peer budgets of /communs/governance/1 (protocol/README.md 5.6)
     gov_reads_per_minute: int = 120
     gov_submits_per_minute: int = 30
+    # [copies]: holding claims and proof of holding (node/services/copies.py); short values only for tests
+    claim_ttl_s: int = 86400
+    claims_sync_s: float = 300.0
+    challenge_every_s: float = 600.0
+    release_grace_s: int = 3600
 
     @property
     def topic(self) -> str:
@@ -102,6 +107,13 @@ class Config:
 
     def validate(self) -> None:
         check_name(self.name)
+        if not 5 <= self.claim_ttl_s <= 2 * 86400:
+            raise ConfigError("copies.claim_ttl_s must be between 5 and 172800 seconds")
+        for what, value in (("claims_sync_s", self.claims_sync_s), ("challenge_every_s", self.challenge_every_s)):
+            if not 0.1 <= value <= 86400:
+                raise ConfigError(f"copies.{what} must be between 0.1 and 86400 seconds")
+        if not 0 <= self.release_grace_s <= 30 * 86400:
+            raise ConfigError("copies.release_grace_s must be between 0 and 2592000 seconds")
         check_federation(self.federation)
         if not self.listen:
             raise ConfigError("node.listen must name at least one multiaddr")
@@ -236,6 +248,9 @@ _SCHEMA["public"].update({"page_size": ("public_page_size", int), "downloads_per
                           "slow_client_s": ("public_slow_client_s", (int, float))})
 _SCHEMA["governance"] = {"reads_per_minute": ("gov_reads_per_minute", int),
                          "submits_per_minute": ("gov_submits_per_minute", int)}
+_SCHEMA["copies"] = {"claim_ttl_s": ("claim_ttl_s", int), "claims_sync_s": ("claims_sync_s", (int, float)),
+                     "challenge_every_s": ("challenge_every_s", (int, float)),
+                     "release_grace_s": ("release_grace_s", int)}
 
 
 def load_config(data_dir: Path) -> Config:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from communs.node.exchange.service import ExchangeService
 from communs.node.jsondoc import JsonDict
+from communs.node.services.copies import CopiesService
 from communs.node.services.datasets import DatasetsService
 from communs.node.services.gov_submit import Submissions
 from communs.node.services.governance import GovernanceService
@@ -42,25 +43,29 @@ class Services:
     retractions: RetractionService  # withdrawing own datasets, applying others' withdrawals
     exchange: ExchangeService    # gossip announcements, stream protocols, catalog sync
     replication: ReplicationService  # fetch what the policy wants
+    copies: CopiesService  # holding claims, proof of holding, min_copies
 
     def in_start_order(self) -> list[Service]:
-        return [self.storage, self.governance, self.datasets, self.retractions, self.exchange, self.replication]
+        return [self.storage, self.governance, self.datasets, self.retractions, self.exchange, self.replication,
+                self.copies]
 
     async def overlay_ready(self) -> None:
         """libp2p listens: serve the stream protocols, then start fetching."""
         await self.exchange.overlay_ready()
         await self.replication.overlay_ready()
+        await self.copies.overlay_ready()
 
     async def status(self) -> JsonDict:
         """What each service adds to /api/v1/status."""
         doc: JsonDict = {}
         for part in (self.storage.status, self.governance.status, self.datasets.status, self.exchange.status,
-                     self.replication.status):
+                     self.replication.status, self.copies.status):
             doc.update(await part())
         return doc
 
     async def refresh_metrics(self) -> None:
         await self.datasets.refresh_metrics()
+        await self.copies.refresh_metrics()
 
 
 def build_services(node: Node) -> Services:
@@ -72,4 +77,5 @@ def build_services(node: Node) -> Services:
     exchange = ExchangeService(node, storage, datasets, retractions)
     replication = ReplicationService(node, storage, datasets, exchange)
     exchange.on_new_source.append(replication.poke)
-    return Services(storage, governance, datasets, retractions, exchange, replication)
+    copies = CopiesService(node, storage, governance, datasets, replication)
+    return Services(storage, governance, datasets, retractions, exchange, replication, copies)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from communs.node.http.public.app import PublicSite
     from communs.node.http.server import AdminRunner
     from communs.node.main import Service, Services
+    from communs.node.services.copies import CopiesService
     from communs.node.services.datasets import DatasetsService
     from communs.node.services.governance import GovernanceService
     from communs.node.services.replication import ReplicationService
@@ -103,6 +104,10 @@ class Node:
     @property
     def retractions(self) -> RetractionService:
         return self.services.retractions
+
+    @property
+    def copies(self) -> CopiesService:
+        return self.services.copies
 
     @property
     def exchange(self) -> ExchangeService:

@@ -50,6 +50,7 @@ _NOT_RETRACTED = f"AND state != '{RETRACTED}'"  # state changes never undo a ret
 
 STATES_POLICY_KEY = "states_policy_version"  # kv: the policy version manifest states were decided under
 
+_COUNTED = "(failed_at IS NULL OR (verified_at IS NOT NULL AND verified_at >= failed_at))"
 _MAX_VARS = 500  # parameters per statement, well under SQLite's limit
 
 
@@ -185,6 +186,21 @@ class ReplicationRow:
 
 _MANIFEST_COLUMNS = ("id, dataset, version, publisher, seq, log_prev, title, licence, size, created, "
                      "received_at, own, state, reason")
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    """One stored holding claim (the newest known of its node for its manifest)."""
+
+    node: bytes
+    manifest: bytes
+    issued: int
+    since: int
+    expires: int
+    withdrawn: bool
+    raw: bytes
+    verified_at: int | None
+    failed_at: int | None
 
 
 def _info(row: Sequence[Any], raw: bytes | None = None) -> ManifestInfo:
@@ -874,6 +890,99 @@ class Catalog:
     async def kv_delete(self, key: str) -> None:
         async with self.transaction("saving node state") as db:
             await db.execute("DELETE FROM kv WHERE key = ?", (key,))
+
+
+    # -- holding claims (protocol/holding.py) -------------------------------------------------------------
+
+    async def claim_issued(self, pairs: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], int]:
+        """The newest `issued` known for each (node, manifest), withdrawals included (replays are refused
+        against it)."""
+        out: dict[tuple[bytes, bytes], int] = {}
+        for batch in _batches(list(pairs), _MAX_VARS // 2):
+            where = " OR ".join("(node = ? AND manifest = ?)" for _ in batch)
+            rows = await self._all(f"SELECT node, manifest, issued FROM holding_claims WHERE {where}",
+                                   [v for pair in batch for v in pair])
+            out.update({(bytes(n), bytes(m)): i for n, m, i in rows})
+        return out
+
+    async def put_claims(self, claims: Sequence[tuple[bytes, bytes, int, int, int, bool, bytes]]) -> int:
+        """Store `(node, manifest, issued, since, expires, withdrawn, raw)` rows that are newer than what is
+        known (by `issued`); a refresh keeps `verified_at`, a withdrawal clears it. Returns how many changed."""
+        changed = 0
+        async with self.transaction("storing holding claims") as db:
+            async with db.execute("SELECT COALESCE(MAX(stamp), 0) FROM holding_claims") as cur:
+                stamp = (await cur.fetchone() or (0,))[0]
+            for node, manifest, issued, since, expires, withdrawn, raw in claims:
+                stamp += 1
+                cur = await db.execute(
+                    "INSERT INTO holding_claims (node, manifest, issued, since, expires, withdrawn, raw, stamp) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (node, manifest) DO UPDATE SET "
+                    "issued = excluded.issued, since = excluded.since, expires = excluded.expires, "
+                    "withdrawn = excluded.withdrawn, raw = excluded.raw, stamp = excluded.stamp, "
+                    "verified_at = CASE WHEN excluded.withdrawn THEN NULL ELSE verified_at END, "
+                    "failed_at = CASE WHEN excluded.withdrawn THEN NULL ELSE failed_at END "
+                    "WHERE excluded.issued > holding_claims.issued",
+                    (node, manifest, issued, since, expires, int(withdrawn), raw, stamp))
+                changed += cur.rowcount
+        return changed
+
+    async def live_claims(self, now: int, manifest: bytes | None = None, *, after: tuple[bytes, bytes] | None = None,
+                          limit: int = 100_000, include_withdrawn: bool = False) -> list[ClaimRow]:
+        """Claims not expired at `now` (withdrawals only with `include_withdrawn`), for one manifest or all,
+        in (manifest, node) order after `after` (paging)."""
+        sql = ("SELECT node, manifest, issued, since, expires, withdrawn, raw, verified_at, failed_at "
+               "FROM holding_claims WHERE expires > ?")
+        params: list[Any] = [now]
+        if not include_withdrawn:
+            sql += " AND withdrawn = 0"
+        if manifest is not None:
+            sql += " AND manifest = ?"
+            params.append(manifest)
+        if after is not None:
+            sql += " AND (manifest > ? OR (manifest = ? AND node > ?))"
+            params += [after[1], after[1], after[0]]
+        sql += " ORDER BY manifest, node LIMIT ?"
+        params.append(limit)
+        rows = await self._all(sql, params)
+        return [ClaimRow(bytes(n), bytes(m), i, s, e, bool(w), bytes(r), v, f) for n, m, i, s, e, w, r, v, f in rows]
+
+    async def claims_since(self, stamp: int, now: int, limit: int) -> list[tuple[int, bytes]]:
+        """Unexpired claims and withdrawals stored here after `stamp`, as (stamp, raw), oldest first: the
+        answer of /communs/claims/1, so that a peer asks only for what changed since it last asked."""
+        rows = await self._all("SELECT stamp, raw FROM holding_claims WHERE stamp > ? AND expires > ? "
+                               "ORDER BY stamp LIMIT ?", (stamp, now, limit))
+        return [(s, bytes(r)) for s, r in rows]
+
+    async def claim_counts(self, now: int, manifests: Sequence[bytes] | None = None) -> dict[bytes, int]:
+        """Live claims per manifest (distinct nodes: one row per node and manifest), leaving out claims whose
+        holder failed a challenge and has not passed one since."""
+        if manifests is None:
+            rows = await self._all("SELECT manifest, COUNT(*) FROM holding_claims WHERE expires > ? AND withdrawn = 0 "
+                                   f"AND {_COUNTED} GROUP BY manifest", (now,))
+            return {bytes(m): c for m, c in rows}
+        out: dict[bytes, int] = {}
+        for batch in _batches(list(manifests), _MAX_VARS - 1):
+            marks = ",".join("?" * len(batch))
+            rows = await self._all(f"SELECT manifest, COUNT(*) FROM holding_claims WHERE expires > ? AND withdrawn = 0 "
+                                   f"AND {_COUNTED} AND manifest IN ({marks}) GROUP BY manifest", [now, *batch])
+            out.update({bytes(m): c for m, c in rows})
+        return out
+
+    async def claims_by_node(self, node: bytes, now: int) -> int:
+        row = await self._one("SELECT COUNT(*) FROM holding_claims WHERE node = ? AND expires > ?", (node, now))
+        return int(row[0])
+
+    async def claim_checked(self, node: bytes, manifest: bytes, now: int, ok: bool) -> None:
+        """Record a proof-of-holding outcome for a claim: passed (verified_at) or failed (failed_at)."""
+        column = "verified_at" if ok else "failed_at"
+        async with self.transaction("recording a challenge") as db:
+            await db.execute(f"UPDATE holding_claims SET {column} = ? WHERE node = ? AND manifest = ?",
+                             (now, node, manifest))
+
+    async def drop_expired_claims(self, now: int) -> int:
+        async with self.transaction("dropping expired claims") as db:
+            cur = await db.execute("DELETE FROM holding_claims WHERE expires <= ?", (now,))
+            return cur.rowcount
 
 
 async def _insert_chunk_rows(db: aiosqlite.Connection,

@@ -124,6 +124,30 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE manifests ADD COLUMN chunk_refs BLOB",
     ],
+    # 3: signed holding claims (protocol/holding.py): the newest claim or withdrawal of each node for each
+    # manifest, and when its holder last passed (or failed) a proof-of-holding challenge asked from here;
+    # `stamp` orders rows by when they were stored here, the cursor of /communs/claims/1. Not tied to
+    # `manifests`: a claim may arrive before the manifest it names.
+    [
+        """
+        CREATE TABLE holding_claims (
+            node        BLOB NOT NULL,
+            manifest    BLOB NOT NULL,
+            issued      INTEGER NOT NULL,
+            since       INTEGER NOT NULL,
+            expires     INTEGER NOT NULL,
+            withdrawn   INTEGER NOT NULL CHECK (withdrawn IN (0, 1)),
+            raw         BLOB NOT NULL,
+            verified_at INTEGER,
+            failed_at   INTEGER,
+            stamp       INTEGER NOT NULL,
+            PRIMARY KEY (node, manifest)
+        ) WITHOUT ROWID
+        """,
+        "CREATE UNIQUE INDEX holding_claims_stamp ON holding_claims (stamp)",
+        "CREATE INDEX holding_claims_manifest ON holding_claims (manifest, expires)",
+        "CREATE INDEX holding_claims_expires ON holding_claims (expires)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

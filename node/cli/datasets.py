@@ -159,7 +159,7 @@ def cmd_datasets(args: argparse.Namespace) -> None:
         for r in rows:
             flag = "  [publisher FORKED]" if r.get("publisher_forked") else ""
             lines.append(f"{r['id']}  v{r['version']}  {r['state']:<11} {r['licence']:<20} {r['size']:>12}  "
-                         f"{r['title']}{flag}")
+                         f"{r.get('copies', 0):>3} cop.  {r['title']}{flag}")
             lines.append(f"    dataset {r['dataset']}; {r['reason']}")
         return "\n".join(lines)
 

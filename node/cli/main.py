@@ -238,6 +238,12 @@ def cmd_status(args: argparse.Namespace) -> None:
         if "datasets" in d:
             counts = ", ".join(f"{k} {v}" for k, v in sorted(d["datasets"].items())) or "none"
             lines.append(f"datasets  {counts}")
+        copies = d.get("copies") or {}
+        if copies.get("min_copies"):
+            risky = copies.get("endangered", [])
+            lines.append(f"copies    min_copies {copies['min_copies']}; {len(risky)} dataset(s) held here endangered")
+            for e in risky:
+                lines.append(f"  endangered  {e['id']}  {e['copies']} cop. of {copies['min_copies']}  {e['title']}")
         storage = d.get("storage")
         if storage:
             waiting = f"; {storage['waiting']}" if storage.get("waiting") else ""
@@ -404,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--receipt", metavar="FILE", help="with --node: keep the node's signed receipt in FILE")
     r.set_defaults(func=_cmd_member_rotate)
 
+    from communs.node.cli import copies as cli_copies
     from communs.node.cli import datasets as cli_datasets
     from communs.node.cli import governance as cli_governance
     from communs.node.cli import lifecycle as cli_lifecycle
@@ -411,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     from communs.node.cli import storage as cli_storage
 
     cli_datasets.add_commands(sub, common)
+    cli_copies.add_commands(sub, common)
     cli_governance.add_commands(sub, common)
     cli_repair.add_commands(sub, common)
     cli_storage.add_commands(sub, common)

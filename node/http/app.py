@@ -33,6 +33,7 @@ ROUTE_MODULES: list[str] = [
     "communs.node.http.lifecycle",
     "communs.node.http.governance",
     "communs.node.http.replication",
+    "communs.node.http.copies",
 ]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

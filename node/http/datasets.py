@@ -41,7 +41,12 @@ async def resolve_id(request: web.Request, text: str, want: Want = "latest") -> 
 
 
 async def list_datasets(request: web.Request) -> web.Response:
-    return json_response(await node_of(request).datasets.list())
+    node = node_of(request)
+    items = await node.datasets.list()
+    counts = await node.copies.counts_by_manifest()
+    for item in items:  # copies: distinct nodes with a live holding claim (node/services/copies.py)
+        item["copies"] = counts.get(ids.parse_cid(item["id"]), 0)
+    return json_response(items)
 
 
 async def show_dataset(request: web.Request) -> web.Response:

@@ -146,7 +146,11 @@ def _schemas() -> dict[str, Any]:
                         "disk": _obj({"store_bytes": _NN_INT, "free_bytes": _nullable(_NN_INT),
                                       "quota_bytes": _nullable(_NN_INT)},
                                      description="bytes of the chunks stored here, bytes free where they are "
-                                                 "stored (null: unknown), the storage quota (null: none)")}),
+                                                 "stored (null: unknown), the storage quota (null: none)"),
+                        "copies": _obj({"min_copies": _NN_INT, "endangered": {"type": "array", "items": _obj(
+                            {"id": _CID, "title": _STR, "copies": _NN_INT})}},
+                            {"challenges": {"type": "object", "additionalProperties": _NN_INT},
+                             "claims": {"type": "object", "additionalProperties": _NN_INT}})}),
         "Peer": _obj({"peer_id": _PEER, "addrs": _STRS}, {"protocols": _STRS}),
         "ConnectRequest": _obj({"addr": {"type": "string", "pattern": PEER_ADDR_PATTERN,
                                          "description": "a full multiaddr: /ip4/ADDR, /ip6/ADDR or /dns/NAME, "
@@ -158,7 +162,12 @@ def _schemas() -> dict[str, Any]:
         "Ping": _obj({"peer_id": _PEER, "rtt_ms": {"type": "number", "minimum": 0}}),
         "State": {"type": "string", "enum": [str(s) for s in State]},
         "ManifestSummary": _obj(summary_fields, {"damaged": {
-            "type": "boolean", "description": "an own or complete version with chunks missing here"}}),
+            "type": "boolean", "description": "an own or complete version with chunks missing here"},
+            "copies": {"type": "integer", "minimum": 0,
+                       "description": "distinct nodes with a live holding claim on this version (this one included)"}}),
+        "Holders": _obj({"id": _CID, "copies": _NN_INT, "holders": {"type": "array", "items": _obj({
+            "peer_id": _PEER, "name": _STR, "since": _NN_INT, "expires": _NN_INT,
+            "verified_at": _nullable(_NN_INT)})}}),
         "Manifest": _obj({**summary_fields, "description": _STR, "keywords": _STRS, "prev": _nullable(_CID),
                           "log_prev": _nullable(_CID), "files": {"type": "array", "items": file_entry}},
                          {"folders": {"type": "array", "items": _STR, "description": "empty folders (schema 2)"},
@@ -339,6 +348,10 @@ def _paths() -> dict[str, Any]:
             status="201", body="RetractRequest", tag="datasets",
             params=[_path_param("id", "the dataset id, or the manifest id of one of its versions", cid)]),
             _json(_ref("Retracted"), "it was already retracted: nothing changed"))},
+        "/api/v1/datasets/{id}/holders": {"get": _op(
+            "the nodes that hold this version complete, from signed holding claims, with the last successful "
+            "proof-of-holding challenge", _json(_ref("Holders"), "the holders"), "BadRequest", "NotFound",
+            params=mid, tag="datasets")},
         "/api/v1/publishing": {"get": _op("publish jobs, running and recently finished, with bytes done and total",
                                           _json(list_of("PublishJob"), "jobs"), tag="datasets")},
         "/api/v1/publishing/{job}": {"delete": _op(

@@ -37,6 +37,7 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -131,6 +132,8 @@ class ReplicationService(UsesStorage):
         self._full_until = 0.0  # after a full disk, no fetch starts before this (monotonic) time
         self.rng = random.Random()  # source choice; tests may seed it
         self._history: dict[bytes, dict[str, sources_mod.Outcome]] = {}  # manifest -> peer -> last outcome
+        # set by the copies service: drops what min_copies does not want and orders by fewest copies first
+        self.prioritise: Callable[[list[ManifestInfo]], Awaitable[list[ManifestInfo]]] | None = None
 
     async def start(self) -> None:
         self.datasets.on_wanted.append(self._wanted)
@@ -217,6 +220,8 @@ class ReplicationService(UsesStorage):
                 rows.append(info)
         # newest versions first, then smallest first
         rows.sort(key=lambda r: (-r.created, r.size))
+        if self.prioritise is not None:
+            rows = await self.prioritise(rows)
         return rows
 
     async def _schedule(self) -> None:

@@ -165,3 +165,15 @@ def test_lifecycle_keys_default_parse_and_stay_out_of_old_maps() -> None:
     for bad in ("keep_versions = 0", "keep_versions = true", 'keep_versions = "2"', "keep_retracted = 1"):
         with pytest.raises(PolicyError, match="keep_"):
             parse_rules(f'accept_licences = ["CC0-1.0"]\n{bad}\n')
+
+
+def test_min_copies_is_a_bounded_whole_number_and_absent_from_the_map_when_unset() -> None:
+    from communs.governance.policy import Policy, PolicyError, parse_rules
+
+    p = parse_rules('accept_licences = ["CC0-1.0"]\nmin_copies = 3\n')
+    assert p.min_copies == 3 and p.to_dict()["min_copies"] == 3
+    assert Policy.from_dict(p.to_dict()) == p
+    assert "min_copies" not in parse_rules('accept_licences = ["CC0-1.0"]\n').to_dict()
+    for bad in ("-1", "1000", "true", '"3"', "2.5"):
+        with pytest.raises(PolicyError, match="min_copies"):
+            parse_rules(f'accept_licences = ["CC0-1.0"]\nmin_copies = {bad}\n')

@@ -534,3 +534,49 @@ async def test_no_state_change_undoes_a_retraction(cat: Catalog) -> None:
     assert (info.state, info.reason) == ("retracted", "retracted by its publisher")
     with pytest.raises(CatalogError):
         await cat.set_state(digest(b"unknown"), "complete")
+
+
+# -- holding claims --------------------------------------------------------------------------------------
+
+async def test_claims_keep_the_newest_per_node_and_manifest_and_count_live_ones(cat: Catalog) -> None:
+    m1, m2 = digest(b"m1"), digest(b"m2")
+    n1, n2 = b"1" * 32, b"2" * 32
+    assert await cat.put_claims([(n1, m1, 10, 1, 500, False, b"c1"), (n2, m1, 10, 1, 500, False, b"c2"),
+                                 (n1, m2, 10, 1, 150, False, b"c3")]) == 3
+    assert await cat.claim_counts(100) == {m1: 2, m2: 1}
+    assert await cat.claim_counts(200, [m1, m2]) == {m1: 2}  # m2's claim expired
+    await cat.claim_checked(n1, m1, 120, True)
+    assert await cat.put_claims([(n1, m1, 9, 1, 900, False, b"old")]) == 0  # a replay of an older claim
+    assert await cat.put_claims([(n1, m1, 11, 1, 600, False, b"refresh")]) == 1
+    rows = await cat.live_claims(100, m1)
+    assert [(r.node, r.raw, r.verified_at) for r in rows] == [(n1, b"refresh", 120), (n2, b"c2", None)]
+    assert await cat.put_claims([(n2, m1, 12, 1, 900, True, b"withdrawn")]) == 1
+    assert await cat.put_claims([(n2, m1, 10, 1, 500, False, b"c2")]) == 0  # replay after withdrawal
+    assert await cat.claim_counts(100) == {m1: 1, m2: 1}
+    assert await cat.claim_issued([(n2, m1), (n1, m2)]) == {(n2, m1): 12, (n1, m2): 10}
+    assert len(await cat.live_claims(100, include_withdrawn=True)) == 3
+    assert await cat.drop_expired_claims(200) == 1
+    assert await cat.claims_by_node(n1, 100) == 1
+
+
+async def test_a_failed_challenge_stops_counting_a_claim_until_one_passes(cat: Catalog) -> None:
+    m, n1, n2 = digest(b"m"), b"1" * 32, b"2" * 32
+    await cat.put_claims([(n1, m, 10, 1, 500, False, b"a"), (n2, m, 10, 1, 500, False, b"b")])
+    await cat.claim_checked(n2, m, 100, False)
+    assert await cat.claim_counts(150) == {m: 1}
+    await cat.put_claims([(n2, m, 11, 1, 600, False, b"b2")])  # a refresh does not wash the failure
+    assert await cat.claim_counts(150, [m]) == {m: 1}
+    await cat.claim_checked(n2, m, 120, True)
+    assert await cat.claim_counts(150) == {m: 2}
+
+
+async def test_claims_since_pages_by_the_order_stored_here(cat: Catalog) -> None:
+    m, n1, n2 = digest(b"m"), b"1" * 32, b"2" * 32
+    await cat.put_claims([(n1, m, 10, 1, 500, False, b"a"), (n2, m, 10, 1, 500, False, b"b")])
+    first = await cat.claims_since(0, 100, 1)
+    assert [r for _, r in first] == [b"a"]
+    rest = await cat.claims_since(first[-1][0], 100, 10)
+    assert [r for _, r in rest] == [b"b"]
+    await cat.put_claims([(n1, m, 11, 1, 500, True, b"a-withdrawn")])
+    assert [r for _, r in await cat.claims_since(rest[-1][0], 100, 10)] == [b"a-withdrawn"]
+    assert await cat.claims_since(0, 600, 10) == []
