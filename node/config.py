@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomli_w
+from communs.node.exchange.bandwidth import LimitError, check_rate
 from communs.node.services.storage_config import StorageConfig, StorageConfigError, parse_storage
 from communs.protocol.libp2p.addrs import BadMultiaddr, components
 
@@ -64,6 +65,9 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     # folders the admin API may publish from; None: node/publish_paths.py's default (home and temp folder)
     publish_allowed_paths: list[str] | None = None
+    # [limits]: chunk bytes per second sent and received (node/exchange/bandwidth.py); 0: no limit
+    limit_upload_bytes_per_s: int = 0
+    limit_download_bytes_per_s: int = 0
 
     @property
     def topic(self) -> str:
@@ -110,6 +114,12 @@ class Config:
             raise ConfigError("connections.max_inbound and connections.per_ip must be at least 1")
         if not 0 < self.conn_handshake_s <= 600:
             raise ConfigError("connections.handshake_s must be more than 0 and at most 600 seconds")
+        for key, rate in (("upload_bytes_per_s", self.limit_upload_bytes_per_s),
+                          ("download_bytes_per_s", self.limit_download_bytes_per_s)):
+            try:
+                check_rate(rate, f"limits.{key}")
+            except LimitError as exc:
+                raise ConfigError(str(exc)) from None
         for folder in self.publish_allowed_paths or []:
             if not os.path.isabs(os.path.expanduser(folder)):
                 raise ConfigError(f"publish.allowed_paths must list absolute folders, not '{folder}'")
@@ -189,6 +199,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, type | tuple[type, ...]]]] = {
                "ip_colocation_exempt": ("ip_colocation_exempt", list)},
 }
 _SCHEMA["publish"] = {"allowed_paths": ("publish_allowed_paths", list)}
+_SCHEMA["limits"] = {"upload_bytes_per_s": ("limit_upload_bytes_per_s", int),
+                     "download_bytes_per_s": ("limit_download_bytes_per_s", int)}
 
 
 def load_config(data_dir: Path) -> Config:

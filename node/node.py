@@ -22,6 +22,7 @@ from communs.node import __version__
 from communs.node.config import ConfigError, is_loopback, parse_host_port
 from communs.node.datadir import NodeFiles, RunLock, open_folder, remove_node_json, write_node_json
 from communs.node.errors import StartupError
+from communs.node.exchange.bandwidth import Bandwidth
 from communs.node.runtime import systemd
 from communs.protocol import keys
 
@@ -45,6 +46,8 @@ class Node:
         self.admin_url = ""
         self.services: list[Any] = []  # started in order, stopped in reverse
         self.metrics: Any = None
+        # chunk bytes per second, [limits] in config.toml, changed at run time by PUT /api/v1/limits
+        self.bandwidth = Bandwidth()
         # set by the services of wiring.py
         self.storage: Any = None
         self.governance: Any = None
@@ -97,6 +100,7 @@ class Node:
         except ConfigError as exc:
             raise StartupError(str(exc)) from None
         self.lock.acquire()
+        self.bandwidth.set_limits(self.config.limit_upload_bytes_per_s, self.config.limit_download_bytes_per_s)
         from communs.node.http.metrics import Metrics
 
         self.metrics = Metrics()

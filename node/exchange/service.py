@@ -194,7 +194,8 @@ class ExchangeService:
     async def overlay_ready(self) -> None:
         node, overlay = self.node, self.node.overlay
         storage = node.storage
-        self.server = StreamServer(storage.catalog, storage.chunks, node.metrics, wait_inflight=self._wait_inflight)
+        self.server = StreamServer(storage.catalog, storage.chunks, node.metrics, wait_inflight=self._wait_inflight,
+                                   upload=node.bandwidth.upload)
         self.server.register(overlay)
         self.manifest_client = ManifestClient(overlay)
         overlay.on_connect = self._on_connect

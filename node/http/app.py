@@ -31,6 +31,7 @@ ROUTE_MODULES: list[str] = [
     "communs.node.http.datasets",
     "communs.node.http.governance",
     "communs.node.http.replication",
+    "communs.node.http.limits",
 ]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from communs.node.exchange.bandwidth import MAX_RATE
+
 JSON = "application/json"
 
 
@@ -70,6 +72,10 @@ _CID = {"type": "string", "pattern": CID_PATTERN, "minLength": 59, "maxLength": 
         "description": "a CIDv1 (base32, starting with 'b') of a BLAKE3-256 digest"}
 _PEER = {"type": "string", "description": "a libp2p peer id (base58, e.g. 12D3KooW...)"}
 _STRS = {"type": "array", "items": _STR}
+
+
+_RATE = {"type": "integer", "minimum": 0, "maximum": MAX_RATE, "description": "bytes per second; 0: no limit"}
+_LIMIT_KEYS = ("upload_bytes_per_s", "download_bytes_per_s")
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +136,8 @@ def _schemas() -> dict[str, Any]:
                         "storage": _obj({"backend": {"type": "string", "enum": ["fs", "s3"]}},
                                         {"waiting": _nullable(_STR)})}),
         "Peer": _obj({"peer_id": _PEER, "addrs": _STRS}, {"protocols": _STRS}),
+        "Limits": _obj({k: _RATE for k in _LIMIT_KEYS}, description="chunk bytes per second; 0: no limit"),
+        "LimitsRequest": {**_obj({}, {k: _RATE for k in _LIMIT_KEYS}, closed=True), "minProperties": 1},
         "ConnectRequest": _obj({"addr": {"type": "string", "pattern": PEER_ADDR_PATTERN,
                                          "description": "a full multiaddr: /ip4/ADDR, /ip6/ADDR or /dns/NAME, "
                                                         "/tcp/PORT, /p2p/<Ed25519 peer id>"}},
@@ -284,6 +292,13 @@ def _paths() -> dict[str, Any]:
         "/api/v1/replication": {"get": _op("what is being fetched (bytes done and total, sources) and what waits, "
                                            "with why", _json(_ref("Replication"), "replication"),
                                            tag="datasets")},
+        "/api/v1/limits": {
+            "get": _op("the bandwidth limits in force (chunk bytes per second sent and received; 0: none)",
+                       _json(_ref("Limits"), "the limits"), tag="node"),
+            "put": _op("change either bandwidth limit or both until the node stops ([limits] in config.toml is "
+                       "what it starts with)", _json(_ref("Limits"), "the limits now in force"),
+                       body="LimitsRequest", tag="node"),
+        },
         "/api/v1/members": {"get": _op("the roster: members (key, peer id, name) and its hash",
                                        _json(_ref("Members"), "the roster"), "Unavailable", tag="governance")},
         "/api/v1/proposals": {

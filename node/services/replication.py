@@ -367,7 +367,7 @@ class ReplicationService(UsesStorage):
                     fetch.in_flight[d] = peer
                 if session is None:
                     try:
-                        session = await ChunkSession.open(self.node.overlay, peer)
+                        session = await ChunkSession.open(self.node.overlay, peer, self.node.bandwidth.download)
                     except Exception as exc:
                         await self._source_failed(fetch, peer, dict(batch), exc, [], [])
                         return
