@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from aiohttp import web
-from communs.node.exchange.bandwidth import LimitError
+from communs.node.exchange.bandwidth import LimitError, check_rate
 from communs.node.http.app import ApiError, json_response, node_of, read_json
 
 KEYS = ("upload_bytes_per_s", "download_bytes_per_s")
@@ -27,7 +27,8 @@ async def put_limits(request: web.Request) -> web.Response:
         raise ApiError(400, "give upload_bytes_per_s and/or download_bytes_per_s (bytes per second, 0 for none)")
     bandwidth = node_of(request).bandwidth
     try:
-        bandwidth.set_limits(body.get("upload_bytes_per_s"), body.get("download_bytes_per_s"))
+        given = {key: check_rate(body[key], key) for key in KEYS if key in body}  # null is no rate either
+        bandwidth.set_limits(given.get("upload_bytes_per_s"), given.get("download_bytes_per_s"))
     except LimitError as exc:
         raise ApiError(400, str(exc)) from None
     return json_response(bandwidth.limits())

@@ -25,6 +25,7 @@ def test_limits_start_from_config_and_change_at_run_time(tmp_path: Path) -> None
         for bad, message in [({"upload_bytes_per_s": -1}, "must be from 0"),
                              ({"upload_bytes_per_s": "fast"}, "whole number"),
                              ({"upload_bytes_per_s": 1, "download_bytes_per_s": 2.5}, "whole number"),
+                             ({"download_bytes_per_s": None}, "whole number"),
                              ({"upload": 1}, "unknown field"),
                              ({}, "give upload_bytes_per_s")]:
             status, answer = node.api("PUT", "/api/v1/limits", bad)
