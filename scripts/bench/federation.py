@@ -319,6 +319,13 @@ def cpu_s(pid: int) -> float:
     return total / CLK_TCK
 
 
+def fds(pid: int) -> int:
+    try:
+        return sum(len(os.listdir(f"/proc/{p}/fd")) for p in proc_tree(pid))
+    except OSError:
+        return 0
+
+
 def resources(nodes: list[fedlib.NodeProcess], idle_s: float) -> tuple[float, float, float]:
     pids = [n.proc.pid for n in nodes if n.proc is not None]
     before = [cpu_s(p) for p in pids]
@@ -402,6 +409,12 @@ def run(args: argparse.Namespace, fed: fedlib.Federation) -> dict[str, Any]:
         result["idle_cpu_pct_per_node"] = round(cpu, 2)
         result["connections_per_node"] = {"min": min(counts), "median": statistics.median(counts),
                                           "max": max(counts)}
+        result["fds_max"] = max(fds(n.proc.pid) for n in nodes if n.proc is not None)
+        sizes = [n.log_path.stat().st_size for n in nodes if n.log_path.exists()]
+        result["log_bytes_max"] = max(sizes, default=0)
+        warnings = [sum(1 for line in n.log_path.read_text(errors="replace").splitlines()
+                        if " WARNING " in line or " ERROR " in line) for n in nodes if n.log_path.exists()]
+        result["log_warnings_total"] = sum(warnings)
         log(f"per node: {rss:.0f} MB resident (max {rss_max:.0f}), {cpu:.2f}% of a core idle over "
             f"{args.idle_s:.0f} s")
     if args.manifests > 0:
