@@ -18,8 +18,9 @@ What it does, in order (each phase bounded; any failure stops every process and 
    bytes under that licence, and the time from the publish call's return until every other node lists
    it `complete` is fanout_s (replication picks sources among announced holders, so nodes fetch from
    each other as they complete, not all from node 0);
-5. memory (VmRSS of each node process) and idle CPU (utime+stime over --idle-s seconds of quiet)
-   per node, averaged;
+5. memory (VmRSS of each node process, with its children; before the fan-out as
+   rss_mb_before_fanout, and after it) and idle CPU (utime+stime over --idle-s seconds of quiet after
+   the fan-out) per node, averaged;
 6. late joiner: an archive node whose catalog is pre-filled with --manifests signed manifests of 50
    publishers (its own key and 49 others, signed here the way scripts/bench/sync.py does), and a new
    node bootstrapped to it; late_join_s is from starting the new node's process to all manifests
@@ -388,6 +389,8 @@ def run(args: argparse.Namespace, fed: fedlib.Federation) -> dict[str, Any]:
         result["p95_ms"] = round(pct(totals, 95) * 1000) if totals else None
         log(f"announcements: reach {100 * reach:.1f}%, time until every node knows one: p50 "
             f"{result['p50_ms']} ms, p95 {result['p95_ms']} ms (poll interval {POLL_S * 1000:.0f} ms)")
+        rss_before = [rss_mb(n.proc.pid) for n in nodes if n.proc is not None]
+        result["rss_mb_before_fanout"] = round(statistics.mean(rss_before), 1)
         if args.fanout_mib > 0:
             publish_s, fanout_s = fanout(fed, nodes, apis, args.fanout_mib, pool, args.fanout_timeout)
             result["fanout_s"] = round(fanout_s, 1)
