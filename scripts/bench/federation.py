@@ -339,7 +339,8 @@ def resources(nodes: list[fedlib.NodeProcess], idle_s: float) -> tuple[float, fl
     return statistics.mean(rss), max(rss), statistics.mean(cpu)
 
 
-def late_join(fed: fedlib.Federation, manifests: int, publishers: int, timeout: float) -> tuple[float, float]:
+def late_join(fed: fedlib.Federation, manifests: int, publishers: int,
+              timeout: float) -> tuple[float, float, int]:
     archive, joiner = fed.add("archive"), fed.add("joiner")
     archive.init("--federation", "latejoin")
     t0 = time.monotonic()
@@ -370,7 +371,8 @@ def late_join(fed: fedlib.Federation, manifests: int, publishers: int, timeout: 
         raise fedlib.FederationError(f"the late joiner lists {held} manifests, not {manifests}")
     log(f"late joiner: ready {t_ready - t_start:.1f} s after start; {manifests} manifests verified and stored "
         f"{t_done - t_ready:.1f} s after ready ({manifests / (t_done - t_ready):.0f}/s)")
-    return t_done - t_start, t_done - t_ready
+    catalog = sum(p.stat().st_size for p in joiner.data.glob(f"{CATALOG_FILE}*"))  # with its WAL
+    return t_done - t_start, t_done - t_ready, catalog
 
 
 def loadavg() -> list[float]:
@@ -421,7 +423,8 @@ def run(args: argparse.Namespace, fed: fedlib.Federation) -> dict[str, Any]:
         log(f"per node: {rss:.0f} MB resident (max {rss_max:.0f}), {cpu:.2f}% of a core idle over "
             f"{args.idle_s:.0f} s")
     if args.manifests > 0:
-        total_s, after_ready_s = late_join(fed, args.manifests, args.publishers, args.late_join_timeout)
+        total_s, after_ready_s, catalog = late_join(fed, args.manifests, args.publishers, args.late_join_timeout)
+        result["late_join_catalog_bytes"] = catalog
         result["late_join_manifests"] = args.manifests
         result["late_join_s"] = round(total_s, 1)
         result["late_join_after_ready_s"] = round(after_ready_s, 1)
