@@ -41,6 +41,7 @@ import json
 import os
 import random
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -134,7 +135,7 @@ def start_nodes(fed: fedlib.Federation, n: int, degree: int, rnd: random.Random,
     for node in nodes:
         node.start()
     for node in nodes:
-        node.wait_ready(timeout=120)
+        node.wait_ready(timeout=300)
     log(f"{n} nodes ready {time.monotonic() - t0:.1f} s after start")
     apis = [Api(node) for node in nodes]
     edges = []
@@ -339,15 +340,33 @@ def resources(nodes: list[fedlib.NodeProcess], idle_s: float) -> tuple[float, fl
     return statistics.mean(rss), max(rss), statistics.mean(cpu)
 
 
-def late_join(fed: fedlib.Federation, manifests: int, publishers: int,
-              timeout: float) -> tuple[float, float, int]:
-    archive, joiner = fed.add("archive"), fed.add("joiner")
+def build_archive(fed: fedlib.Federation, archive: fedlib.NodeProcess, manifests: int, publishers: int,
+                  cache: Path | None) -> None:
+    """The archive's folder: a node whose catalog holds `manifests` signed manifests of `publishers`.
+    Signing 100,000 takes about 2 minutes here; with `cache`, a folder built by an earlier run with the same
+    figures is copied instead (a never-started node folder: its key, config and filled catalog)."""
+    marker = {"manifests": manifests, "publishers": publishers, "files": 3}
+    if cache is not None and (cache / "bench-archive.json").exists():
+        if json.loads((cache / "bench-archive.json").read_text()) == marker:
+            shutil.copytree(cache, archive.data, ignore=shutil.ignore_patterns("bench-archive.json"))
+            log(f"archive catalog: {manifests} manifests of {publishers} publishers copied from {cache}")
+            return
+        shutil.rmtree(cache)
     archive.init("--federation", "latejoin")
     t0 = time.monotonic()
     asyncio.run(syncbench.fill(archive.data / CATALOG_FILE, open_folder(archive.data).node_key, manifests,
                                publishers, 3))
     log(f"archive catalog: {manifests} signed manifests of {publishers} publishers built in "
         f"{time.monotonic() - t0:.1f} s ({(archive.data / CATALOG_FILE).stat().st_size / 1e6:.0f} MB)")
+    if cache is not None:
+        shutil.copytree(archive.data, cache)
+        (cache / "bench-archive.json").write_text(json.dumps(marker))
+
+
+def late_join(fed: fedlib.Federation, manifests: int, publishers: int, timeout: float,
+              cache: Path | None = None) -> tuple[float, float, int]:
+    archive, joiner = fed.add("archive"), fed.add("joiner")
+    build_archive(fed, archive, manifests, publishers, cache)
     archive.start()
     archive.wait_ready(timeout=120)
     joiner.init("--federation", "latejoin", "--bootstrap", archive.addr)
@@ -423,7 +442,9 @@ def run(args: argparse.Namespace, fed: fedlib.Federation) -> dict[str, Any]:
         log(f"per node: {rss:.0f} MB resident (max {rss_max:.0f}), {cpu:.2f}% of a core idle over "
             f"{args.idle_s:.0f} s")
     if args.manifests > 0:
-        total_s, after_ready_s, catalog = late_join(fed, args.manifests, args.publishers, args.late_join_timeout)
+        cache = Path(args.archive_cache).expanduser().resolve() if args.archive_cache else None
+        total_s, after_ready_s, catalog = late_join(fed, args.manifests, args.publishers, args.late_join_timeout,
+                                                    cache)
         result["late_join_catalog_bytes"] = catalog
         result["late_join_manifests"] = args.manifests
         result["late_join_s"] = round(total_s, 1)
@@ -458,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--announce-timeout", type=float, default=30.0)
     ap.add_argument("--fanout-timeout", type=float, default=900.0)
     ap.add_argument("--late-join-timeout", type=float, default=600.0)
+    ap.add_argument("--archive-cache", metavar="DIR",
+                    help="keep the late joiner's source folder (signed manifests) here and reuse it next time")
     ap.add_argument("--dir", help="put the nodes' folders here (kept)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = ap.parse_args(argv)
