@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomli_w
+from communs.node.exchange.bandwidth import LimitError, check_rate
 from communs.node.folder import (  # noqa: F401 - the data folder's names, re-exported for their users here
     ADMIN_TOKEN_FILE,
     CATALOG_FILE,
@@ -86,6 +87,9 @@ class Config:
     claims_sync_s: float = 300.0
     challenge_every_s: float = 600.0
     release_grace_s: int = 3600
+    # [limits]: chunk bytes per second sent and received (node/exchange/bandwidth.py); 0: no limit
+    limit_upload_bytes_per_s: int = 0
+    limit_download_bytes_per_s: int = 0
 
     @property
     def topic(self) -> str:
@@ -145,6 +149,12 @@ class Config:
         self._validate_public()
         if self.gov_reads_per_minute < 1 or self.gov_submits_per_minute < 1:
             raise ConfigError("governance.reads_per_minute and governance.submits_per_minute must be at least 1")
+        for key, rate in (("upload_bytes_per_s", self.limit_upload_bytes_per_s),
+                          ("download_bytes_per_s", self.limit_download_bytes_per_s)):
+            try:
+                check_rate(rate, f"limits.{key}")
+            except LimitError as exc:
+                raise ConfigError(str(exc)) from None
         for folder in self.publish_allowed_paths or []:
             if not os.path.isabs(os.path.expanduser(folder)):
                 raise ConfigError(f"publish.allowed_paths must list absolute folders, not '{folder}'")
@@ -251,6 +261,8 @@ _SCHEMA["governance"] = {"reads_per_minute": ("gov_reads_per_minute", int),
 _SCHEMA["copies"] = {"claim_ttl_s": ("claim_ttl_s", int), "claims_sync_s": ("claims_sync_s", (int, float)),
                      "challenge_every_s": ("challenge_every_s", (int, float)),
                      "release_grace_s": ("release_grace_s", int)}
+_SCHEMA["limits"] = {"upload_bytes_per_s": ("limit_upload_bytes_per_s", int),
+                     "download_bytes_per_s": ("limit_download_bytes_per_s", int)}
 
 
 def load_config(data_dir: Path) -> Config:

@@ -22,6 +22,7 @@ from communs.node import __version__
 from communs.node.config import ConfigError, is_loopback, parse_host_port
 from communs.node.datadir import NodeFiles, RunLock, open_folder, remove_node_json, write_node_json
 from communs.node.errors import StartupError
+from communs.node.exchange.bandwidth import Bandwidth
 from communs.node.http.metrics import Metrics
 from communs.node.runtime import systemd
 from communs.protocol import keys
@@ -68,6 +69,8 @@ class Node:
         self.metrics = Metrics()
         self._public: PublicSite | None = None  # the public listener, when [public] listen is set
         self.public_url = ""
+        # chunk bytes per second, [limits] in config.toml, changed at run time by PUT /api/v1/limits
+        self.bandwidth = Bandwidth()
 
     # ---- properties used by the API --------------------------------------------------------------
 
@@ -155,6 +158,7 @@ class Node:
         except ConfigError as exc:
             raise StartupError(str(exc)) from None
         self.lock.acquire()
+        self.bandwidth.set_limits(self.config.limit_upload_bytes_per_s, self.config.limit_download_bytes_per_s)
         from communs.node.main import build_services
 
         try:

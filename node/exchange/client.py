@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from communs.node.exchange.streamio import FrameTimeout, PeerBusy, PeerUnavailable, ProtocolViolation, next_event
@@ -199,14 +199,16 @@ class ChunkSession:
     """One /communs/chunks/1 stream to a peer, for many requests one after another: a replication worker
     keeps one per source rather than opening a stream (and negotiating it) for every batch."""
 
-    def __init__(self, conv: Conversation) -> None:
+    def __init__(self, conv: Conversation, throttle: Callable[[int], Awaitable[None]] | None = None) -> None:
         self.conv = conv
         self.peer = conv.peer
         self.broken = False
+        self.throttle = throttle  # waits as the download limit says after n chunk bytes came in
 
     @classmethod
-    async def open(cls, overlay: Any, peer: str) -> ChunkSession:
-        return cls(await Conversation.open(overlay, peer, wire.CHUNKS_PROTOCOL, assemble=True))
+    async def open(cls, overlay: Any, peer: str,
+                   throttle: Callable[[int], Awaitable[None]] | None = None) -> ChunkSession:
+        return cls(await Conversation.open(overlay, peer, wire.CHUNKS_PROTOCOL, assemble=True), throttle)
 
     async def fetch(self, chunk_ids: Sequence[bytes]) -> AsyncGenerator[tuple[bytes, bytes | None], None]:
         """`(id, bytes)` for each of `chunk_ids` the peer holds, its BLAKE3 checked, `(id, None)` for each
@@ -236,6 +238,8 @@ class ChunkSession:
                             digest = ids_mod.digest(data)
                         if digest != cid:
                             raise _violation(peer, f"sent a chunk that does not match its hash {ids_mod.cid_str(cid)}")
+                        if self.throttle is not None:
+                            await self.throttle(len(data))
                         yield cid, data
                     elif isinstance(event, wire.ErrorAnswer) and event.id == cid and event.code == "not-found":
                         yield cid, None

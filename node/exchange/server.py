@@ -49,6 +49,7 @@ class StreamServer:
 
     def __init__(self, catalog: Any, chunks: Any, metrics: Any, *,
                  wait_inflight: InflightWait | None = None,
+                 upload: Callable[[int], Awaitable[None]] | None = None,
                  max_streams_per_peer: int = wire.MAX_STREAMS_PER_PEER,
                  request_timeout: float = wire.REQUEST_TIMEOUT,
                  stream_idle_timeout: float = wire.STREAM_IDLE_TIMEOUT) -> None:
@@ -56,6 +57,7 @@ class StreamServer:
         self.chunks = chunks
         self.metrics = metrics
         self.wait_inflight = wait_inflight
+        self.upload = upload  # waits as the upload limit says before n chunk bytes go out (bandwidth.py)
         self.max_streams_per_peer = max_streams_per_peer
         self.request_timeout = request_timeout
         self.stream_idle_timeout = stream_idle_timeout
@@ -182,6 +184,8 @@ class StreamServer:
                 # Header and body as one piece of the stream (written apart, the header went out as a Yamux
                 # frame and a Noise message of its own before every chunk), without copying the body.
                 header = wire.chunk_frames(cid, data)[0]
+                if self.upload is not None:
+                    await self.upload(len(data))
                 await self._within_idle(stream, stream.write_joined(header, data))
                 self.metrics.bytes_out.inc(len(data))
         finally:

@@ -207,7 +207,8 @@ class ExchangeService:
     async def overlay_ready(self) -> None:
         node, overlay = self.node, self.node.overlay
         storage = self.storage
-        self.server = StreamServer(storage.catalog, storage.chunks, node.metrics, wait_inflight=self._wait_inflight)
+        self.server = StreamServer(storage.catalog, storage.chunks, node.metrics, wait_inflight=self._wait_inflight,
+                                   upload=node.bandwidth.upload)
         self.server.register(overlay)
         if node.governance is not None:  # members' /communs/governance/1 (exchange/govserver.py)
             from communs.node.exchange.govserver import GovernanceServer

@@ -34,6 +34,7 @@ ROUTE_MODULES: list[str] = [
     "communs.node.http.governance",
     "communs.node.http.replication",
     "communs.node.http.copies",
+    "communs.node.http.limits",
 ]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from communs.node.exchange.bandwidth import MAX_RATE
 from communs.storage.states import State
 
 JSON = "application/json"
@@ -77,6 +78,10 @@ ID_OR_PREFIX = {"type": "string", "pattern": r"^bafkr4i[a-h][a-z2-7]{0,51}(?!\n)
                                "either of 8 characters or more; an ambiguous prefix is a 409 naming the candidates"}
 _PEER = {"type": "string", "description": "a libp2p peer id (base58, e.g. 12D3KooW...)"}
 _STRS = {"type": "array", "items": _STR}
+
+
+_RATE = {"type": "integer", "minimum": 0, "maximum": MAX_RATE, "description": "bytes per second; 0: no limit"}
+_LIMIT_KEYS = ("upload_bytes_per_s", "download_bytes_per_s")
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +157,8 @@ def _schemas() -> dict[str, Any]:
                             {"challenges": {"type": "object", "additionalProperties": _NN_INT},
                              "claims": {"type": "object", "additionalProperties": _NN_INT}})}),
         "Peer": _obj({"peer_id": _PEER, "addrs": _STRS}, {"protocols": _STRS}),
+        "Limits": _obj({k: _RATE for k in _LIMIT_KEYS}, description="chunk bytes per second; 0: no limit"),
+        "LimitsRequest": {**_obj({}, {k: _RATE for k in _LIMIT_KEYS}, closed=True), "minProperties": 1},
         "ConnectRequest": _obj({"addr": {"type": "string", "pattern": PEER_ADDR_PATTERN,
                                          "description": "a full multiaddr: /ip4/ADDR, /ip6/ADDR or /dns/NAME, "
                                                         "/tcp/PORT, /p2p/<Ed25519 peer id>"}},
@@ -362,6 +369,13 @@ def _paths() -> dict[str, Any]:
         "/api/v1/replication": {"get": _op("what is being fetched (bytes done and total, sources) and what waits, "
                                            "with why", _json(_ref("Replication"), "replication"),
                                            tag="datasets")},
+        "/api/v1/limits": {
+            "get": _op("the bandwidth limits in force (chunk bytes per second sent and received; 0: none)",
+                       _json(_ref("Limits"), "the limits"), tag="node"),
+            "put": _op("change either bandwidth limit or both until the node stops ([limits] in config.toml is "
+                       "what it starts with)", _json(_ref("Limits"), "the limits now in force"),
+                       body="LimitsRequest", tag="node"),
+        },
         "/api/v1/members": {"get": _op("the roster: members (key, peer id, name) and its hash",
                                        _json(_ref("Members"), "the roster"), "Unavailable", tag="governance")},
         "/api/v1/proposals": {

@@ -310,7 +310,8 @@ class ReplicationService(UsesStorage):
         await adopt_present(cat, self.chunks, await cat.missing_chunks(manifest.id))
         missing = await cat.missing_chunks(manifest.id)
         done, total = await cat.progress(manifest.id)
-        fetch = Fetch(manifest, total, done, deque(missing), spares=deque(sources[MAX_SOURCES:]))
+        fetch = Fetch(manifest, total, done, deque(sources_mod.fetch_order(missing, self.rng)),
+                      spares=deque(sources[MAX_SOURCES:]))
         sources = sources[:MAX_SOURCES]
         self.active[manifest.id] = fetch
         now = int(time.time())
@@ -352,6 +353,7 @@ class ReplicationService(UsesStorage):
 
         fetch.sources[peer] = "active"
         session: ChunkSession | None = None
+        lacked_since: float | None = None  # since when this source had none of the chunks still wanted
         try:
             while True:
                 batch = self._take(fetch, fetch.lacking.setdefault(peer, set()))
@@ -359,8 +361,16 @@ class ReplicationService(UsesStorage):
                     if session is not None:
                         await session.close()
                         session = None
-                    if not fetch.in_flight:
+                    if not fetch.in_flight and not fetch.queue:
                         return
+                    if fetch.queue and not fetch.in_flight:  # what is left, this source lacked
+                        now = time.monotonic()
+                        lacked_since = now if lacked_since is None else lacked_since
+                        if not sources_mod.keep_asking(lacked_since, now):
+                            return
+                        await asyncio.sleep(sources_mod.LACK_RETRY_S)  # it may be fetching them: ask again
+                        fetch.lacking.pop(peer, None)
+                        continue
                     await asyncio.sleep(0.05)  # others still work; take their chunks back if they fail
                     if not fetch.queue and not fetch.in_flight:
                         return
@@ -369,12 +379,22 @@ class ReplicationService(UsesStorage):
                     fetch.in_flight[d] = peer
                 if session is None:
                     try:
-                        session = await ChunkSession.open(self.node.overlay, peer)
+                        session = await ChunkSession.open(self.node.overlay, peer, self.node.bandwidth.download)
                     except Exception as exc:
                         await self._source_failed(fetch, peer, dict(batch), exc, [], [])
                         return
                 if not await self._fetch_batch(fetch, peer, session, batch):
-                    return
+                    if fetch.sources.get(peer) != "lacks":
+                        return
+                    now = time.monotonic()
+                    lacked_since = now if lacked_since is None else lacked_since
+                    if not sources_mod.keep_asking(lacked_since, now):
+                        return
+                    await asyncio.sleep(sources_mod.LACK_RETRY_S)  # it may be fetching them: ask again
+                    fetch.lacking.pop(peer, None)
+                    fetch.sources[peer] = "active"
+                    continue
+                lacked_since = None
                 if session.broken:
                     await session.close()
                     session = None

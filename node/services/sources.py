@@ -26,6 +26,11 @@ MAX_CANDIDATES = 32  # sources tried (at once or as spares) in one round for one
 MIN_RATE = 128 << 10  # bytes per second a source must deliver a chunk at, once it started answering
 GRACE_S = 10.0  # time allowed for a source to start delivering a chunk (disk reads, a busy peer)
 FORGET_S = 600.0  # a source that lacked, failed or stalled is asked last for this long
+# Swarming: a source that lacks every chunk still wanted may be fetching the same dataset right now (49
+# nodes enacting one policy at once all start empty). It is asked again every LACK_RETRY_S, for at most
+# SWARM_PATIENCE_S since it last had something to give, instead of being dropped at its first "not-found".
+LACK_RETRY_S = 1.0
+SWARM_PATIENCE_S = 30.0
 
 # What a source did the last time it was asked for a dataset's chunks.
 SENT = "sent"
@@ -72,6 +77,21 @@ def choose_sources(announced: Iterable[str], others: Iterable[str], *, banned: I
 
     candidates.sort(key=rank)  # stable: the shuffled order stays within a rank
     return candidates[:max(0, limit)]
+
+
+def fetch_order(chunks: Iterable[tuple[bytes, int]], rng: random.Random) -> list[tuple[bytes, int]]:
+    """The order to fetch a dataset's missing chunks in: random, so that nodes fetching one dataset at
+    the same time hold different chunks and can serve each other (as BitTorrent's random first pieces),
+    instead of all asking the publisher for the same chunk at the same moment."""
+    order = list(chunks)
+    rng.shuffle(order)
+    return order
+
+
+def keep_asking(lacked_since: float, now: float, *, patience: float = SWARM_PATIENCE_S) -> bool:
+    """Whether a source that lacks every chunk still wanted (since `lacked_since`) is asked again later
+    (it may be fetching them too) rather than dropped for this round."""
+    return now - lacked_since < patience
 
 
 def chunk_deadline(since: float, size: int, *, min_rate: float = MIN_RATE, grace: float = GRACE_S) -> float:

@@ -378,12 +378,12 @@ def _big_json(size: int) -> bytes:
 def test_request_body_limit_default(node: SimpleNamespace) -> None:
     n: NodeProc = node.proc
     limit = 1 << 20
-    posts = [p for m, p in OPERATIONS if "requestBody" in SPEC["paths"][p][m.lower()]]
-    assert len(posts) == 6  # datasets, peers, proposals, ballots, governance records, retraction
-    for path in posts:
+    posts = [(m, p) for m, p in OPERATIONS if "requestBody" in SPEC["paths"][p][m.lower()]]
+    assert len(posts) == 7  # datasets, peers, proposals, ballots, governance records, retraction, limits
+    for method, path in posts:
         url = n.info["admin_url"] + _fill(path, node.proposal)
         for chunked in (False, True):
-            status, body = _request("POST", url, _big_json(limit + 1), {**_auth(n), "Content-Type":
+            status, body = _request(method, url, _big_json(limit + 1), {**_auth(n), "Content-Type":
                                                                       "application/json"}, chunked=chunked)
             assert status == 413, (path, chunked, status, body)
             assert body == {"error": "the request body is too large"}, body

@@ -94,3 +94,18 @@ def test_a_stalled_source_is_handed_over_only_when_someone_can_take_its_chunks()
     assert not can_hand_over({"slow": "active", "x": "lacks", "y": "failed", "z": "stalled", "b": "banned"}, 0,
                              "slow")
     assert can_hand_over({"slow": "active", "x": "lacks", "y": "active"}, 0, "slow")
+
+
+def test_fetch_order_differs_between_nodes_and_keeps_every_chunk() -> None:
+    """Nodes fetching one dataset at once start on different chunks, so they can serve each other."""
+    chunks = [(bytes([i]) * 32, 1 << 20) for i in range(200)]
+    a = sources.fetch_order(chunks, random.Random(1))
+    b = sources.fetch_order(chunks, random.Random(2))
+    assert sorted(a) == sorted(b) == chunks
+    assert a[:20] != b[:20] and a != chunks
+
+
+def test_a_source_lacking_everything_is_asked_again_within_the_patience() -> None:
+    assert sources.keep_asking(100.0, 100.0)
+    assert sources.keep_asking(100.0, 100.0 + sources.SWARM_PATIENCE_S - 0.1)
+    assert not sources.keep_asking(100.0, 100.0 + sources.SWARM_PATIENCE_S)
