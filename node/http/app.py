@@ -31,6 +31,7 @@ ROUTE_MODULES: list[str] = [
     "communs.node.http.datasets",
     "communs.node.http.governance",
     "communs.node.http.replication",
+    "communs.node.http.dashboard.routes",
 ]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -110,7 +111,15 @@ def _count(node: Node, status: int) -> None:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in PUBLIC_PATHS:
+    from communs.node.http.dashboard import routes as dashboard
+
+    if request.path in PUBLIC_PATHS or dashboard.is_public(request.path):
+        return await handler(request)
+    if "Authorization" not in request.headers and dashboard.has_cookie(request):
+        # the dashboard's session cookie (with its CSRF token on unsafe requests) stands for the bearer token
+        refusal = dashboard.cookie_auth(request)
+        if refusal is not None:
+            raise ApiError(401 if refusal == dashboard.sess.EXPIRED else 403, refusal)
         return await handler(request)
     node = node_of(request)
     assert node.files is not None
