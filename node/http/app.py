@@ -111,7 +111,8 @@ def _count(node: Node, status: int) -> None:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    from communs.node.http.dashboard import routes as dashboard
+    from communs.node.http.dashboard import gate as dashboard
+    from communs.node.http.dashboard.sessions import EXPIRED
 
     if request.path in PUBLIC_PATHS or dashboard.is_public(request.path):
         return await handler(request)
@@ -119,7 +120,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         # the dashboard's session cookie (with its CSRF token on unsafe requests) stands for the bearer token
         refusal = dashboard.cookie_auth(request)
         if refusal is not None:
-            raise ApiError(401 if refusal == dashboard.sess.EXPIRED else 403, refusal)
+            raise ApiError(401 if refusal == EXPIRED else 403, refusal)
         return await handler(request)
     node = node_of(request)
     assert node.files is not None

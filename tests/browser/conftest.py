@@ -27,7 +27,8 @@ SCREENSHOTS = HERE.parent.parent / "docs" / "screenshots"
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip("/usr/bin/chromium is absent: install Debian's chromium package (.ci/run does, as root)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra: pip install -e .[test]")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright is in the test extra: pip install -e .[test]")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
         yield b

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,21 @@ def sign_in(page: Any, node: NodeProc, token: str | None = None) -> Any:
     return resp.value
 
 
+def wait_js(page: Any, fn: str, arg: Any = None, timeout: float = 30.0, what: str = "the page") -> Any:
+    """Poll a JS function in the page until it returns something truthy (Playwright's wait_for_function
+    would need eval, which the dashboard's CSP rightly forbids)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = page.evaluate(fn, arg)
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
 def wait_live(page: Any) -> None:
-    page.wait_for_function("document.getElementById('live') && document.getElementById('live').textContent === 'live'",
-                           timeout=30_000)
+    wait_js(page, "() => document.getElementById('live')?.textContent === 'live'", what="the live stream")
 
 
 def axe_findings(page: Any, axe_source: str) -> list[dict[str, Any]]:

@@ -8,17 +8,21 @@ critical finding) and a screenshot of each page into docs/screenshots/.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
+import os
+import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser.dash import axe_findings, shoot, sign_in, wait_live
+from tests.browser.dash import axe_findings, shoot, sign_in, wait_js, wait_live
 from tests.integration.test_replication import enact_policy, make_tree
 from tests.nodes import NodeProc, cli_json, wait_for
 
@@ -158,18 +162,20 @@ def test_two_nodes_connect_and_watch_replication(make_node, context, tmp_path: P
     # a publishes; b's overview shows the copy's progress moving, then the dataset complete
     page.click("nav >> text=Overview")
     src = make_tree(tmp_path / "src" / "survey", 48 << 20, 1)
-    mid = cli_json(a.data, "publish", str(src), "--title", "Bird survey 2026", "--licence", "CC-BY-4.0")["id"]
-    page.evaluate(WATCH, mid)
-    wait_for(lambda: b.get(f"/api/v1/datasets/{mid}")["state"] == "complete", 180,
-             what="b to replicate the dataset")
-    page.wait_for_function(
-        "(id) => window.__seen.length > 0 && !document.querySelector(`tr[data-id=\"${id}\"]`)", arg=mid,
-        timeout=30_000)
+    # a serves 48 MiB faster than a person (or a 1 s sampler) can watch on loopback: pausing the serving
+    # process most of the time (SIGSTOP/SIGCONT) makes the copy last seconds, as over a real link
+    assert a.proc is not None
+    with _throttled(a.proc.pid):
+        mid = cli_json(a.data, "publish", str(src), "--title", "Bird survey 2026", "--licence", "CC-BY-4.0")["id"]
+        page.evaluate(WATCH, mid)
+        wait_for(lambda: b.get(f"/api/v1/datasets/{mid}")["state"] == "complete", 180,
+                 what="b to replicate the dataset")
+    wait_js(page, "(id) => window.__seen.length > 0 && !document.querySelector(`tr[data-id=\"${id}\"]`)", mid,
+            what="the finished copy to leave the overview's table")
     seen: list[list[float]] = page.evaluate("window.__seen")
     partial = sorted({v for v, m in seen if 0 < v < m})
-    assert seen and len(partial) >= 1, f"no partial progress shown: {seen[:20]}"
-    assert axe_findings(page, axe_source) == []
-    shoot(page, "overview")
+    assert len(partial) >= 2, f"the progress bar did not move while copying: {seen[:20]}"
+    page.wait_for_selector("#disk >> text=1 complete", timeout=30_000)  # the counts follow the copy's end
 
     # the datasets page lists it as complete, filters and searches
     page.click("nav >> text=Datasets")
@@ -192,6 +198,13 @@ def test_two_nodes_connect_and_watch_replication(make_node, context, tmp_path: P
     page.wait_for_selector("#proposals >> text=enacted")
     assert axe_findings(page, axe_source) == []
     shoot(page, "governance")
+
+    # back on the overview, the last hour's charts have points on both sides of the copy
+    page.click("nav >> text=Overview")
+    wait_js(page, "() => document.querySelectorAll('svg.chart polyline').length === 2", timeout=60,
+            what="both charts to have a line")
+    assert axe_findings(page, axe_source) == []
+    shoot(page, "overview")
     # and the progress was reported as moving, not only at 0 and at the end
     print("progress values seen:", partial[:10], "…", len(seen), "observations")
 
@@ -202,20 +215,24 @@ def test_publish_with_progress(make_node, context, tmp_path: Path, axe_source) -
     sign_in(page, a)
     wait_live(page)
     page.click("nav >> text=Operations")
-    src = make_tree(tmp_path / "pub" / "meteo", 96 << 20, 2)
+    src = make_tree(tmp_path / "pub" / "meteo", 64 << 20, 2)
     page.fill("#pub-path", str(src))
     page.fill("#pub-title", "Meteo station")
     page.fill("#pub-licence", "CC0-1.0")
     page.evaluate("""() => { window.__jobs = [];
-      new MutationObserver(() => document.querySelectorAll('#jobs tr[data-job]').forEach((tr) => window.__jobs.push(
-        [tr.querySelector('.job-state').textContent, tr.querySelector('progress').value, tr.querySelector('progress').max])))
+      new MutationObserver(() => document.querySelectorAll('#jobs tr[data-job]').forEach((tr) => {
+        const p = tr.querySelector('progress');
+        window.__jobs.push([tr.querySelector('.job-state').textContent, p.value, p.max]); }))
         .observe(document.body, { childList: true, subtree: true }); }""")
-    page.click("#publish button")
-    page.wait_for_selector("#publish-msg >> text=Published version 1", timeout=120_000)
+    assert a.proc is not None
+    with _throttled(a.proc.pid):  # a publish on loopback disks ends within one sample: slow it to watch it
+        page.click("#publish button")
+        page.wait_for_selector("#publish-msg >> text=Published version 1", timeout=120_000)
     page.wait_for_selector("#jobs .job-state >> text=done", timeout=30_000)
     jobs: list[list[Any]] = page.evaluate("window.__jobs")
-    assert any(state != "done" for state, _, _ in jobs), f"the running job was never shown: {jobs[:10]}"
-    assert any(state == "done" and v == m and m >= 96 << 20 for state, v, m in jobs), jobs[-5:]
+    running = sorted({v for state, v, m in jobs if state != "done" and 0 < v < m})
+    assert running, f"the running job's progress was never shown: {jobs[:10]}"
+    assert any(state == "done" and v == m and m >= 64 << 20 for state, v, m in jobs), jobs[-5:]
     assert axe_findings(page, axe_source) == []
     shoot(page, "operations")
     # a path outside the allowed folders: the API's sentence, on the page
@@ -223,6 +240,28 @@ def test_publish_with_progress(make_node, context, tmp_path: Path, axe_source) -
     page.click("#publish button")
     page.wait_for_selector("#publish-msg.error", timeout=30_000)
     assert page.inner_text("#publish-msg")
+
+
+@contextlib.contextmanager
+def _throttled(pid: int, stopped_s: float = 0.45, running_s: float = 0.05) -> Iterator[None]:
+    """Keep a process paused most of the time until the block ends (it always ends running)."""
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.is_set():
+            os.kill(pid, signal.SIGSTOP)
+            done.wait(stopped_s)
+            os.kill(pid, signal.SIGCONT)
+            done.wait(running_s)
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        done.set()
+        t.join(5)
+        os.kill(pid, signal.SIGCONT)
 
 
 def _free_port() -> int:

@@ -90,7 +90,7 @@ def _auth(n: NodeProc) -> dict[str, str]:
 def _router_routes() -> set[tuple[str, str]]:
     stub: Any = SimpleNamespace(config=Config())
     app = build_app(stub)
-    from communs.node.http.dashboard.routes import is_dashboard_path
+    from communs.node.http.dashboard.gate import is_dashboard_path
 
     # the dashboard's pages and event stream are HTML and text/event-stream for a browser, not the JSON API
     return {(r.method, r.resource.canonical) for r in app.router.routes() if r.method != "HEAD"

@@ -116,9 +116,27 @@ class Feed:
             status.update(await node.storage.status())
         sections["status"] = status
         now = time.time()
-        if slow and catalog is not None and node.datasets is not None:
+        # a copy or a publish that started or ended changes the counts and the bytes stored: read them now
+        slow = slow or any(self.last_sent.get(k) != json.dumps(sections.get(k), sort_keys=True, default=str)
+                           for k in ("publishing",)) or _fetches(sections) != _fetches_of(self.last_sent)
+        if slow:
             self._slow_at = time.monotonic() + SLOW_S
-            sections["datasets"] = await node.datasets.counts()
+            # what GET /api/v1/status adds from each service, kept whole so that fields other services add
+            # later (bootstrap peers' health, copy counts) reach the page and its warnings without a change here
+            extras: dict[str, Any] = {}
+            for service in node.services:
+                extra = getattr(service, "status", None)
+                if extra is not None:
+                    with contextlib.suppress(RuntimeError):  # a service not started yet
+                        extras.update(await extra())
+            for key in ("publishing", "replication"):  # sent whole, above
+                extras.pop(key, None)
+            sections["node_status"] = extras
+            if "datasets" in extras:
+                sections["datasets"] = extras["datasets"]
+            if "governance" in extras:
+                sections["governance"] = extras["governance"]
+        if slow and catalog is not None and node.datasets is not None:
             quota = node.datasets.policy().storage_quota_bytes
             used = await catalog.quota_used_bytes()
             sections["disk"] = {"used": used, "quota": quota}
@@ -127,9 +145,6 @@ class Feed:
                 fetched = int(node.metrics.registry.get_sample_value("communs_bytes_fetched_total") or 0)
             if self.history.add(now, used, fetched):
                 sections["history"] = self.history.series()
-        if node.governance is not None and slow:
-            with contextlib.suppress(RuntimeError):  # not started yet
-                sections.update(await node.governance.status())
         self.state.update({k: v for k, v in sections.items() if k != "history"})
         self.state["warnings"] = hist.warnings(self.state)
         sections["warnings"] = self.state["warnings"]
@@ -140,3 +155,12 @@ class Feed:
                 self.last_sent[key] = text
                 changed[key] = value
         return changed
+
+
+def _fetches(sections: dict[str, Any]) -> list[str]:
+    return sorted(f["id"] for f in (sections.get("replication") or {}).get("active", []))
+
+
+def _fetches_of(last_sent: dict[str, str]) -> list[str]:
+    text = last_sent.get("replication")
+    return _fetches({"replication": json.loads(text)}) if text else []

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 WINDOW_S = 3600.0
-STEP_S = 10.0
+STEP_S = 5.0
 QUOTA_WARN_RATIO = 0.9
 
 
@@ -35,8 +36,7 @@ class History:
         (a counter that went down, as after a restart, counts as zero rather than negative)."""
         pts = list(self.points)
         stored = [[t, float(s)] for t, s, _ in pts]
-        rate = [[t1, max(0.0, (f1 - f0) / (t1 - t0))] for (t0, _, f0), (t1, _, f1) in zip(pts, pts[1:], strict=False)
-                if t1 > t0]
+        rate = [[t1, max(0.0, (f1 - f0) / (t1 - t0))] for (t0, _, f0), (t1, _, f1) in pairwise(pts) if t1 > t0]
         return {"stored": stored, "throughput": rate}
 
 
@@ -65,7 +65,9 @@ def warnings(snapshot: dict[str, Any]) -> list[str]:
     for w in (snapshot.get("replication") or {}).get("waiting", []):
         if w.get("reason"):
             out.append(f"“{w.get('title', '')}” waits: {w['reason']}")
-    for b in status.get("bootstrap", []) if isinstance(status.get("bootstrap"), list) else []:
+    extras = snapshot.get("node_status") or {}
+    bootstrap = extras.get("bootstrap", status.get("bootstrap"))
+    for b in bootstrap if isinstance(bootstrap, list) else []:
         if isinstance(b, dict) and b.get("error"):
             out.append(f"Bootstrap peer {b.get('addr', '')} fails: {b['error']}")
     if snapshot.get("peers") == [] and status.get("listen_addrs"):

@@ -15,17 +15,14 @@ import json
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from communs.node.http.app import ApiError, json_response, node_of
 from communs.node.http.dashboard import sessions as sess
 from communs.node.http.dashboard.feed import Feed
+from communs.node.http.dashboard.gate import GATE, STATIC_PREFIX, Gate, session_of
 
-SESSIONS: web.AppKey[sess.SessionTable] = web.AppKey("dashboard_sessions", sess.SessionTable)
 FEED: web.AppKey[Feed] = web.AppKey("dashboard_feed", Feed)
-STATIC_PREFIX = "/dashboard/static/"
-PUBLIC = frozenset({"/", "/login"})  # they check the session themselves (a page, not a 401, when signed out)
 KEEPALIVE_S = 15.0
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -42,43 +39,12 @@ _TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".
           ".ico": "image/x-icon"}
 
 
-def is_dashboard_path(path: str) -> bool:
-    """The routes that are not part of the JSON API's description (pages, sign-in, the event stream)."""
-    return path in PUBLIC or path in ("/logout",) or path.startswith("/dashboard/")
-
-
-def is_public(path: str) -> bool:
-    """Routes the auth middleware lets through: the sign-in page and the (secret-free) assets."""
-    return path in PUBLIC or path.startswith(STATIC_PREFIX)
-
-
 def _static_root() -> Path:
     return Path(str(resources.files("communs.node.http.dashboard") / "static"))
 
 
 def _asset(name: str) -> bytes:
     return (_static_root() / name).read_bytes()
-
-
-def session_of(request: web.Request) -> sess.Session | None:
-    node = node_of(request)
-    sid = request.cookies.get(sess.cookie_name(node.peer_id))
-    if not sid:
-        return None
-    return request.app[SESSIONS].find(sid, time.monotonic())
-
-
-def cookie_auth(request: web.Request) -> str | None:
-    """For the auth middleware: None if the session cookie admits this request, else why not (a sentence);
-    raises nothing. Used only when the request carries no Authorization header."""
-    origin_ok = sess.same_origin(request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site"),
-                                 request.host, request.scheme)
-    return sess.cookie_refusal(session_of(request), request.method, request.headers.get(sess.CSRF_HEADER),
-                               origin_ok)
-
-
-def has_cookie(request: web.Request) -> bool:
-    return sess.cookie_name(node_of(request).peer_id) in request.cookies
 
 
 def _page(name: str, status: int = 200, error: str = "") -> web.Response:
@@ -116,21 +82,20 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not isinstance(token, str) or not sess.token_matches(token, node.files.admin_token):
         await asyncio.sleep(0.5)  # a wrong guess costs the guesser time
         return _page("login.html", 401, "That is not this node's admin token (admin.token in its data folder).")
-    s = request.app[SESSIONS].open(time.monotonic())
+    s = request.app[GATE].sessions.open(time.monotonic())
     resp = web.HTTPSeeOther("/")
-    resp.set_cookie(sess.cookie_name(node.peer_id), s.id, httponly=True, samesite="Strict", path="/",
+    resp.set_cookie(request.app[GATE].cookie, s.id, httponly=True, samesite="Strict", path="/",
                     secure=request.secure, max_age=int(sess.MAX_AGE_S))
     raise resp
 
 
 async def logout(request: web.Request) -> web.Response:
     """Ends the session (the middleware has checked its CSRF token) and clears the cookie."""
-    node = node_of(request)
-    sid = request.cookies.get(sess.cookie_name(node.peer_id))
+    sid = request.cookies.get(request.app[GATE].cookie)
     if sid:
-        request.app[SESSIONS].close(sid)
+        request.app[GATE].sessions.close(sid)
     resp = json_response({"signed_out": True})
-    resp.del_cookie(sess.cookie_name(node.peer_id), path="/")
+    resp.del_cookie(request.app[GATE].cookie, path="/")
     return resp
 
 
@@ -194,7 +159,7 @@ async def _stop_feed(app: web.Application) -> None:
 def register(app: web.Application) -> None:
     from communs.node.http.app import NODE_KEY
 
-    app[SESSIONS] = sess.SessionTable()
+    app[GATE] = Gate(app[NODE_KEY])
     app[FEED] = Feed(app[NODE_KEY])
     app.on_response_prepare.append(_security_headers)
     app.on_startup.append(_start_feed)

@@ -30,7 +30,7 @@ export function render(main, state) {
       h('dt', {}, 'Version'), h('dd', { id: 'version' }, st.version || '—'),
       h('dt', {}, 'Up for'), h('dd', { id: 'uptime' }, up));
   }
-  uptimeTimer = setInterval(() => { if (!node.isConnected) clearInterval(uptimeTimer); else drawNode(state); }, 30000);
+  uptimeTimer = setInterval(() => { if (!node.isConnected) clearInterval(uptimeTimer); else drawNode(state); }, 5000);
 
   return function update(s, keys) {
     if (keys.includes('status') || keys.includes('version')) drawNode(s);
@@ -75,7 +75,7 @@ export function render(main, state) {
         h('figure', { class: 'card' }, h('figcaption', {}, 'Replication throughput (bytes per second)'),
           lineChart(hs.throughput, { label: 'Replication throughput over the last hour', format: (v) => `${bytes(v)}/s` })),
         h('figure', { class: 'card' }, h('figcaption', {}, 'Bytes stored'),
-          lineChart(hs.stored, { label: 'Bytes stored over the last hour', format: bytes })));
+          lineChart(hs.stored.length ? [...hs.stored, [Date.now() / 1000, hs.stored[hs.stored.length - 1][1]]] : [], { label: 'Bytes stored over the last hour', format: bytes })));
     }
   };
 }
