@@ -35,6 +35,7 @@ ROUTE_MODULES: list[str] = [
     "communs.node.http.replication",
     "communs.node.http.copies",
     "communs.node.http.limits",
+    "communs.node.http.dashboard.routes",
 ]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -114,7 +115,16 @@ def _count(node: Node, status: int) -> None:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in PUBLIC_PATHS:
+    from communs.node.http.dashboard import gate as dashboard
+    from communs.node.http.dashboard.sessions import EXPIRED
+
+    if request.path in PUBLIC_PATHS or dashboard.is_public(request.path):
+        return await handler(request)
+    if "Authorization" not in request.headers and dashboard.has_cookie(request):
+        # the dashboard's session cookie (with its CSRF token on unsafe requests) stands for the bearer token
+        refusal = dashboard.cookie_auth(request)
+        if refusal is not None:
+            raise ApiError(401 if refusal == EXPIRED else 403, refusal)
         return await handler(request)
     node = node_of(request)
     assert node.files is not None

@@ -1,0 +1,163 @@
+"""The dashboard's live updates: one sampler per node that reads the node's state and pushes what
+changed to every open dashboard over server-sent events.
+
+While a dashboard is open, the in-memory state (replication, publishing, peers) is read every
+`FAST_S` and the catalog (counts by state, bytes stored) every `SLOW_S`; a subscriber gets an event
+only when something it shows changed (an idle node sends nothing but a keep-alive comment), so the cost
+of an open dashboard does not depend on how often the page would have polled, nor on how many tabs are
+open. With no dashboard open, the catalog is read every `history.STEP_S` for the charts' last hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from communs.node import __version__
+from communs.node.http.dashboard import history as hist
+
+if TYPE_CHECKING:
+    from communs.node.node import Node
+
+log = logging.getLogger("communs.admin")
+
+FAST_S = 1.0
+SLOW_S = 5.0
+QUEUE_MAX = 8  # a subscriber this far behind gets only the latest state
+
+
+class Feed:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.history = hist.History()
+        self.subscribers: set[asyncio.Queue[str]] = set()
+        self.state: dict[str, Any] = {}
+        self.last_sent: dict[str, str] = {}  # section -> its last JSON
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._slow_at = 0.0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="dashboard-feed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def subscribe(self) -> asyncio.Queue[str]:
+        q: asyncio.Queue[str] = asyncio.Queue(QUEUE_MAX)
+        self.subscribers.add(q)
+        self._wake.set()
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[str]) -> None:
+        self.subscribers.discard(q)
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Everything, now (the first event of a new subscriber)."""
+        await self._sample(slow=True)
+        return {**self.state, "history": self.history.series()}
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                changed = await self._sample(slow=time.monotonic() >= self._slow_at)
+                if changed and self.subscribers:
+                    self._publish(changed)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the dashboard feed could not read the node's state")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), FAST_S if self.subscribers else hist.STEP_S)
+
+    def _publish(self, changed: dict[str, Any]) -> None:
+        data = json.dumps(changed, ensure_ascii=False)
+        for q in list(self.subscribers):
+            if q.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    q.get_nowait()
+                data_all = json.dumps({**self.state, "history": self.history.series()}, ensure_ascii=False)
+                q.put_nowait(data_all)
+            else:
+                q.put_nowait(data)
+
+    async def _sample(self, slow: bool) -> dict[str, Any]:
+        """Read the node's state; return the sections that differ from what was last pushed."""
+        node = self.node
+        sections: dict[str, Any] = {}
+        overlay = node.overlay
+        sections["peers"] = [{"peer_id": p.peer_id, "addrs": p.addrs} for p in overlay.peers()] if overlay else []
+        if node.replication is not None:
+            sections["replication"] = await node.replication.report()
+        if node.datasets is not None:
+            sections["publishing"] = [j.to_json() for j in node.datasets.jobs.values()]
+        status: dict[str, Any] = {
+            "peer_id": node.peer_id, "name": node.config.name, "federation": node.config.federation,
+            "listen_addrs": overlay.listen_addrs() if overlay else [],
+            "started_at": node.started_at, "version": __version__,
+        }
+        if overlay is not None:
+            problem = overlay.reachability()
+            status["inbound"] = {**overlay.inbound(), "reachable": problem is None, "problem": problem or ""}
+        catalog = node.storage.catalog if node.storage is not None else None
+        if catalog is not None and catalog.damaged:
+            status["catalog_damaged"] = catalog.damaged
+        if node.storage is not None:
+            status.update(await node.storage.status())
+        sections["status"] = status
+        now = time.time()
+        # a copy or a publish that started or ended changes the counts and the bytes stored: read them now
+        slow = slow or any(self.last_sent.get(k) != json.dumps(sections.get(k), sort_keys=True, default=str)
+                           for k in ("publishing",)) or _fetches(sections) != _fetches_of(self.last_sent)
+        if slow:
+            self._slow_at = time.monotonic() + SLOW_S
+            # what GET /api/v1/status adds from each service, kept whole so that fields other services add
+            # later (bootstrap peers' health, copy counts) reach the page and its warnings without a change here
+            extras: dict[str, Any] = {}
+            with contextlib.suppress(RuntimeError):  # the services are not built yet
+                extras.update(await node.services.status())
+            for key in ("publishing", "replication"):  # sent whole, above
+                extras.pop(key, None)
+            sections["node_status"] = extras
+            if "datasets" in extras:
+                sections["datasets"] = extras["datasets"]
+            if "governance" in extras:
+                sections["governance"] = extras["governance"]
+        if slow and catalog is not None and node.datasets is not None:
+            quota = node.datasets.policy().storage_quota_bytes
+            used = await catalog.quota_used_bytes()
+            sections["disk"] = {"used": used, "quota": quota}
+            fetched = 0
+            if node.metrics is not None:
+                fetched = int(node.metrics.registry.get_sample_value("communs_bytes_fetched_total") or 0)
+            if self.history.add(now, used, fetched):
+                sections["history"] = self.history.series()
+        self.state.update({k: v for k, v in sections.items() if k != "history"})
+        self.state["warnings"] = hist.warnings(self.state)
+        sections["warnings"] = self.state["warnings"]
+        changed = {}
+        for key, value in sections.items():
+            text = json.dumps(value, sort_keys=True, default=str)
+            if self.last_sent.get(key) != text:
+                self.last_sent[key] = text
+                changed[key] = value
+        return changed
+
+
+def _fetches(sections: dict[str, Any]) -> list[str]:
+    return sorted(f["id"] for f in (sections.get("replication") or {}).get("active", []))
+
+
+def _fetches_of(last_sent: dict[str, str]) -> list[str]:
+    text = last_sent.get("replication")
+    return _fetches({"replication": json.loads(text)}) if text else []
