@@ -104,9 +104,16 @@ class Config:
         }
         if not self.storage.is_default():
             doc["storage"] = self.storage.to_doc()
-        if self.public_listen:
-            doc["public"] = {"listen": self.public_listen, "base_url": self.public_base_url,
-                             "datasets": self.public_datasets}
+        # Every other section, with the keys that differ from the defaults, so that rewriting the file
+        # (`communs storage migrate`) keeps what the operator set.
+        default = Config()
+        for section, keys in _SCHEMA.items():
+            if section in ("node", "admin", "log", "storage"):
+                continue
+            part = {key: getattr(self, attr) for key, (attr, _kind) in keys.items()
+                    if getattr(self, attr) != getattr(default, attr) and getattr(self, attr) is not None}
+            if part:
+                doc.setdefault(section, {}).update(part)
         return "# Communs node configuration. See README.md, 'Operator's guide'.\n" + tomli_w.dumps(doc)
 
     def validate(self) -> None:

@@ -45,3 +45,35 @@ def test_governance_budgets_are_read_and_checked(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text('[governance]\nwrites = 1\n')
     with pytest.raises(ConfigError, match=r"unknown key governance\.writes"):
         load_config(tmp_path)
+
+
+def test_rewriting_the_config_keeps_every_section_the_operator_set(tmp_path: Path) -> None:
+    """`communs storage migrate` rewrites config.toml from a Config: no section may be lost on the way."""
+    text = """
+[node]
+name = "coop"
+[connections]
+per_ip = 3
+[gossip]
+ip_colocation_threshold = 4
+[publish]
+allowed_paths = ["/srv/import"]
+[public]
+listen = "127.0.0.1:8080"
+title = "Coop data"
+page_size = 20
+[governance]
+submits_per_minute = 5
+[copies]
+claim_ttl_s = 3600
+[limits]
+upload_bytes_per_s = 1000000
+"""
+    (tmp_path / "config.toml").write_text(text)
+    cfg = load_config(tmp_path)
+    (tmp_path / "config.toml").write_text(cfg.to_toml())
+    again = load_config(tmp_path)
+    assert again == cfg
+    assert (again.conn_per_ip, again.ip_colocation_threshold, again.publish_allowed_paths, again.public_title,
+            again.public_page_size, again.gov_submits_per_minute, again.claim_ttl_s,
+            again.limit_upload_bytes_per_s) == (3, 4, ["/srv/import"], "Coop data", 20, 5, 3600, 1_000_000)
