@@ -96,7 +96,7 @@ class Config:
         return f"/communs/{self.federation}/announce/1"
 
     def to_toml(self) -> str:
-        doc = {
+        doc: dict[str, dict[str, object]] = {
             "node": {"name": self.name, "federation": self.federation, "listen": self.listen,
                      "bootstrap": self.bootstrap, "mdns": self.mdns, "dht": self.dht},
             "admin": {"listen": self.admin, "allow_remote": self.admin_allow_remote},
@@ -113,7 +113,7 @@ class Config:
             part = {key: getattr(self, attr) for key, (attr, _kind) in keys.items()
                     if getattr(self, attr) != getattr(default, attr) and getattr(self, attr) is not None}
             if part:
-                doc.setdefault(section, {}).update(part)
+                doc[section] = part
         return "# Communs node configuration. See README.md, 'Operator's guide'.\n" + tomli_w.dumps(doc)
 
     def validate(self) -> None:
