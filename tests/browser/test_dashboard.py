@@ -225,7 +225,9 @@ def test_publish_with_progress(make_node, context, tmp_path: Path, axe_source) -
         window.__jobs.push([tr.querySelector('.job-state').textContent, p.value, p.max]); }))
         .observe(document.body, { childList: true, subtree: true }); }""")
     assert a.proc is not None
-    with _throttled(a.proc.pid):  # a publish on loopback disks ends within one sample: slow it to watch it
+    # a publish on a fast disk ends within one sample of the feed (1 s): paused 97% of the time, it lasts
+    # several samples on any machine
+    with _throttled(a.proc.pid, stopped_s=0.6, running_s=0.02):
         page.click("#publish button")
         page.wait_for_selector("#publish-msg >> text=Published version 1", timeout=120_000)
     page.wait_for_selector("#jobs .job-state >> text=done", timeout=30_000)
