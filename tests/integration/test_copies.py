@@ -105,7 +105,7 @@ def test_holders_are_counted_everywhere_and_stop_counting_when_lost(tmp_path: Pa
     out = cli(a.data, "status").stdout
     assert "endangered" in out and mid in out, out
     code, body = a.api("GET", "/api/v1/datasets/bnotanid/holders")
-    assert code == 400 and "not a valid manifest id" in body["error"], body
+    assert code == 400 and "not a usable id" in body["error"], body
 
 
 def test_min_copies_converges_to_n_and_never_dips_below(tmp_path: Path, nodes: list[NodeProc]) -> None:

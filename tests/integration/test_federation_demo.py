@@ -66,7 +66,7 @@ def test_demo_replicates_as_voted_and_stops_everything(tmp_path: Path) -> None:
     assert result["ok"] is True and result["audit_ok"] and result["verify_ok"] and result["get_identical"]
     # it said what happened as it happened
     out = proc.stdout
-    for line in ("chloe votes no: 2 yes, 1 no, 0 abstain of 3 members", "stopped (SIGTERM; exit code 0)",
+    for line in ("bob votes yes: 2 yes, 1 no, 0 abstain of 3 members", "stopped (SIGTERM; exit code 0)",
                  "learned 'Neighbourhood map extract' v2", "governance log intact", "Who holds what"):
         assert line in out, line
     # --dir: the folders stay, every node stopped cleanly (node.json removed, run lock free)
