@@ -13,6 +13,7 @@ do the file I/O.
 from __future__ import annotations
 
 import json
+import threading
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -74,10 +75,17 @@ def dial_list(book: Mapping[str, Mapping[str, object]], connected: Iterable[str]
     return out
 
 
+_config_lock = threading.Lock()  # several peers added at once: each read-modify-write of the file in turn
+
+
 def add_bootstrap(root: Path, addr: str) -> list[str]:
     """Keep `addr` as a bootstrap address in DIR/config.toml (every other setting kept); the new list."""
     check_peer_multiaddr(addr)
-    path = root / CONFIG_FILE
+    with _config_lock:
+        return _add_bootstrap(root / CONFIG_FILE, addr)
+
+
+def _add_bootstrap(path: Path, addr: str) -> list[str]:
     try:
         doc = tomllib.loads(path.read_text("utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:

@@ -98,7 +98,10 @@ class Api:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as exc:
-            return exc.code, None
+            try:
+                return exc.code, json.loads(exc.read())
+            except ValueError:
+                return exc.code, None
         except (urllib.error.URLError, OSError, ValueError):
             return 0, None
 
@@ -145,9 +148,9 @@ def start_nodes(fed: fedlib.Federation, n: int, degree: int, rnd: random.Random,
 
     def dial(edge: tuple[int, int]) -> None:
         i, j = edge
-        status, _ = apis[i].call("POST", "/api/v1/peers", {"addr": nodes[j].addr}, timeout=60)
+        status, answer = apis[i].call("POST", "/api/v1/peers", {"addr": nodes[j].addr}, timeout=60)
         if status not in (200, 201):
-            raise fedlib.FederationError(f"{nodes[i].name} could not dial {nodes[j].name} (status {status})")
+            raise fedlib.FederationError(f"{nodes[i].name} could not dial {nodes[j].name} (status {status}: {answer})")
 
     list(pool.map(dial, edges))
     log(f"bootstrap graph: {len(edges)} edges, each node i dialled up to {degree} earlier nodes")
