@@ -1111,14 +1111,18 @@ def read_gov_log_readonly(path: Path) -> list[bytes]:
     return [bytes(raw) for _, raw in rows]
 
 
-def read_manifests_readonly(path: Path) -> tuple[list[ManifestInfo], set[bytes]]:
-    """Every stored manifest (newest first, as `list_manifests`) and the forked publishers, read without
-    opening the catalog for writing: `communs datasets` reads them while the node is stopped."""
+def read_manifests_readonly(path: Path, now: int = 0) -> tuple[list[ManifestInfo], set[bytes], dict[bytes, int]]:
+    """Every stored manifest (newest first, as `list_manifests`), the forked publishers and the live copies
+    per manifest at `now` (as `claim_counts`), read without opening the catalog for writing: `communs
+    datasets` reads them while the node is stopped."""
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
         try:
             rows = conn.execute(f"SELECT {_MANIFEST_COLUMNS} FROM manifests ORDER BY created DESC, id").fetchall()
             forked = {bytes(r[0]) for r in conn.execute("SELECT DISTINCT publisher FROM forks").fetchall()}
+            copies = {bytes(m): c for m, c in conn.execute(
+                "SELECT manifest, COUNT(*) FROM holding_claims WHERE expires > ? AND withdrawn = 0 "
+                f"AND {_COUNTED} GROUP BY manifest", (now,)).fetchall()}
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
@@ -1127,4 +1131,4 @@ def read_manifests_readonly(path: Path) -> tuple[list[ManifestInfo], set[bytes]]
         raise CatalogError(f"cannot read the catalog {path}: {exc}") from None
     except sqlite3.Error as exc:
         raise CatalogError(f"cannot read the catalog {path}: {exc}") from None
-    return [_info(r) for r in rows], forked
+    return [_info(r) for r in rows], forked, copies

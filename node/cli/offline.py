@@ -47,10 +47,11 @@ def datasets(args: argparse.Namespace) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     try:
-        infos, forked = read_manifests_readonly(path)
+        infos, forked, copies = read_manifests_readonly(path, int(time.time()))
     except CatalogError as exc:
         fail(str(exc))
-    return [manifest_summary(info, info.publisher in forked) for info in infos]
+    # as GET /api/v1/datasets lists them, copies included (node/http/datasets.py)
+    return [{**manifest_summary(info, info.publisher in forked), "copies": copies.get(info.id, 0)} for info in infos]
 
 
 def _ledger(args: argparse.Namespace) -> Any:
