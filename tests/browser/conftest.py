@@ -23,8 +23,12 @@ HERE = Path(__file__).parent
 SCREENSHOTS = HERE.parent.parent / "docs" / "screenshots"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Module-scoped on purpose: Playwright's sync API leaves its event loop marked as running in this
+    thread while it is open, and pytest-asyncio then refuses to run any async test or fixture after it
+    ("Runner.run() cannot be called from a running event loop"). Closing it at the end of the module gives
+    the thread back to the rest of the suite."""
     if not CHROMIUM.exists():
         pytest.skip("/usr/bin/chromium is absent: install Debian's chromium package (.ci/run does, as root)")
     sync_api = pytest.importorskip("playwright.sync_api",
