@@ -892,6 +892,24 @@ class Catalog:
             await db.execute("DELETE FROM kv WHERE key = ?", (key,))
 
 
+    # -- whole-file checksums (node/http/public/checksums.py) ----------------------------------------------
+
+    async def file_sha256(self, file_keys: Sequence[bytes]) -> dict[bytes, bytes]:
+        """The SHA-256 known for each of `file_keys` (absent: not computed yet)."""
+        out: dict[bytes, bytes] = {}
+        for batch in _batches(list(file_keys)):
+            marks = ",".join("?" * len(batch))
+            rows = await self._all(f"SELECT file_key, sha256 FROM file_sha256 WHERE file_key IN ({marks})", batch)
+            out.update({bytes(k): bytes(h) for k, h in rows})
+        return out
+
+    async def put_file_sha256(self, file_key: bytes, sha256: bytes, size: int, now: int) -> None:
+        """Record a file's SHA-256, computed from bytes read back and verified chunk by chunk (the caller's
+        duty: this table is what the public export states as the file's checksum)."""
+        async with self.transaction("saving a file checksum") as db:
+            await db.execute("INSERT INTO file_sha256 (file_key, sha256, size, computed_at) VALUES (?, ?, ?, ?) "
+                             "ON CONFLICT (file_key) DO NOTHING", (file_key, sha256, size, now))
+
     # -- holding claims (protocol/holding.py) -------------------------------------------------------------
 
     async def claim_issued(self, pairs: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], int]:

@@ -148,6 +148,21 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX holding_claims_manifest ON holding_claims (manifest, expires)",
         "CREATE INDEX holding_claims_expires ON holding_claims (expires)",
     ],
+    # 4: the whole-file SHA-256 of a file, for the public export's `spdx:checksum` (manifests hold chunk
+    # hashes only). Keyed by the file's chunk list (`file_key`, BLAKE3 of its digests and sizes, which fix
+    # its bytes), so a file unchanged across versions is hashed once; written only after every chunk was
+    # read back and verified against its hash. Not tied to `manifests`: a row is 80 bytes, and a file
+    # dropped here and fetched again need not be hashed again.
+    [
+        """
+        CREATE TABLE file_sha256 (
+            file_key    BLOB PRIMARY KEY CHECK (length(file_key) = 32),
+            sha256      BLOB NOT NULL CHECK (length(sha256) = 32),
+            size        INTEGER NOT NULL CHECK (size >= 0),
+            computed_at INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """,
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

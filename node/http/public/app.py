@@ -25,6 +25,7 @@ import blake3
 from aiohttp import web
 from communs.node.config import Config, parse_host_port
 from communs.node.http.public import archive, dcat, pages
+from communs.node.http.public.checksum_worker import ChecksumWorker
 from communs.node.http.public.files import (
     PublicFile,
     PublicVersion,
@@ -106,6 +107,8 @@ class PublicSite:
         self.catalog = catalog
         self.peer_id = peer_id
         self.data = PublicData(catalog, ALLOWED_STATES[config.public_datasets])
+        self.sums = ChecksumWorker(catalog, chunks, self.data.versions)  # whole-file SHA-256, computed once
+        self._seen: tuple[str, ...] = ()  # the public version ids the last request saw
         self.rate = RateLimiter(config.public_requests_per_minute)
         self.slots = DownloadSlots(config.public_downloads_per_ip)
         self._exports: dict[tuple[Any, ...], bytes] = {}  # serialised catalog pages, by what they depend on
@@ -138,6 +141,7 @@ class PublicSite:
             await runner.cleanup()
             raise StartupError(f"could not open the public listener on {host}:{port}: {exc.strerror}") from None
         self.runner = runner
+        self.sums.start()
         sockets = getattr(site._server, "sockets", None) or []
         bound = sockets[0].getsockname()[1] if sockets else port
         local = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
@@ -146,12 +150,30 @@ class PublicSite:
         return self.url
 
     async def stop(self) -> None:
+        await self.sums.stop()
         if self.runner is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.runner.cleanup(), 1.5)
             self.runner = None
 
     # ---- helpers ---------------------------------------------------------------------------------
+
+    async def versions(self) -> list[PublicVersion]:
+        """The public versions; when they changed since the last request, the checksum worker is woken and
+        the checksums already in the catalog for the new ones are read."""
+        versions = await self.data.versions()
+        seen = tuple(v.id for v in versions)
+        if seen != self._seen:
+            self._seen = seen
+            await self.sums.load(versions)
+            self.sums.wake()
+        return versions
+
+    async def copies(self, versions: list[PublicVersion]) -> dict[str, int]:
+        """Copies per version id, as `communs whereis` counts them (live holding claims not refuted by a
+        challenge, node/services/copies.py), read from the catalog; 0 for a version nobody claims."""
+        counts = await self.catalog.claim_counts(int(time.time()), [ids.parse_cid(v.id) for v in versions])
+        return {v.id: counts.get(ids.parse_cid(v.id), 0) for v in versions}
 
     def base_url(self, request: web.Request) -> str:
         return (self.config.public_base_url or str(request.url.origin())).rstrip("/")
@@ -211,25 +233,28 @@ class PublicSite:
 
     async def _export(self, request: web.Request, fmt: str) -> web.StreamResponse:
         number = self.page_number(request)
-        versions = await self.data.versions()
+        versions = await self.versions()
         size = self.config.public_page_size
         count = max(1, math.ceil(len(versions) / size))
         if number > count:
             raise Refused(404, f"there {'is' if count == 1 else 'are'} only {count} page(s)")
         meta = self.meta(request)
         path = "/catalog" if request.path == "/catalog" else f"/catalog.{fmt}"
-        key = (fmt, number, path, meta, tuple(v.id for v in versions))
+        copies = await self.copies(versions[(number - 1) * size:number * size])
+        key = (fmt, number, path, meta, tuple(v.id for v in versions), self.sums.generation,
+               tuple(sorted(copies.items())))
         body = self._exports.get(key)
         if body is None:
-            body = await self._build_export(meta, versions, number, count, path, fmt)
+            body = await self._build_export(meta, versions, number, count, path, fmt, copies)
             self._exports[key] = body
-            while len(self._exports) > 32:  # a few pages in three formats; rebuilt when a version comes or goes
+            while len(self._exports) > 32:  # a few pages in three formats; rebuilt when a version comes or goes,
+                # a checksum is computed or a count of copies changes
                 self._exports.pop(next(iter(self._exports)))
         return web.Response(body=body, headers={"Content-Type": dcat.FORMATS[fmt][1] + "; charset=utf-8",
                                                 "Vary": "Accept"})
 
     async def _build_export(self, meta: dcat.CatalogMeta, versions: list[PublicVersion], number: int, count: int,
-                            path: str, fmt: str) -> bytes:
+                            path: str, fmt: str, copies: dict[str, int]) -> bytes:
         size = self.config.public_page_size
         page = dcat.Page(number=number, count=count, total_items=len(versions),
                          url=lambda n: f"{meta.base_url}{path}?page={n}", per_page=size)
@@ -241,7 +266,8 @@ class PublicSite:
         graph = dcat.catalog_graph(meta, chosen, page, all_ids=frozenset(v.id for v in versions),
                                    latest={d: v.id for d, v in latest.items()},
                                    modified=max((v.created for v in versions), default=None),
-                                   issued=min((v.created for v in versions), default=None))
+                                   issued=min((v.created for v in versions), default=None),
+                                   checksums=self.sums.lookup, copies=copies, copies_at=int(time.time()))
         return await asyncio.to_thread(dcat.serialize, graph, fmt)
 
     # ---- human pages -----------------------------------------------------------------------------
@@ -249,7 +275,7 @@ class PublicSite:
     async def index(self, request: web.Request) -> web.StreamResponse:
         number = self.page_number(request)
         query = request.query.get("q", "")[:200].strip()
-        versions = await self.data.versions()
+        versions = await self.versions()
         counts: dict[str, int] = {}
         latest: dict[str, PublicVersion] = {}
         for v in versions:
@@ -266,33 +292,35 @@ class PublicSite:
         if number > count:
             raise Refused(404, f"there {'is' if count == 1 else 'are'} only {count} page(s)")
         meta = self.meta(request)
+        listed = shown[(number - 1) * size:number * size]
         text = pages.index(title=meta.title, description=meta.description, publisher=meta.publisher_name,
-                           versions=shown[(number - 1) * size:number * size], query=query, page=number,
-                           pages=count, counts=counts)
+                           versions=listed, query=query, page=number, pages=count, counts=counts,
+                           copies=await self.copies(listed))
         return web.Response(text=text, content_type="text/html", charset="utf-8")
 
     async def dataset(self, request: web.Request) -> web.StreamResponse:
-        versions = await self.data.versions()
+        versions = await self.versions()
         v = resolve_id(request.match_info["id"], versions)
         siblings = [o for o in versions if o.dataset == v.dataset]
         meta = self.meta(request)
+        copies = await self.copies(siblings)
         if "application/json" in request.headers.get("Accept", ""):
             doc = {"id": v.id, "dataset": v.dataset, "version": v.version, "title": v.title,
                    "description": v.description, "keywords": list(v.keywords), "licence": v.licence,
                    "publisher": v.publisher, "publisher_name": self.publisher_name(v), "size": v.size,
-                   "created": v.created, "prev": v.prev, "state": v.state,
-                   "versions": [{"id": o.id, "version": o.version} for o in siblings],
-                   "files": [{"path": f.path, "size": f.size,
+                   "created": v.created, "prev": v.prev, "state": v.state, "copies": copies[v.id],
+                   "versions": [{"id": o.id, "version": o.version, "copies": copies[o.id]} for o in siblings],
+                   "files": [{"path": f.path, "size": f.size, "sha256": self.sums.lookup(f),
                               "url": dcat.download_url(meta, v.id, f.path)} for f in v.files]}
             return web.json_response(doc, dumps=lambda d: json.dumps(d, ensure_ascii=False))
         text = pages.dataset(v, site_title=meta.title, publisher=self.publisher_name(v), versions=siblings,
-                             base_url=meta.base_url)
+                             base_url=meta.base_url, copies=copies, checksums=self.sums.lookup)
         return web.Response(text=text, content_type="text/html", charset="utf-8")
 
     # ---- gateway ---------------------------------------------------------------------------------
 
     async def download(self, request: web.Request) -> web.StreamResponse:
-        versions = await self.data.versions()
+        versions = await self.versions()
         v = resolve_id(request.match_info["id"], versions)
         entry = resolve_file(v, request.match_info["path"])
         tag = etag(entry)
@@ -341,7 +369,7 @@ class PublicSite:
 
     async def archive(self, request: web.Request) -> web.StreamResponse:
         """The whole version as one tar, streamed (archive.py lays it out; no Range on it)."""
-        versions = await self.data.versions()
+        versions = await self.versions()
         v = resolve_id(request.match_info["id"], versions)
         members, total = archive.layout(v.files, v.created)
         tag = '"' + blake3.blake3("".join(etag(f) + f.path for f in v.files).encode()).hexdigest()[:32] + '"'

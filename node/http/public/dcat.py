@@ -12,8 +12,15 @@ What each resource carries, and why (the shapes are ../shared/dcat-ap/dcat-ap-3.
   the manifest's creation time, contact point, landing page (the human page).
 - One `dcat:Distribution` per file, IRI `<base>/datasets/<id>#file-<n>`: access and download URL on the
   gateway, byte size, IANA media type, licence (licences.py decides the one `dct:license`), the full SPDX
-  expression as `dct:rights` when it is more than one id, and an `spdx:checksum` (BLAKE3) when the
-  manifest states the whole file's hash (files of one chunk, and empty files).
+  expression as `dct:rights` when it is more than one id, and an `spdx:checksum` (SHA-256 of the whole
+  file, `spdx:checksumAlgorithm_sha256`) once the node has computed it from the stored bytes, verified
+  chunk by chunk (checksums.py; DCAT-AP allows one checksum, and SHA-256 is what `sha256sum` and
+  harvesters check). Until then the distribution has no checksum: never one for unverified bytes.
+- Copies: DCAT-AP has no property for how many nodes keep a dataset, so the figure the federation knows
+  (live, unrefuted holding claims: the `copies` of `communs whereis`) is stated with W3C's Data Quality
+  Vocabulary, which DCAT points to for quality information: a `dqv:QualityMeasurement` of the metric
+  `<base>/#metric-copies` on the dataset, with `prov:generatedAtTime` (the figure changes, the dataset
+  record does not). The profile's shapes do not constrain DQV; harvesters that do not know it skip it.
 - Every object the shapes constrain by class carries its `rdf:type` in the graph (licence documents,
   media types, agents, documents, checksum algorithms), since a harvester or validator reads only what
   it is given.
@@ -31,17 +38,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from communs.node.http.public import filetypes, licences
-from communs.node.http.public.files import PublicFile, PublicVersion, content_type, whole_file_blake3
+from communs.node.http.public.files import PublicFile, PublicVersion, content_type
 from rdflib import BNode, Graph, Literal, Namespace, URIRef
-from rdflib.namespace import DCTERMS, FOAF, RDF, RDFS, XSD
+from rdflib.namespace import DCTERMS, FOAF, PROV, RDF, RDFS, SKOS, XSD
 
 DCAT = Namespace("http://www.w3.org/ns/dcat#")  # rdflib's DCAT is DCAT 2, without version links
 HYDRA = Namespace("http://www.w3.org/ns/hydra/core#")
 SPDX = Namespace("http://spdx.org/rdf/terms#")
 VCARD = Namespace("http://www.w3.org/2006/vcard/ns#")
+DQV = Namespace("http://www.w3.org/ns/dqv#")
 IANA = "https://www.iana.org/assignments/media-types/"
-# SPDX 2.3 names BLAKE3 among its checksum algorithms.
-BLAKE3_ALGORITHM = SPDX["checksumAlgorithm_blake3"]
+SHA256_ALGORITHM = SPDX["checksumAlgorithm_sha256"]
+Checksums = Callable[[PublicFile], str | None]  # a file's hex SHA-256, or None while not computed
 
 
 @dataclass(frozen=True)
@@ -113,7 +121,8 @@ def _licence(g: Graph, dist: URIRef, expression: str) -> None:
         g.add((rights, RDFS.label, Literal(f"SPDX licence expression: {choice.rights}")))
 
 
-def _distribution(g: Graph, meta: CatalogMeta, v: PublicVersion, n: int, f: PublicFile) -> URIRef:
+def _distribution(g: Graph, meta: CatalogMeta, v: PublicVersion, n: int, f: PublicFile,
+                  sha256: str | None) -> URIRef:
     dist = URIRef(f"{dataset_iri(meta, v.id)}#file-{n}")
     url = URIRef(download_url(meta, v.id, f.path))
     g.add((dist, RDF.type, DCAT.Distribution))
@@ -131,20 +140,40 @@ def _distribution(g: Graph, meta: CatalogMeta, v: PublicVersion, n: int, f: Publ
     g.add((dist, DCTERMS.description, Literal(f"The file {f.path} of {v.title or v.id}, version {v.version}.")))
     g.add((dist, DCTERMS.issued, _when(v.created)))
     _licence(g, dist, v.licence)
-    digest = whole_file_blake3(f)
-    if digest is not None:
+    if sha256 is not None:
         checksum = BNode()
         g.add((dist, SPDX.checksum, checksum))
         g.add((checksum, RDF.type, SPDX.Checksum))
-        g.add((checksum, SPDX.algorithm, BLAKE3_ALGORITHM))
-        g.add((BLAKE3_ALGORITHM, RDF.type, SPDX.ChecksumAlgorithm))
-        g.add((checksum, SPDX.checksumValue, Literal(digest, datatype=XSD.hexBinary)))
+        g.add((checksum, SPDX.algorithm, SHA256_ALGORITHM))
+        g.add((SHA256_ALGORITHM, RDF.type, SPDX.ChecksumAlgorithm))
+        g.add((checksum, SPDX.checksumValue, Literal(sha256.lower(), datatype=XSD.hexBinary)))
     return dist
 
 
+def _copies(g: Graph, meta: CatalogMeta, ds: URIRef, copies: int, at: int) -> None:
+    """The number of copies as a DQV quality measurement of the dataset (see the module docstring)."""
+    metric = URIRef(f"{meta.base_url}/#metric-copies")
+    g.add((metric, RDF.type, DQV.Metric))
+    g.add((metric, SKOS.prefLabel, Literal("Copies in the federation", lang="en")))
+    g.add((metric, SKOS.definition, Literal(
+        "How many nodes of the Communs federation hold this dataset version complete, as this node knows "
+        "from their signed, unexpired holding claims, leaving out holders that failed a proof-of-holding "
+        "challenge.", lang="en")))
+    g.add((metric, DQV.expectedDataType, XSD.nonNegativeInteger))
+    measurement = BNode()
+    g.add((ds, DQV.hasQualityMeasurement, measurement))
+    g.add((measurement, RDF.type, DQV.QualityMeasurement))
+    g.add((measurement, DQV.isMeasurementOf, metric))
+    g.add((measurement, DQV.computedOn, ds))
+    g.add((measurement, DQV.value, Literal(copies, datatype=XSD.nonNegativeInteger)))
+    g.add((measurement, PROV.generatedAtTime, _when(at)))
+
+
 def add_dataset(g: Graph, meta: CatalogMeta, v: PublicVersion, *, previous: str | None = None,
-                current: str | None = None) -> URIRef:
-    """The triples of one dataset version; `previous`/`current`: ids of public versions to link."""
+                current: str | None = None, checksums: Checksums | None = None,
+                copies: tuple[int, int] | None = None) -> URIRef:
+    """The triples of one dataset version; `previous`/`current`: ids of public versions to link;
+    `checksums`: the SHA-256 known for a file; `copies`: (copies known, as of when)."""
     ds = dataset_iri(meta, v.id)
     g.add((ds, RDF.type, DCAT.Dataset))
     g.add((ds, DCTERMS.title, Literal(v.title or f"Dataset {v.dataset}")))
@@ -175,21 +204,25 @@ def add_dataset(g: Graph, meta: CatalogMeta, v: PublicVersion, *, previous: str 
     if current and current != v.id:
         g.add((ds, DCAT.hasCurrentVersion, dataset_iri(meta, current)))
     for n, f in enumerate(v.files):
-        g.add((ds, DCAT.distribution, _distribution(g, meta, v, n, f)))
+        g.add((ds, DCAT.distribution, _distribution(g, meta, v, n, f, checksums(f) if checksums else None)))
+    if copies is not None:
+        _copies(g, meta, ds, *copies)
     return ds
 
 
 def catalog_graph(meta: CatalogMeta, versions: Sequence[PublicVersion], page: Page, *,
                   all_ids: frozenset[str] = frozenset(), latest: dict[str, str] | None = None,
-                  modified: int | None = None, issued: int | None = None) -> Graph:
+                  modified: int | None = None, issued: int | None = None, checksums: Checksums | None = None,
+                  copies: dict[str, int] | None = None, copies_at: int = 0) -> Graph:
     """The graph of one page: the catalog, `versions` (this page's), and the Hydra view.
 
     `all_ids`: every public version id (links to a previous version are made only to public ones);
     `latest`: dataset id -> its latest public version id;
-    `modified`/`issued`: the newest/oldest creation time overall."""
+    `modified`/`issued`: the newest/oldest creation time overall;
+    `checksums`: a file's hex SHA-256 when known; `copies`: version id -> copies known at `copies_at`."""
     g = Graph()
-    for prefix, ns in (("dcat", DCAT), ("dct", DCTERMS), ("foaf", FOAF), ("hydra", HYDRA), ("spdx", SPDX),
-                       ("vcard", VCARD)):
+    for prefix, ns in (("dcat", DCAT), ("dct", DCTERMS), ("dqv", DQV), ("foaf", FOAF), ("hydra", HYDRA),
+                       ("prov", PROV), ("skos", SKOS), ("spdx", SPDX), ("vcard", VCARD)):
         g.bind(prefix, ns)
     cat = URIRef(f"{meta.base_url}/catalog")
     g.add((cat, RDF.type, DCAT.Catalog))
@@ -207,7 +240,9 @@ def catalog_graph(meta: CatalogMeta, versions: Sequence[PublicVersion], page: Pa
     latest = latest or {}
     for v in versions:
         prev = v.prev if v.prev and v.prev in all_ids else None
-        ds = add_dataset(g, meta, v, previous=prev, current=latest.get(v.dataset))
+        count = copies.get(v.id) if copies is not None else None
+        ds = add_dataset(g, meta, v, previous=prev, current=latest.get(v.dataset), checksums=checksums,
+                         copies=(count, copies_at) if count is not None else None)
         g.add((cat, DCAT.dataset, ds))
     view = URIRef(page.url(page.number))
     # Current Hydra terms, and the older PagedCollection ones beside them (both harvesters know both forms).

@@ -122,16 +122,6 @@ def etag(entry: PublicFile) -> str:
     return '"' + h.hexdigest()[:32] + '"'
 
 
-def whole_file_blake3(entry: PublicFile) -> str | None:
-    """The BLAKE3-256 of the whole file when the manifest already says it (a file of one chunk: the
-    chunk's id is its BLAKE3), else None; an empty file's is BLAKE3 of nothing."""
-    if entry.size == 0:
-        return blake3.blake3(b"").hexdigest()
-    if len(entry.chunks) == 1:
-        return entry.chunks[0][0].hex()
-    return None
-
-
 def content_disposition(path: str, inline: bool = False) -> str:
     """`attachment; filename=...` with an ASCII fallback and the exact UTF-8 name (RFC 6266)."""
     name = path.rsplit("/", 1)[-1]
@@ -151,4 +141,4 @@ def content_type(path: str) -> str:
 
 
 __all__ = ["PublicFile", "PublicVersion", "Refused", "chunk_plan", "content_disposition", "content_type", "etag",
-           "resolve_file", "resolve_id", "whole_file_blake3"]
+           "resolve_file", "resolve_id"]

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import html
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from communs.node.http.public import licences
-from communs.node.http.public.files import PublicVersion
+from communs.node.http.public.files import PublicFile, PublicVersion
+
+COPIES_NOTE = ("Copies: how many nodes of the federation hold that version complete, from their signed "
+               "holding claims (a node that failed a proof-of-holding check is not counted).")
 
 _STYLE = ("body{font:16px/1.5 system-ui,sans-serif;color:#1a1a1a;background:#fff;max-width:60rem;margin:auto;"
           "padding:1rem}a{color:#0b4f8a}table{border-collapse:collapse;width:100%}th,td{text-align:left;"
@@ -61,10 +64,15 @@ def _page(title: str, body: str) -> str:
             f"<body>{body}</body></html>")
 
 
+def copies_words(n: int) -> str:
+    return "none known" if n == 0 else f"{n} cop{'y' if n == 1 else 'ies'}"
+
+
 def index(*, title: str, description: str, publisher: str, versions: Sequence[PublicVersion], query: str,
-          page: int, pages: int, counts: dict[str, int]) -> str:
+          page: int, pages: int, counts: dict[str, int], copies: dict[str, int] | None = None) -> str:
     """The catalog page: the latest public version of each dataset, with search and paging.
-    `counts`: dataset id -> public versions of it."""
+    `counts`: dataset id -> public versions of it; `copies`: version id -> copies in the federation."""
+    copies = copies or {}
     q = e(query)
     rows = []
     for v in versions:
@@ -72,10 +80,12 @@ def index(*, title: str, description: str, publisher: str, versions: Sequence[Pu
         rows.append(f'<tr><td><a href="/datasets/{e(v.id)}">{e(v.title or v.id)}</a>'
                     f'{"<br><small>" + kws + "</small>" if kws else ""}</td>'
                     f"<td>{licence_html(v.licence)}</td><td>{e(size_words(v.size))}</td>"
-                    f"<td>{counts.get(v.dataset, 1)} (latest: {v.version}, {date(v.created)})</td></tr>")
+                    f"<td>{counts.get(v.dataset, 1)} (latest: {v.version}, {date(v.created)})</td>"
+                    f"<td>{e(copies_words(copies.get(v.id, 0)))}</td></tr>")
     table = ("<table><caption>Datasets</caption><thead><tr><th scope=col>Title</th><th scope=col>Licence</th>"
-             "<th scope=col>Size</th><th scope=col>Versions</th></tr></thead><tbody>" + "".join(rows) +
-             "</tbody></table>") if rows else "<p>No dataset matches.</p>"
+             "<th scope=col>Size</th><th scope=col>Versions</th><th scope=col>Copies</th></tr></thead><tbody>" +
+             "".join(rows) + f"</tbody></table><p><small>{e(COPIES_NOTE)} The figure is for the latest "
+             "version.</small></p>") if rows else "<p>No dataset matches.</p>"
     nav = []
     qs = f"&amp;q={e(urllib.parse.quote(query))}" if query else ""
     if page > 1:
@@ -93,14 +103,23 @@ def index(*, title: str, description: str, publisher: str, versions: Sequence[Pu
 
 
 def dataset(v: PublicVersion, *, site_title: str, publisher: str, versions: Sequence[PublicVersion],
-            base_url: str) -> str:
-    """One dataset version: description, licence, files with download links, versions, how to cite."""
+            base_url: str, copies: dict[str, int] | None = None,
+            checksums: Callable[[PublicFile], str | None] | None = None) -> str:
+    """One dataset version: description, licence, files with download links and SHA-256 (once computed
+    from verified bytes), versions with their copies in the federation, how to cite."""
+    copies = copies or {}
+
+    def sha(f: PublicFile) -> str:
+        digest = checksums(f) if checksums else None
+        return f"<code>{e(digest)}</code>" if digest else "not computed yet"
+
     files = "".join(
         f'<tr><td><a href="/datasets/{e(v.id)}/files/{e(urllib.parse.quote(f.path, safe="/"))}">{e(f.path)}</a>'
-        f"</td><td>{e(size_words(f.size))}</td></tr>" for f in v.files)
+        f"</td><td>{e(size_words(f.size))}</td><td>{sha(f)}</td></tr>" for f in v.files)
     others = "".join(
         f'<li>{"<strong>" if o.id == v.id else ""}<a href="/datasets/{e(o.id)}">version {o.version}</a>, '
-        f'{date(o.created)}{"</strong> (this page)" if o.id == v.id else ""}</li>'
+        f'{date(o.created)}{"</strong> (this page)" if o.id == v.id else ""}, '
+        f"{e(copies_words(copies.get(o.id, 0)))}</li>"
         for o in sorted(versions, key=lambda o: -o.version))
     kws = ", ".join(e(k) for k in v.keywords) or "none"
     body = (f'<header><p><a href="/">{e(site_title)}</a></p><h1>{e(v.title or v.id)}</h1></header><main>'
@@ -110,8 +129,11 @@ def dataset(v: PublicVersion, *, site_title: str, publisher: str, versions: Sequ
             f"<tr><th scope=row>Publisher</th><td>{e(publisher)}</td></tr>"
             f"<tr><th scope=row>Version</th><td>{v.version}, published {date(v.created)}</td></tr>"
             f"<tr><th scope=row>Size</th><td>{e(size_words(v.size))} in {len(v.files)} file(s)</td></tr>"
-            f"<tr><th scope=row>Keywords</th><td>{kws}</td></tr></tbody></table>"
-            "<h2>Files</h2><table><thead><tr><th scope=col>File</th><th scope=col>Size</th></tr></thead>"
+            f"<tr><th scope=row>Keywords</th><td>{kws}</td></tr>"
+            f"<tr><th scope=row>Copies</th><td>{e(copies_words(copies.get(v.id, 0)))} in the federation"
+            f"<br><small>{e(COPIES_NOTE)}</small></td></tr></tbody></table>"
+            "<h2>Files</h2><table><thead><tr><th scope=col>File</th><th scope=col>Size</th>"
+            "<th scope=col>SHA-256</th></tr></thead>"
             f"<tbody>{files}</tbody></table>"
             f'<p><a href="/datasets/{e(v.id)}/archive.tar">Download every file as one tar archive</a> '
             f"({e(size_words(v.size))} of files).</p>"
@@ -129,4 +151,4 @@ def error(status: int, sentence: str) -> str:
     return _page(f"{status}", f'<main><h1>{status}</h1><p>{e(sentence)}</p><p><a href="/">Catalog</a></p></main>')
 
 
-__all__ = ["dataset", "error", "index", "licence_html", "size_words"]
+__all__ = ["COPIES_NOTE", "copies_words", "dataset", "error", "index", "licence_html", "size_words"]

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import random
 
-import blake3
 import pytest
 from communs.node.http.public.files import (
     PublicFile,
@@ -14,7 +13,6 @@ from communs.node.http.public.files import (
     etag,
     resolve_file,
     resolve_id,
-    whole_file_blake3,
 )
 
 
@@ -81,12 +79,6 @@ def test_etag_depends_on_the_chunks_only() -> None:
     one = PublicFile("x", 3, ((b"\x01" * 32, 3),))
     assert etag(one) == etag(PublicFile("y", 3, ((b"\x01" * 32, 3),)))
     assert etag(one) != etag(PublicFile("x", 3, ((b"\x02" * 32, 3),)))
-
-
-def test_whole_file_hash_only_when_the_manifest_says_it() -> None:
-    assert whole_file_blake3(PublicFile("e", 0, ())) == blake3.blake3(b"").hexdigest()
-    assert whole_file_blake3(PublicFile("x", 3, ((b"\x01" * 32, 3),))) == "01" * 32
-    assert whole_file_blake3(PublicFile("x", 6, ((b"\x01" * 32, 3), (b"\x02" * 32, 3)))) is None
 
 
 def test_headers() -> None:
