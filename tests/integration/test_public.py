@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from rdflib import Graph, Namespace, URIRef
 from rdflib.compare import isomorphic
-from rdflib.namespace import RDF
+from rdflib.namespace import DCTERMS, RDF
 
 from tests.nodes import NodeProc, cli_json
 
@@ -172,6 +173,33 @@ def test_public_face(public_node: NodeProc, tmp_path: Path) -> None:
     doc = json.loads(body)
     assert doc["id"] == v1["id"] and {f["path"] for f in doc["files"]} == {"big.bin", "empty.csv",
                                                                            "sub dir/données.csv"}
+    # copies: the figure `communs whereis` gives, on the page and in the JSON
+    where = cli_json(node.data, "whereis", v1["id"])
+    assert doc["copies"] == where["copies"]
+    assert "Copies</th>" in request(base, "/")[2].decode()
+
+    # ---- whole-file SHA-256: computed once from the stored, verified chunks; then in the export -----------
+    from communs.storage import chunker
+
+    assert len(big) > 4 * chunker.MAX_SIZE  # big.bin is a file of several chunks by construction
+    want = {"big.bin": hashlib.sha256(big).hexdigest(), "empty.csv": hashlib.sha256(b"").hexdigest(),
+            "sub dir/données.csv": hashlib.sha256(b"a,b\n1,2\n").hexdigest()}
+    deadline = time.monotonic() + 120
+    while True:
+        doc = json.loads(request(base, f"/datasets/{v1['id']}", headers={"Accept": "application/json"})[2])
+        got = {f["path"]: f["sha256"] for f in doc["files"]}
+        if None not in got.values() or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert got == want
+    g = Graph()
+    for n in (1, 2, 3):
+        g.parse(data=request(base, f"/catalog.ttl?page={n}")[2], format="turtle")
+    spdx = Namespace("http://spdx.org/rdf/terms#")
+    stated = {str(next(g.objects(d, DCTERMS.title))): str(next(g.objects(next(g.objects(d, spdx.checksum)),
+                                                                        spdx.checksumValue)))
+              for d in g.objects(URIRef(f"{base}/datasets/{v1['id']}"), DCAT.distribution)}
+    assert stated == want
 
 
 def test_slow_client_is_dropped_and_others_still_served(public_node: NodeProc, tmp_path: Path) -> None:

@@ -580,3 +580,15 @@ async def test_claims_since_pages_by_the_order_stored_here(cat: Catalog) -> None
     await cat.put_claims([(n1, m, 11, 1, 500, True, b"a-withdrawn")])
     assert [r for _, r in await cat.claims_since(rest[-1][0], 100, 10)] == [b"a-withdrawn"]
     assert await cat.claims_since(0, 600, 10) == []
+
+
+async def test_file_sha256_is_kept_once_per_file_key(cat: Catalog) -> None:
+    a, b = digest(b"file a"), digest(b"file b")
+    assert await cat.file_sha256([a, b]) == {}
+    await cat.put_file_sha256(a, b"\x11" * 32, 10, 1000)
+    await cat.put_file_sha256(a, b"\x22" * 32, 10, 2000)  # a file's bytes never change: the first stays
+    assert await cat.file_sha256([a, b]) == {a: b"\x11" * 32}
+    assert await cat.file_sha256([digest(b"%d" % n) for n in range(1200)] + [a]) == {a: b"\x11" * 32}  # batched
+    with pytest.raises(CatalogError):
+        await cat.put_file_sha256(b, b"short", 10, 1000)  # the schema refuses what is no SHA-256
+    assert await cat.file_sha256([b]) == {}

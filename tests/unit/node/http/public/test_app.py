@@ -132,3 +132,92 @@ async def test_cached_catalog_pages_follow_the_catalog(world) -> None:  # type: 
         assert await listed() == 2  # served from the cache
         await catalog.set_state(ms["complete"].id, "retracted", "withdrawn")
         assert await listed() == 1
+
+
+async def _multi_chunk(catalog: Catalog, store: FsChunkStore, state: str = "own") -> tuple[Manifest, bytes]:
+    parts = [bytes([n]) * (1000 + n) for n in range(5)]
+    whole = b"".join(parts)
+    refs = tuple(ChunkRef(ids.digest(p), len(p)) for p in parts)
+    m = Manifest.create(keys.SigningKey.generate(), dataset=ids.digest(b"multi"), version=1, prev=None, seq=1,
+                        log_prev=None, title="multi", licence="CC0-1.0", created=int(time.time()),
+                        files=[FileEntry("multi.bin", len(whole), refs), FileEntry("empty.csv", 0, ())])
+    for p in parts:
+        store.put(ids.digest(p), p)
+    await catalog.put_manifest(ManifestRow.from_manifest(m, m.encode(), received_at=0, state=state, own=True))
+    await catalog.mark_chunks_stored([(r.digest, r.size) for r in refs])
+    return m, whole
+
+
+async def test_a_multi_chunk_file_gets_its_whole_sha256_once_and_the_catalog_keeps_it(  # type: ignore[no-untyped-def]
+        world) -> None:
+    import hashlib
+
+    from rdflib import Graph, Literal, Namespace
+    from rdflib.namespace import XSD
+
+    spdx = Namespace("http://spdx.org/rdf/terms#")
+    catalog, store, _ms = world
+    m, whole = await _multi_chunk(catalog, store)
+    mid = ids.cid_str(m.id)
+    cfg = Config(name="n", public_listen="127.0.0.1:0", public_datasets="own")
+    site = PublicSite(catalog=catalog, chunks=store, config=cfg, peer_id="p")
+    async with TestClient(TestServer(site.app())) as client:
+        doc = await (await client.get(f"/datasets/{mid}", headers={"Accept": "application/json"})).json()
+        files = {f["path"]: f["sha256"] for f in doc["files"]}
+        assert files == {"multi.bin": None, "empty.csv": hashlib.sha256(b"").hexdigest()}  # not computed yet
+        assert await site.sums.run_once() == 2  # multi.bin and the "own" world file
+        assert await site.sums.run_once() == 0  # once
+        doc = await (await client.get(f"/datasets/{mid}", headers={"Accept": "application/json"})).json()
+        assert {f["path"]: f["sha256"] for f in doc["files"]}["multi.bin"] == hashlib.sha256(whole).hexdigest()
+        g = Graph().parse(data=await (await client.get("/catalog.ttl")).read(), format="turtle")
+        values = set(g.objects(None, spdx.checksumValue))
+        assert Literal(hashlib.sha256(whole).hexdigest(), datatype=XSD.hexBinary) in values
+        assert set(g.objects(None, spdx.algorithm)) == {spdx.checksumAlgorithm_sha256}
+        page = await (await client.get(f"/datasets/{mid}")).text()
+        assert hashlib.sha256(whole).hexdigest() in page
+    # a new listener (a restart) reads it back from the catalog instead of hashing again
+    again = PublicSite(catalog=catalog, chunks=store, config=cfg, peer_id="p")
+    await again.versions()
+    key = next(k for k in again.sums.known if again.sums.known[k] == hashlib.sha256(whole).digest())
+    assert await catalog.file_sha256([key]) == {key: hashlib.sha256(whole).digest()}
+    assert await again.sums.run_once() == 0
+
+
+async def test_a_damaged_chunk_gives_no_checksum(world) -> None:  # type: ignore[no-untyped-def]
+    catalog, store, _ms = world
+    m, _whole = await _multi_chunk(catalog, store)
+    victim = next(f for f in m.files if f.path == "multi.bin").chunks[3].digest
+    path = store.path_of(victim)
+    path.chmod(0o644)
+    path.write_bytes(b"y" * 1003)  # the right length, the wrong bytes
+    cfg = Config(name="n", public_listen="127.0.0.1:0", public_datasets="own")
+    site = PublicSite(catalog=catalog, chunks=store, config=cfg, peer_id="p")
+    assert await site.sums.run_once() == 1  # only the world's own one-chunk file
+    v = next(v for v in await site.versions() if v.id == ids.cid_str(m.id))
+    entry = next(f for f in v.files if f.path == "multi.bin")
+    assert site.sums.lookup(entry) is None
+    from communs.node.http.public.checksums import file_key
+
+    assert await catalog.file_sha256([file_key(entry.chunks)]) == {}
+    assert await site.sums.run_once() == 0  # failed recently: not tried again at once
+
+
+async def test_copies_on_the_pages_are_the_catalogs_claim_counts(world) -> None:  # type: ignore[no-untyped-def]
+    from communs.protocol import holding
+
+    catalog, store, ms = world
+    mid = ms["own"].id
+    now = int(time.time())
+    holders = [keys.SigningKey.generate() for _ in range(3)]
+    claims = [holding.HoldingClaim.create(k, manifest=mid, since=now, issued_ms=now * 1000) for k in holders]
+    await catalog.put_claims([(c.node, c.manifest, c.issued, c.since, c.expires, c.withdrawn, c.encode())
+                              for c in claims])
+    await catalog.claim_checked(holders[0].public, mid, now, ok=False)  # refuted: not counted
+    cfg = Config(name="n", public_listen="127.0.0.1:0", public_datasets="own")
+    site = PublicSite(catalog=catalog, chunks=store, config=cfg, peer_id="p")
+    assert (await catalog.claim_counts(now, [mid]))[mid] == 2
+    async with TestClient(TestServer(site.app())) as client:
+        index = await (await client.get("/")).text()
+        assert "<th scope=col>Copies</th>" in index and "<td>2 copies</td>" in index
+        doc = await (await client.get(f"/datasets/{ids.cid_str(mid)}", headers={"Accept": "application/json"})).json()
+        assert doc["copies"] == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -40,12 +41,18 @@ AWKWARD = [
 ]
 
 
+def known_sha256(f: PublicFile) -> str | None:
+    """Checksums as the worker knows them: computed for every file but `dir/a b.csv`."""
+    return None if f.path == "dir/a b.csv" else hashlib.sha256(f.path.encode()).hexdigest()
+
+
 def page_graph(versions: list[PublicVersion], number: int = 1, count: int = 1) -> Graph:
     page = dcat.Page(number=number, count=count, total_items=len(versions),
                      url=lambda n: f"{META.base_url}/catalog.ttl?page={n}")
     return dcat.catalog_graph(META, versions, page, all_ids=frozenset(v.id for v in versions),
                               latest={"bmany": "bversion0029"}, modified=1_700_000_100,
-                              issued=1_700_000_001)
+                              issued=1_700_000_001, checksums=known_sha256,
+                              copies={v.id: v.version % 4 for v in versions}, copies_at=1_700_000_200)
 
 
 @pytest.mark.parametrize("suffix", ["ttl", "jsonld", "rdf"])
@@ -117,3 +124,39 @@ def test_negotiate() -> None:
     assert dcat.negotiate("application/ld+json") == "jsonld"
     assert dcat.negotiate("text/turtle;q=0.5, application/rdf+xml") == "rdf"
     assert dcat.negotiate("application/rdf+xml;q=0, text/turtle;q=0.1") == "ttl"
+
+
+def test_every_distribution_with_a_known_checksum_states_its_sha256_and_no_other() -> None:
+    from rdflib import Literal
+    from rdflib.namespace import XSD
+
+    g = page_graph(AWKWARD)
+    spdx = dcat.SPDX
+    for dist in g.subjects(RDF.type, DCAT.Distribution):
+        path = str(next(g.objects(dist, DCTERMS.title)))
+        sums = list(g.objects(dist, spdx.checksum))
+        if path == "dir/a b.csv":  # not computed (from verified bytes) yet: no checksum at all
+            assert sums == []
+            continue
+        assert len(sums) == 1, path
+        assert next(g.objects(sums[0], spdx.algorithm)) == spdx.checksumAlgorithm_sha256
+        assert next(g.objects(sums[0], spdx.checksumValue)) == Literal(
+            hashlib.sha256(path.encode()).hexdigest(), datatype=XSD.hexBinary)
+    plain = dcat.catalog_graph(META, AWKWARD[:1], dcat.Page(1, 1, 1, url=lambda n: f"{META.base_url}/c?page={n}"))
+    assert not list(plain.objects(None, spdx.checksum))  # no checksums given: none stated
+
+
+def test_copies_are_a_dqv_measurement_of_each_dataset() -> None:
+    from rdflib import Literal
+    from rdflib.namespace import XSD
+
+    g = page_graph(AWKWARD[:6])
+    metric = URIRef(f"{META.base_url}/#metric-copies")
+    assert (metric, RDF.type, dcat.DQV.Metric) in g
+    for v in AWKWARD[:6]:
+        ds = dcat.dataset_iri(META, v.id)
+        (m,) = list(g.objects(ds, dcat.DQV.hasQualityMeasurement))
+        assert (m, dcat.DQV.isMeasurementOf, metric) in g
+        assert (m, dcat.DQV.value, Literal(v.version % 4, datatype=XSD.nonNegativeInteger)) in g
+    unknown = dcat.catalog_graph(META, AWKWARD[:1], dcat.Page(1, 1, 1, url=lambda n: f"{META.base_url}/c?page={n}"))
+    assert not list(unknown.objects(None, dcat.DQV.hasQualityMeasurement))

@@ -57,3 +57,18 @@ def test_sizes_in_words() -> None:
     assert pages.size_words(999) == "999 bytes"
     assert pages.size_words(1_500_000) == "1.5 MB"
     assert pages.size_words(2 * 10**12) == "2.0 TB"
+
+
+def test_copies_and_checksums_are_shown() -> None:
+    text = pages.index(title="t", description="d", publisher="p", versions=[version("A")], query="", page=1,
+                       pages=1, counts={}, copies={"bversionaaaa": 3})
+    assert "<th scope=col>Copies</th>" in text and "<td>3 copies</td>" in text and "holding claims" in text
+    none = pages.index(title="t", description="d", publisher="p", versions=[version("A")], query="", page=1,
+                       pages=1, counts={})
+    assert "<td>none known</td>" in none
+    one = pages.dataset(version("A"), site_title="s", publisher="p", versions=[version("A")], base_url="https://x",
+                        copies={"bversionaaaa": 1}, checksums=lambda f: "ab" * 32)
+    assert "1 copy in the federation" in one and "<code>" + "ab" * 32 + "</code>" in one
+    unknown = pages.dataset(version("A"), site_title="s", publisher="p", versions=[version("A")],
+                            base_url="https://x", checksums=lambda f: None)
+    assert "not computed yet" in unknown and "none known in the federation" in unknown
