@@ -107,6 +107,11 @@ def _licence(g: Graph, dist: URIRef, expression: str) -> None:
     doc: URIRef | BNode = URIRef(choice.iri) if choice.iri else BNode()
     g.add((dist, DCTERMS.license, doc))
     g.add((doc, RDF.type, DCTERMS.LicenseDocument))
+    for kind in licences.licence_types(choice):
+        g.add((doc, DCTERMS.type, URIRef(kind)))
+        g.add((URIRef(kind), RDF.type, SKOS.Concept))
+        label = licences.LICENCE_TYPE_LABELS[kind.removeprefix(licences.ADMS_LICENCE_TYPE)]
+        g.add((URIRef(kind), SKOS.prefLabel, Literal(label, lang="en")))
     if choice.iri is None:
         g.add((doc, DCTERMS.title, Literal(choice.title)))
         g.add((doc, RDFS.label, Literal(choice.title)))
@@ -139,6 +144,7 @@ def _distribution(g: Graph, meta: CatalogMeta, v: PublicVersion, n: int, f: Publ
         g.add((URIRef(fmt), RDF.type, DCTERMS.MediaTypeOrExtent))
     g.add((dist, DCTERMS.description, Literal(f"The file {f.path} of {v.title or v.id}, version {v.version}.")))
     g.add((dist, DCTERMS.issued, _when(v.created)))
+    g.add((dist, DCTERMS.modified, _when(v.created)))  # a version's files never change after it is signed
     _licence(g, dist, v.licence)
     if sha256 is not None:
         checksum = BNode()

@@ -33,6 +33,7 @@ FORMATS: dict[str, str] = {
     "jpeg": "JPEG",
     "tif": "TIFF",
     "tiff": "TIFF",
+    "bin": "BIN",
 }
 
 

@@ -31,6 +31,9 @@ SPDX_BASE = "https://spdx.org/licenses/"
 
 # SPDX id -> code in the EU Publications Office licence authority table (IRI = EU_AUTHORITY + code).
 # `-or-later` ids map to the named version: a reuser may always use that version's terms.
+# Only codes seen in published copies of the authority table are listed (test_licences.py says where):
+# `etalab-2.0` is not, as no `ETALAB_2_0` (or other Etalab code) could be confirmed offline, so it
+# points to its SPDX page, a URL that certainly exists, rather than to an IRI that might not.
 EU_LICENCES: dict[str, str] = {
     "CC0-1.0": "CC0",
     "CC-BY-4.0": "CC_BY_4_0",
@@ -45,8 +48,35 @@ EU_LICENCES: dict[str, str] = {
     "OGL-UK-3.0": "OGL_3_0",
     "GFDL-1.3-only": "GNU_FDL_1_3",
     "GFDL-1.3-or-later": "GNU_FDL_1_3",
-    "etalab-2.0": "ETALAB_2_0",
     "EUPL-1.2": "EUPL_1_2",
+}
+
+# SPDX id -> its kinds in the ADMS licence-type vocabulary (`dct:type` of the licence document; IRI =
+# ADMS_LICENCE_TYPE + kind), facts about each licence's terms. The kinds used were confirmed offline in
+# published lists of the vocabulary (test_licences.py). Ids not listed get no type (not guessed).
+ADMS_LICENCE_TYPE = "http://purl.org/adms/licencetype/"
+_BY, _SA, _NC, _ND, _PD = "Attribution", "ViralEffect-ShareAlike", "NonCommercialUseOnly", "NoDerivativeWork", \
+    "PublicDomain"
+LICENCE_TYPE_LABELS = {_BY: "Attribution", _SA: "Viral effect (share-alike)", _NC: "Non-commercial use only",
+                       _ND: "No derivative work", _PD: "Public domain"}  # skos:prefLabel (the shapes want one)
+LICENCE_TYPES: dict[str, tuple[str, ...]] = {
+    "CC0-1.0": (_PD,),
+    "PDDL-1.0": (_PD,),
+    "CC-BY-4.0": (_BY,),
+    "CC-BY-SA-4.0": (_BY, _SA),
+    "CC-BY-NC-4.0": (_BY, _NC),
+    "CC-BY-ND-4.0": (_BY, _ND),
+    "CC-BY-NC-SA-4.0": (_BY, _NC, _SA),
+    "CC-BY-NC-ND-4.0": (_BY, _NC, _ND),
+    "ODbL-1.0": (_BY, _SA),
+    "ODC-By-1.0": (_BY,),
+    "OGL-UK-3.0": (_BY,),
+    "GFDL-1.3-only": (_BY, _SA),
+    "GFDL-1.3-or-later": (_BY, _SA),
+    "etalab-2.0": (_BY,),
+    "EUPL-1.2": (_BY, _SA),
+    "MIT": (_BY,),
+    "Apache-2.0": (_BY,),
 }
 
 # Names in words for the human catalog page, for the ids people meet most; others show their SPDX id.
@@ -81,6 +111,19 @@ def licence_iri(spdx_id: str) -> str | None:
 
 def words(spdx_id: str) -> str:
     return WORDS.get(spdx_id, spdx_id)
+
+
+def licence_types(choice: LicenceChoice) -> tuple[str, ...]:
+    """The ADMS licence-type IRIs of the licence `choice` states: the chosen id's kinds; for a titled
+    licence that needs several ids at once (AND), every kind any of them has (all their terms apply).
+    Empty when a licence involved has no known kind (a `LicenseRef-`, an id not in LICENCE_TYPES)."""
+    ids = choice.needs if choice.iri is None else tuple(i for i in choice.ids if licence_iri(i) == choice.iri)[:1]
+    if not ids or any(i not in LICENCE_TYPES for i in ids) or (choice.iri is None and len(ids) < len(choice.ids)):
+        return ()
+    out: list[str] = []
+    for i in ids:
+        out.extend(ADMS_LICENCE_TYPE + k for k in LICENCE_TYPES[i] if ADMS_LICENCE_TYPE + k not in out)
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -157,4 +200,5 @@ def choose(expression: str) -> LicenceChoice:
     return LicenceChoice(text, iri, text, needs, rights, ids)
 
 
-__all__ = ["EU_AUTHORITY", "EU_LICENCES", "SPDX_BASE", "WORDS", "LicenceChoice", "choose", "licence_iri", "words"]
+__all__ = ["ADMS_LICENCE_TYPE", "EU_AUTHORITY", "EU_LICENCES", "LICENCE_TYPES", "LICENCE_TYPE_LABELS", "SPDX_BASE",
+           "WORDS", "LicenceChoice", "choose", "licence_iri", "licence_types", "words"]

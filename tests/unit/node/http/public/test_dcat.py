@@ -160,3 +160,15 @@ def test_copies_are_a_dqv_measurement_of_each_dataset() -> None:
         assert (m, dcat.DQV.value, Literal(v.version % 4, datatype=XSD.nonNegativeInteger)) in g
     unknown = dcat.catalog_graph(META, AWKWARD[:1], dcat.Page(1, 1, 1, url=lambda n: f"{META.base_url}/c?page={n}"))
     assert not list(unknown.objects(None, dcat.DQV.hasQualityMeasurement))
+
+
+def test_licence_documents_carry_their_adms_type_and_distributions_their_dates() -> None:
+    from rdflib.namespace import SKOS
+
+    g = page_graph([AWKWARD[5]])  # CC-BY-4.0
+    doc = URIRef("http://publications.europa.eu/resource/authority/licence/CC_BY_4_0")
+    kind = URIRef("http://purl.org/adms/licencetype/Attribution")
+    assert (doc, DCTERMS.type, kind) in g and (kind, RDF.type, SKOS.Concept) in g
+    assert list(g.objects(kind, SKOS.prefLabel))
+    dist = next(g.subjects(RDF.type, DCAT.Distribution))
+    assert next(g.objects(dist, DCTERMS.modified)) == next(g.objects(dist, DCTERMS.issued))
