@@ -76,6 +76,9 @@ class Config:
     public_publisher_name: str = ""
     public_homepage: str = ""
     public_contact: str = ""  # an email address
+    public_publisher_type: str = ""  # an ADMS publisher type (node/http/public/vocab.py), or none
+    public_licence: str = ""  # the SPDX licence of the catalog's own metadata, or none
+    public_language: str = ""  # the EU language code of the catalog's descriptions (FRA, ENG...), or none
     public_page_size: int = 50
     public_downloads_per_ip: int = 4
     public_requests_per_minute: int = 600
@@ -183,6 +186,18 @@ class Config:
             raise ConfigError("public.downloads_per_ip and public.requests_per_minute must be at least 1")
         if not 1 <= self.public_slow_client_s <= 3600:
             raise ConfigError("public.slow_client_s must be from 1 to 3600 seconds")
+        from communs.governance.licences import LicenceError, check_expression
+        from communs.node.http.public import vocab
+
+        problem = vocab.publisher_type_problem(self.public_publisher_type) or \
+            vocab.language_problem(self.public_language)
+        if problem:
+            raise ConfigError(problem)
+        if self.public_licence:
+            try:
+                check_expression(self.public_licence)
+            except LicenceError as exc:
+                raise ConfigError(f"public.licence: {exc}") from None
 
 
 def check_name(name: str) -> None:
@@ -260,7 +275,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, type | tuple[type, ...]]]] = {
 }
 _SCHEMA["publish"] = {"allowed_paths": ("publish_allowed_paths", list)}
 _SCHEMA["public"] = {k: (f"public_{k}", str) for k in ("listen", "base_url", "datasets", "title", "description",
-                                                        "publisher_name", "homepage", "contact")}
+                                                        "publisher_name", "homepage", "contact", "publisher_type",
+                                                        "licence", "language")}
 _SCHEMA["public"].update({"page_size": ("public_page_size", int), "downloads_per_ip": ("public_downloads_per_ip", int),
                           "requests_per_minute": ("public_requests_per_minute", int),
                           "slow_client_s": ("public_slow_client_s", (int, float))})

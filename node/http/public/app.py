@@ -185,7 +185,8 @@ class PublicSite:
             base_url=self.base_url(request), title=cfg.public_title or f"{name}: open data",
             description=cfg.public_description or f"Datasets published by {name} through a Communs node.",
             publisher_name=name, homepage=cfg.public_homepage, contact_email=cfg.public_contact,
-            own_peer_id=self.peer_id)
+            own_peer_id=self.peer_id, publisher_type=cfg.public_publisher_type, licence=cfg.public_licence,
+            language=cfg.public_language)
 
     def publisher_name(self, v: PublicVersion) -> str:
         return self.config.public_publisher_name or self.config.name if v.publisher == self.peer_id \

@@ -2,8 +2,10 @@
 
 What each resource carries, and why (the shapes are ../shared/dcat-ap/dcat-ap-3.0.1-SHACL.ttl):
 
-- `dcat:Catalog` `<base>/catalog`: title, description, publisher (a `foaf:Agent` from `[public]`), homepage,
-  modified (the newest version listed anywhere in the catalog), its datasets of this page.
+- `dcat:Catalog` `<base>/catalog`: title, description, publisher (a `foaf:Agent` from `[public]`, with its
+  ADMS `dct:type` when `publisher_type` is set), homepage, issued/modified (the oldest/newest version listed
+  anywhere in the catalog), the licence of its metadata and its language when the operator set them
+  (`[public] licence`, `language`), its datasets of this page.
 - One `dcat:Dataset` per dataset *version*, IRI `<base>/datasets/<manifest id>`: the manifest id is
   immutable, so a harvester never sees a record change under the same IRI. `dct:identifier` is the CID,
   `dcat:version` the version number, `dcat:previousVersion` the version before (when public here),
@@ -11,7 +13,8 @@ What each resource carries, and why (the shapes are ../shared/dcat-ap/dcat-ap-3.
   one becomes a sentence saying so: the profile requires one), keywords, publisher, issued = modified =
   the manifest's creation time, contact point, landing page (the human page).
 - One `dcat:Distribution` per file, IRI `<base>/datasets/<id>#file-<n>`: access and download URL on the
-  gateway, byte size, IANA media type, licence (licences.py decides the one `dct:license`), the full SPDX
+  gateway, byte size, IANA media type, licence (licences.py decides the one `dct:license`, typed with the
+  ADMS licence types of its terms where known), issued = modified = the version's time, the full SPDX
   expression as `dct:rights` when it is more than one id, and an `spdx:checksum` (SHA-256 of the whole
   file, `spdx:checksumAlgorithm_sha256`) once the node has computed it from the stored bytes, verified
   chunk by chunk (checksums.py; DCAT-AP allows one checksum, and SHA-256 is what `sha256sum` and
@@ -37,7 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from communs.node.http.public import filetypes, licences
+from communs.node.http.public import filetypes, licences, vocab
 from communs.node.http.public.files import PublicFile, PublicVersion, content_type
 from rdflib import BNode, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import DCTERMS, FOAF, PROV, RDF, RDFS, SKOS, XSD
@@ -63,6 +66,9 @@ class CatalogMeta:
     homepage: str = ""
     contact_email: str = ""
     own_peer_id: str = ""  # versions published by this node get `publisher_name` as their publisher
+    publisher_type: str = ""  # an ADMS publisher type kind (vocab.py), or none
+    licence: str = ""  # the SPDX licence of the catalog's own metadata, or none
+    language: str = ""  # the EU language code of the catalog's descriptions, or none
 
 
 @dataclass(frozen=True)
@@ -99,10 +105,16 @@ def _agent(g: Graph, meta: CatalogMeta, peer_id: str) -> URIRef:
         home = URIRef(meta.homepage)
         g.add((agent, FOAF.homepage, home))
         g.add((home, RDF.type, FOAF.Document))
+    if agent.endswith("#publisher") and meta.publisher_type in vocab.PUBLISHER_TYPES:
+        kind = URIRef(vocab.ADMS_PUBLISHER_TYPE + meta.publisher_type)
+        g.add((agent, DCTERMS.type, kind))
+        g.add((kind, RDF.type, SKOS.Concept))
+        g.add((kind, SKOS.prefLabel, Literal(vocab.PUBLISHER_TYPES[meta.publisher_type], lang="en")))
     return agent
 
 
 def _licence(g: Graph, dist: URIRef, expression: str) -> None:
+    """`dct:license` (and `dct:rights` for an expression) of a distribution, or of the catalog itself."""
     choice = licences.choose(expression)
     doc: URIRef | BNode = URIRef(choice.iri) if choice.iri else BNode()
     g.add((dist, DCTERMS.license, doc))
@@ -243,6 +255,12 @@ def catalog_graph(meta: CatalogMeta, versions: Sequence[PublicVersion], page: Pa
         g.add((cat, DCTERMS.modified, _when(modified)))
     if issued is not None:
         g.add((cat, DCTERMS.issued, _when(issued)))
+    if meta.licence:
+        _licence(g, cat, meta.licence)
+    if meta.language:
+        language = URIRef(vocab.EU_LANGUAGE + meta.language)
+        g.add((cat, DCTERMS.language, language))
+        g.add((language, RDF.type, DCTERMS.LinguisticSystem))
     latest = latest or {}
     for v in versions:
         prev = v.prev if v.prev and v.prev in all_ids else None

@@ -18,7 +18,8 @@ SHAPES = Path(__file__).resolve().parents[5].parent / "shared" / "dcat-ap"
 META = dcat.CatalogMeta(base_url="https://data.example.org", title="Coopérative des données",
                         description="Jeux de données ouverts", publisher_name="Coop Énergie",
                         homepage="https://coop.example.org/", contact_email="data@coop.example.org",
-                        own_peer_id="12D3KooWown")
+                        own_peer_id="12D3KooWown", publisher_type="NonProfitOrganisation", licence="CC0-1.0",
+                        language="FRA")
 D = b"\x01" * 32
 
 
@@ -172,3 +173,17 @@ def test_licence_documents_carry_their_adms_type_and_distributions_their_dates()
     assert list(g.objects(kind, SKOS.prefLabel))
     dist = next(g.subjects(RDF.type, DCAT.Distribution))
     assert next(g.objects(dist, DCTERMS.modified)) == next(g.objects(dist, DCTERMS.issued))
+
+
+def test_catalog_licence_language_and_publisher_type_when_configured() -> None:
+    g = page_graph(AWKWARD[:1])
+    cat = URIRef(f"{META.base_url}/catalog")
+    assert (cat, DCTERMS.license, URIRef("http://publications.europa.eu/resource/authority/licence/CC0")) in g
+    language = URIRef("http://publications.europa.eu/resource/authority/language/FRA")
+    assert (cat, DCTERMS.language, language) in g and (language, RDF.type, DCTERMS.LinguisticSystem) in g
+    publisher = next(g.objects(cat, DCTERMS.publisher))
+    assert (publisher, DCTERMS.type, URIRef("http://purl.org/adms/publishertype/NonProfitOrganisation")) in g
+    bare = dcat.CatalogMeta(base_url="https://x.org", title="t", description="d", publisher_name="p")
+    plain = dcat.catalog_graph(bare, AWKWARD[:1], dcat.Page(1, 1, 1, url=lambda n: f"https://x.org/c?page={n}"))
+    assert not list(plain.objects(URIRef("https://x.org/catalog"), DCTERMS.language))
+    assert not list(plain.objects(URIRef("https://x.org/catalog"), DCTERMS.license))
