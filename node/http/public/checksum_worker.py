@@ -116,6 +116,8 @@ class ChecksumWorker:
                 await self.run_once()
             except StorageError as exc:  # the catalog itself: try again on the next round
                 log.warning("public checksums: %s", exc)
+            except Exception:  # a bug must not end the worker for the node's lifetime: logged, next round
+                log.exception("public checksums: a round failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval_s)
 
