@@ -249,7 +249,8 @@ _ERRORS = {
     "Unauthorized": "missing or wrong bearer token (every route but /healthz needs it)",
     "Forbidden": "the signed record is badly signed or its signer is not a member",
     "NotFound": "no such thing is known here",
-    "Conflict": "the record conflicts with the governance log (closed, replayed, roster changed)",
+    "Conflict": "the record conflicts with the governance log (closed, replayed, roster changed, or a ballot "
+                "that votes the same way as the member's ballot in force: it would change nothing)",
     "Ambiguous": "the id prefix matches more than one dataset or manifest here; the error names them",
     "TooLarge": "the request body is larger than admin.max_request_bytes (default 1 MiB)",
     "NotJson": "the request body must be JSON (Content-Type: application/json)",
