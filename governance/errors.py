@@ -21,3 +21,7 @@ class PolicyError(GovernanceError):
 
 class RejectedError(GovernanceError):
     """A well-formed, well-signed proposal or ballot is refused by the rules (non-member, closed...)."""
+
+
+class UnchangedVote(RejectedError):
+    """A member's new ballot says what their ballot in force already says: recording it would change nothing."""

@@ -36,7 +36,7 @@ from communs.protocol.errors import DecodeError, RecordError
 from .errors import GovernanceError, RejectedError
 from .records import Ballot, Genesis, Member, Proposal, Roster
 from .rotation import Rotation
-from .tally import GovernanceState, Tally, enact, tally, validate_ballot, validate_proposal
+from .tally import GovernanceState, Tally, check_changes_vote, enact, tally, validate_ballot, validate_proposal
 
 LOG_DOMAIN = "govlog/1"
 ENTRY_KINDS = ("genesis", "proposal", "ballot", "tally", "enactment", "rotation")
@@ -398,6 +398,8 @@ class Ledger:
             if status.tally is not None:
                 raise RejectedError(f"proposal {status.proposal.cid} is closed")
             validate_ballot(ballot, status.proposal, status.roster, now, status.ballots)
+            if not replay:  # logs recorded before this rule may hold repeats; they replay as they were
+                check_changes_vote(ballot, status.ballots)
             status.ballots.append(ballot)
         elif entry.kind == "tally":
             status = self._status_of(entry.body)

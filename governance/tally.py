@@ -30,7 +30,7 @@ from typing import Any, Literal
 from communs.protocol import encoding, ids, keys
 from communs.protocol.errors import DecodeError
 
-from .errors import PolicyError, RejectedError
+from .errors import PolicyError, RejectedError, UnchangedVote
 from .kinds import KINDS
 from .policy import DEFAULT_POLICY, Policy
 from .records import Ballot, Proposal, Roster
@@ -227,6 +227,24 @@ def validate_ballot(
 
 def _order(ballot: Ballot) -> tuple[int, bytes]:
     return ballot.ts, ballot.id
+
+
+def ballot_in_force(member: bytes, proposal: bytes, ballots: Iterable[Ballot]) -> Ballot | None:
+    """`member`'s ballot that counts on `proposal` among `ballots` (their latest), None when they have not voted."""
+    own = [b for b in ballots if b.member == member and b.proposal == proposal]
+    return max(own, key=_order) if own else None
+
+
+def check_changes_vote(ballot: Ballot, ballots: Iterable[Ballot]) -> None:
+    """Raise UnchangedVote when `ballot` says what its member's ballot in force on the same proposal already
+    says: a member may change their vote until the close, but voting the same way again would change
+    nothing and only list a second ballot beside the first. Checked on new submissions only: logs recorded
+    before this rule keep such repeats, and replaying them stays valid."""
+    last = ballot_in_force(ballot.member, ballot.proposal, ballots)
+    if last is not None and last.choice == ballot.choice and last.id != ballot.id:
+        raise UnchangedVote(f"{_who(ballot.member)} already voted {ballot.choice} on proposal "
+                            f"{ids.cid_str(ballot.proposal)}, so a second {ballot.choice} would change nothing "
+                            "and is not recorded")
 
 
 def tally(proposal: Proposal, roster: Roster, ballots: Iterable[Ballot], now: int) -> Tally:

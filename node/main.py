@@ -17,6 +17,7 @@ from communs.node.services.copies import CopiesService
 from communs.node.services.datasets import DatasetsService
 from communs.node.services.gov_submit import Submissions
 from communs.node.services.governance import GovernanceService
+from communs.node.services.prune import PruneService
 from communs.node.services.replication import ReplicationService
 from communs.node.services.retraction import RetractionService
 from communs.node.services.storage import StorageService
@@ -44,6 +45,7 @@ class Services:
     exchange: ExchangeService    # gossip announcements, stream protocols, catalog sync
     replication: ReplicationService  # fetch what the policy wants
     copies: CopiesService  # holding claims, proof of holding, min_copies
+    prune: PruneService  # the operator releases older versions of own datasets (no lifecycle of its own)
 
     def in_start_order(self) -> list[Service]:
         return [self.storage, self.governance, self.datasets, self.retractions, self.exchange, self.replication,
@@ -78,4 +80,5 @@ def build_services(node: Node) -> Services:
     replication = ReplicationService(node, storage, datasets, exchange)
     exchange.on_new_source.append(replication.poke)
     copies = CopiesService(node, storage, governance, datasets, replication)
-    return Services(storage, governance, datasets, retractions, exchange, replication, copies)
+    prune = PruneService(storage, datasets, node.key)
+    return Services(storage, governance, datasets, retractions, exchange, replication, copies, prune)

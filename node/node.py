@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from communs.node.services.copies import CopiesService
     from communs.node.services.datasets import DatasetsService
     from communs.node.services.governance import GovernanceService
+    from communs.node.services.prune import PruneService
     from communs.node.services.replication import ReplicationService
     from communs.node.services.retraction import RetractionService
     from communs.node.services.storage import StorageService
@@ -107,6 +108,10 @@ class Node:
     @property
     def retractions(self) -> RetractionService:
         return self.services.retractions
+
+    @property
+    def prune(self) -> PruneService:
+        return self.services.prune
 
     @property
     def copies(self) -> CopiesService:

@@ -154,6 +154,7 @@ def proposal(args: argparse.Namespace) -> None:
 def vote(args: argparse.Namespace, key: Any) -> None:
     from communs.governance.light import check_proposal_answer, check_receipt_answer, policy_from
     from communs.governance.records import Ballot
+    from communs.governance.tally import ballot_in_force
 
     pid = _parse_id(args.proposal)
     if args.out:
@@ -172,6 +173,10 @@ def vote(args: argparse.Namespace, key: Any) -> None:
         current = policy_from(await client.policy()) if cp.proposal.kind == "policy" else None
         if not args.json:
             print(_what_is_voted(cp, current), flush=True)
+        last = ballot_in_force(key.public, pid, cp.ballots)
+        if last is not None and last.choice == args.choice:  # the node would refuse it: nothing to change
+            return {"proposal": cp.proposal.cid, "choice": args.choice, "unchanged": True,
+                    "tally": _raw_tally_json(cp.tally.to_dict())}
         mine = [b.ts for b in cp.ballots if b.member == key.public]
         ts = max(cp.now, max(mine, default=-1) + 1)
         ballot = Ballot.create(key, proposal=pid, choice=args.choice, ts=ts)
@@ -180,6 +185,12 @@ def vote(args: argparse.Namespace, key: Any) -> None:
         return {"ballot": ballot.cid, "receipt": receipt.to_json(), "tally": _raw_tally_json(got["tally"])}
 
     doc = _run(args.node, work)
+    if doc.get("unchanged"):
+        emit(args, doc, lambda d: f"you already voted {d['choice']} on {d['proposal']}; nothing changed\n"
+                                  f"  tally so far: {d['tally']['yes']} yes, {d['tally']['no']} no, "
+                                  f"{d['tally']['abstain']} abstain of {d['tally']['members']} "
+                                  f"({d['tally']['outcome']})")
+        return
     if args.receipt:
         _write_json(Path(args.receipt), doc["receipt"])
 

@@ -1,10 +1,11 @@
-"""Admin routes for a dataset's lifecycle: its retraction."""
+"""Admin routes for a dataset's lifecycle: its retraction, pruning its older versions here, cancelling a publish."""
 
 from __future__ import annotations
 
 from aiohttp import web
 from communs.node.http.app import ApiError, json_response, node_of, read_json
-from communs.node.http.datasets import parse_id
+from communs.node.http.datasets import parse_id, resolve_id
+from communs.node.services.retention import PruneRefused
 from communs.node.services.retraction import RetractError
 from communs.protocol import ids, keys
 
@@ -31,6 +32,28 @@ async def retract(request: web.Request) -> web.Response:
                          status=201 if applied.retracted else 200)
 
 
+async def prune(request: web.Request) -> web.Response:
+    """POST /api/v1/datasets/{id}/prune `{"keep"?: N}`: release here the versions of a dataset published here
+    older than its latest N (default: the policy's keep_versions). 200 with what was released and kept."""
+    node = node_of(request)
+    body = await read_json(request)  # first: an oversized body is refused (413) whatever the id names
+    unknown = set(body) - {"keep"}
+    if unknown:
+        raise ApiError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    keep = body.get("keep")
+    if keep is not None and (type(keep) is not int or keep < 1):
+        raise ApiError(400, "'keep' must be a whole number of at least 1")
+    target = await resolve_id(request, request.match_info["id"], "dataset")
+    try:
+        done = await node.prune.prune(target.dataset, keep)
+    except PruneRefused as exc:
+        raise ApiError(exc.status, str(exc)) from None
+    p = done.pruning
+    return json_response({"dataset": ids.cid_str(done.dataset), "keep": p.keep,
+                          "released": [ids.cid_str(m) for m in p.release],
+                          "kept": [ids.cid_str(m) for m in p.kept], "store_bytes": done.store_bytes})
+
+
 async def cancel_publish(request: web.Request) -> web.Response:
     """DELETE /api/v1/publishing/{job}: stop a running publish and keep nothing of it. 200 `{"job", "state":
     "cancelled"}` once it stopped (or had already failed); 409 when its manifest was recorded first."""
@@ -51,4 +74,5 @@ async def cancel_publish(request: web.Request) -> web.Response:
 
 def register(app: web.Application) -> None:
     app.router.add_post("/api/v1/datasets/{id}/retraction", retract)
+    app.router.add_post("/api/v1/datasets/{id}/prune", prune)
     app.router.add_delete("/api/v1/publishing/{job}", cancel_publish)

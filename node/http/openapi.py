@@ -209,6 +209,12 @@ def _schemas() -> dict[str, Any]:
         "RetractRequest": _obj({}, {"reason": {"type": "string", "maxLength": 200, "pattern": _LINE}}, closed=True),
         "Retracted": _obj({"id": _CID, "dataset": _CID, "publisher": {"type": "string"},
                            "reason": {"type": "string"}, "created": _INT, "versions": _NN_INT}),
+        "PruneRequest": _obj({}, {"keep": {"type": "integer", "minimum": 1, "description": "how many of the latest "
+                                           "versions to keep (default: the policy's keep_versions)"}}, closed=True),
+        "Pruned": _obj({"dataset": _CID, "keep": {"type": "integer", "minimum": 1},
+                        "released": {"type": "array", "items": _CID, "description": "the versions released now"},
+                        "kept": {"type": "array", "items": _CID, "description": "the latest versions, newest first"},
+                        "store_bytes": _NN_INT}),
         "PublishJob": job,
         "Replication": _obj({"active": {"type": "array", "items": active},
                              "waiting": {"type": "array", "items": waiting}}),
@@ -249,7 +255,8 @@ _ERRORS = {
     "Unauthorized": "missing or wrong bearer token (every route but /healthz needs it)",
     "Forbidden": "the signed record is badly signed or its signer is not a member",
     "NotFound": "no such thing is known here",
-    "Conflict": "the record conflicts with the governance log (closed, replayed, roster changed)",
+    "Conflict": "the record conflicts with the governance log (closed, replayed, roster changed, or a ballot "
+                "that votes the same way as the member's ballot in force: it would change nothing)",
     "Ambiguous": "the id prefix matches more than one dataset or manifest here; the error names them",
     "TooLarge": "the request body is larger than admin.max_request_bytes (default 1 MiB)",
     "NotJson": "the request body must be JSON (Content-Type: application/json)",
@@ -355,6 +362,15 @@ def _paths() -> dict[str, Any]:
             status="201", body="RetractRequest", tag="datasets",
             params=[_path_param("id", "the dataset id, or the manifest id of one of its versions", cid)]),
             _json(_ref("Retracted"), "it was already retracted: nothing changed"))},
+        "/api/v1/datasets/{id}/prune": {"post": _op(
+            "release here the older versions of a dataset published here, keeping its latest N (the publisher's "
+            "node keeps every version until its operator asks; replicas follow keep_versions by themselves): "
+            "they become `not-wanted` with the reason and their chunks not used by a kept version are released. "
+            "Nothing travels: other nodes keep or release those versions under their own policy",
+            _json(_ref("Pruned"), "what was released (nothing when it was already done) and kept"), "BadRequest",
+            "Forbidden", "NotFound", "Conflict", body="PruneRequest", tag="datasets", params=mid,
+            description="403 for another publisher's dataset; 409 when `keep` is missing and the policy in "
+                        "force has no keep_versions, for a retracted dataset, or an ambiguous prefix")},
         "/api/v1/datasets/{id}/holders": {"get": _op(
             "the nodes that hold this version complete, from signed holding claims, with the last successful "
             "proof-of-holding challenge", _json(_ref("Holders"), "the holders"), "BadRequest", "NotFound",

@@ -395,7 +395,7 @@ def test_request_body_limit_default(node: SimpleNamespace) -> None:
     n: NodeProc = node.proc
     limit = 1 << 20
     posts = [(m, p) for m, p in OPERATIONS if "requestBody" in SPEC["paths"][p][m.lower()]]
-    assert len(posts) == 7  # datasets, peers, proposals, ballots, governance records, retraction, limits
+    assert len(posts) == 8  # datasets, peers, proposals, ballots, governance records, retraction, prune, limits
     for method, path in posts:
         url = n.info["admin_url"] + _fill(path, node.proposal)
         for chunked in (False, True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from communs.governance.errors import RejectedError
+from communs.governance.errors import RejectedError, UnchangedVote
 from communs.governance.ledger import (
     EXPORT_MAGIC,
     AuditError,
@@ -184,6 +184,28 @@ def test_bad_submissions_change_nothing() -> None:
             r"msgpack|canonical|trailing")
     rejects(ledger, lambda: ledger.submit_ballot(ballot(A, p, "yes", 110), 130), RejectedError,
             "already recorded")
+
+
+def test_voting_the_same_way_again_is_refused_and_changing_is_not() -> None:
+    ledger, p = fresh()  # Ana voted yes at 110
+    rejects(ledger, lambda: ledger.submit_ballot(ballot(A, p, "yes", 120), 120), UnchangedVote,
+            "already voted yes on proposal .* would change nothing")
+    ledger.submit_ballot(ballot(A, p, "no", 130), 130)  # a change of mind is recorded and counts
+    assert ledger.proposal(p.id).current(130).no == 1 and [e.kind for e in ledger.drain()] == ["ballot"]
+    rejects(ledger, lambda: ledger.submit_ballot(ballot(A, p, "no", 140), 140), UnchangedVote, "already voted no")
+    ledger.submit_ballot(ballot(A, p, "yes", 150), 150)  # and back again: a change from the ballot in force
+    assert [e.kind for e in ledger.drain()] == ["ballot"]
+    assert (ledger.proposal(p.id).current(150).yes, len(ledger.proposal(p.id).ballots)) == (1, 3)
+
+
+def test_a_log_recorded_with_a_repeated_ballot_still_loads_and_audits() -> None:
+    """Logs written before repeats were refused hold them: replaying them must stay valid."""
+    ledger, p = fresh()
+    stored = [e.encode() for e in ledger.entries]
+    repeat = append(Entry.decode(stored[-1]), "ballot", ballot(A, p, "yes", 120), 120, NODE)
+    loaded = Ledger.load([*stored, repeat.encode()], node_key=NODE)
+    assert len(loaded.proposal(p.id).ballots) == 2 and loaded.proposal(p.id).current(120).yes == 1
+    assert audit([*stored, repeat.encode()]).ok
 
 
 def test_ballot_after_close_is_refused_and_close_is_recorded() -> None:

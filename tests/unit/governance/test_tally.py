@@ -6,12 +6,14 @@ import random
 from typing import Any
 
 import pytest
-from communs.governance.errors import RejectedError
+from communs.governance.errors import RejectedError, UnchangedVote
 from communs.governance.policy import DEFAULT_POLICY, Policy
 from communs.governance.records import Ballot, Proposal, Roster
 from communs.governance.tally import (
     MAX_CLOCK_SKEW,
     GovernanceState,
+    ballot_in_force,
+    check_changes_vote,
     decided,
     enact,
     passes,
@@ -147,6 +149,25 @@ def test_changing_a_ballot() -> None:
     t = tally(p, THREE, [second, first], 1300)
     assert (t.yes, t.no) == (1, 0)
     assert t.counted == (second.id,)
+
+
+def test_check_changes_vote_refuses_only_the_same_choice_as_the_ballot_in_force() -> None:
+    p, other = make(), make(nonce=1)
+    first = vote(B, p, "no", ts=1100)
+    changed = vote(B, p, "yes", ts=1200)
+    check_changes_vote(first, [])  # a first ballot
+    check_changes_vote(changed, [first])  # a change of mind
+    check_changes_vote(first, [first])  # the same record again is validate_ballot's to refuse ("recorded")
+    check_changes_vote(vote(B, p, "no", ts=1300), [first, changed])  # back to no: yes is in force
+    check_changes_vote(vote(B, other, "no", ts=1300), [first])  # another proposal
+    check_changes_vote(vote(C, p, "no", ts=1300), [first])  # another member
+    with pytest.raises(UnchangedVote, match=f"already voted no on proposal {p.cid}.*change nothing"):
+        check_changes_vote(vote(B, p, "no", ts=1300), [first])
+    with pytest.raises(UnchangedVote, match="already voted yes"):
+        check_changes_vote(vote(B, p, "yes", ts=1300), [changed, first])  # order does not matter
+    assert issubclass(UnchangedVote, RejectedError)
+    assert ballot_in_force(B.public, p.id, [changed, first]) == changed
+    assert ballot_in_force(C.public, p.id, [changed, first]) is None
 
 
 # --- tally and the decision rules
