@@ -270,13 +270,17 @@ async def openapi(request: web.Request) -> web.Response:
     return json_response(spec(__version__))
 
 
+async def _open_peer_names(app: web.Application) -> None:
+    app[PEER_NAMES] = PeerNames(app[NODE_KEY].root)
+
+
 def build_app(node: Node) -> web.Application:
     app = web.Application(
         middlewares=[errors_middleware, auth_middleware],
         client_max_size=node.config.max_request_bytes,
     )
     app[NODE_KEY] = node
-    app[PEER_NAMES] = PeerNames(node.root)
+    app.on_startup.append(_open_peer_names)  # before the dashboard's feed starts (it names peers)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", status)

@@ -147,6 +147,9 @@ async def governance_entries(request: web.Request) -> web.Response:
     from communs.node.services import govlog_view
 
     gov = _gov(request)
+    unknown = sorted(set(request.query) - {"before", "limit"})
+    if unknown:
+        raise ApiError(400, f"unknown query parameter(s): {', '.join(unknown)[:200]} (expected before, limit)")
     try:
         before, limit = govlog_view.page_params(request.query.get("before"), request.query.get("limit"))
     except govlog_view.PageError as exc:

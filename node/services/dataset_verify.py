@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from communs.node.services.storage import StorageService, UsesStorage
 from communs.protocol import ids
-from communs.protocol.records import Manifest
+from communs.protocol.records import FileEntry, Manifest
 from communs.storage.errors import ChunkCorrupt, ChunkMissing, StorageError
 
 if TYPE_CHECKING:
@@ -95,11 +95,11 @@ def verdict(job: VerifyJob) -> str:
             "the node fetches them again from peers that hold this dataset.")
 
 
-def findings_by_file(manifest: Manifest, problems: dict[bytes, str]) -> list[dict[str, str]]:
+def findings_by_file(files: Iterable[FileEntry], problems: dict[bytes, str]) -> list[dict[str, str]]:
     """Which file each bad or missing chunk belongs to (a chunk shared by several files is named once per
     file), in manifest order: what an operator looks for first."""
     out: list[dict[str, str]] = []
-    for entry in manifest.files:
+    for entry in files:
         seen: set[bytes] = set()
         for ref in entry.chunks:
             problem = problems.get(ref.digest)
@@ -192,7 +192,7 @@ class Verifications(UsesStorage):
         job.bad = [ids.cid_str(d) for d in bad]
         job.missing = sorted(ids.cid_str(d) for d in missing)
         problems = {**{d: "missing" for d in missing}, **{d: "corrupt" for d in bad}}
-        job.files = findings_by_file(manifest, problems)
+        job.files = findings_by_file(manifest.files, problems)
         if problems:
             await self.catalog.mark_chunks_gone(list(problems))
             self.on_chunks_gone(manifest_id)

@@ -99,7 +99,7 @@ def entry_row(ledger: Ledger, entry: Entry, names: Mapping[bytes, str],
     try:
         if entry.kind == "genesis":
             roster = Genesis.decode(entry.body, verify=False).roster
-            founders = ", ".join(m.name for m in roster)
+            founders = ", ".join(sorted(m.name for m in roster))
             row.update(summary=f"the log founded, with {len(roster)} founding member(s): {founders}",
                        signer=node, outcome="founded")
         elif entry.kind == "proposal":

@@ -17,7 +17,7 @@ import pytest
 from communs.protocol import ids
 
 from tests.integration.test_replication import enact_policy, make_tree
-from tests.nodes import NodeProc, cli_json, wait_for
+from tests.nodes import NodeProc, cli, cli_json, wait_for
 
 
 def _chunk_file(node: NodeProc, cid: str) -> Path:
@@ -195,3 +195,6 @@ def test_peers_shown_by_the_name_given_when_connecting(make_node) -> None:  # ty
     status, body = a.api("POST", "/api/v1/peers", {"addr": b.addr, "name": ""})
     assert status == 200 and body["name"] is None
     assert next(p for p in a.get("/api/v1/peers") if p["peer_id"] == b.peer_id)["name"] is None
+    # the CLI names a peer too, and lists peers by name
+    cli(a.data, "peers", "add", c.addr, "--name", "Atelier Sud")
+    assert f"{c.peer_id} (Atelier Sud)" in cli(a.data, "peers").stdout
