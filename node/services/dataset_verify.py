@@ -91,8 +91,9 @@ def verdict(job: VerifyJob) -> str:
         parts.append(f"{len(job.bad)} corrupt (quarantined)")
     if job.missing:
         parts.append(f"{len(job.missing)} missing")
+    them = "it" if len(job.bad) + len(job.missing) == 1 else "them"
     return (f"{' and '.join(parts)} of {checked} stored chunks{partial}; "
-            "the node fetches them again from peers that hold this dataset.")
+            f"the node fetches {them} again from peers that hold this dataset.")
 
 
 def findings_by_file(files: Iterable[FileEntry], problems: dict[bytes, str]) -> list[dict[str, str]]:

@@ -23,6 +23,7 @@ def test_verdict() -> None:
     found = verdict(_job(finished=2.0, bad=["x"], missing=["y", "z"]))
     assert found.startswith("1 corrupt (quarantined) and 2 missing of 10 stored chunks")
     assert "fetches them again" in found
+    assert "fetches it again" in verdict(_job(finished=2.0, bad=["x"]))
     assert verdict(_job(finished=2.0, error="the object store does not answer")) == \
         "The verification stopped: the object store does not answer."
     job = _job(finished=2.0, chunks_done=10)
