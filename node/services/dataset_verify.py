@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from communs.node.runtime.faults import pause_point
 from communs.node.services.storage import StorageService, UsesStorage
 from communs.protocol import ids
 from communs.protocol.records import FileEntry, Manifest
@@ -118,7 +119,7 @@ class Verifications(UsesStorage):
         self.storage = storage
         self.on_chunks_gone = on_chunks_gone  # replication.poke: fetch what was found gone
         self.jobs: dict[str, VerifyJob] = {}  # manifest id -> its newest verification
-        self._running: dict[bytes, asyncio.Task[VerifyJob]] = {}
+        self._running: dict[bytes, asyncio.Task[VerifyJob | None]] = {}
 
     def list(self) -> list[dict[str, Any]]:
         return [j.to_json() for j in sorted(self.jobs.values(), key=lambda j: j.started)]
@@ -127,14 +128,15 @@ class Verifications(UsesStorage):
         """Verify a version's stored chunks (or wait for the verification of it already running); None if the
         catalog does not know that manifest."""
         task = self._running.get(manifest_id)
-        if task is None:
-            job = await self._new_job(manifest_id)
-            if job is None:
-                return None
-            task = self.node.spawn(self._run(manifest_id, job), f"verify-{job.id[-8:]}")
+        if task is None:  # registered before any await: two requests at once share one verification
+            task = self.node.spawn(self._verify(manifest_id), f"verify-{ids.cid_str(manifest_id)[-8:]}")
             self._running[manifest_id] = task
             task.add_done_callback(lambda _t: self._running.pop(manifest_id, None))
         return await asyncio.shield(task)
+
+    async def _verify(self, manifest_id: bytes) -> VerifyJob | None:
+        job = await self._new_job(manifest_id)
+        return None if job is None else await self._run(manifest_id, job)
 
     async def _new_job(self, manifest_id: bytes) -> VerifyJob | None:
         info = await self.catalog.get_manifest(manifest_id)
@@ -183,6 +185,7 @@ class Verifications(UsesStorage):
                     bad.append(digest)
                 except ChunkMissing:
                     absent.append(digest)
+                pause_point("verify-chunk")
                 job.chunks_done += 1  # plain int stores: the event loop reads them for progress
                 job.bytes_done += size
             return bad, absent

@@ -7,6 +7,7 @@ import http.cookiejar
 import json
 import os
 import stat
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -198,3 +199,30 @@ def test_peers_shown_by_the_name_given_when_connecting(make_node) -> None:  # ty
     # the CLI names a peer too, and lists peers by name
     cli(a.data, "peers", "add", c.addr, "--name", "Atelier Sud")
     assert f"{c.peer_id} (Atelier Sud)" in cli(a.data, "peers").stdout
+
+
+def test_two_requests_at_once_share_one_verification_whose_progress_is_readable(  # type: ignore[no-untyped-def]
+        make_node, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("COMMUNS_FAULT_PAUSE_AT", "verify-chunk:0.3")  # every chunk re-hashed costs 0.3 s more
+    a: NodeProc = make_node("a")
+    monkeypatch.delenv("COMMUNS_FAULT_PAUSE_AT")
+    mid, doc = _publish(a, tmp_path, 6 << 20)
+    distinct = len({c["id"] for f in doc["files"] for c in f["chunks"]})
+    assert distinct >= 4, doc["files"]
+    answers: list[tuple[int, Any]] = []
+    threads = [threading.Thread(target=lambda: answers.append(
+        a.api("POST", f"/api/v1/datasets/{mid}/verification"))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    # while it runs: listed as running, with its progress
+    running = wait_for(lambda: [v for v in a.get("/api/v1/verifications") if v["running"]], 30,
+                       what="the verification to be listed as running")
+    assert running[0]["id"] == mid and running[0]["chunks_done"] < running[0]["chunks_total"] == distinct
+    assert running[0]["summary"].startswith("Verifying: ")
+    for t in threads:
+        t.join(120)
+    assert [s for s, _ in answers] == [200, 200], answers
+    assert answers[0][1]["started"] == answers[1][1]["started"], "two verifications ran instead of one"
+    assert all(body["ok"] and body["chunks_done"] == distinct for _, body in answers)
+    listed = a.get("/api/v1/verifications")
+    assert len(listed) == 1 and listed[0]["running"] is False
