@@ -81,6 +81,13 @@ def test_verify_button_reports_a_damaged_chunk(make_node, context, tmp_path: Pat
     wait_for(lambda: next(d for d in a.get("/api/v1/datasets") if d["id"] == mid).get("damaged") is True, 30,
              what="the dataset to be listed as damaged")
 
+    # the node stopped: one sentence saying so, and the button usable again
+    assert a.stop() == 0
+    page.click("#verify")
+    page.wait_for_selector("#verify-msg.error >> text=The node did not answer", timeout=30_000)
+    assert page.inner_text("#verify-msg").count(".") == 1
+    assert not page.is_disabled("#verify")
+
 
 def _propose_many(node: NodeProc, n: int) -> None:
     """`n` policy proposals by the node's founder, signed here and submitted through the admin API: one log
