@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from communs.node.exchange.service import ExchangeService
 from communs.node.jsondoc import JsonDict
 from communs.node.services.copies import CopiesService
+from communs.node.services.dataset_verify import Verifications
 from communs.node.services.datasets import DatasetsService
 from communs.node.services.gov_submit import Submissions
 from communs.node.services.governance import GovernanceService
@@ -46,6 +47,7 @@ class Services:
     replication: ReplicationService  # fetch what the policy wants
     copies: CopiesService  # holding claims, proof of holding, min_copies
     prune: PruneService  # the operator releases older versions of own datasets (no lifecycle of its own)
+    verifications: Verifications  # re-hashing one dataset's stored chunks on request (no start or stop)
 
     def in_start_order(self) -> list[Service]:
         return [self.storage, self.governance, self.datasets, self.retractions, self.exchange, self.replication,
@@ -81,4 +83,6 @@ def build_services(node: Node) -> Services:
     exchange.on_new_source.append(replication.poke)
     copies = CopiesService(node, storage, governance, datasets, replication)
     prune = PruneService(storage, datasets, node.key)
-    return Services(storage, governance, datasets, retractions, exchange, replication, copies, prune)
+    verifications = Verifications(node, storage, replication.poke)
+    return Services(storage, governance, datasets, retractions, exchange, replication, copies, prune,
+                    verifications)

@@ -270,7 +270,7 @@ def cmd_peers(args: argparse.Namespace) -> None:
             return "no connected peers"
         lines = []
         for p in ps:
-            lines.append(p["peer_id"])
+            lines.append(f"{p['peer_id']} ({p['name']})" if p.get("name") else p["peer_id"])
             for a in p["addrs"]:
                 lines.append(f"  {a}")
         return "\n".join(lines)
@@ -280,7 +280,8 @@ def cmd_peers(args: argparse.Namespace) -> None:
 
 def cmd_peers_add(args: argparse.Namespace) -> None:
     """Dial a peer now and keep its address as a bootstrap address (config.toml)."""
-    result = client(args).post("/api/v1/peers", {"addr": args.addr})
+    body = {"addr": args.addr} if args.name is None else {"addr": args.addr, "name": args.name}
+    result = client(args).post("/api/v1/peers", body)
     emit(args, result, lambda r: f"connected to {r['peer_id']}; kept {args.addr} as a bootstrap address "
                                  "in config.toml")
 
@@ -391,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = psub.add_parser("add", parents=[common], help="dial a peer now and keep it as a bootstrap address")
     a.add_argument("addr", metavar="MULTIADDR",
                    help="the peer's full address, e.g. /ip4/192.0.2.7/tcp/7470/p2p/12D3KooW...")
+    a.add_argument("--name", help="show the peer by this name (kept in DIR/peer-names.json; '' forgets it)")
     a.set_defaults(func=cmd_peers_add)
 
     p = sub.add_parser("member", parents=[common], help="member keys")

@@ -9,6 +9,7 @@ themselves from their own modules through `ROUTE_MODULES`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import importlib
 import json
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from communs.node import __version__
+from communs.node.services.peernames import PeerNames, name_of
+from communs.protocol import keys
 from communs.storage.errors import CatalogDamaged
 
 if TYPE_CHECKING:
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("communs.admin")
 
 NODE_KEY: web.AppKey[Node] = web.AppKey("node")
+PEER_NAMES: web.AppKey[PeerNames] = web.AppKey("peer_names", PeerNames)
 PUBLIC_PATHS = frozenset({"/healthz"})
 ROUTE_MODULES: list[str] = [
     "communs.node.http.datasets",
@@ -35,6 +39,7 @@ ROUTE_MODULES: list[str] = [
     "communs.node.http.replication",
     "communs.node.http.copies",
     "communs.node.http.limits",
+    "communs.node.http.verification",
     "communs.node.http.dashboard.routes",
 ]
 
@@ -170,9 +175,20 @@ async def status(request: web.Request) -> web.Response:
     return json_response(doc)
 
 
+def peer_namer(app: web.Application) -> Callable[[str], str | None]:
+    """A peer's name as this node knows it (services/peernames.py), None when it knows none."""
+    node = app[NODE_KEY]
+    local = app[PEER_NAMES].load()
+    members: dict[str, str] = {}
+    with contextlib.suppress(RuntimeError):  # governance not started yet
+        members = {keys.peer_id(m.key): m.name for m in node.governance.roster}
+    return lambda peer_id: name_of(peer_id, local, members)
+
+
 async def peers(request: web.Request) -> web.Response:
     node = node_of(request)
-    out = [{"peer_id": p.peer_id, "addrs": p.addrs, "protocols": p.protocols}
+    name = peer_namer(request.app)
+    out = [{"peer_id": p.peer_id, "name": name(p.peer_id), "addrs": p.addrs, "protocols": p.protocols}
            for p in (node.overlay.peers() if node.overlay else [])]
     return json_response(out)
 
@@ -180,13 +196,15 @@ async def peers(request: web.Request) -> web.Response:
 async def connect_peer(request: web.Request) -> web.Response:
     """Dial a peer by full multiaddr, as `ipfs swarm connect` does, and keep it for good as a bootstrap address
     (config.toml, replacing an older address of the same peer): the node redials it whenever it is not
-    connected, across restarts. With `"keep": false`, only dial."""
+    connected, across restarts. With `"keep": false`, only dial. With `"name"`, the peer is shown by that name
+    (kept in DIR/peer-names.json; an empty name forgets it)."""
     from communs.node.config import ConfigError, check_peer_multiaddr
     from communs.node.http.openapi import PEER_ADDR_PATTERN
+    from communs.node.services.peernames import PeerNameError, check_name
     from communs.protocol.net import OverlayError
 
     body = await read_json(request)
-    unknown = set(body) - {"addr", "keep"}
+    unknown = set(body) - {"addr", "keep", "name"}
     if unknown:
         raise ApiError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
     addr = body.get("addr")
@@ -198,6 +216,10 @@ async def connect_peer(request: web.Request) -> web.Response:
     keep = body.get("keep", True)
     if not isinstance(keep, bool):
         raise ApiError(400, "'keep' must be true or false")
+    try:
+        name = check_name(body["name"]) if "name" in body else None
+    except PeerNameError as exc:
+        raise ApiError(400, str(exc)) from None
     node = node_of(request)
     try:
         check_peer_multiaddr(addr)
@@ -211,7 +233,12 @@ async def connect_peer(request: web.Request) -> web.Response:
             node.config.bootstrap = await asyncio.to_thread(add_bootstrap, node.root, addr)
         except (ConfigError, OSError) as exc:
             raise ApiError(400, f"connected, but could not keep the address in config.toml: {exc}") from None
-    return json_response({"peer_id": peer_id, "kept": keep}, status=200)
+    if name is not None:
+        try:
+            await asyncio.to_thread(request.app[PEER_NAMES].set, peer_id, name)
+        except OSError as exc:
+            raise ApiError(400, f"connected, but could not keep the peer's name: {exc.strerror}") from None
+    return json_response({"peer_id": peer_id, "kept": keep, "name": peer_namer(request.app)(peer_id)}, status=200)
 
 
 async def ping_peer(request: web.Request) -> web.Response:
@@ -243,12 +270,17 @@ async def openapi(request: web.Request) -> web.Response:
     return json_response(spec(__version__))
 
 
+async def _open_peer_names(app: web.Application) -> None:
+    app[PEER_NAMES] = PeerNames(app[NODE_KEY].root)
+
+
 def build_app(node: Node) -> web.Application:
     app = web.Application(
         middlewares=[errors_middleware, auth_middleware],
         client_max_size=node.config.max_request_bytes,
     )
     app[NODE_KEY] = node
+    app.on_startup.append(_open_peer_names)  # before the dashboard's feed starts (it names peers)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", status)

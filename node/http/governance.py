@@ -142,6 +142,22 @@ async def governance_audit(request: web.Request) -> web.Response:
     })
 
 
+async def governance_entries(request: web.Request) -> web.Response:
+    """The log as rows a person reads, newest first, a page at a time (`?before=SEQ&limit=N`)."""
+    from communs.node.services import govlog_view
+
+    gov = _gov(request)
+    unknown = sorted(set(request.query) - {"before", "limit"})
+    if unknown:
+        raise ApiError(400, f"unknown query parameter(s): {', '.join(unknown)[:200]} (expected before, limit)")
+    try:
+        before, limit = govlog_view.page_params(request.query.get("before"), request.query.get("limit"))
+    except govlog_view.PageError as exc:
+        raise ApiError(400, str(exc)) from None
+    node = node_of(request)
+    return json_response(govlog_view.log_page(gov.ledger, {node.key.public: node.config.name}, before, limit))
+
+
 def register(app: web.Application) -> None:
     app.router.add_get("/api/v1/members", members)
     app.router.add_get("/api/v1/proposals", list_proposals)
@@ -152,6 +168,7 @@ def register(app: web.Application) -> None:
     app.router.add_post("/api/v1/governance/records", submit_record)
     app.router.add_get("/api/v1/governance/log", governance_log)
     app.router.add_get("/api/v1/governance/audit", governance_audit)
+    app.router.add_get("/api/v1/governance/entries", governance_entries)
 
 
 def openapi_paths() -> dict[str, Any]:

@@ -156,16 +156,40 @@ def _schemas() -> dict[str, Any]:
                             {"id": _CID, "title": _STR, "copies": _NN_INT})}},
                             {"challenges": {"type": "object", "additionalProperties": _NN_INT},
                              "claims": {"type": "object", "additionalProperties": _NN_INT}})}),
-        "Peer": _obj({"peer_id": _PEER, "addrs": _STRS}, {"protocols": _STRS}),
+        "Peer": _obj({"peer_id": _PEER, "addrs": _STRS}, {"protocols": _STRS, "name": _nullable({
+            "type": "string", "description": "the peer's name as this node knows it: given by this node's operator "
+                                             "when connecting it, else the governance member of its key; null: "
+                                             "none known"})}),
         "Limits": _obj({k: _RATE for k in _LIMIT_KEYS}, description="chunk bytes per second; 0: no limit"),
         "LimitsRequest": {**_obj({}, {k: _RATE for k in _LIMIT_KEYS}, closed=True), "minProperties": 1},
         "ConnectRequest": _obj({"addr": {"type": "string", "pattern": PEER_ADDR_PATTERN,
                                          "description": "a full multiaddr: /ip4/ADDR, /ip6/ADDR or /dns/NAME, "
                                                         "/tcp/PORT, /p2p/<Ed25519 peer id>"}},
                                {"keep": {"type": "boolean", "description": "keep the address as a bootstrap "
-                                         "address in config.toml once connected (default true)"}},
+                                         "address in config.toml once connected (default true)"},
+                                "name": {"type": "string", "maxLength": 64, "pattern": _LINE,
+                                         "description": "show the peer by this name (kept in DIR/peer-names.json; "
+                                                        "empty: forget it)"}},
                                closed=True),
-        "Connected": _obj({"peer_id": _PEER}, {"kept": _BOOL}),
+        "Connected": _obj({"peer_id": _PEER}, {"kept": _BOOL, "name": _nullable(_STR)}),
+        "Verification": _obj({
+            "id": _CID, "dataset": _CID, "version": _INT, "title": _STR, "state": _STR, "running": _BOOL,
+            "chunks_total": _NN_INT, "chunks_done": _NN_INT, "not_here": _NN_INT, "bytes_total": _NN_INT,
+            "bytes_done": _NN_INT, "bad": {"type": "array", "items": _CID}, "missing": {"type": "array", "items": _CID},
+            "files": {"type": "array", "items": _obj({"path": _STR, "chunk": _CID,
+                                                     "problem": {"type": "string", "enum": ["corrupt", "missing"]}})},
+            "ok": _BOOL, "error": _nullable(_STR), "started": _NUM, "finished": _nullable(_NUM), "seconds": _NUM,
+            "summary": _STR},
+            description="a verification of one version's stored chunks: `bad` were corrupt (quarantined), `missing` "
+                        "absent; both are fetched again from peers; `not_here` chunks were not stored here yet"),
+        "GovernanceEntries": _obj({
+            "entries": {"type": "array", "items": _obj({
+                "seq": _NN_INT, "kind": {"type": "string", "enum": ["genesis", "proposal", "ballot", "tally",
+                                                                     "enactment", "rotation"]},
+                "at": _NN_INT, "proposal": _nullable(_CID), "summary": _STR,
+                "signer": _obj({"peer_id": _PEER, "name": _nullable(_STR)}), "outcome": _STR})},
+            "total": _NN_INT, "next_before": _nullable(_NN_INT)},
+            description="log entries, newest first; `next_before` is the `before` of the next (older) page"),
         "Ping": _obj({"peer_id": _PEER, "rtt_ms": {"type": "number", "minimum": 0}}),
         "State": {"type": "string", "enum": [str(s) for s in State]},
         "ManifestSummary": _obj(summary_fields, {"damaged": {
@@ -375,6 +399,13 @@ def _paths() -> dict[str, Any]:
             "the nodes that hold this version complete, from signed holding claims, with the last successful "
             "proof-of-holding challenge", _json(_ref("Holders"), "the holders"), "BadRequest", "NotFound",
             params=mid, tag="datasets")},
+        "/api/v1/datasets/{id}/verification": {"post": _op(
+            "re-hash every chunk of this version stored here (`communs verify` for one dataset, node running); "
+            "corrupt chunks are quarantined and, with missing ones, fetched again from peers. Answers when done; "
+            "progress meanwhile at /api/v1/verifications", _json(_ref("Verification"), "what it found"),
+            "BadRequest", "NotFound", "Ambiguous", params=mid, tag="datasets")},
+        "/api/v1/verifications": {"get": _op("verifications running and recently finished, with their progress",
+                                             _json(list_of("Verification"), "verifications"), tag="datasets")},
         "/api/v1/publishing": {"get": _op("publish jobs, running and recently finished, with bytes done and total",
                                           _json(list_of("PublishJob"), "jobs"), tag="datasets")},
         "/api/v1/publishing/{job}": {"delete": _op(
@@ -419,6 +450,17 @@ def _paths() -> dict[str, Any]:
             "the governance log in the export format of `communs audit --export`",
             {"description": "the export file", "content": {"application/octet-stream": {
                 "schema": {"type": "string", "format": "binary"}}}}, "Unavailable", tag="governance")},
+        "/api/v1/governance/entries": {"get": _op(
+            "the governance log as rows to read, newest first, a page at a time: kind, proposal and summary, who "
+            "signed (member name or peer id), time, outcome", _json(_ref("GovernanceEntries"), "one page"),
+            "BadRequest", "Unavailable", tag="governance", params=[
+                {"name": "before", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1},
+                 "description": "only entries with a lower seq (the previous page's next_before); default: from "
+                                "the newest"},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                 "description": "entries per page (default 25)"}])},
         "/api/v1/governance/audit": {"get": _op("re-verify the stored governance log",
                                                 _json(_ref("Audit"), "the audit's result"), "Unavailable",
                                                 tag="governance")},

@@ -37,7 +37,8 @@ def pause_point(name: str) -> None:
     to interrupt a step (a publish, between two chunks) at a moment they can choose.
 
     Points: `publish-chunk`: a publish stored one more chunk (called in the chunking thread);
-    `replication-chunk`: a fetched chunk is about to be stored (in the storing thread)."""
+    `replication-chunk`: a fetched chunk is about to be stored (in the storing thread); `verify-chunk`: a
+    dataset verification re-hashed one more chunk (services/dataset_verify.py, in its thread)."""
     spec = os.environ.get(PAUSE_ENV)
     if spec is not None and spec.partition(":")[0] == name:
         try:

@@ -153,9 +153,10 @@ def test_two_nodes_connect_and_watch_replication(make_node, context, tmp_path: P
     # connect b to a from the Peers page
     page.click("nav >> text=Peers")
     page.fill("#peer-addr", a.addr)
+    page.fill("#peer-name", "Fablab Nord")
     page.click("#connect button")
     page.wait_for_selector(f"#connect-msg >> text=Connected to {a.peer_id}", timeout=30_000)
-    page.wait_for_selector(f'tr[data-peer="{a.peer_id}"]', timeout=30_000)
+    page.wait_for_selector(f'tr[data-peer="{a.peer_id}"] >> text=Fablab Nord', timeout=30_000)
     assert axe_findings(page, axe_source) == []
     shoot(page, "peers")
 

@@ -21,6 +21,8 @@ from communs.node import __version__
 from communs.node.http.dashboard import history as hist
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from communs.node.node import Node
 
 log = logging.getLogger("communs.admin")
@@ -31,8 +33,9 @@ QUEUE_MAX = 8  # a subscriber this far behind gets only the latest state
 
 
 class Feed:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, peer_namer: Callable[[], Callable[[str], str | None]]) -> None:
         self.node = node
+        self.peer_namer = peer_namer  # a peer's name as the node knows it (services/peernames.py)
         self.history = hist.History()
         self.subscribers: set[asyncio.Queue[str]] = set()
         self.state: dict[str, Any] = {}
@@ -96,7 +99,13 @@ class Feed:
         node = self.node
         sections: dict[str, Any] = {}
         overlay = node.overlay
-        sections["peers"] = [{"peer_id": p.peer_id, "addrs": p.addrs} for p in overlay.peers()] if overlay else []
+        name = self.peer_namer()
+        sections["peers"] = ([{"peer_id": p.peer_id, "name": name(p.peer_id), "addrs": p.addrs}
+                              for p in overlay.peers()] if overlay else [])
+        verifying: list[dict[str, Any]] = []
+        with contextlib.suppress(RuntimeError):  # the services are not built yet
+            verifying = [v for v in node.services.verifications.list() if v["running"]]
+        sections["verifying"] = verifying
         if node.replication is not None:
             sections["replication"] = await node.replication.report()
         if node.datasets is not None:

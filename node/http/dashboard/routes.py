@@ -157,10 +157,10 @@ async def _stop_feed(app: web.Application) -> None:
 
 
 def register(app: web.Application) -> None:
-    from communs.node.http.app import NODE_KEY
+    from communs.node.http.app import NODE_KEY, peer_namer
 
     app[GATE] = Gate(app[NODE_KEY])
-    app[FEED] = Feed(app[NODE_KEY])
+    app[FEED] = Feed(app[NODE_KEY], lambda: peer_namer(app))
     app.on_response_prepare.append(_security_headers)
     app.on_startup.append(_start_feed)
     app.on_cleanup.append(_stop_feed)

@@ -17,8 +17,13 @@ export async function api(method, path, body) {
   const headers = {};
   if (method !== 'GET') headers['X-CSRF-Token'] = await csrfToken();
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const r = await fetch(path, { method, headers, credentials: 'same-origin', cache: 'no-store',
-                                body: body === undefined ? undefined : JSON.stringify(body) });
+  let r;
+  try {
+    r = await fetch(path, { method, headers, credentials: 'same-origin', cache: 'no-store',
+                            body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (_) {  // the browser's own words ("Failed to fetch") say nothing an operator can act on
+    throw new Error('The node did not answer: it is stopped or restarting, or the network is down.');
+  }
   if (r.status === 401) { csrf = null; toSignIn(); throw new SignedOut('signed out'); }
   const type = r.headers.get('Content-Type') || '';
   const data = type.includes('json') ? await r.json() : await r.text();

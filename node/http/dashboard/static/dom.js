@@ -65,3 +65,11 @@ export const STATE_WORDS = {
   'in-progress': 'being copied here',
   'not-wanted': 'not kept here',
 };
+
+// A peer as a person reads it: the name this node knows for it (given when connecting it, or a member's), else
+// a short id; the full id stays in the tooltip. `peers` is the live state's list of connected peers.
+export function peerName(peerId, peers, known) {
+  const p = (peers || []).find((x) => x.peer_id === peerId);
+  const name = (p && p.name) || known || '';
+  return h('span', { class: name ? 'peer' : 'peer mono', title: peerId }, name || short(peerId));
+}

@@ -4,10 +4,45 @@ import { h, replace, when, short } from '../dom.js';
 export function render(main) {
   const policy = h('div', { id: 'policy' }), members = h('div', { id: 'members' });
   const proposals = h('div', { id: 'proposals' }), audit = h('div', { id: 'audit' });
+  const logList = h('div', { id: 'govlog' });
   main.append(h('h1', {}, 'Governance'),
     h('p', { class: 'muted' }, 'Members vote with their own keys (communs vote); this page shows what is decided.'),
     h('h2', {}, 'Policy in force'), policy, h('h2', {}, 'Members'), members,
-    h('h2', {}, 'Proposals'), proposals, h('h2', {}, 'Governance log'), audit);
+    h('h2', {}, 'Proposals'), proposals, h('h2', {}, 'Governance log'), audit, logList);
+
+  // The log, newest first, PAGE entries at a time: `cursors` holds the `before` of each page shown so far, so
+  // "Newer" goes back exactly to the page it came from (the log only grows at its newest end).
+  const PAGE = 25;
+  let cursors = [null];
+  async function drawLog() {
+    const before = cursors[cursors.length - 1];
+    const q = `?limit=${PAGE}` + (before === null ? '' : `&before=${before}`);
+    let page;
+    try { page = await api('GET', `/api/v1/governance/entries${q}`); } catch (e) {
+      replace(logList, h('p', { class: 'msg error' }, e.message)); return;
+    }
+    const rows = page.entries;
+    const first = rows.length ? rows[0].seq : 0, last = rows.length ? rows[rows.length - 1].seq : 0;
+    const newer = h('button', { type: 'button', id: 'govlog-newer', disabled: cursors.length === 1,
+      onclick: () => { cursors.pop(); drawLog(); } }, '← Newer');
+    const older = h('button', { type: 'button', id: 'govlog-older', disabled: page.next_before === null,
+      onclick: () => { cursors.push(page.next_before); drawLog(); } }, 'Older →');
+    replace(logList, rows.length ? h('table', {},
+      h('caption', { class: 'muted' }, `Entries ${first} to ${last} of ${page.total}, newest first`),
+      h('thead', {}, h('tr', {}, h('th', {}, 'When'), h('th', {}, 'Kind'), h('th', {}, 'Proposal'),
+        h('th', {}, 'Signed by'), h('th', {}, 'Outcome'))),
+      h('tbody', {}, rows.map((e) => h('tr', { 'data-seq': String(e.seq) },
+        h('td', {}, when(e.at)),
+        h('td', { class: 'kind' }, e.kind),
+        h('td', {}, e.summary, e.proposal ? h('div', { class: 'muted mono' }, short(e.proposal)) : null),
+        h('td', { class: 'signer' }, e.signer.name || h('span', { class: 'mono' }, short(e.signer.peer_id)),
+          e.signer.name ? h('div', { class: 'muted mono' }, short(e.signer.peer_id)) : null),
+        h('td', { class: 'outcome' }, e.outcome)))))
+      : h('p', { class: 'muted' }, 'The log is empty.'),
+    h('p', { class: 'pager' }, newer, ' ', older, ' ',
+      h('a', { href: '/api/v1/governance/log', download: 'governance.log' }, 'Download the governance log'),
+      ' (verify it anywhere with communs audit).'));
+  }
 
   async function section(el, path, draw) {
     try { draw(await api('GET', path)); } catch (e) { replace(el, h('p', { class: 'msg error' }, e.message)); }
@@ -31,9 +66,8 @@ export function render(main) {
       h('p', { class: 'muted' }, 'No proposal yet.')));
     section(audit, '/api/v1/governance/audit', (a) => replace(audit,
       h('p', { class: a.ok ? 'ok' : 'bad' }, a.ok ? 'Last audit: the log verifies.' : 'Last audit: the log does NOT verify.'),
-      h('p', {}, a.summary || '', ` (${a.entries} entries)`),
-      h('p', {}, h('a', { href: '/api/v1/governance/log', download: 'governance.log' }, 'Download the governance log'),
-        ' (verify it anywhere with communs audit).')));
+      h('p', {}, a.summary || '', ` (${a.entries} entries)`)));
+    if (cursors.length === 1) drawLog();  // on the newest page, new entries show up; an older page stays put
   }
   load();
   return function update(s, keys) { if (keys.includes('governance')) load(); };
@@ -41,6 +75,7 @@ export function render(main) {
 
 function tally(t) {
   if (!t || typeof t !== 'object') return '—';
+  if (t.summary) return t.summary;  // the tally in words, as the CLI prints it
   const parts = Object.entries(t).filter(([, v]) => typeof v !== 'object').map(([k, v]) => `${k}: ${v}`);
   return parts.join(' · ');
 }

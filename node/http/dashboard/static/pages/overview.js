@@ -1,4 +1,4 @@
-import { h, replace, bytes, duration, progress, short } from '../dom.js';
+import { h, replace, bytes, duration, progress, short, peerName } from '../dom.js';
 import { lineChart } from '../charts.js';
 
 export function render(main, state) {
@@ -45,7 +45,7 @@ export function render(main, state) {
     if (keys.includes('peers')) {
       const list = s.peers || [];
       replace(peers, `${list.length} connected`, list.length ? ': ' : '',
-        list.slice(0, 5).map((p, i) => [i ? ', ' : '', h('span', { class: 'mono', title: p.peer_id }, short(p.peer_id))]));
+        list.slice(0, 5).map((p, i) => [i ? ', ' : '', peerName(p.peer_id, list)]), list.length > 5 ? ', …' : '');
     }
     if (keys.includes('warnings')) {
       const w = s.warnings || [];
@@ -62,7 +62,7 @@ export function render(main, state) {
             h('td', {}, progress(f.bytes_done, f.bytes_total, `copy of ${f.title}`),
               h('div', { class: 'muted' }, `${bytes(f.bytes_done)} of ${bytes(f.bytes_total)}`)),
             h('td', {}, f.elapsed_s > 0 ? `${bytes(f.bytes_done / f.elapsed_s)}/s` : '—'),
-            h('td', {}, (f.sources || []).map((x) => h('div', { class: 'mono' }, `${short(x.peer_id)} (${x.state})`))))),
+            h('td', {}, (f.sources || []).map((x) => h('div', {}, peerName(x.peer_id, s.peers), ` (${x.state})`))))),
           r.waiting.map((w) => h('tr', { 'data-id': w.id },
             h('td', {}, h('a', { href: `#/datasets/${encodeURIComponent(w.id)}` }, w.title || short(w.id))),
             h('td', {}, progress(w.bytes_done, w.bytes_total, `copy of ${w.title}`)),
