@@ -78,7 +78,7 @@ def context_of(node: Node) -> NodeContext:
 def build_services(node: Node) -> Services:
     ctx = context_of(node)  # the only thing of the node the services get
     storage = StorageService(ctx)
-    governance = GovernanceService(node, storage)
+    governance = GovernanceService(ctx, storage)
     governance.submissions = Submissions(governance)  # members' signed records by any route, with receipts
     datasets = DatasetsService(node, storage, governance)
     retractions = RetractionService(storage, datasets, ctx.key)  # before the exchange, which gossips them
