@@ -80,7 +80,7 @@ def build_services(node: Node) -> Services:
     storage = StorageService(ctx)
     governance = GovernanceService(ctx, storage)
     governance.submissions = Submissions(governance)  # members' signed records by any route, with receipts
-    datasets = DatasetsService(node, storage, governance)
+    datasets = DatasetsService(ctx, storage, governance)
     retractions = RetractionService(storage, datasets, ctx.key)  # before the exchange, which gossips them
     exchange = ExchangeService(node, storage, datasets, retractions)
     replication = ReplicationService(node, storage, datasets, exchange)
