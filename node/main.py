@@ -83,7 +83,7 @@ def build_services(node: Node) -> Services:
     datasets = DatasetsService(ctx, storage, governance)
     retractions = RetractionService(storage, datasets, ctx.key)  # before the exchange, which gossips them
     exchange = ExchangeService(node, storage, datasets, retractions)
-    replication = ReplicationService(node, storage, datasets, exchange)
+    replication = ReplicationService(ctx, storage, datasets, exchange)
     exchange.on_new_source.append(replication.poke)
     copies = CopiesService(node, storage, governance, datasets, replication)
     return Services(storage, governance, datasets, retractions, exchange, replication, copies)
