@@ -85,5 +85,5 @@ def build_services(node: Node) -> Services:
     exchange = ExchangeService(node, storage, datasets, retractions)
     replication = ReplicationService(ctx, storage, datasets, exchange)
     exchange.on_new_source.append(replication.poke)
-    copies = CopiesService(node, storage, governance, datasets, replication)
+    copies = CopiesService(ctx, storage, governance, datasets, replication)
     return Services(storage, governance, datasets, retractions, exchange, replication, copies)
