@@ -82,7 +82,7 @@ def build_services(node: Node) -> Services:
     governance.submissions = Submissions(governance)  # members' signed records by any route, with receipts
     datasets = DatasetsService(ctx, storage, governance)
     retractions = RetractionService(storage, datasets, ctx.key)  # before the exchange, which gossips them
-    exchange = ExchangeService(node, storage, datasets, retractions)
+    exchange = ExchangeService(ctx, storage, governance, datasets, retractions)
     replication = ReplicationService(ctx, storage, datasets, exchange)
     exchange.on_new_source.append(replication.poke)
     copies = CopiesService(ctx, storage, governance, datasets, replication)
