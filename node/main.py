@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from communs.node.context import NodeContext
 from communs.node.exchange.service import ExchangeService
 from communs.node.jsondoc import JsonDict
 from communs.node.services.copies import CopiesService
@@ -72,17 +73,24 @@ class Services:
         await self.copies.refresh_metrics()
 
 
+def context_of(node: Node) -> NodeContext:
+    """What the services may use of the running node (its overlay is built, not yet started)."""
+    return NodeContext(root=node.root, key=node.key, config=node.config, metrics=node.metrics, overlay=node.overlay,
+                       spawn=node.spawn, bandwidth=node.bandwidth)
+
+
 def build_services(node: Node) -> Services:
-    storage = StorageService(node)
-    governance = GovernanceService(node, storage)
+    ctx = context_of(node)  # the only thing of the node the services get
+    storage = StorageService(ctx)
+    governance = GovernanceService(ctx, storage)
     governance.submissions = Submissions(governance)  # members' signed records by any route, with receipts
-    datasets = DatasetsService(node, storage, governance)
-    retractions = RetractionService(storage, datasets, node.key)  # before the exchange, which gossips them
-    exchange = ExchangeService(node, storage, datasets, retractions)
-    replication = ReplicationService(node, storage, datasets, exchange)
+    datasets = DatasetsService(ctx, storage, governance)
+    retractions = RetractionService(storage, datasets, ctx.key)  # before the exchange, which gossips them
+    exchange = ExchangeService(ctx, storage, governance, datasets, retractions)
+    replication = ReplicationService(ctx, storage, datasets, exchange)
     exchange.on_new_source.append(replication.poke)
-    copies = CopiesService(node, storage, governance, datasets, replication)
-    prune = PruneService(storage, datasets, node.key)
-    verifications = Verifications(node, storage, replication.poke)
+    copies = CopiesService(ctx, storage, governance, datasets, replication)
+    prune = PruneService(storage, datasets, ctx.key)
+    verifications = Verifications(ctx, storage, replication.poke)
     return Services(storage, governance, datasets, retractions, exchange, replication, copies, prune,
                     verifications)

@@ -45,7 +45,7 @@ from communs.storage.catalog import ClaimRow, ManifestInfo
 from communs.storage.errors import StorageError
 
 if TYPE_CHECKING:
-    from communs.node.node import Node
+    from communs.node.context import NodeContext
     from communs.node.services.datasets import DatasetsService
     from communs.node.services.governance import GovernanceService
     from communs.node.services.replication import ReplicationService
@@ -83,9 +83,9 @@ async def read_message(stream: Any, max_bytes: int, timeout: float) -> dict[str,
 
 
 class CopiesService(UsesStorage):
-    def __init__(self, node: Node, storage: StorageService, governance: GovernanceService,
+    def __init__(self, ctx: NodeContext, storage: StorageService, governance: GovernanceService,
                  datasets: DatasetsService, replication: ReplicationService) -> None:
-        self.node = node
+        self.ctx = ctx
         self.storage = storage
         self.governance = governance
         self.datasets = datasets
@@ -110,11 +110,11 @@ class CopiesService(UsesStorage):
 
     @property
     def topic(self) -> str:
-        return f"/communs/{self.node.config.federation}/claims/1"
+        return f"/communs/{self.ctx.config.federation}/claims/1"
 
     @property
     def ttl(self) -> int:
-        return int(self.node.config.claim_ttl_s)
+        return int(self.ctx.config.claim_ttl_s)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -123,10 +123,10 @@ class CopiesService(UsesStorage):
         ds.on_complete.append(self._changed)
         ds.on_unwanted.append(self._changed)
         self.replication.prioritise = self.prioritise
-        if self.node.metrics is not None:
+        if self.ctx.metrics is not None:
             from prometheus_client import Counter, Gauge
 
-            r = self.node.metrics.registry
+            r = self.ctx.metrics.registry
             self._metrics = (
                 Gauge("communs_datasets_by_copies", "Dataset versions known here by their number of live copies "
                       "(0 to 9, and '10+')", ["copies"], registry=r),
@@ -136,19 +136,19 @@ class CopiesService(UsesStorage):
 
     async def overlay_ready(self) -> None:
         # at most CHALLENGES_PER_MINUTE, unless the configured mean interval asks for more (tests)
-        per_minute = max(float(CHALLENGES_PER_MINUTE), 60.0 / float(self.node.config.challenge_every_s))
+        per_minute = max(float(CHALLENGES_PER_MINUTE), 60.0 / float(self.ctx.config.challenge_every_s))
         self._challenge_budget = TokenBucket(per_minute / 60.0, per_minute)
-        overlay = self.node.overlay
+        overlay = self.ctx.overlay
         overlay.serve(holding.CHALLENGE_PROTOCOL, self._answer_challenge)
         overlay.serve(holding.CLAIMS_PROTOCOL, self._answer_claims)
         subscription = await overlay.subscribe(self.topic, self._validate)
         await overlay.push_identify()
-        self.node.spawn(self._consume(subscription), "copies-gossip")
-        self.node.spawn(self._store_incoming(), "copies-store")
-        self.node.spawn(self._claim_loop(), "copies-claims")
-        self.node.spawn(self._sync_loop(), "copies-sync")
-        self.node.spawn(self._challenge_loop(), "copies-challenge")
-        self.node.spawn(self._rule_loop(), "copies-rule")
+        self.ctx.spawn(self._consume(subscription), "copies-gossip")
+        self.ctx.spawn(self._store_incoming(), "copies-store")
+        self.ctx.spawn(self._claim_loop(), "copies-claims")
+        self.ctx.spawn(self._sync_loop(), "copies-sync")
+        self.ctx.spawn(self._challenge_loop(), "copies-challenge")
+        self.ctx.spawn(self._rule_loop(), "copies-rule")
 
     async def stop(self) -> None:
         return None
@@ -173,8 +173,8 @@ class CopiesService(UsesStorage):
                     else None}
                    for r in rows if _counted(r)]
         for h in holders:
-            if h["peer_id"] == self.node.peer_id:
-                h["name"] = self.node.config.name  # this node's own copy is never challenged: verified_at null
+            if h["peer_id"] == self.ctx.peer_id:
+                h["name"] = self.ctx.config.name  # this node's own copy is never challenged: verified_at null
         return {"id": ids.cid_str(manifest_id), "copies": len(holders), "holders": holders}
 
     def _names(self) -> dict[str, str]:
@@ -232,7 +232,7 @@ class CopiesService(UsesStorage):
         no longer held; store and publish them. Returns what was signed."""
         now_ms = int(time.time() * 1000)
         now = now_ms // 1000
-        me = self.node.key.public
+        me = self.ctx.key.public
         repairing = self.replication.repairing
         held = {i.id: i for i in await self.catalog.list_manifests()
                 if i.state in (OWN, COMPLETE) and i.id not in repairing}
@@ -245,11 +245,11 @@ class CopiesService(UsesStorage):
                 continue
             since = row.since if row is not None and not row.withdrawn else now
             issued = max(now_ms, (row.issued + 1) if row is not None else 0)
-            signed.append(HoldingClaim.create(self.node.key, manifest=mid, since=since, issued_ms=issued,
+            signed.append(HoldingClaim.create(self.ctx.key, manifest=mid, since=since, issued_ms=issued,
                                               ttl=self.ttl))
         for mid, row in mine.items():
             if mid not in held and not row.withdrawn:
-                signed.append(HoldingClaim.create(self.node.key, manifest=mid, since=row.since,
+                signed.append(HoldingClaim.create(self.ctx.key, manifest=mid, since=row.since,
                                                   issued_ms=max(now_ms, row.issued + 1), withdrawn=True))
         if not signed:
             return []
@@ -258,7 +258,7 @@ class CopiesService(UsesStorage):
         for start in range(0, len(signed), MAX_CLAIMS_PER_MESSAGE):
             batch = signed[start:start + MAX_CLAIMS_PER_MESSAGE]
             try:
-                await self.node.overlay.publish(self.topic, encoding.encode([c.encode() for c in batch]))
+                await self.ctx.overlay.publish(self.topic, encoding.encode([c.encode() for c in batch]))
                 self.counts["published"] += len(batch)
             except Exception as exc:
                 log.info("could not publish %d holding claim(s): %s (claims sync will carry them)", len(batch), exc)
@@ -272,7 +272,7 @@ class CopiesService(UsesStorage):
 
     def _validate(self, data: bytes, sender: str) -> str | None:
         """The claims topic validator (libp2p's thread): nothing invalid, replayed or over rate is relayed."""
-        if sender == self.node.peer_id:
+        if sender == self.ctx.peer_id:
             return None  # our own message, signed and stored here before it was published
         try:
             fresh = self.check_batch(data, time.time())
@@ -309,7 +309,7 @@ class CopiesService(UsesStorage):
         now = _now()
         rows = []
         per_node: dict[bytes, int] = {}
-        me = self.node.key.public
+        me = self.ctx.key.public
         for c in claims:
             if c.node != me:
                 if c.node not in per_node:
@@ -349,7 +349,7 @@ class CopiesService(UsesStorage):
         cursor = self._cursors.get(peer, 0)
         stored = 0
         for _ in range(SYNC_PAGES):
-            stream = await self.node.overlay.open_stream(peer, [holding.CLAIMS_PROTOCOL], timeout=STREAM_TIMEOUT)
+            stream = await self.ctx.overlay.open_stream(peer, [holding.CLAIMS_PROTOCOL], timeout=STREAM_TIMEOUT)
             try:
                 await stream.write(holding.frame({"after": cursor}))
                 await stream.close_write()
@@ -379,11 +379,11 @@ class CopiesService(UsesStorage):
         return stored
 
     async def _sync_loop(self) -> None:
-        every = float(self.node.config.claims_sync_s)
+        every = float(self.ctx.config.claims_sync_s)
         while True:
             await asyncio.sleep(min(1.0, every))
             now = time.monotonic()
-            for info in list(self.node.overlay.peers()):
+            for info in list(self.ctx.overlay.peers()):
                 peer = info.peer_id
                 if self._no_claims.get(peer, 0) > now:
                     continue
@@ -438,7 +438,7 @@ class CopiesService(UsesStorage):
 
     async def challenge(self, peer: str, ch: Challenge) -> bytes | str:
         """Ask `peer`; its proof, or its refusal in words. PeerUnavailable-like errors propagate."""
-        stream = await self.node.overlay.open_stream(peer, [holding.CHALLENGE_PROTOCOL], timeout=STREAM_TIMEOUT)
+        stream = await self.ctx.overlay.open_stream(peer, [holding.CHALLENGE_PROTOCOL], timeout=STREAM_TIMEOUT)
         try:
             await stream.write(holding.frame(ch.to_dict()))
             await stream.close_write()
@@ -484,7 +484,7 @@ class CopiesService(UsesStorage):
                 return "skipped"
         else:
             others = [r for r in await self.catalog.live_claims(_now(), claim.manifest)
-                      if r.node not in (claim.node, self.node.key.public) and r.verified_at is not None]
+                      if r.node not in (claim.node, self.ctx.key.public) and r.verified_at is not None]
             if not others:
                 return "skipped"
             witness = keys.peer_id(self.rng.choice(others).node)
@@ -527,14 +527,14 @@ class CopiesService(UsesStorage):
 
     def _pick(self, claims: list[ClaimRow]) -> ClaimRow | None:
         """Which of one manifest's claims to challenge: another node's, least recently verified first."""
-        me = self.node.key.public
+        me = self.ctx.key.public
         todo = [c for c in claims if c.node != me]
         if not todo:
             return None
         return min(todo, key=lambda c: (c.verified_at or 0, self.rng.random()))
 
     async def _challenge_loop(self) -> None:
-        mean = float(self.node.config.challenge_every_s)
+        mean = float(self.ctx.config.challenge_every_s)
         while True:
             await asyncio.sleep(self.rng.expovariate(1.0 / mean))
             if self._challenge_budget is None or not self._challenge_budget.take(time.monotonic()):
@@ -597,7 +597,7 @@ class CopiesService(UsesStorage):
         if n <= 0:
             return
         now = _now()
-        me = self.node.peer_id
+        me = self.ctx.peer_id
         infos = [i for i in await self.catalog.list_manifests() if not i.own]
         forked = await self.catalog.forked_publishers()
         released: list[bytes] = []
@@ -610,7 +610,7 @@ class CopiesService(UsesStorage):
                     own=False).wanted):
                 continue  # refused by the policy itself: min_copies has nothing to say
             rows = [r for r in await self.catalog.live_claims(now, info.id) if _counted(r)]
-            others = {keys.peer_id(r.node): r for r in rows if r.node != self.node.key.public}
+            others = {keys.peer_id(r.node): r for r in rows if r.node != self.ctx.key.public}
             if info.state == COMPLETE:
                 verified: dict[str, int] = {}
                 for p, r in others.items():
@@ -624,7 +624,7 @@ class CopiesService(UsesStorage):
                 verdict = rule.may_release(me, info.id, n, live=set(others), verified=verified,
                                            pinned=[keys.peer_id(info.publisher)],
                                            enough_since=self._enough_since.get(info.id), now=now,
-                                           grace_s=int(self.node.config.release_grace_s))
+                                           grace_s=int(self.ctx.config.release_grace_s))
                 if verdict.release:
                     released.append(info.id)
                     await self.catalog.set_state(info.id, NOT_WANTED, verdict.reason)

@@ -29,7 +29,7 @@ from communs.protocol.records import FileEntry, Manifest
 from communs.storage.errors import ChunkCorrupt, ChunkMissing, StorageError
 
 if TYPE_CHECKING:
-    from communs.node.node import Node
+    from communs.node.context import NodeContext
 
 log = logging.getLogger("communs.verify")
 
@@ -114,8 +114,8 @@ def findings_by_file(files: Iterable[FileEntry], problems: dict[bytes, str]) -> 
 class Verifications(UsesStorage):
     """The node's dataset verifications: running ones by manifest, and the last finished ones."""
 
-    def __init__(self, node: Node, storage: StorageService, on_chunks_gone: Callable[[bytes], None]) -> None:
-        self.node = node
+    def __init__(self, ctx: NodeContext, storage: StorageService, on_chunks_gone: Callable[[bytes], None]) -> None:
+        self.ctx = ctx
         self.storage = storage
         self.on_chunks_gone = on_chunks_gone  # replication.poke: fetch what was found gone
         self.jobs: dict[str, VerifyJob] = {}  # manifest id -> its newest verification
@@ -129,7 +129,7 @@ class Verifications(UsesStorage):
         catalog does not know that manifest."""
         task = self._running.get(manifest_id)
         if task is None:  # registered before any await: two requests at once share one verification
-            task = self.node.spawn(self._verify(manifest_id), f"verify-{ids.cid_str(manifest_id)[-8:]}")
+            task = self.ctx.spawn(self._verify(manifest_id), f"verify-{ids.cid_str(manifest_id)[-8:]}")
             self._running[manifest_id] = task
             task.add_done_callback(lambda _t: self._running.pop(manifest_id, None))
         return await asyncio.shield(task)

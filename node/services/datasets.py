@@ -53,7 +53,7 @@ from communs.storage.states import State
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
-    from communs.node.node import Node
+    from communs.node.context import NodeContext
     from communs.node.services.governance import GovernanceService
     from communs.node.services.storage import StorageService
 
@@ -149,8 +149,8 @@ Callback = Callable[[Manifest], Awaitable[None]]
 
 
 class DatasetsService(UsesStorage):
-    def __init__(self, node: Node, storage: StorageService, governance: GovernanceService) -> None:
-        self.node = node
+    def __init__(self, ctx: NodeContext, storage: StorageService, governance: GovernanceService) -> None:
+        self.ctx = ctx
         self.storage = storage
         self.governance = governance
         self.on_published: list[Callback] = []
@@ -409,7 +409,7 @@ class DatasetsService(UsesStorage):
                        keywords: Sequence[str], dataset: bytes | None, job: PublishJob,
                        idem: tuple[str, str] | None = None, force: bool = False) -> Manifest:
         running = self._idempotent.get(idem[0]) if idem is not None else None
-        journal = PublishJournal(self.node.root)
+        journal = PublishJournal(self.ctx.root)
         try:
             manifest = await self._publish_journaled(
                 path, title=title, licence=licence, description=description, keywords=keywords,
@@ -481,7 +481,7 @@ class DatasetsService(UsesStorage):
                               "(they come back from peers) and you run 'communs repair --confirm'")
         async with self._publish_lock:
             await self._rewrite_released(files, entries, stored)
-            key = self.node.key
+            key = self.ctx.key
             prev_id: bytes | None = None
             version = 1
             if dataset is not None:
@@ -632,7 +632,7 @@ class DatasetsService(UsesStorage):
     async def _ingest(self, raws: Sequence[bytes], decoded: list[Manifest | str],
                       source: str | None) -> list[Outcome]:
         cat = self.catalog
-        me = self.node.key.public
+        me = self.ctx.key.public
         forked = await cat.forked_publishers()
         owners = await self._dataset_owners({m.dataset for m in decoded if isinstance(m, Manifest)})
 
@@ -687,8 +687,8 @@ class DatasetsService(UsesStorage):
         if new_wanted:
             for cb in self.on_wanted:
                 await cb(new_wanted)
-        if self.node.metrics is not None and source is not None:
-            self.node.metrics.sync_records.inc(sum(1 for o in outcomes if o is not None and o.status == "new"))
+        if self.ctx.metrics is not None and source is not None:
+            self.ctx.metrics.sync_records.inc(sum(1 for o in outcomes if o is not None and o.status == "new"))
         return [o if o is not None else Outcome("rejected", "not processed") for o in outcomes]
 
     def peer_over_quota(self, peer: str) -> str | None:
@@ -700,7 +700,7 @@ class DatasetsService(UsesStorage):
     async def _within_quotas(self, rows: list[tuple[int, ManifestRow]], decoded: list[Manifest | str],
                              outcomes: list[Outcome | None], source: str | None) -> list[tuple[int, ManifestRow]]:
         """The rows that fit the ingest quotas (node/services/ingest_quota.py); the others get a "refused" outcome."""
-        me = self.node.key.public
+        me = self.ctx.key.public
         foreign = [(i, r) for i, r in rows if r.publisher != me]
         if not foreign:
             return rows
@@ -775,11 +775,11 @@ class DatasetsService(UsesStorage):
                 "quota_bytes": self.policy().storage_quota_bytes}
 
     async def refresh_metrics(self) -> None:
-        if self.node.metrics is None:
+        if self.ctx.metrics is None:
             return
         for state, n in (await self.counts()).items():
-            self.node.metrics.datasets.labels(state).set(n)
-        gauge = self.node.metrics.disk
+            self.ctx.metrics.datasets.labels(state).set(n)
+        gauge = self.ctx.metrics.disk
         for what, value in (await self.disk()).items():
             label = what.removesuffix("_bytes")
             if value is not None:

@@ -82,7 +82,7 @@ class Submissions:
                 pid = record.proposal
             encoded = record.encode()
             entry = next(e for e in reversed(ledger.entries) if e.kind == kind and e.body == encoded)
-            receipt = Receipt.create(gov.node.key, kind=kind, record=record.id, seq=entry.seq, entry=entry.hash,
+            receipt = Receipt.create(gov.ctx.key, kind=kind, record=record.id, seq=entry.seq, entry=entry.hash,
                                      at=entry.at)
             return Accepted(kind, record.id, pid, tally, receipt)
 
@@ -117,7 +117,7 @@ class Submissions:
         return doc
 
     def _count(self, route: str, outcome: str) -> None:
-        count_submission(self.gov.node.metrics, route, outcome)
+        count_submission(self.gov.ctx.metrics, route, outcome)
 
 
 def count_submission(metrics: Metrics | None, route: str, outcome: str) -> None:

@@ -37,7 +37,7 @@ from communs.protocol import ids, keys
 from communs.protocol.errors import DecodeError, RecordError, SignatureError
 
 if TYPE_CHECKING:
-    from communs.node.node import Node
+    from communs.node.context import NodeContext
     from communs.node.services.gov_submit import Submissions
     from communs.node.services.storage import StorageService
     from communs.storage.catalog import Catalog
@@ -67,8 +67,8 @@ def now_s() -> int:
 
 
 class GovernanceService:
-    def __init__(self, node: Node, storage: StorageService) -> None:
-        self.node = node
+    def __init__(self, ctx: NodeContext, storage: StorageService) -> None:
+        self.ctx = ctx
         self.storage = storage
         self.on_policy_change: list[PolicyHook] = []
         self._ledger: Ledger | None = None
@@ -85,7 +85,7 @@ class GovernanceService:
         stored = await self._stored()
         if stored:
             try:
-                self._ledger = await asyncio.to_thread(Ledger.load, stored, self.node.key)
+                self._ledger = await asyncio.to_thread(Ledger.load, stored, self.ctx.key)
             except GovernanceError as exc:
                 raise StartupError(f"the governance log in the catalog is damaged: {exc}; run 'communs audit' "
                                    "for details") from None
@@ -96,7 +96,7 @@ class GovernanceService:
         state = self.state
         log.info("governance: %d log entries, %d members, licence policy version %d", len(self.ledger.entries),
                  len(state.roster), state.policy_version)
-        self._timer = self.node.spawn(self._timer_loop(), "governance-timer")
+        self._timer = self.ctx.spawn(self._timer_loop(), "governance-timer")
 
     async def stop(self) -> None:
         if self._timer is not None:
@@ -124,11 +124,11 @@ class GovernanceService:
         from communs.node.errors import StartupError
 
         try:
-            founders = read_founders(self.node.root)
+            founders = read_founders(self.ctx.root)
             roster = Roster.of(Member(k, n) for k, n in founders)
         except (ConfigError, RecordError) as exc:
             raise StartupError(f"cannot found the governance log: {exc}") from None
-        ledger = Ledger.found(self.node.key, roster, now_s())
+        ledger = Ledger.found(self.ctx.key, roster, now_s())
         await self._persist(ledger.drain())
         self._count("genesis")
         log.info("governance log founded with %d founding member(s): %s", len(roster),
@@ -331,13 +331,13 @@ class GovernanceService:
             log.error("could not store %d governance log entries; reloading the log from the catalog",
                       len(rows))
             with contextlib.suppress(Exception):
-                self._ledger = Ledger.load(await self._stored(), node_key=self.node.key)
+                self._ledger = Ledger.load(await self._stored(), node_key=self.ctx.key)
             raise
 
     # ---- metrics and logs -----------------------------------------------------------------------
 
     def _count(self, kind: str) -> None:
-        metrics = self.node.metrics
+        metrics = self.ctx.metrics
         if metrics is not None:
             metrics.governance.labels(kind).inc()
 

@@ -56,9 +56,9 @@ from communs.storage.errors import ChunkCorrupt, StorageError, StorageFull
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from communs.node.context import NodeContext
     from communs.node.exchange.client import ChunkSession
     from communs.node.exchange.service import ExchangeService
-    from communs.node.node import Node
     from communs.node.services.datasets import DatasetsService
     from communs.node.services.storage import StorageService
     from communs.storage.catalog import ManifestInfo
@@ -115,9 +115,9 @@ class Fetch:
 
 
 class ReplicationService(UsesStorage):
-    def __init__(self, node: Node, storage: StorageService, datasets: DatasetsService,
+    def __init__(self, ctx: NodeContext, storage: StorageService, datasets: DatasetsService,
                  exchange: ExchangeService) -> None:
-        self.node = node
+        self.ctx = ctx
         self.storage = storage
         self.datasets = datasets
         self.exchange = exchange
@@ -140,7 +140,7 @@ class ReplicationService(UsesStorage):
         self.datasets.on_unwanted.append(self._unwanted)
 
     async def overlay_ready(self) -> None:
-        self.node.spawn(self._loop(), "replication")
+        self.ctx.spawn(self._loop(), "replication")
 
     async def stop(self) -> None:
         for task in list(self._tasks.values()):
@@ -225,8 +225,8 @@ class ReplicationService(UsesStorage):
         return rows
 
     async def _schedule(self) -> None:
-        if self.node.metrics is not None:
-            self.node.metrics.replication_queue.set(len(await self.catalog.list_manifests(state=IN_PROGRESS)))
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.replication_queue.set(len(await self.catalog.list_manifests(state=IN_PROGRESS)))
         for info in await self._candidates():
             if len(self.active) >= MAX_ACTIVE_DATASETS:
                 return
@@ -261,8 +261,8 @@ class ReplicationService(UsesStorage):
                 continue
             self.waiting.pop(info.id, None)
             self._reserved += missing
-            self._tasks[info.id] = self.node.spawn(self._run_fetch(manifest, sources, missing),
-                                                   f"fetch {manifest.cid[:16]}")
+            self._tasks[info.id] = self.ctx.spawn(self._run_fetch(manifest, sources, missing),
+                                                  f"fetch {manifest.cid[:16]}")
 
     async def _sources(self, manifest: Manifest) -> list[str]:
         """The candidates for this round, in the order to ask them (node/sources.py): the first
@@ -272,10 +272,10 @@ class ReplicationService(UsesStorage):
         with contextlib.suppress(Exception):
             found = list(await self.exchange.find_sources(manifest))
         if not found:
-            found = [p.peer_id for p in self.node.overlay.peers()]
+            found = [p.peer_id for p in self.ctx.overlay.peers()]
         announced = set(self.exchange.sources_of(manifest.id))
         return sources_mod.choose_sources(announced, found, banned=banned, history=self._history.get(manifest.id),
-                                          now=time.monotonic(), rng=self.rng, me=self.node.peer_id)
+                                          now=time.monotonic(), rng=self.rng, me=self.ctx.peer_id)
 
     def _remember(self, fetch: Fetch, peer: str, kind: str) -> None:
         sources_mod.remember(self._history.setdefault(fetch.manifest.id, {}), peer, kind, time.monotonic())
@@ -379,7 +379,7 @@ class ReplicationService(UsesStorage):
                     fetch.in_flight[d] = peer
                 if session is None:
                     try:
-                        session = await ChunkSession.open(self.node.overlay, peer, self.node.bandwidth.download)
+                        session = await ChunkSession.open(self.ctx.overlay, peer, self.ctx.bandwidth.download)
                     except Exception as exc:
                         await self._source_failed(fetch, peer, dict(batch), exc, [], [])
                         return
@@ -444,8 +444,8 @@ class ReplicationService(UsesStorage):
             self._requeue(fetch, peer, sizes)
             fetch.sources[peer] = "banned"
             self._remember(fetch, peer, sources_mod.FAILED)
-            if self.node.metrics is not None:
-                self.node.metrics.chunks_rejected.inc()
+            if self.ctx.metrics is not None:
+                self.ctx.metrics.chunks_rejected.inc()
             log.warning("dropped %s as a source of %s: %s", peer, fetch.manifest.title, exc)
             await self.catalog.source_failed(fetch.manifest.id, peer, int(time.time()), ban=True,
                                              reason=str(exc))
@@ -581,8 +581,8 @@ class ReplicationService(UsesStorage):
             fetch.in_flight.pop(d, None)
         fetch.done += n
         fetch.bytes_fetched += n
-        if self.node.metrics is not None:
-            self.node.metrics.bytes_in.inc(n)
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.bytes_in.inc(n)
         if peer not in fetch.seen:
             fetch.seen.add(peer)
             self._remember(fetch, peer, sources_mod.SENT)
@@ -634,8 +634,8 @@ class ReplicationService(UsesStorage):
             return
         await self.catalog.replication_finish(manifest_id, state=COMPLETE, reason=f"complete; {decision_reason}")
         self.waiting.pop(manifest_id, None)
-        if self.node.metrics is not None:
-            self.node.metrics.datasets_complete.inc()
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.datasets_complete.inc()
         log.info("replicated %s (%s) completely", info.title, ids.cid_str(manifest_id))
         manifest = Manifest.decode(info.raw if info.raw is not None else raw or b"", verify=False)
         for cb in self.datasets.on_complete:
@@ -650,7 +650,7 @@ class ReplicationService(UsesStorage):
         """Make the catalog and the store agree after a crash (reconcile.py), then release what no kept
         dataset uses (a release or an enactment cut short by a crash). Publishes wait for `reconciled`,
         so none is writing chunks meanwhile."""
-        await reconcile(self.catalog, self.chunks, self.node.root)
+        await reconcile(self.catalog, self.chunks, self.ctx.root)
         await self.collect_garbage()
         self.storage.reconciled.set()
 
@@ -665,13 +665,13 @@ class ReplicationService(UsesStorage):
             return await self._collect_garbage()
 
     async def _collect_garbage(self) -> int:
-        keep = ("retracted",) if self.node.datasets.policy().keep_retracted else ()
+        keep = ("retracted",) if self.datasets.policy().keep_retracted else ()
         gone = await self.catalog.unreferenced_chunks(keep=keep)
         if not gone:
             return 0
         # Journaled first (publish_journal.py), so that files left by a crash after the unmark are known
         # to be released ones and deleted at the next start, not kept as possibly-own data.
-        written = PublishJournal(self.node.root)
+        written = PublishJournal(self.ctx.root)
         journal: PublishJournal | None = written
         try:
             await asyncio.to_thread(written.chunks, [d for d, _ in gone])

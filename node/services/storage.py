@@ -14,7 +14,7 @@ from communs.storage.chunkstore import ChunkStore
 from communs.storage.errors import StorageError
 
 if TYPE_CHECKING:
-    from communs.node.node import Node
+    from communs.node.context import NodeContext
 
 
 log = logging.getLogger("communs.storage")
@@ -35,8 +35,8 @@ class UsesStorage:
 
 
 class StorageService:
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
         # Set once the chunk store and the catalog agree after a start (replication reconciles them);
         # publishing waits for it.
         self.reconciled = asyncio.Event()
@@ -47,23 +47,23 @@ class StorageService:
         from communs.node.errors import StartupError
 
         try:
-            self.catalog = await Catalog.open(self.node.root / CATALOG_FILE)
+            self.catalog = await Catalog.open(self.ctx.root / CATALOG_FILE)
         except StorageError as exc:
             raise StartupError(str(exc)) from None
         try:
-            self.chunks = await asyncio.to_thread(open_chunk_store, self.node.root, self.node.config.storage)
+            self.chunks = await asyncio.to_thread(open_chunk_store, self.ctx.root, self.ctx.config.storage)
         except StorageError as exc:
             await self.catalog.close()
             raise StartupError(str(exc)) from None
-        why = "storage.direct_io" if self.node.config.storage.direct_io is not None else "probed"
-        if self.node.config.storage.backend == "fs":
+        why = "storage.direct_io" if self.ctx.config.storage.direct_io is not None else "probed"
+        if self.ctx.config.storage.backend == "fs":
             log.info("chunk files are written %s (%s)",
                      "with O_DIRECT" if getattr(self.chunks, "direct", False) else "through the page cache", why)
 
     async def status(self) -> JsonDict:
         """Which store holds the chunks, and why it is waiting for an object store that does not answer."""
         waiting = getattr(self.chunks, "waiting", None)
-        return {"storage": {"backend": self.node.config.storage.backend, "waiting": waiting}}
+        return {"storage": {"backend": self.ctx.config.storage.backend, "waiting": waiting}}
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.chunks.close)

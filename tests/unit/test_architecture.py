@@ -193,3 +193,48 @@ def test_the_graph_builder_sees_imports(tmp_path: Path, source: str) -> None:
 def test_cycle_finder_finds_a_cycle_and_ignores_a_chain() -> None:
     assert _cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+SERVICE_PACKAGES = ("communs.node.services", "communs.node.exchange")
+
+
+def _mentions_node_class(path: Path) -> list[str]:
+    """Where a module's source names the `Node` class (an annotation, a string annotation, an attribute)."""
+    tree = ast.parse(path.read_text(), str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == "Node":
+            found.append(f"line {node.lineno}")
+        elif isinstance(node, ast.alias) and (node.asname or node.name) == "Node":
+            found.append(f"line {getattr(node, 'lineno', '?')}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in ("Node", "Node | None"):
+            found.append(f"line {node.lineno}")
+    return found
+
+
+def test_no_service_holds_the_node() -> None:
+    """Services get a NodeContext (node/context.py) and their collaborators, never the Node: importing
+    communs.node.node (even for typing) or naming the Node class under services/ or exchange/ fails."""
+    mods = _modules()
+    _, everything, _ = _graph()
+    wrong = []
+    for mod, path in sorted(mods.items()):
+        if not mod.startswith(SERVICE_PACKAGES):
+            continue
+        if "communs.node.node" in everything[mod] or any(t.startswith("communs.node.node.") for t in everything[mod]):
+            wrong.append(f"{mod} imports communs.node.node")
+        wrong += [f"{mod} names Node at {where}" for where in _mentions_node_class(path)]
+    assert not wrong, "services holding the node: " + "; ".join(wrong)
+
+
+@pytest.mark.parametrize("source", [
+    "from communs.node.node import Node\n",
+    "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..node import Node\n",
+    "def f(node: 'Node') -> None: ...\n",
+    "class S:\n    def __init__(self, node: Node) -> None: ...\n",
+])
+def test_the_node_check_sees_a_node_coming_back(tmp_path: Path, source: str) -> None:
+    path = tmp_path / "m.py"
+    path.write_text(source)
+    imports = {t for t, _ in _imports("communs.node.services.m", path)}
+    assert "communs.node.node" in imports or _mentions_node_class(path)

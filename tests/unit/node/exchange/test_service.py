@@ -1,4 +1,5 @@
-"""Pure parts of the exchange: the DHT key, the cheap record read used by sync, and frame reading deadlines."""
+"""Pure parts of the exchange: the DHT key, the cheap record read used by sync, and frame reading deadlines
+(the sentence a sync session's limits are reported in is tested in test_syncplan.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import hashlib
 import os
 
 import pytest
-from communs.node.exchange.service import provider_key, record_facts, text_key
+from communs.node.exchange.dhtkeys import provider_key, text_key
+from communs.node.exchange.facts import record_facts
 from communs.node.exchange.streamio import FrameTimeout, next_event
 from communs.protocol import ids, keys, wire
 from communs.protocol.errors import DecodeError
@@ -91,23 +93,3 @@ async def test_stall_timeout_lets_a_slow_but_steady_answer_through() -> None:
     ev = await next_event(Slow(pieces), reader, idle_timeout=1, frame_timeout=0.1, stall_timeout=0.1)
     assert isinstance(ev, wire.Chunk) and ev.data == b"x" * 4000
 
-
-def test_sync_limits_sentence_says_what_was_left_and_refused_in_one_sentence() -> None:
-    import collections
-
-    from communs.node.exchange.service import sync_limits_sentence
-    from communs.protocol import publog as plog
-
-    plan = plog.plan_session({}, [(b"\x01" * 32, 2**63 - 1)])
-    refused = collections.Counter({"the peer reached its quota of 1000000 chunk references per 1 h": 7,
-                                   "other": 1})
-    text = sync_limits_sentence("12D3KooWpeer", plan, ["the peer served less than it advertised for 17 publishers"],
-                                refused, 8)
-    assert text.startswith("catalog sync with 12D3KooWpeer: refused 8 valid record(s) of 8 publisher(s) over an "
-                           "ingest quota (the peer reached its quota of 1000000 chunk references per 1 h)")
-    assert "stopped reading because the peer served less" in text
-    assert f"left {2**63 - 1 - 50_000} advertised record(s) of 1 publisher(s) for a later session" in text
-    assert text.endswith(".") and text.count(".") == 1 and "\n" not in text
-    complete = plog.plan_session({}, [(b"\x01" * 32, 3)])
-    assert sync_limits_sentence("p", complete, [], collections.Counter({"x": 1}), 1) == \
-        "catalog sync with p: refused 1 valid record(s) of 1 publisher(s) over an ingest quota (x)."

@@ -127,7 +127,7 @@ async def test_a_passed_proposal_is_stored_in_one_step_and_hooks_run_after(
     info = service.policy_info()
     assert info["version"] == 1 and info["enacted_at"] is not None and "CC0-1.0" in info["toml"]
     assert audit(await stored(catalog)).ok
-    metrics = service.node.metrics.render().decode()
+    metrics = service.ctx.metrics.render().decode()
     assert 'communs_governance_events_total{kind="enactment"} 1.0' in metrics
     await service.stop()
 
@@ -154,7 +154,7 @@ async def test_refusals_carry_the_status_that_fits_and_store_nothing(
             await coro
         assert caught.value.status == status and phrase in str(caught.value), str(caught.value)
     assert len(await catalog.gov_entries()) == before
-    assert 'communs_governance_events_total{kind="rejected"} 6.0' in service.node.metrics.render().decode()
+    assert 'communs_governance_events_total{kind="rejected"} 6.0' in service.ctx.metrics.render().decode()
     await service.stop()
 
 
