@@ -76,12 +76,15 @@ class WeedServer:
              "actions": ["Read", "List"]},
         ]}))
         p = self.ports
+        # Small volumes and an explicit volume count: every bucket is a SeaweedFS collection that takes 7 new
+        # volumes, and with 1 GiB volumes and `-volume.max=0` (sized from the free disk) a machine with 60 GB
+        # free runs out after about eight buckets and answers InternalError to every write after that.
         log = open(self.folder / "weed.log", "ab")
         self.proc = subprocess.Popen(
             [self.binary, "server", f"-dir={self.folder / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
              f"-master.port={p['master']}", f"-volume.port={p['volume']}", f"-filer.port={p['filer']}",
              "-s3", f"-s3.port={p['s3']}", f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-             "-master.volumeSizeLimitMB=1024", "-volume.max=0", "-master.telemetry=false"],
+             "-master.volumeSizeLimitMB=64", "-volume.max=2000", "-master.telemetry=false"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout
