@@ -86,6 +86,11 @@ class TotalBytes:
             if self._total is not None:
                 self._total += delta
 
+    def peek(self) -> int | None:
+        """The figure if the first scan is done, else None (never scans: for callers that must not wait)."""
+        with self._lock:
+            return self._total
+
 
 class ChunkStore(abc.ABC):
     """Where chunks live, named by digest. Implementations must be thread-safe."""
@@ -129,7 +134,11 @@ class ChunkStore(abc.ABC):
         """The bytes of all stored chunks."""
 
     def space(self) -> tuple[int, int] | None:
-        """(free, total) bytes the store may still fill; None when it cannot be known."""
+        """(free, total) bytes the store may still fill; None when it cannot be known (yet).
+
+        The node calls this on its event loop (status, metrics, every replication round), so it must answer
+        at once: no network request, no scan. A store that has to count first answers None until it knows,
+        and enforces its limit where it writes."""
         return None
 
     def flush(self) -> None:  # noqa: B027 - a no-op is right for stores whose writes are durable at once

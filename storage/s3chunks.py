@@ -146,6 +146,7 @@ class S3ChunkStore(ChunkStore):
         self.waiting: str | None = None  # why the store is waiting for the object store now (also logged)
         self._lock = threading.Lock()
         self._totals = TotalBytes()
+        self._counting = False  # a background count of the bucket's bytes runs (space())
         self._queued = 0  # bytes of deferred uploads not finished yet: they count against the capacity
         self._slots = threading.BoundedSemaphore(max(1, settings.concurrency) * 2)
         self._pending: dict[int, list[Future[bool]]] = {}
@@ -317,13 +318,36 @@ class S3ChunkStore(ChunkStore):
         return self._totals.get(lambda: sum(size for _d, size in self._list_chunks()))
 
     def space(self) -> tuple[int, int] | None:
+        """From the configured capacity; None until the bucket's first count is done (started here in the
+        background: it lists the whole bucket, which takes long, or waits while the store does not answer).
+        `_store` checks the capacity itself before every upload, so nothing is written past it meanwhile."""
         cap = self.settings.capacity_bytes
         if cap is None:
             return None
-        total = self.total_bytes()
+        total = self._totals.peek()
+        if total is None:
+            self._count_in_background()
+            return None
         with self._lock:
             queued = self._queued
         return max(0, cap - total - queued), cap
+
+    def _count_in_background(self) -> None:
+        with self._lock:
+            if self._counting or self._closing.is_set():
+                return
+            self._counting = True
+
+        def count() -> None:
+            try:
+                self.total_bytes()
+            except Exception as exc:  # noqa: BLE001 - a later call counts again; the reason is logged
+                log.warning("could not count the bytes in the bucket yet: %s", exc)
+            finally:
+                with self._lock:
+                    self._counting = False
+
+        threading.Thread(target=count, name="s3store-count", daemon=True).start()
 
     def quarantined(self) -> list[str]:
         """The object names in quarantine (for reports and tests)."""

@@ -770,7 +770,10 @@ class DatasetsService(UsesStorage):
     async def disk(self) -> dict[str, int | None]:
         """Bytes of the chunks stored here, bytes free where they are stored (None when the store cannot
         tell), and the storage quota of the policy in force (None when none)."""
-        space = await asyncio.to_thread(self.chunks.space)
+        # On the loop, not in a worker thread: space() answers at once by contract, and the default executor
+        # can be full of store operations waiting for an object store that does not answer, which would
+        # leave /status (that says why it waits) waiting too.
+        space = self.chunks.space()
         return {"store_bytes": await self.catalog.used_bytes(), "free_bytes": space[0] if space else None,
                 "quota_bytes": self.policy().storage_quota_bytes}
 

@@ -196,3 +196,31 @@ def test_credentials_file_must_be_private(tmp_path: Path) -> None:
     f.write_text("aws_access_key_id = AK\n")
     with pytest.raises(StorageError, match="needs aws_access_key_id and aws_secret_access_key"):
         read_credentials_file(f)
+
+
+@pytest.mark.slow
+def test_space_never_waits_for_a_store_that_does_not_answer(weed_bin: str, tmp_path: Path) -> None:
+    """The node asks for free space on its event loop (status, metrics, each replication round): with a
+    capacity configured and the bucket not counted yet, a store that does not answer must give None at once
+    (the count runs in the background), then the figure once the store answers again."""
+    server = WeedServer(weed_bin, tmp_path / "w").start()
+    try:
+        server.make_bucket("chunks")
+        s3 = dict(endpoint=server.endpoint, bucket="chunks", access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+        with S3ChunkStore(S3Settings(**s3)) as plain:  # type: ignore[arg-type]
+            plain.put(digest(b"a" * 4000), b"a" * 4000)
+        with S3ChunkStore(S3Settings(**s3, capacity_bytes=10_000, wait_s=120)) as s:  # type: ignore[arg-type]
+            server.stop()
+            answers: list[tuple[int, int] | None] = []
+            asking = threading.Thread(target=lambda: answers.append(s.space()), daemon=True)
+            asking.start()
+            asking.join(20)
+            assert not asking.is_alive(), "space() waited for the object store"
+            assert answers == [None]
+            server.start()
+            deadline = time.monotonic() + 120
+            while s.space() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert s.space() == (6000, 10_000)
+    finally:
+        server.stop()
