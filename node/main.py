@@ -89,7 +89,7 @@ def build_services(node: Node) -> Services:
     exchange = ExchangeService(ctx, storage, governance, datasets, retractions)
     replication = ReplicationService(ctx, storage, datasets, exchange)
     exchange.on_new_source.append(replication.poke)
-    copies = CopiesService(ctx, storage, governance, datasets, replication)
+    copies = CopiesService(ctx, storage, governance, datasets, replication, exchange.catalog_synced)
     prune = PruneService(storage, datasets, ctx.key)
     verifications = Verifications(ctx, storage, replication.poke)
     return Services(storage, governance, datasets, retractions, exchange, replication, copies, prune,

@@ -146,6 +146,10 @@ class ExchangeService:
         """Sign and publish one announcement now (paced by the adapter)."""
         await self.gossip.announce(kind, manifest)
 
+    def catalog_synced(self, peer: str) -> bool:
+        """A catalog sync with `peer` has ended and none runs now (`CatalogSync.synced_once`)."""
+        return self.sync.synced_once(peer)
+
     async def sync_with(self, peer: str) -> int:
         """One catalog sync session with `peer` (`CatalogSync.sync_with`); how many records were new."""
         return await self.sync.sync_with(peer)

@@ -290,6 +290,11 @@ class CatalogSync:
         finally:
             self._syncing.discard(peer)
 
+    def synced_once(self, peer: str) -> bool:
+        """Whether a catalog sync with `peer` has ended since it connected (or was skipped as over quota) and
+        none runs now: holding claims name manifests, so the copies service asks for them after this."""
+        return peer in self._last_sync and peer not in self._syncing
+
     def _protocols_of(self, peer: str) -> list[str]:
         for info in self.ctx.overlay.peers():
             if info.peer_id == peer:

@@ -28,7 +28,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from communs.governance import copies as rule
@@ -84,8 +84,12 @@ async def read_message(stream: Any, max_bytes: int, timeout: float) -> dict[str,
 
 class CopiesService(UsesStorage):
     def __init__(self, ctx: NodeContext, storage: StorageService, governance: GovernanceService,
-                 datasets: DatasetsService, replication: ReplicationService) -> None:
+                 datasets: DatasetsService, replication: ReplicationService,
+                 catalog_synced: Callable[[str], bool] | None = None) -> None:
         self.ctx = ctx
+        # Claims of a peer are asked for once its catalog sync has ended: a joining node takes in the
+        # manifests first (the claims name them), and the two never compete for the event loop.
+        self.catalog_synced = catalog_synced
         self.storage = storage
         self.governance = governance
         self.datasets = datasets
@@ -362,21 +366,29 @@ class CopiesService(UsesStorage):
             raws, nxt, more = answer.get("claims"), answer.get("next"), answer.get("more")
             if not isinstance(raws, list) or type(nxt) is not int or type(more) is not bool or nxt < cursor:
                 raise DecodeError(f"peer {peer} sent a malformed claims answer")
-            now = time.time()
-            for start in range(0, len(raws), MAX_CLAIMS_PER_MESSAGE):
-                part = raws[start:start + MAX_CLAIMS_PER_MESSAGE]
-                good: list[HoldingClaim] = []
-                for raw in part:  # one bad claim costs only itself here: the peer relays what others signed
-                    try:
-                        good.extend(self.check_batch(encoding.encode([raw]), now))
-                    except RecordError:
-                        self.counts["rejected"] += 1
+            # Signatures are checked in a worker thread (the gate is thread-safe): a page holds up to
+            # thousands of claims, which would hold the event loop for most of a second.
+            for good in await asyncio.to_thread(self._check_page, raws, time.time()):
                 stored += await self._store(good) if good else 0
             cursor = nxt
             self._cursors[peer] = cursor
             if not more:
                 break
         return stored
+
+    def _check_page(self, raws: list[Any], now: float) -> list[list[HoldingClaim]]:
+        """The claims of one sync page to take in, in groups of at most MAX_CLAIMS_PER_MESSAGE; one bad claim
+        costs only itself here, since the peer relays what others signed."""
+        groups: list[list[HoldingClaim]] = []
+        for start in range(0, len(raws), MAX_CLAIMS_PER_MESSAGE):
+            good: list[HoldingClaim] = []
+            for raw in raws[start:start + MAX_CLAIMS_PER_MESSAGE]:
+                try:
+                    good.extend(self.check_batch(encoding.encode([raw]), now))
+                except RecordError:
+                    self.counts["rejected"] += 1
+            groups.append(good)
+        return groups
 
     async def _sync_loop(self) -> None:
         every = float(self.ctx.config.claims_sync_s)
@@ -386,6 +398,8 @@ class CopiesService(UsesStorage):
             for info in list(self.ctx.overlay.peers()):
                 peer = info.peer_id
                 if self._no_claims.get(peer, 0) > now:
+                    continue
+                if self.catalog_synced is not None and not self.catalog_synced(peer):
                     continue
                 last = self._last_sync.get(peer)
                 if last is not None and now - last < every * self.rng.uniform(0.8, 1.2):
