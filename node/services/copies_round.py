@@ -98,10 +98,10 @@ def plan(inp: RoundInput, policy: policy_mod.Policy, me_key: bytes, *, now: int,
             enough = rule.enough_keepers(me, info.id, n, live=set(others), verified=verified, pinned=[publisher])
             before = inp.graces.get(info.id)
             grace = rule.advance_grace(before, enough, now, max_gap_s)
-            verdict = rule.may_release(me, info.id, n, live=set(others), verified=verified, pinned=[publisher],
-                                       observed_s=None if grace is None else grace.observed_s, now=now,
-                                       grace_s=grace_s)
-            if verdict.release:
+            verdict = None if grace is None else rule.may_release(  # not enough keepers: no release to weigh
+                me, info.id, n, live=set(others), verified=verified, pinned=[publisher], observed_s=grace.observed_s,
+                now=now, grace_s=grace_s)
+            if verdict is not None and verdict.release:
                 released.append((info.id, verdict.reason))
                 grace = None
             if grace != before:
