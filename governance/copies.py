@@ -41,16 +41,50 @@ class Verdict:
     reason: str
 
 
+@dataclass(frozen=True)
+class Grace:
+    """How long this node has seen N verified other keepers of one replica: `observed_s` seconds in all,
+    the last time at `last_seen`. Stored in the catalog, so that a restart keeps it."""
+
+    observed_s: int
+    last_seen: int
+
+
+def enough_keepers(me: str, manifest_id: bytes, n: int, *, live: Collection[str], verified: Collection[str],
+                   pinned: Collection[str]) -> bool:
+    """Whether the N keepers of `manifest_id` among `live` and `me` are all others, and all verified: the
+    condition the grace period must see hold before `me` releases its copy."""
+    keep = keepers(set(live) | {me}, manifest_id, n, pinned)
+    return n > 0 and me not in keep and all(p in verified for p in keep)
+
+
+def advance_grace(grace: Grace | None, enough: bool, now: int, max_gap_s: int) -> Grace | None:
+    """The grace after one look at a replica at `now`: None as soon as the keepers are not `enough` (the
+    grace starts over when they are again); otherwise the time since the last look is added, if it is at
+    most `max_gap_s`. A longer gap (the node was stopped, or busy, or its clock jumped; a clock going back
+    adds nothing) adds nothing but keeps what was seen before: a restart neither starts the grace over nor
+    counts time during which nobody looked."""
+    if not enough:
+        return None
+    if grace is None:
+        return Grace(0, now)
+    gap = now - grace.last_seen
+    return Grace(grace.observed_s + (gap if 0 <= gap <= max_gap_s else 0), max(now, grace.last_seen))
+
+
 def may_release(me: str, manifest_id: bytes, n: int, *, live: Collection[str], verified: Mapping[str, int],
-                pinned: Collection[str], enough_since: int | None, now: int, grace_s: int = DEFAULT_GRACE_S) \
-        -> Verdict:
+                pinned: Collection[str], enough_since: int | None = None, now: int, grace_s: int = DEFAULT_GRACE_S,
+                observed_s: int | None = None) -> Verdict:
     """Whether node `me`, which holds `manifest_id`, may release it under `min_copies = n`.
 
     `live`: the other nodes with a live claim; `verified`: those among them that passed a challenge, with
-    when; `pinned`: nodes that never release it (its publisher); `enough_since`: since when N other
-    verified keepers have been seen (None: not yet). Releases only if `me` is not a keeper among all
-    holders, the N keepers are all verified, and that has held for `grace_s`.
+    when; `pinned`: nodes that never release it (its publisher); how long N other verified keepers have
+    been seen: `observed_s` seconds (a `Grace`, as the node keeps it), or since `enough_since` (None: not
+    yet). Releases only if `me` is not a keeper among all holders, the N keepers are all verified, and
+    that has held for `grace_s`.
     """
+    if observed_s is None and enough_since is not None:
+        observed_s = now - enough_since
     if n <= 0:
         return Verdict(False, "no min_copies is set")
     if me in pinned:
@@ -62,7 +96,7 @@ def may_release(me: str, manifest_id: bytes, n: int, *, live: Collection[str], v
     unverified = sorted(p for p in keep if p not in verified)
     if unverified:
         return Verdict(False, f"{len(unverified)} of the {n} keepers not verified yet")
-    if enough_since is None or now - enough_since < grace_s:
+    if observed_s is None or observed_s < grace_s:
         return Verdict(False, f"{n} verified keepers; waiting out the grace period of {grace_s} s")
     return Verdict(True, f"{n} other nodes keep it, verified; released under min_copies = {n}")
 

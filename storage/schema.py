@@ -163,6 +163,30 @@ MIGRATIONS: list[list[str]] = [
         ) WITHOUT ROWID
         """,
     ],
+    # 5: what the node must not forget across a restart, though it is not signed anywhere.
+    # `gov_routes`: by which route each accepted governance record came here (admin API, or libp2p and the
+    # peer), the operator's view of `communs proposals`; not part of the signed log (a route is what this
+    # node saw, not what anyone signed), so it lives beside it, keyed by the record's id.
+    # `release_grace`: for each replica that N verified keepers hold, how long this node has seen that
+    # (`observed_s`) and when it last did (`last_seen`), so that a restart neither restarts nor skips the
+    # grace period before the replica is released (governance/copies.py `advance_grace`).
+    [
+        """
+        CREATE TABLE gov_routes (
+            record BLOB PRIMARY KEY,
+            route  TEXT NOT NULL,
+            peer   TEXT,
+            at     INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE release_grace (
+            manifest   BLOB PRIMARY KEY,
+            observed_s INTEGER NOT NULL CHECK (observed_s >= 0),
+            last_seen  INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """,
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

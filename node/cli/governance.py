@@ -232,7 +232,7 @@ def _ballot_routes(p: dict[str, Any]) -> list[str]:
     out = []
     for b in p.get("ballots", []):
         via = b.get("via")
-        route = "route not known (recorded before the last restart)" if not via else \
+        route = "route not known (accepted before this node kept routes)" if not via else \
             f"via {via['route']}" + (f" from {via['peer']}" if via.get("peer") else "")
         out.append(f"    ballot {b['choice']} by {b['member']}: {route}")
     return out

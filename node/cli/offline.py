@@ -76,9 +76,23 @@ def members(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def proposals(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from communs.node.config import CATALOG_FILE
     from communs.node.services.govviews import proposals_doc
+    from communs.protocol import ids
+    from communs.storage.catalog import read_gov_routes_readonly
+    from communs.storage.errors import CatalogError
 
-    return proposals_doc(_ledger(args), int(time.time()))
+    docs = proposals_doc(_ledger(args), int(time.time()))
+    try:  # the route each record came by, as the running node shows it (node/services/gov_submit.py)
+        stored = read_gov_routes_readonly(data_dir(args) / CATALOG_FILE)
+    except CatalogError as exc:
+        fail(str(exc))
+    via = {ids.cid_str(r): {"route": route, "peer": peer} for r, (route, peer) in stored.items()}
+    for doc in docs:
+        doc["via"] = via.get(doc["id"])
+        for b in doc.get("ballots", []):
+            b["via"] = via.get(b["id"])
+    return docs
 
 
 def read_stored_log(root: Path) -> list[bytes]:

@@ -154,7 +154,12 @@ def _schemas() -> dict[str, Any]:
                                                  "stored (null: unknown), the storage quota (null: none)"),
                         "copies": _obj({"min_copies": _NN_INT, "endangered": {"type": "array", "items": _obj(
                             {"id": _CID, "title": _STR, "copies": _NN_INT})}},
-                            {"challenges": {"type": "object", "additionalProperties": _NN_INT},
+                            {"releasing": {"type": "array", "items": _obj(
+                                {"id": _CID, "observed_s": _NN_INT, "grace_s": _NN_INT},
+                                description="replicas whose N keepers are other verified nodes: how long that "
+                                            "has been seen, against the grace before this node releases "
+                                            "its copy")},
+                             "challenges": {"type": "object", "additionalProperties": _NN_INT},
                              "claims": {"type": "object", "additionalProperties": _NN_INT}})}),
         "Peer": _obj({"peer_id": _PEER, "addrs": _STRS}, {"protocols": _STRS, "name": _nullable({
             "type": "string", "description": "the peer's name as this node knows it: given by this node's operator "

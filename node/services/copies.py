@@ -16,7 +16,9 @@ What this node does (protocol/README.md "Holding claims" and "Proof of holding" 
   answers verify both. The server side answers at most CHALLENGES_PER_PEER_MINUTE per peer.
 * The rule (governance/copies.py). Under `min_copies = N`, an accepted dataset is wanted here only while
   fewer than N other nodes hold it, and a replica is released once it is not among the N keepers chosen
-  by rendezvous hashing and those keepers are verified, after `release_grace_s`.
+  by rendezvous hashing and those keepers are verified, after `release_grace_s`. How long that has been
+  seen is stored in the catalog each round (a restart neither starts the grace over nor counts the time
+  the node was stopped), and one round reads the catalog in a few queries (copies_round.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from communs.governance import copies as rule
 from communs.governance import policy as policy_mod
+from communs.node.services import copies_round
 from communs.node.services.claim_gate import MAX_CLAIMS_PER_MESSAGE, AnswerGate, ClaimGate
 from communs.node.services.datasets import COMPLETE, IN_PROGRESS, NOT_WANTED, OWN
 from communs.node.services.storage import UsesStorage
@@ -103,7 +106,6 @@ class CopiesService(UsesStorage):
         self._last_sync: dict[str, float] = {}
         self._no_claims: dict[str, float] = {}  # peers that do not speak /communs/claims/1, until when
         self._timeouts: collections.Counter[tuple[str, bytes]] = collections.Counter()
-        self._enough_since: dict[bytes, int] = {}
         self._challenge_budget: TokenBucket | None = None  # set at start, from the configured mean interval
         self.challenges: collections.Counter[str] = collections.Counter()
         self.counts = self.gate.counts
@@ -175,7 +177,7 @@ class CopiesService(UsesStorage):
                     "since": r.since, "expires": r.expires,
                     "verified_at": r.verified_at if r.verified_at is not None and now - r.verified_at <= self.ttl
                     else None}
-                   for r in rows if _counted(r)]
+                   for r in rows if copies_round.counted(r)]
         for h in holders:
             if h["peer_id"] == self.ctx.peer_id:
                 h["name"] = self.ctx.config.name  # this node's own copy is never challenged: verified_at null
@@ -197,6 +199,8 @@ class CopiesService(UsesStorage):
             "min_copies": n,
             "endangered": [{"id": ids.cid_str(i.id), "title": i.title, "copies": counts.get(i.id, 0)}
                            for i in held if i.id in risky],
+            "releasing": [{"id": ids.cid_str(m), "observed_s": o, "grace_s": int(self.ctx.config.release_grace_s)}
+                          for m, (o, _) in sorted((await self.catalog.release_graces()).items())],
             "challenges": dict(self.challenges),
             "claims": {k: v for k, v in self.counts.items()},
         }}
@@ -596,7 +600,7 @@ class CopiesService(UsesStorage):
         return sorted(keep, key=lambda r: (counts.get(r.id, 0), -r.created, r.size))
 
     async def _rule_loop(self) -> None:
-        every = max(1.0, min(30.0, self.ttl / 20))
+        every = self.rule_every()
         while True:
             await asyncio.sleep(every * self.rng.uniform(0.8, 1.2))
             try:
@@ -604,49 +608,31 @@ class CopiesService(UsesStorage):
             except StorageError as exc:
                 log.warning("min_copies rule round failed: %s", exc)
 
+    def rule_every(self) -> float:
+        """The mean interval between two rounds of the rule."""
+        return max(1.0, min(30.0, self.ttl / 20))
+
     async def apply_rule(self) -> None:
-        """Release replicas that N verified others keep; want back what fewer than N others hold."""
+        """Release replicas that N verified others keep; want back what fewer than N others hold
+        (copies_round.py reads and decides; this writes)."""
         policy = self._policy()
-        n = policy.min_copies
-        if n <= 0:
+        if policy.min_copies <= 0:
             return
         now = _now()
-        me = self.ctx.peer_id
-        infos = [i for i in await self.catalog.list_manifests() if not i.own]
-        forked = await self.catalog.forked_publishers()
-        released: list[bytes] = []
-        wanted: list[bytes] = []
-        for info in infos:
-            if info.state not in (COMPLETE, NOT_WANTED):
-                continue
-            if info.state == NOT_WANTED and (info.publisher in forked or not policy_mod.evaluate(
-                    policy, licence=info.licence, size=info.size, publisher_peer_id=keys.peer_id(info.publisher),
-                    own=False).wanted):
-                continue  # refused by the policy itself: min_copies has nothing to say
-            rows = [r for r in await self.catalog.live_claims(now, info.id) if _counted(r)]
-            others = {keys.peer_id(r.node): r for r in rows if r.node != self.ctx.key.public}
-            if info.state == COMPLETE:
-                verified: dict[str, int] = {}
-                for p, r in others.items():
-                    if r.verified_at is not None and now - r.verified_at <= self.ttl:
-                        verified[p] = r.verified_at
-                keep = rule.keepers(set(others) | {me}, info.id, n, [keys.peer_id(info.publisher)])
-                if me not in keep and all(p in verified for p in keep):
-                    self._enough_since.setdefault(info.id, now)
-                else:
-                    self._enough_since.pop(info.id, None)
-                verdict = rule.may_release(me, info.id, n, live=set(others), verified=verified,
-                                           pinned=[keys.peer_id(info.publisher)],
-                                           enough_since=self._enough_since.get(info.id), now=now,
-                                           grace_s=int(self.ctx.config.release_grace_s))
-                if verdict.release:
-                    released.append(info.id)
-                    await self.catalog.set_state(info.id, NOT_WANTED, verdict.reason)
-                    log.info("released %s: %s", ids.cid_str(info.id), verdict.reason)
-            elif rule.needs_copy(n, len(others)):  # not wanted only because enough others held it
-                wanted.append(info.id)
-                await self.catalog.set_state(info.id, IN_PROGRESS, f"wanted: {len(others)} other node(s) hold it, "
-                                                                   f"fewer than min_copies = {n}")
+        inp = await copies_round.gather(self.catalog, now)
+        # rounds come every rule_every() (x1.2 at most): a longer gap is time nobody looked (governance/copies.py)
+        decided = copies_round.plan(inp, policy, self.ctx.key.public, now=now, ttl=self.ttl,
+                                    grace_s=int(self.ctx.config.release_grace_s),
+                                    max_gap_s=max(10, int(3 * self.rule_every())))
+        changes = [(mid, NOT_WANTED, reason) for mid, reason in decided.released] + \
+                  [(mid, IN_PROGRESS, reason) for mid, reason in decided.wanted]
+        if changes:
+            await self.catalog.set_states(changes)
+        await self.catalog.save_release_graces(copies_round.grace_rows(decided.graces))
+        released = [mid for mid, _ in decided.released]
+        wanted = [mid for mid, _ in decided.wanted]
+        for mid, reason in decided.released:
+            log.info("released %s: %s", ids.cid_str(mid), reason)
         if released:
             for cb in self.datasets.on_unwanted:
                 if cb != self._changed:
@@ -655,8 +641,3 @@ class CopiesService(UsesStorage):
         if wanted:
             for cb in self.datasets.on_wanted:
                 await cb(wanted)
-
-
-def _counted(r: ClaimRow) -> bool:
-    """The catalog's rule for a claim that counts: not failed, or verified since it failed."""
-    return r.failed_at is None or (r.verified_at is not None and r.verified_at >= r.failed_at)

@@ -6,9 +6,11 @@ API). The cheap checks of governance/admission.py run first, under no lock; the 
 through the service's `_step` like any other change, and once its entry is stored the node
 signs a Receipt naming the entry (governance/receipts.py).
 
-Which route each accepted record came by ("admin API", or "libp2p" and the peer) is kept in
-memory for `communs proposals` on the node: it is the operator's view, not part of the signed
-log, and it is empty again after a restart.
+Which route each accepted record came by ("admin API", or "libp2p" and the peer) is the
+operator's view for `communs proposals`, not part of the signed log: it is stored in the catalog
+beside the log (`gov_routes`) as the record is accepted, and loaded again at start, so a restart
+keeps it. A record accepted while its route could not be stored keeps its log entry and receipt;
+only its route shows as not known.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from communs.governance.rotation import Rotation
 from communs.governance.tally import Tally
 from communs.protocol import ids
 from communs.protocol.errors import RecordError
+from communs.storage.errors import StorageError
 
 if TYPE_CHECKING:
     from communs.node.http.metrics import Metrics
@@ -53,6 +56,15 @@ class Submissions:
     def __init__(self, gov: GovernanceService) -> None:
         self.gov = gov
         self.via: dict[str, dict[str, Any]] = {}  # record CID -> {"route", "peer"}
+
+    async def load(self) -> None:
+        """The routes stored by earlier runs (the governance service calls this at start)."""
+        try:
+            stored = await self.gov.storage.catalog.gov_routes(MAX_PROVENANCE)
+        except StorageError as exc:
+            log.warning("could not read the routes of governance records: %s", exc)
+            return
+        self.via = {ids.cid_str(record): {"route": route, "peer": peer} for record, (route, peer) in stored.items()}
 
     async def submit(self, raw: bytes, route: str, peer: str | None = None) -> Accepted:
         """Record `raw` (a signed proposal or ballot); Refused with one sentence if it is not acceptable."""
@@ -92,18 +104,24 @@ class Submissions:
             self._count(route, "refused")
             signer = {"proposal": "proposer", "ballot": "member", "rotation": "old and new key"}[kind]
             raise Refused(409, _sentence(exc, kind, signer)) from None
-        self.admitted(accepted.record, route, peer)
+        await self.admitted(accepted.record, route, peer)
         if kind == "proposal":
             gov._wake.set()
         log.info("%s %s recorded as log entry %d (via %s%s)", kind, ids.cid_str(accepted.record),
                  accepted.receipt.seq, route, f" from {peer}" if peer else "")
         return accepted
 
-    def admitted(self, record: bytes, route: str, peer: str | None = None) -> None:
-        """Count an accepted record and remember its route."""
+    async def admitted(self, record: bytes, route: str, peer: str | None = None) -> None:
+        """Count an accepted record and remember its route, in the catalog and here."""
+        from communs.node.services.governance import now_s
+
         self._count(route, "accepted")
+        try:
+            await self.gov.storage.catalog.put_gov_route(record, route, peer, now_s())
+        except StorageError as exc:  # the record is in the log already: only its route is lost
+            log.warning("could not store the route of governance record %s: %s", ids.cid_str(record), exc)
         if len(self.via) < MAX_PROVENANCE:
-            self.via[ids.cid_str(record)] = {"route": route, "peer": peer}
+            self.via.setdefault(ids.cid_str(record), {"route": route, "peer": peer})
 
     def refused(self, route: str) -> None:
         """Count a refused submission (the admin API's own routes refuse outside `submit`)."""

@@ -93,6 +93,8 @@ class GovernanceService:
             self._ledger = await self._found()
         # A node stopped across closing times records those closings now, in closing order.
         await self._step(lambda ledger, now: ledger.close_due(now), hooks=False)
+        if self.submissions is not None:
+            await self.submissions.load()  # the route each record came by, as stored by earlier runs
         state = self.state
         log.info("governance: %d log entries, %d members, licence policy version %d", len(self.ledger.entries),
                  len(state.roster), state.policy_version)
@@ -201,7 +203,7 @@ class GovernanceService:
             raise Refused(self._proposal_status(exc, raw), _sentence(exc, "proposal", "proposer")) from None
         self._wake.set()  # its closing time may be the new next deadline
         if self.submissions is not None:
-            self.submissions.admitted(proposal.id, "admin API")
+            await self.submissions.admitted(proposal.id, "admin API")
         log.info("proposal %s recorded: %s (closes at %d)", proposal.cid, proposal.summary(), proposal.closes)
         return proposal
 
@@ -214,7 +216,7 @@ class GovernanceService:
             self._refused_via_admin()
             raise Refused(self._ballot_status(exc, proposal_id, raw), _sentence(exc, "ballot", "member")) from None
         if self.submissions is not None:
-            self.submissions.admitted(Ballot.decode(raw, verify=False).id, "admin API")
+            await self.submissions.admitted(Ballot.decode(raw, verify=False).id, "admin API")
         return tally
 
     def _refused_via_admin(self) -> None:

@@ -14,8 +14,9 @@ What a catalog holds, and where each part comes back from:
   deletes a chunk file the new catalog does not know (node/reconcile.py).
 * Dataset states: decided again under the policy in force (the new catalog records no policy version, so
   the node re-evaluates at start). Fork evidence that can be read is kept.
-* Lost for good: replication progress records, source bans, publish idempotency keys; all are rebuilt or
-  harmless.
+* Lost for good: replication progress records, source bans, publish idempotency keys, the route each
+  governance record came by (shown as not known) and the release graces of min_copies (they start over,
+  which only delays a release); all are rebuilt or harmless.
 
 A node whose own manifests were not all readable must not publish before they are back: its next publish
 would reuse a place of its log (a fork signed by its own key). So after such a repair, publishing is refused

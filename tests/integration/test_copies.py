@@ -10,12 +10,12 @@ from pathlib import Path
 from tests.nodes import NodeProc, cli, cli_json, wait_for
 
 
-def fast_node(tmp: Path, name: str, *args: str, ttl: int = 8) -> NodeProc:
+def fast_node(tmp: Path, name: str, *args: str, ttl: int = 8, grace: int = 1) -> NodeProc:
     """A node with short claim lifetimes and frequent challenges, so that a test sees them work."""
     node = NodeProc.init(tmp, name, *args)
     with open(node.data / "config.toml", "a") as fh:
         fh.write(f"\n[copies]\nclaim_ttl_s = {ttl}\nclaims_sync_s = 1\nchallenge_every_s = 0.3\n"
-                 "release_grace_s = 1\n")
+                 f"release_grace_s = {grace}\n")
     return node
 
 
@@ -174,3 +174,46 @@ def test_a_node_with_little_room_fetches_the_endangered_dataset_first(tmp_path: 
     assert state_of(g, common) == "in-progress"
     reason = next(d for d in g.get("/api/v1/datasets") if d["id"] == common)["reason"]
     assert "quota" in reason, reason
+
+
+def test_the_release_grace_survives_a_restart_without_counting_the_downtime(tmp_path: Path,
+                                                                           nodes: list[NodeProc]) -> None:
+    """The grace before a replica is released is stored: stopping the node neither starts it over nor lets
+    the time it was stopped count (governance/copies.py `advance_grace`)."""
+    downtime, grace = 12.0, 40
+    a = fast_node(tmp_path, "a", ttl=60)
+    nodes.append(a)
+    a.start()
+    b = fast_node(tmp_path, "b", "--bootstrap", a.addr, ttl=60, grace=grace)
+    nodes.append(b)
+    b.start()
+    enact(b, tmp_path, 'accept_licences = ["CC0-1.0"]\n')
+    mid = publish(a, tmp_path, "ds", 1 << 20)
+    wait_for(lambda: state_of(b, mid) == "complete", 90, 0.5, what="b to hold a replica")
+    # now one copy is enough: a (the publisher) keeps it, so b may release its own after the grace
+    enact(b, tmp_path, 'accept_licences = ["CC0-1.0"]\nmin_copies = 1\n')
+
+    def seen() -> int | None:
+        for r in b.get("/api/v1/status")["copies"]["releasing"]:
+            if r["id"] == mid:
+                assert r["grace_s"] == grace
+                return int(r["observed_s"])
+        return None
+
+    before = wait_for(lambda: (s := seen()) is not None and s >= 4 and s, 90, 0.5, what="b to see a verified")
+    t0 = time.monotonic()
+    assert state_of(b, mid) == "complete"
+    assert b.stop() == 0
+    time.sleep(downtime)
+    b.start()
+    after = seen()
+    t1 = time.monotonic()
+    assert after is not None and after >= before, (before, after)  # not started over
+    # not skipped: what b counted between the two looks excludes at least the time it was stopped (a round
+    # of the rule comes every 3 s: the look before the stop may date from up to ~5 s before `before`)
+    assert after - before <= (t1 - t0) - downtime + 5, (before, after, t1 - t0)
+    assert after < grace and state_of(b, mid) == "complete"
+    wait_for(lambda: state_of(b, mid) == "not-wanted", 120, 0.5, what="b to release its replica after the grace")
+    reason = next(d for d in b.get("/api/v1/datasets") if d["id"] == mid)["reason"]
+    assert "min_copies = 1" in reason
+    assert seen() is None  # nothing left to wait for

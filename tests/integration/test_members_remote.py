@@ -291,3 +291,35 @@ async def test_bad_submissions_over_libp2p(tmp_path: Path, make_node: Any) -> No
             await other_peer.stop()
     finally:
         await overlay.stop()
+
+
+def test_the_route_of_each_record_survives_a_restart(tmp_path: Path, make_node: Any) -> None:
+    """The operator's view of where each record came from is stored with the log, not only in memory: after
+    a restart the API, the CLI, and the CLI on the stopped node's folder still show it."""
+    homes = own_machines(tmp_path, ("alice", "bob"))
+    coop = make_node("coop", *(a for h in homes.values() for a in ("--founder", str(h / "member.key.pub"))))
+    (homes["alice"] / "rules.toml").write_text(RULES)
+    # alice signs offline; the operator submits it through the admin API; bob votes over libp2p
+    signed = member_json(homes["alice"], "propose", "--key", "member.key", "--kind", "policy", "--file",
+                         "rules.toml", "--roster", ids.cid_str(roster_hash(coop)), "--out", "proposal.rec")
+    pid = signed["id"]
+    cli_json(coop.data, "submit", str(homes["alice"] / "proposal.rec"))
+    member(homes["bob"], "vote", pid, "abstain", "--key", "member.key", "--node", coop.addr)
+    before = coop.get(f"/api/v1/proposals/{pid}")
+    assert before["via"] == {"route": "admin API", "peer": None}
+    [ballot] = before["ballots"]
+    assert ballot["via"]["route"] == "libp2p" and ballot["via"]["peer"].startswith("12D3")
+    line = f"ballot abstain by {ballot['member']}: via libp2p from {ballot['via']['peer']}"
+
+    assert coop.stop() == 0
+    coop.start()
+    after = coop.get(f"/api/v1/proposals/{pid}")
+    assert after["via"] == before["via"] and after["ballots"][0]["via"] == ballot["via"]
+    assert coop.get("/api/v1/proposals")[0]["ballots"][0]["via"] == ballot["via"]
+    assert line in cli(coop.data, "proposals").stdout
+    assert f"via libp2p from {ballot['via']['peer']}" in cli(coop.data, "proposal", pid).stdout
+
+    assert coop.stop() == 0  # and from the folder of the stopped node
+    stopped = cli(coop.data, "proposals")
+    assert "not running; read from its folder" in stopped.stderr and line in stopped.stdout
+    assert cli_json(coop.data, "proposals")[0]["ballots"][0]["via"] == ballot["via"]

@@ -68,3 +68,33 @@ def test_fewest_copies_first_then_newest_then_smallest() -> None:
     assert order == [c, b, d, a]
     assert copies.endangered([a, b, c], {a: 3, b: 1}, 3) == sorted([b, c])
     assert copies.endangered([a], {}, 0) == []
+
+
+def test_the_grace_counts_only_time_seen_and_survives_a_restart() -> None:
+    """`advance_grace` is what the node stores each round: seen time adds up, a break starts it over, and a
+    gap longer than `max_gap_s` (the node stopped, then started again) adds nothing but loses nothing."""
+    g = copies.advance_grace(None, True, 1000, max_gap_s=10)
+    assert g == copies.Grace(0, 1000)
+    g = copies.advance_grace(g, True, 1008, max_gap_s=10)
+    assert g == copies.Grace(8, 1008)
+    restarted = copies.advance_grace(g, True, 1500, max_gap_s=10)  # stopped for ~8 minutes
+    assert restarted == copies.Grace(8, 1500)  # neither started over nor skipped ahead
+    assert copies.advance_grace(restarted, True, 1505, max_gap_s=10) == copies.Grace(13, 1505)
+    assert copies.advance_grace(restarted, True, 1400, max_gap_s=10) == copies.Grace(8, 1500)  # clock went back
+    assert copies.advance_grace(restarted, False, 1505, max_gap_s=10) is None  # a keeper lost: start over
+
+
+def test_release_after_the_grace_as_observed() -> None:
+    others = [p for p in PEERS if p not in copies.keepers(PEERS, MID, 3)]
+    me = others[0]
+    live = set(PEERS) - {me}
+    full = dict.fromkeys(live, 5)
+    assert copies.enough_keepers(me, MID, 3, live=live, verified=full, pinned=())
+    assert not copies.enough_keepers(me, MID, 3, live=live, verified={}, pinned=())
+    assert not copies.enough_keepers(me, MID, 3, live=live, verified=full, pinned=[me])
+    keeper = next(iter(copies.keepers(PEERS, MID, 3)))
+    assert not copies.enough_keepers(keeper, MID, 3, live=set(PEERS) - {keeper}, verified=full, pinned=())
+    kw = {"live": live, "verified": full, "pinned": (), "now": 10**6, "grace_s": 60}
+    assert not copies.may_release(me, MID, 3, observed_s=59, **kw).release  # type: ignore[arg-type]
+    assert copies.may_release(me, MID, 3, observed_s=60, **kw).release  # type: ignore[arg-type]
+    assert not copies.may_release(me, MID, 3, observed_s=None, **kw).release  # type: ignore[arg-type]

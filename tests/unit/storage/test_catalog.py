@@ -592,3 +592,67 @@ async def test_file_sha256_is_kept_once_per_file_key(cat: Catalog) -> None:
     with pytest.raises(CatalogError):
         await cat.put_file_sha256(b, b"short", 10, 1000)  # the schema refuses what is no SHA-256
     assert await cat.file_sha256([b]) == {}
+# -- what survives a restart beside the signed records (schema 5) ---------------------------------------
+
+async def test_governance_routes_survive_reopening_and_the_first_one_stays(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.sqlite"
+    r1, r2 = digest(b"ballot"), digest(b"proposal")
+    async with await Catalog.open(path) as c:
+        await c.put_gov_route(r1, "libp2p", "12D3KooWpeer", 10)
+        await c.put_gov_route(r2, "admin API", None, 11)
+        await c.put_gov_route(r1, "admin API", None, 12)  # the same record again: its route is known already
+    async with await Catalog.open(path) as c:
+        assert await c.gov_routes() == {r1: ("libp2p", "12D3KooWpeer"), r2: ("admin API", None)}
+        assert await c.gov_routes(limit=1) == {r2: ("admin API", None)}  # the newest first
+    assert catalog_mod.read_gov_routes_readonly(path) == {r1: ("libp2p", "12D3KooWpeer"), r2: ("admin API", None)}
+
+
+def test_a_catalog_from_before_schema_4_has_no_routes_to_read(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    raw = sqlite3.connect(path)
+    raw.execute("CREATE TABLE gov_log (seq INTEGER)")
+    raw.close()
+    assert catalog_mod.read_gov_routes_readonly(path) == {}
+
+
+async def test_release_graces_are_stored_updated_and_forgotten(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.sqlite"
+    m1, m2 = digest(b"m1"), digest(b"m2")
+    async with await Catalog.open(path) as c:
+        await c.save_release_graces({m1: (5, 100), m2: (0, 100)})
+        await c.save_release_graces({m1: (9, 104)})
+        await c.save_release_graces({})
+    async with await Catalog.open(path) as c:
+        assert await c.release_graces() == {m1: (9, 104), m2: (0, 100)}
+        await c.save_release_graces({m2: None, m1: (12, 107)})
+        assert await c.release_graces() == {m1: (12, 107)}
+        with pytest.raises(CatalogError):  # a negative time is refused by the schema, nothing changes
+            await c.save_release_graces({m1: (-1, 108)})
+        assert await c.release_graces() == {m1: (12, 107)}
+
+
+async def test_claims_on_states_answers_what_live_claims_answers_per_manifest(cat: Catalog) -> None:
+    rows = [row(PUB_A, i, state=s) for i, s in enumerate(["complete", "not-wanted", "in-progress", "complete",
+                                                          "retracted", "not-wanted"], start=1)]
+    rows.append(row(PUB_B, 1, state="complete"))
+    for r in rows:
+        await cat.put_manifest(r)
+    await cat.set_state(rows[-1].id, "own")  # published here: not a replica
+    async with cat.transaction() as db:
+        await db.execute("UPDATE manifests SET own = 1 WHERE id = ?", (rows[-1].id,))
+    claims = []
+    for k, r in enumerate(rows):
+        for node in (b"1" * 32, b"2" * 32, b"3" * 32)[: 1 + k % 3]:
+            claims.append((node, r.id, 10, 1, 500 if k != 3 else 50, node == b"3" * 32, b"c"))
+    claims.append((b"9" * 32, digest(b"a manifest not here"), 10, 1, 500, False, b"c"))
+    await cat.put_claims(claims)
+    await cat.claim_checked(b"2" * 32, rows[0].id, 90, False)
+    got = await cat.claims_on_states(100, ["complete", "not-wanted"])
+    want = {}
+    for r in rows:
+        info = await cat.get_manifest(r.id)
+        assert info is not None
+        if not info.own and info.state in ("complete", "not-wanted") and (live := await cat.live_claims(100, r.id)):
+            want[r.id] = live
+    assert got == want and len(want) >= 2
+    assert rows[-1].id not in got and rows[3].id not in got  # own; every claim expired
