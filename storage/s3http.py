@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
+import aiohttp
+from yarl import URL
+
 from . import sigv4
 
 
@@ -125,9 +128,7 @@ class S3Http:
         self._session = asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()
         self._closed = False
 
-    async def _open(self):  # type: ignore[no-untyped-def]
-        import aiohttp
-
+    async def _open(self) -> aiohttp.ClientSession:
         connect, read = self._timeouts
         return aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300),
@@ -151,9 +152,6 @@ class S3Http:
 
     async def _request(self, method: str, key: str, query: Mapping[str, str], body: bytes,
                        headers: Mapping[str, str]) -> Response:
-        import aiohttp
-        from yarl import URL
-
         path = self.path_of(key)
         extra = {k.lower(): v for k, v in headers.items()}
         if body or method in ("PUT", "POST"):

@@ -79,12 +79,15 @@ class WeedServer:
              "actions": ["Read", "List"]},
         ]}))
         p = self.ports
+        # Every bucket is a SeaweedFS collection that takes 7 volumes at its first write; `-volume.max=0`
+        # (free disk / volume size) ran out of slots after a few buckets on a fuller disk ("InternalError" at
+        # the first PUT). Volumes are sparse files, and SeaweedFS still stops writing at 1% free disk.
         log = open(self.folder / "weed.log", "ab")
         self.proc = subprocess.Popen(
             [self.binary, "server", f"-dir={self.folder / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
              f"-master.port={p['master']}", f"-volume.port={p['volume']}", f"-filer.port={p['filer']}",
              "-s3", f"-s3.port={p['s3']}", f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-             "-master.volumeSizeLimitMB=1024", "-volume.max=0", "-master.telemetry=false", *self.extra_args],
+             "-master.volumeSizeLimitMB=1024", "-volume.max=300", "-master.telemetry=false", *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ | self.env)
         log.close()
         deadline = time.monotonic() + timeout
