@@ -5,10 +5,10 @@ measured reason), and SigV4 is the one piece of S3 a client cannot do without. I
 HMAC-SHA256 over a canonical form of the request, specified by AWS ("Signature Version 4 signing process",
 "Authenticating Requests: Using the Authorization Header") and checked in tests against botocore's signer.
 
-The body is sent as `UNSIGNED-PAYLOAD` unless a payload hash is given: S3 accepts that (AWS, SeaweedFS,
-Garage, MinIO), and it spares both sides a SHA-256 of every chunk (botocore always hashes bodies sent over
-plain http). Integrity does not rest on it: every PUT carries a Content-MD5 the store checks, and the node
-hashes every chunk it reads (BLAKE3) against its name.
+The body is sent as `UNSIGNED-PAYLOAD` unless a payload hash is given: the S3 API defines it (SeaweedFS
+accepts it, tested; AWS, Garage and MinIO implement it), and it spares both sides a SHA-256 of every chunk
+(botocore always hashes bodies sent over plain http). Integrity does not rest on it: every PUT carries a
+Content-MD5 the store checks, and the node hashes every chunk it reads (BLAKE3) against its name.
 """
 
 from __future__ import annotations

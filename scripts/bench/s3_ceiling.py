@@ -4,7 +4,8 @@ store can reach, and which client and which `weed server` options get closest to
 
 For each server variant (a fresh `weed server` per variant, started as the tests start it, plus the extra
 options given), each object size and each client, PUT then GET `--mib` MiB as objects of that size with
-1, 4, 8 and 16 requests in flight, and print MB/s and the client's CPU seconds per GiB. Clients:
+1, 4, 8 and 16 requests in flight, and print MB/s and the CPU seconds per GiB of the client and of the
+server (on a shared machine, the CPU per byte is the figure that does not depend on the others). Clients:
 - `boto`: botocore from threads, as botocore sends over plain http (the body's SHA-256 in the signature);
 - `boto-unsigned`: the same with `x-amz-content-sha256: UNSIGNED-PAYLOAD` (no SHA-256 on either side);
 - `aiohttp`: one asyncio loop, aiohttp, the node's own SigV4 signer (storage/sigv4.py), UNSIGNED-PAYLOAD.
@@ -116,15 +117,22 @@ def run_aiohttp(endpoint: str, bucket: str, op: str, keys: list[str], bodies: li
     asyncio.run(run_aiohttp_async(endpoint, bucket, op, keys, bodies, conc))
 
 
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process `pid` and its waited-for children."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def timed(client: str, endpoint: str, bucket: str, op: str, keys: list[str], bodies: list[bytes],
-          conc: int) -> tuple[float, float]:
-    """(wall seconds, this process's CPU seconds) of one measurement."""
-    c0, t0 = time.process_time(), time.monotonic()
+          conc: int, server_pid: int) -> tuple[float, float, float]:
+    """(wall seconds, this process's CPU seconds, the server's CPU seconds) of one measurement: on a shared
+    machine the CPU per byte is the figure that does not depend on what else runs."""
+    c0, s0, t0 = time.process_time(), cpu_of(server_pid), time.monotonic()
     if client == "aiohttp":
         run_aiohttp(endpoint, bucket, op, keys, bodies, conc)
     else:
         run_boto(endpoint, bucket, op, keys, bodies, conc, client == "boto-unsigned")
-    return time.monotonic() - t0, time.process_time() - c0
+    return time.monotonic() - t0, time.process_time() - c0, cpu_of(server_pid) - s0
 
 
 def main() -> None:
@@ -161,9 +169,13 @@ def main() -> None:
                             row: dict[str, object] = {"variant": name, "size_kib": size >> 10, "client": client,
                                                       "conc": conc}
                             for op in ("put", "get"):
-                                wall, cpu = timed(client, weed.endpoint, bucket, op, keys, bodies, conc)
+                                assert weed.proc is not None
+                                wall, cpu, server_cpu = timed(client, weed.endpoint, bucket, op, keys, bodies,
+                                                              conc, weed.proc.pid)
+                                per_gib = (1 << 30) / (count * size)
                                 row[f"{op}_MBps"] = round(count * size / wall / 1e6, 1)
-                                row[f"{op}_cpu_s_per_GiB"] = round(cpu / (count * size) * (1 << 30), 2)
+                                row[f"{op}_cpu_s_per_GiB"] = round(cpu * per_gib, 2)
+                                row[f"{op}_server_cpu_s_per_GiB"] = round(server_cpu * per_gib, 2)
                             row["load1"] = round(os.getloadavg()[0], 2)
                             print(json.dumps(row), flush=True)
             finally:
