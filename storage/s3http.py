@@ -2,10 +2,11 @@
 addressing, one asyncio loop in a thread of its own, called from any thread.
 
 Why not botocore (what the store used first): measured on this 2-core machine against SeaweedFS 4.48
-(scripts/bench/s3_ceiling.py, README.md "Chunks on an S3-compatible object store"), botocore spent 4.4 to
-6.2 s of client CPU per GiB of 1 MiB PUTs (it SHA-256-hashes every body sent over plain http, and its
-urllib3 transport is heavy) against 1.0 to 2.2 s here, and that CPU is taken from the object store, which
-runs on the same cores: PUTs went from 34-44 MB/s to 66-87 MB/s, GETs from 100-190 to 280-390 MB/s.
+(scripts/bench/s3_ceiling.py, README.md "Chunks on an S3-compatible object store"), botocore spent 4.0 to
+4.9 s of client CPU per GiB of 1 MiB PUTs (it SHA-256-hashes every body sent over plain http, and its
+transport is heavier) against 1.0 to 2.1 s here, and that CPU is taken from the object store, which runs on
+the same cores: with 1 to 16 requests in flight, PUTs went from 52-58 MB/s to 61-79 MB/s, GETs from
+173-274 MB/s to 274-433 MB/s.
 
 The store needs five requests (HEAD, GET, PUT, PUT with a copy source, DELETE) and the list call; every
 answer is returned whole (chunks are at most 4 MiB), an error answer becomes `S3Answer` (its S3 code, HTTP
