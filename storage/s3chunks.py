@@ -11,7 +11,7 @@ from sigv4.py, bodies sent as UNSIGNED-PAYLOAD with a Content-MD5). The `ChunkSt
 synchronous and the node calls it from worker threads, so the store keeps its threads (`concurrency` of
 them: the publish pipeline hashes and uploads chunks in parallel, replication's deferred writes and
 `put_many` run there too) and each of them waits for its own request while the client's loop runs them
-all at once. Why not botocore, used first: on this 2-core machine it spent 2 to 4 times the client CPU
+all at once. Why not botocore, used first: on this 2-core machine it spent 2 to 4.6 times the client CPU
 per byte, taken from the object store on the same cores (figures in s3http.py and README.md).
 
 Unreachable store: the client does not retry; `_call` retries 5xx answers, timeouts and refused
