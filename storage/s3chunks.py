@@ -6,17 +6,16 @@ PUT that returned 200 is durable (what the catalog needs before marking the chun
 hashed (BLAKE3) before it is sent and carries a Content-MD5, so the server refuses a body damaged on the
 way; every read is hashed again.
 
-Why a synchronous client (botocore) called from threads, not an asyncio one: the `ChunkStore` contract is
-synchronous and the node already calls it from worker threads (`asyncio.to_thread`), in the middle of work
-that is itself threaded (the publish pipeline cuts and hashes in threads; replication writes batches in a
-thread). An asyncio client would need a second event loop in a thread and a hop per call; botocore's
-client is thread-safe over a urllib3 connection pool, handles request signing (SigV4) for every S3 dialect,
-and costs about 1 ms of CPU per request, against 15-20 ms of transfer for a 1 MiB chunk here. The node's
-throughput on S3 is bounded by the object store itself (see README.md, "Chunks on an S3-compatible object
-store"), so the client library is not where the time goes.
+The requests go through a small aiohttp client (s3http.py: one asyncio loop in a thread of its own, SigV4
+from sigv4.py, bodies sent as UNSIGNED-PAYLOAD with a Content-MD5). The `ChunkStore` contract is
+synchronous and the node calls it from worker threads, so the store keeps its threads (`concurrency` of
+them: the publish pipeline hashes and uploads chunks in parallel, replication's deferred writes and
+`put_many` run there too) and each of them waits for its own request while the client's loop runs them
+all at once. Why not botocore, used first: on this 2-core machine it spent 2 to 4.6 times the client CPU
+per byte, taken from the object store on the same cores (figures in s3http.py and README.md).
 
-Unreachable store: botocore's own retries are off; `_call` retries 5xx answers, timeouts and refused
-connections itself with exponential backoff for up to `wait_s` seconds, logging why it waits, so a store
+Unreachable store: the client does not retry; `_call` retries 5xx answers, timeouts and refused
+connections with exponential backoff for up to `wait_s` seconds, logging why it waits, so a store
 restarted for maintenance pauses the node's work instead of failing it.
 """
 
@@ -36,7 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from communs.protocol.errors import DecodeError
 from communs.protocol.ids import cid_str, digest, parse_cid
@@ -44,6 +43,7 @@ from communs.protocol.ids import cid_str, digest, parse_cid
 from . import chunker
 from .chunkstore import Buffer, ChunkStore, ProgressCallback, TotalBytes, _check_digest, _results
 from .errors import ChunkCorrupt, ChunkMissing, StorageError, StorageFull
+from .s3http import S3Answer, S3Http, S3Unreachable
 
 log = logging.getLogger("communs.storage.s3")
 
@@ -138,9 +138,6 @@ class S3ChunkStore(ChunkStore):
     """Chunks as objects `<prefix><CID>` in one bucket; quarantined ones under `<prefix>quarantine/`."""
 
     def __init__(self, settings: S3Settings) -> None:
-        import botocore.session
-        from botocore.config import Config as BotoConfig
-
         self.settings = settings
         self.prefix = settings.key_prefix
         self.waiting: str | None = None  # why the store is waiting for the object store now (also logged)
@@ -154,27 +151,24 @@ class S3ChunkStore(ChunkStore):
         self._windows: chunker.WindowPool | None = None
         self._last_warning = 0.0
         self._closing = threading.Event()  # set by close(): stop waiting for an unreachable store
-        session = botocore.session.get_session()
-        self._client = session.create_client(
-            "s3", endpoint_url=settings.endpoint, region_name=settings.region,
-            aws_access_key_id=settings.access_key, aws_secret_access_key=settings.secret_key,
-            config=BotoConfig(
-                max_pool_connections=max(4, settings.concurrency * 2 + 2),
-                connect_timeout=settings.connect_timeout_s, read_timeout=settings.read_timeout_s,
-                retries={"total_max_attempts": 1}, s3={"addressing_style": "path"},
-                request_checksum_calculation="when_required", response_checksum_validation="when_required"))
+        try:
+            self._client = S3Http(settings.endpoint, settings.bucket, settings.access_key, settings.secret_key,
+                                  settings.region, connections=max(4, settings.concurrency * 2 + 2),
+                                  connect_timeout_s=settings.connect_timeout_s, read_timeout_s=settings.read_timeout_s)
+        except ValueError as exc:
+            raise StorageError(str(exc)) from None
         # One listing call: a clear sentence now for bad credentials or a missing bucket, not at first write.
-        self._call("opening the chunk store", lambda: self._client.list_objects_v2(
-            Bucket=settings.bucket, Prefix=self.prefix, MaxKeys=1))
+        try:
+            self._call("opening the chunk store", lambda: self._client.list_page(self.prefix, None, max_keys=1))
+        except BaseException:
+            self._client.close()
+            raise
 
     # -- calling the store -------------------------------------------------------------------------------
 
     def _call(self, what: str, fn: Callable[[], _T], *, write: bool = False) -> _T:
         """Run one request, retrying transient failures with backoff for up to `wait_s` seconds; every
         other failure becomes one sentence (StorageError, StorageFull, or `_Missing`)."""
-        from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-        from botocore.exceptions import ConnectionError as BotoConnectionError
-
         s = self.settings
         start = time.monotonic()
         attempt = 0
@@ -182,20 +176,14 @@ class S3ChunkStore(ChunkStore):
             attempt += 1
             try:
                 result = fn()
-            except ClientError as exc:
-                err = exc.response.get("Error", {})
-                code = str(err.get("Code", ""))
-                status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-                kind = classify(code, status)
+            except S3Answer as exc:
+                kind = classify(exc.code, exc.status)
                 if kind == "retry":
-                    reason = f"it answered {code or status}"
+                    reason = f"it answered {exc.code}"
                 else:
-                    raise self._error(kind, code or str(status), str(err.get("Message", "")), what,
-                                      write) from None
-            except (BotoConnectionError, HTTPClientError) as exc:  # refused, reset, closed early, timed out
-                reason = f"it does not answer ({type(exc).__name__})"
-            except BotoCoreError as exc:
-                raise StorageError(f"the object store at {s.endpoint} failed while {what}: {exc}") from None
+                    raise self._error(kind, exc.code, exc.message, what, write) from None
+            except S3Unreachable as exc:  # refused, reset, closed early, timed out, body cut short
+                reason = f"it does not answer ({exc})"
             else:
                 if self.waiting is not None:
                     log.warning("the object store at %s answers again; resuming", s.endpoint)
@@ -248,11 +236,10 @@ class S3ChunkStore(ChunkStore):
     def _head(self, d: bytes) -> int | None:
         key = self.key_of(d)
         try:
-            r = self._call(f"looking up chunk {cid_str(d)}",
-                           lambda: self._client.head_object(Bucket=self.settings.bucket, Key=key))
+            r = self._call(f"looking up chunk {cid_str(d)}", lambda: self._client.request("HEAD", key))
         except _Missing:
             return None
-        return int(r.get("ContentLength", 0))
+        return int(r.headers.get("content-length", 0))
 
     def has(self, d: bytes) -> bool:
         return self._head(d) is not None
@@ -266,18 +253,9 @@ class S3ChunkStore(ChunkStore):
     def get(self, d: bytes, *, verify: bool = True, quarantine_bad: bool = True) -> bytes:
         key = self.key_of(d)
 
-        def fetch() -> bytes:
-            r = self._client.get_object(Bucket=self.settings.bucket, Key=key)
-            with closing(r["Body"]) as body:
-                data: bytes = body.read()
-            if len(data) != int(r.get("ContentLength", len(data))):
-                from botocore.exceptions import ReadTimeoutError
-
-                raise ReadTimeoutError(endpoint_url=self.settings.endpoint)  # cut short: read it again
-            return data
-
         try:
-            data = self._call(f"reading chunk {cid_str(d)}", fetch)
+            # A body cut short fails inside the client (S3Unreachable) and is read again.
+            data = self._call(f"reading chunk {cid_str(d)}", lambda: self._client.request("GET", key)).body
         except _Missing:
             raise ChunkMissing(f"chunk {cid_str(d)} is not stored here") from None
         if verify and digest(data) != d:
@@ -291,14 +269,11 @@ class S3ChunkStore(ChunkStore):
     def _list(self, prefix: str) -> Iterator[tuple[str, int]]:
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"Bucket": self.settings.bucket, "Prefix": prefix, "Delimiter": "/"}
-            if token:
-                kwargs["ContinuationToken"] = token
-            page = self._call("listing chunks", lambda kw=kwargs: self._client.list_objects_v2(**kw))  # type: ignore[misc]
-            for obj in page.get("Contents", []) or []:
-                yield str(obj["Key"])[len(prefix):], int(obj.get("Size", 0))
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
+            page = self._call("listing chunks", lambda t=token: self._client.list_page(prefix, t))  # type: ignore[misc]
+            for key, size in page.objects:
+                yield key[len(prefix):], size
+            token = page.next_token
+            if not token:
                 return
 
     def _list_chunks(self) -> Iterator[tuple[bytes, int]]:
@@ -367,8 +342,8 @@ class S3ChunkStore(ChunkStore):
         body = bytes(data) if not isinstance(data, bytes) else data
         md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode("ascii")
         key = self.key_of(d)
-        self._call(f"writing chunk {cid_str(d)}", lambda: self._client.put_object(
-            Bucket=self.settings.bucket, Key=key, Body=body, ContentMD5=md5), write=True)
+        self._call(f"writing chunk {cid_str(d)}", lambda: self._client.request(
+            "PUT", key, body=body, headers={"content-md5": md5}), write=True)
         self._totals.account(len(body))
         return True
 
@@ -441,8 +416,7 @@ class S3ChunkStore(ChunkStore):
         if size is None:
             return False
         key = self.key_of(d)
-        self._call(f"deleting chunk {cid_str(d)}",
-                   lambda: self._client.delete_object(Bucket=self.settings.bucket, Key=key), write=True)
+        self._call(f"deleting chunk {cid_str(d)}", lambda: self._client.request("DELETE", key), write=True)
         self._totals.account(-size)
         return True
 
@@ -452,14 +426,13 @@ class S3ChunkStore(ChunkStore):
             return False
         key = self.key_of(d)
         aside = f"{self.prefix}{QUARANTINE}{cid_str(d)}.{time.time_ns()}"
-        bucket = self.settings.bucket
+        source = self._client.copy_source(key)
         try:
-            self._call(f"quarantining chunk {cid_str(d)}", lambda: self._client.copy_object(
-                Bucket=bucket, Key=aside, CopySource={"Bucket": bucket, "Key": key}), write=True)
+            self._call(f"quarantining chunk {cid_str(d)}", lambda: self._client.request(
+                "PUT", aside, headers={"x-amz-copy-source": source}), write=True)
         except _Missing:
             return False
-        self._call(f"quarantining chunk {cid_str(d)}",
-                   lambda: self._client.delete_object(Bucket=bucket, Key=key), write=True)
+        self._call(f"quarantining chunk {cid_str(d)}", lambda: self._client.request("DELETE", key), write=True)
         self._totals.account(-size)
         return True
 

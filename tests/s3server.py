@@ -59,9 +59,12 @@ def _free_port() -> int:
 
 
 class WeedServer:
-    def __init__(self, binary: str, folder: Path) -> None:
+    def __init__(self, binary: str, folder: Path, extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.binary = binary
         self.folder = folder
+        self.extra_args = list(extra_args or [])  # more `weed server` options (benchmarks compare them)
+        self.env = dict(env or {})  # more environment (e.g. GOGC), same reason
         self.proc: subprocess.Popen[bytes] | None = None
         self.ports = {name: _free_port() for name in ("master", "volume", "filer", "s3")}
         self.endpoint = f"http://127.0.0.1:{self.ports['s3']}"
@@ -84,8 +87,8 @@ class WeedServer:
             [self.binary, "server", f"-dir={self.folder / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
              f"-master.port={p['master']}", f"-volume.port={p['volume']}", f"-filer.port={p['filer']}",
              "-s3", f"-s3.port={p['s3']}", f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-             "-master.volumeSizeLimitMB=64", "-volume.max=2000", "-master.telemetry=false"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+             "-master.volumeSizeLimitMB=64", "-volume.max=2000", "-master.telemetry=false", *self.extra_args],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ | self.env)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -8,7 +8,8 @@ With `s3`, both nodes keep their chunks in one SeaweedFS server (`weed`, from th
 started for the run on this machine, each under its own prefix. Rounds alternate the two stores; the
 medians are compared. Target: S3 >= 0.5 x the folder store's throughput, for publishing and for replicating.
 Also measured in the same run, for context: the object store's own ceiling, the same bytes PUT as 1 MiB
-objects by 8 threads of a bare botocore client (no hashing, no node).
+objects by 8 threads of the node's S3 client alone (no hashing, no node); scripts/bench/s3_ceiling.py
+measures that ceiling in detail (clients, concurrency, server options).
 
     .venv/bin/python scripts/bench/s3.py [--size-mib 1024] [--repeat 1]
 """
@@ -75,22 +76,24 @@ def once(base: Path, src: Path, store: str, weed: WeedServer | None, bucket: str
 
 
 def raw_put_ceiling(weed: WeedServer, bucket: str, size_mib: int) -> float:
-    """Seconds for 8 threads of a bare botocore client to PUT `size_mib` 1 MiB objects."""
+    """Seconds for 8 threads of the node's own S3 client (storage/s3http.py), without hashing and without a
+    node, to PUT `size_mib` 1 MiB objects (with their Content-MD5, as the node sends them)."""
+    import hashlib
     from concurrent.futures import ThreadPoolExecutor
 
-    import botocore.session
-    from botocore.config import Config
+    from communs.storage.s3http import S3Http
 
-    client = botocore.session.get_session().create_client(
-        "s3", endpoint_url=weed.endpoint, region_name="us-east-1", aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY, config=Config(max_pool_connections=16, s3={"addressing_style": "path"},
-                                                        request_checksum_calculation="when_required"))
+    client = S3Http(weed.endpoint, bucket, ACCESS_KEY, SECRET_KEY, "us-east-1", connections=16)
     bodies = [os.urandom(1 << 20) for _ in range(16)]
+    md5s = [base64.b64encode(hashlib.md5(b, usedforsecurity=False).digest()).decode("ascii") for b in bodies]
     t0 = time.monotonic()
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: client.put_object(Bucket=bucket, Key=f"raw/{i}", Body=bodies[i % 16]),
-                      range(size_mib)))
-    return time.monotonic() - t0
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: client.request("PUT", f"raw/{i}", body=bodies[i % 16],
+                                                   headers={"content-md5": md5s[i % 16]}), range(size_mib)))
+        return time.monotonic() - t0
+    finally:
+        client.close()
 
 
 def main() -> None:
@@ -125,7 +128,7 @@ def main() -> None:
                     results[store]["publish"].append(size / publish_s / 1e6)
                     results[store]["replicate"].append(size / replicate_s / 1e6)
                     print(json.dumps({"run": i + 1, "store": store, "bytes": size, "publish_s": round(publish_s, 3),
-                                      "replicate_s": round(replicate_s, 3)}), flush=True)
+                                      "replicate_s": round(replicate_s, 3), "load": os.getloadavg()}), flush=True)
                 raw_s = raw_put_ceiling(weed, f"bench-{i}", args.size_mib)
                 ceilings.append(size / raw_s / 1e6)
                 print(json.dumps({"run": i + 1, "raw_s3_put_s": round(raw_s, 3)}), flush=True)
