@@ -55,10 +55,10 @@ class StorageService:
         except StorageError as exc:
             await self.catalog.close()
             raise StartupError(str(exc)) from None
-        why = "storage.direct_io" if self.ctx.config.storage.direct_io is not None else "probed"
-        if self.ctx.config.storage.backend == "fs":
-            log.info("chunk files are written %s (%s)",
-                     "with O_DIRECT" if getattr(self.chunks, "direct", False) else "through the page cache", why)
+        if self.ctx.config.storage.backend == "fs" and self.ctx.config.storage.direct_io is not None:
+            # (when probed, the store says so itself once its probe in the background has answered)
+            log.info("chunk files are written %s (storage.direct_io)",
+                     "with O_DIRECT" if getattr(self.chunks, "direct", False) else "through the page cache")
 
     async def status(self) -> JsonDict:
         """Which store holds the chunks, and why it is waiting for an object store that does not answer."""

@@ -460,3 +460,37 @@ def test_ingest_file_reports_the_chunks_it_created(store: FsChunkStore, tmp_path
     again: list[bytes] = []
     store.ingest_file(src, created=again)
     assert again == []  # nothing new: a failed second publish must not delete the first one's chunks
+
+
+def test_the_direct_probe_runs_in_the_background(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening the store does not wait for the probe (16 MiB written and read back, a sixth of a node's
+    start-up): chunks go through the page cache until it answers, with O_DIRECT after, unless a write
+    refused O_DIRECT meanwhile."""
+    answer = threading.Event()
+
+    def slow_probe(folder: Path) -> bool:
+        assert answer.wait(30)
+        return True
+
+    monkeypatch.setattr(chunkstore, "_probe_direct", slow_probe)
+    s = FsChunkStore(tmp_path / "store")  # would never return if it waited for the probe
+    try:
+        assert s.direct is False
+        d, data = _chunk(7, 64 * 1024)
+        assert s.put(d, data) and s.get(d) == data
+        answer.set()
+        assert s._probe is not None
+        s._probe.join(30)
+        assert s.direct is True
+    finally:
+        s.close()
+    answer.clear()
+    s = FsChunkStore(tmp_path / "store2")
+    try:
+        s._direct_failed = True  # as after a write that O_DIRECT refused
+        answer.set()
+        assert s._probe is not None
+        s._probe.join(30)
+        assert s.direct is False
+    finally:
+        s.close()
