@@ -230,11 +230,15 @@ def test_slow_client_is_dropped_and_others_still_served(public_node: NodeProc, t
 
 def test_many_concurrent_requests_get_200_or_429_and_the_node_keeps_working(make_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Hundreds of requests at once from one address: each is served or refused with 429 and Retry-After
-    (default limits: 600 a minute, bursts of 100; 4 downloads at once), never a 5xx; the node's admin API
-    and the public face still answer afterwards."""
+    (60 a minute here, bursts of 10, so that some are refused however slowly a loaded machine serves the
+    400: the default's 600 a minute refilled fast enough for all to pass on one CI run; 4 downloads at
+    once), never a 5xx; the node's admin API and the public face still answer afterwards."""
     from concurrent.futures import ThreadPoolExecutor
 
-    node = make_node("busy", "--public", "127.0.0.1:0")
+    node = make_node("busy", "--public", "127.0.0.1:0", start=False)
+    cfg = node.data / "config.toml"
+    cfg.write_text(cfg.read_text().replace("[public]\n", "[public]\nrequests_per_minute = 60\n", 1))
+    node.start()
     base = node.info["public_url"]
     f = tmp_path / "f.bin"
     f.write_bytes(os.urandom(8 << 20))
@@ -252,14 +256,16 @@ def test_many_concurrent_requests_get_200_or_429_and_the_node_keeps_working(make
         results = list(pool.map(one, range(400)))
     statuses = [s for s, _ in results]
     assert set(statuses) <= {200, 429, -1}, sorted(set(statuses))
-    assert statuses.count(200) >= 50 and statuses.count(429) >= 1
+    assert statuses.count(200) >= 10 and statuses.count(429) >= 1
     assert all(ra is not None and int(ra) >= 1 for s, ra in results if s == 429)
     status, _body = node.api("GET", "/healthz")
     assert status == 200
     deadline = time.monotonic() + 60
-    while request(base, "/")[0] == 429 and time.monotonic() < deadline:
+    answer = request(base, "/")[0]
+    while answer == 429 and time.monotonic() < deadline:  # served again once the address's bucket refills
         time.sleep(1)
-    assert request(base, "/")[0] == 200
+        answer = request(base, "/")[0]
+    assert answer == 200
 
 
 def test_held_serves_complete_replicas_and_never_unwanted_ones(tmp_path: Path, nodes) -> None:  # type: ignore[no-untyped-def]
