@@ -8,8 +8,8 @@ How a manifest reaches every node:
   /communs/manifest/1 from the peer that relayed it (which accepted it just before, and is fetching
   it too: its server waits a moment for that fetch instead of answering not-found).
 - *Catalog sync* (the guarantee). On every new connection, and every `SYNC_INTERVAL` seconds with
-  each connected peer, a node compares per-publisher contiguous log heads over /communs/sync/1 and
-  fetches the missing ranges. Gossip can lose messages; sync cannot miss a record a peer holds.
+  a few connected peers in turn (syncpick.py), a node compares per-publisher contiguous log heads over
+  /communs/sync/1 and fetches the missing ranges. Gossip can lose messages; sync cannot miss a record a peer holds.
 
 DHT provider records: a node that holds every chunk of a manifest (its own, or a completed
 replica) provides the key `provider_key(manifest_id)`: the CIDv1 (raw codec, sha2-256) of the
@@ -42,6 +42,7 @@ import msgpack
 from communs.node.exchange.client import ManifestClient, SyncSession, fetch_chunks, fetch_manifests
 from communs.node.exchange.server import StreamServer
 from communs.node.exchange.streamio import ExchangeError, PeerUnavailable, ProtocolViolation
+from communs.node.exchange.syncpick import pick_sync_peers
 from communs.node.jsondoc import JsonDict
 from communs.node.services import ingest_quota
 from communs.protocol import keys, wire
@@ -815,10 +816,7 @@ class ExchangeService:
             self._syncing.discard(peer)
 
     def _protocols_of(self, peer: str) -> list[str]:
-        for info in self.node.overlay.peers():
-            if info.peer_id == peer:
-                return list(info.protocols)
-        return []
+        return self.node.overlay.protocols_of(peer)
 
     def _on_connect(self, peer: str) -> None:
         """From libp2p's connection notifier: sync with the new peer (scheduled, never awaited here)."""
@@ -849,14 +847,16 @@ class ExchangeService:
         while True:
             await asyncio.sleep(SYNC_INTERVAL * random.uniform(0.8, 1.2))
             now = time.monotonic()
-            for info in self.node.overlay.peers():
-                peer = info.peer_id
+            candidates = []
+            for peer in self.node.overlay.peer_ids():
                 if now - self._not_communs.get(peer, -NOT_COMMUNS_TTL) < NOT_COMMUNS_TTL:
                     continue
-                if info.protocols and wire.SYNC_PROTOCOL not in info.protocols:
+                protocols = self._protocols_of(peer)
+                if protocols and wire.SYNC_PROTOCOL not in protocols:
                     continue
-                if now - self._last_sync.get(peer, -SYNC_INTERVAL) < SYNC_INTERVAL / 2:
-                    continue
+                candidates.append(peer)
+            random.shuffle(candidates)
+            for peer in pick_sync_peers(candidates, self._last_sync, now, SYNC_INTERVAL / 2):
                 await self._sync_guarded(peer)
             self._prune_inflight()
 

@@ -383,8 +383,7 @@ class CopiesService(UsesStorage):
         while True:
             await asyncio.sleep(min(1.0, every))
             now = time.monotonic()
-            for info in list(self.node.overlay.peers()):
-                peer = info.peer_id
+            for peer in self.node.overlay.peer_ids():
                 if self._no_claims.get(peer, 0) > now:
                     continue
                 last = self._last_sync.get(peer)

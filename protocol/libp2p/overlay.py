@@ -1004,6 +1004,30 @@ class Overlay:
             out.append(PeerInfo(pid.to_base58(), addrs, protos))
         return out
 
+    def peer_ids(self) -> list[str]:
+        """Connected peers' ids only. `peers()` formats every address of every peer (multiaddr to text,
+        base58): polled every second it cost a node more CPU the more peers it had."""
+        if self._host is None:
+            return []
+        return _snapshot(lambda: [pid.to_base58() for pid in self._host.get_connected_peers()], [])
+
+    def protocols_of(self, peer_id: str) -> list[str]:
+        """The protocols one peer announced (identify), without reading every other peer's."""
+        if self._host is None:
+            return []
+        try:
+            pid = ID.from_base58(peer_id)
+        except Exception:
+            return []
+
+        def read() -> list[str]:
+            try:
+                return sorted(str(p) for p in self._host.get_peerstore().get_protocols(pid))
+            except Exception:
+                return []
+
+        return _snapshot(read, [])
+
     def is_connected(self, peer_id: str) -> bool:
         if self._host is None:
             return False
