@@ -32,7 +32,7 @@ class Discovery:
         me = self.ctx.peer_id
         while True:
             await asyncio.sleep(DISCOVERY_INTERVAL * random.uniform(0.8, 1.2))
-            connected = {p.peer_id for p in overlay.peers()}
+            connected = set(overlay.peer_ids())
             wanted = dialplan.dials_wanted(len(connected))
             if not wanted:
                 continue

@@ -1,9 +1,9 @@
 """Catalog sync: the guarantee behind gossip.
 
-On every new connection, and every `SYNC_INTERVAL` seconds with each connected peer, a node compares
-per-publisher contiguous log heads over /communs/sync/1 and fetches the missing ranges, then the
-retractions the peer holds. Gossip can lose messages; sync cannot miss a record a peer holds. The
-decisions are in `syncplan.py` and `protocol/publog.py`.
+On every new connection, and every `SYNC_INTERVAL` seconds with a few connected peers in turn
+(syncpick.py), a node compares per-publisher contiguous log heads over /communs/sync/1 and fetches the
+missing ranges, then the retractions the peer holds. Gossip can lose messages; sync cannot miss a record
+a peer holds. The decisions are in `syncplan.py` and `protocol/publog.py`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from communs.node.exchange import syncplan
 from communs.node.exchange.client import SyncSession
 from communs.node.exchange.facts import RecordFacts, record_facts
 from communs.node.exchange.streamio import ExchangeError, PeerUnavailable, ProtocolViolation
+from communs.node.exchange.syncpick import pick_sync_peers
 from communs.node.services import ingest_quota
 from communs.protocol import keys, wire
 from communs.protocol import publog as plog
@@ -296,10 +297,7 @@ class CatalogSync:
         return peer in self._last_sync and peer not in self._syncing
 
     def _protocols_of(self, peer: str) -> list[str]:
-        for info in self.ctx.overlay.peers():
-            if info.peer_id == peer:
-                return list(info.protocols)
-        return []
+        return self.ctx.overlay.protocols_of(peer)
 
     async def connected(self, peer: str) -> None:
         """A new connection: add the peer to the DHT, tell replication of a new Communs peer, and sync."""
@@ -317,7 +315,10 @@ class CatalogSync:
         while True:
             await asyncio.sleep(SYNC_INTERVAL * random.uniform(0.8, 1.2))
             now = time.monotonic()
-            for info in self.ctx.overlay.peers():
-                if syncplan.sync_due(info, now, self._last_sync, self._not_communs):
-                    await self._sync_guarded(info.peer_id)
+            candidates = [peer for peer in self.ctx.overlay.peer_ids()
+                          if syncplan.speaks_sync(peer, self._protocols_of(peer), now, self._not_communs)]
+            random.shuffle(candidates)
+            # a few peers a round, those synced longest ago first (syncpick.py), not every connected one
+            for peer in pick_sync_peers(candidates, self._last_sync, now, SYNC_INTERVAL / 2):
+                await self._sync_guarded(peer)
             self.inflight.prune()

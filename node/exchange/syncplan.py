@@ -9,9 +9,8 @@ from dataclasses import dataclass
 
 from communs.protocol import keys, wire
 from communs.protocol import publog as plog
-from communs.protocol.net import PeerInfo
 
-SYNC_INTERVAL = 45.0  # seconds between periodic catalog syncs with each connected peer (jittered)
+SYNC_INTERVAL = 45.0  # seconds between periodic catalog syncs (jittered), a few connected peers a round (syncpick.py)
 NOT_COMMUNS_TTL = 600.0  # a peer without /communs/sync/1 is not asked again for this long
 
 
@@ -23,16 +22,12 @@ def own_key(peer: str) -> tuple[bytes, ...]:
         return ()
 
 
-def sync_due(info: PeerInfo, now: float, last_sync: Mapping[str, float], not_communs: Mapping[str, float]) -> bool:
-    """Whether a periodic round syncs with this connected peer: not known to lack /communs/sync/1 (lately, or
-    by what identify says), and not synced with in the last half interval. Asked peer by peer as the round
-    goes (a sync on connect may have run meanwhile)."""
-    peer = info.peer_id
+def speaks_sync(peer: str, protocols: Sequence[str], now: float, not_communs: Mapping[str, float]) -> bool:
+    """Whether `peer` may answer /communs/sync/1: not found lately to lack it, and not without it by what
+    identify says (no protocols known yet counts as maybe)."""
     if now - not_communs.get(peer, -NOT_COMMUNS_TTL) < NOT_COMMUNS_TTL:
         return False
-    if info.protocols and wire.SYNC_PROTOCOL not in info.protocols:
-        return False
-    return not now - last_sync.get(peer, -SYNC_INTERVAL) < SYNC_INTERVAL / 2
+    return not protocols or wire.SYNC_PROTOCOL in protocols
 
 
 @dataclass(frozen=True)

@@ -399,8 +399,7 @@ class CopiesService(UsesStorage):
         while True:
             await asyncio.sleep(min(1.0, every))
             now = time.monotonic()
-            for info in list(self.ctx.overlay.peers()):
-                peer = info.peer_id
+            for peer in self.ctx.overlay.peer_ids():
                 if self._no_claims.get(peer, 0) > now:
                     continue
                 if self.catalog_synced is not None and not self.catalog_synced(peer):

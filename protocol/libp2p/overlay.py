@@ -757,9 +757,8 @@ class Overlay:
             listen_addrs=self._listen,
             enable_mDNS=self._enable_mdns,
             addrs_factory=_advertised_addrs_factory(),  # never /ip4/0.0.0.0: see addrs.py
-            # One connection per peer also removes py-libp2p's fixed 250 ms dial delay. The auto-connector's
-            # default target of 50 connections would dial every address it ever heard of; the node keeps
-            # its bootstrap peers and those who dial it, and the DHT finds the rest.
+            # One connection per peer also removes py-libp2p's fixed 250 ms dial delay. The watermarks
+            # only bound the pruner here: py-libp2p's auto-connector is switched off (`_no_auto_connect`).
             connection_config=ConnectionConfig(max_connections_per_peer=1, dial_timeout=self._connect_timeout,
                                                min_connections=0, low_watermark=0, high_watermark=200,
                                                max_connections=max(300, self._slots.limits.max_inbound),
@@ -769,6 +768,7 @@ class Overlay:
         self._host = host
         self.peer_id = host.get_id().to_base58()
         _limit_streams(host, self._stream_budget)
+        _no_auto_connect(host)
         gossip = gossipsub_mod.GossipSub(
             protocols=GOSSIP_PROTOCOLS,
             degree=6,
@@ -1003,6 +1003,30 @@ class Overlay:
                 protos = []
             out.append(PeerInfo(pid.to_base58(), addrs, protos))
         return out
+
+    def peer_ids(self) -> list[str]:
+        """Connected peers' ids only. `peers()` formats every address of every peer (multiaddr to text,
+        base58): polled every second it cost a node more CPU the more peers it had."""
+        if self._host is None:
+            return []
+        return _snapshot(lambda: [pid.to_base58() for pid in self._host.get_connected_peers()], [])
+
+    def protocols_of(self, peer_id: str) -> list[str]:
+        """The protocols one peer announced (identify), without reading every other peer's."""
+        if self._host is None:
+            return []
+        try:
+            pid = ID.from_base58(peer_id)
+        except Exception:
+            return []
+
+        def read() -> list[str]:
+            try:
+                return sorted(str(p) for p in self._host.get_peerstore().get_protocols(pid))
+            except Exception:
+                return []
+
+        return _snapshot(read, [])
 
     def is_connected(self, peer_id: str) -> bool:
         if self._host is None:
@@ -1287,6 +1311,27 @@ async def _wait_buffered(inner: Any, n: int) -> None:
 
 
 # ---- per-peer limits: streams (protocol/streamlimits.py) and gossip (protocol/gossipguard.py) ----------
+
+
+def _no_auto_connect(host: Any) -> None:
+    """Switch off py-libp2p's auto-connector; the node's own discovery (exchange `TARGET_PEERS`) dials.
+
+    py-libp2p 0.8.1's auto-connector aims at the midpoint of the watermarks (here (0 + 200) / 2 = 100
+    connections), not at `low_watermark`: every 30 s and after every disconnect it dialled every peer in
+    the peerstore, and because fewer than 20 were left to dial it started a DHT routing-table refresh
+    (one random walk per k-bucket) each time. Measured on one machine: every node connected to every
+    other (19 of 19, 29 of 29) and a federation of 30 spent 5-6% of a core per node on DHT lookups and
+    the connections they opened, twenty times an idle node alone; the cost per node grew with N, so
+    50 nodes saturated 2 cores. With it off, a node keeps its bootstrap peers, those that dial it, and
+    what discovery and the DHT's own lookups add."""
+    connector = getattr(host.get_network(), "auto_connector", None)
+    if connector is None:
+        return
+
+    async def maybe_connect() -> None:
+        return None
+
+    connector.maybe_connect = maybe_connect
 
 
 def _limit_streams(host: Any, budget: StreamBudget) -> None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import collections
 
 from communs.node.exchange import syncplan
-from communs.node.exchange.syncplan import RangeAnswer, read_answer, sync_due, sync_limits_sentence
+from communs.node.exchange.syncpick import pick_sync_peers
+from communs.node.exchange.syncplan import RangeAnswer, read_answer, speaks_sync, sync_limits_sentence
 from communs.protocol import keys, wire
 from communs.protocol import publog as plog
-from communs.protocol.net import PeerInfo
 
 PUB = b"\x01" * 32
 
@@ -20,17 +20,16 @@ def test_own_key_is_the_publisher_key_of_an_ed25519_peer_id() -> None:
     assert syncplan.own_key("not a peer id") == ()
 
 
-def test_sync_due_skips_peers_without_sync_and_peers_synced_lately() -> None:
+def test_a_periodic_round_skips_peers_without_sync_and_peers_synced_lately() -> None:
     now = 10_000.0
-    fresh = PeerInfo("a", [], [wire.SYNC_PROTOCOL])
-    unknown = PeerInfo("b", [])  # identify has not said yet: asked
-    other = PeerInfo("c", [], ["/ipfs/kad/1.0.0"])
-    assert sync_due(fresh, now, {}, {}) and sync_due(unknown, now, {}, {})
-    assert not sync_due(other, now, {}, {})
-    assert not sync_due(fresh, now, {"a": now - syncplan.SYNC_INTERVAL / 2 + 1}, {})
-    assert sync_due(fresh, now, {"a": now - syncplan.SYNC_INTERVAL / 2}, {})
-    assert not sync_due(unknown, now, {}, {"b": now - syncplan.NOT_COMMUNS_TTL + 1})
-    assert sync_due(unknown, now, {}, {"b": now - syncplan.NOT_COMMUNS_TTL})
+    assert speaks_sync("a", [wire.SYNC_PROTOCOL], now, {})
+    assert speaks_sync("b", [], now, {})  # identify has not said yet: asked
+    assert not speaks_sync("c", ["/ipfs/kad/1.0.0"], now, {})
+    assert not speaks_sync("b", [], now, {"b": now - syncplan.NOT_COMMUNS_TTL + 1})
+    assert speaks_sync("b", [], now, {"b": now - syncplan.NOT_COMMUNS_TTL})
+    half = syncplan.SYNC_INTERVAL / 2
+    assert pick_sync_peers(["a"], {"a": now - half + 1}, now, half) == []
+    assert pick_sync_peers(["a"], {"a": now - half}, now, half) == ["a"]
 
 
 def test_a_full_answer_is_stored_whole() -> None:
