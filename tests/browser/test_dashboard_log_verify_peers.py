@@ -50,11 +50,11 @@ def test_verify_button_reports_a_damaged_chunk(make_node, context, tmp_path: Pat
     page.goto(a.info["admin_url"] + f"/#/datasets/{mid}")
     page.wait_for_selector("text=data.bin", timeout=30_000)
 
-    # an intact dataset: the busy state, progress while the node re-hashes (paused most of the time, so that
+    # an intact dataset: the busy state, progress while the node re-hashes (paused 85% of the time, so that
     # 96 MiB take seconds, as on a slow disk), then the verdict in one sentence
     page.evaluate(WATCH_VERIFY)
     assert a.proc is not None
-    with _throttled(a.proc.pid, stopped_s=0.6, running_s=0.02):
+    with _throttled(a.proc.pid, stopped_s=0.3, running_s=0.05):
         page.click("#verify")
         page.wait_for_selector("#verify-msg.ok >> text=stored chunks verified", timeout=180_000)
     seen: list[list[Any]] = page.evaluate("window.__verify")
