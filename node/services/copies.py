@@ -85,6 +85,9 @@ async def read_message(stream: Any, max_bytes: int, timeout: float) -> dict[str,
             buf += data
 
 
+FIRST_CLAIMS_S = 10.0  # the first claims round after start, at the latest
+
+
 class CopiesService(UsesStorage):
     def __init__(self, ctx: NodeContext, storage: StorageService, governance: GovernanceService,
                  datasets: DatasetsService, replication: ReplicationService,
@@ -226,6 +229,12 @@ class CopiesService(UsesStorage):
 
     async def _claim_loop(self) -> None:
         every = max(1.0, min(60.0, self.ttl / 8))
+        # The first round waits a little (unless something changed): claims live a day, and a node that was
+        # off long enough re-signs everything it holds, which at start competed with the catalog sync for
+        # the one interpreter (scripts/bench/sync.py: 2,000 claims signed and gossiped at start cost the
+        # new node's sync a third of its rate).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._claim_wake.wait(), min(every, FIRST_CLAIMS_S))
         while True:
             try:
                 await self.claim_now()
@@ -246,19 +255,25 @@ class CopiesService(UsesStorage):
                 if i.state in (OWN, COMPLETE) and i.id not in repairing}
         mine = {r.manifest: r for r in await self.catalog.live_claims(now, include_withdrawn=True)
                 if r.node == me}
-        signed: list[HoldingClaim] = []
-        for mid in held:
-            row = mine.get(mid)
-            if row is not None and not row.withdrawn and row.expires - now > self.ttl / 2:
-                continue
-            since = row.since if row is not None and not row.withdrawn else now
-            issued = max(now_ms, (row.issued + 1) if row is not None else 0)
-            signed.append(HoldingClaim.create(self.ctx.key, manifest=mid, since=since, issued_ms=issued,
-                                              ttl=self.ttl))
-        for mid, row in mine.items():
-            if mid not in held and not row.withdrawn:
-                signed.append(HoldingClaim.create(self.ctx.key, manifest=mid, since=row.since,
-                                                  issued_ms=max(now_ms, row.issued + 1), withdrawn=True))
+        key, ttl = self.ctx.key, self.ttl
+
+        def sign_all() -> list[HoldingClaim]:
+            out: list[HoldingClaim] = []
+            for mid in held:
+                row = mine.get(mid)
+                if row is not None and not row.withdrawn and row.expires - now > ttl / 2:
+                    continue
+                since = row.since if row is not None and not row.withdrawn else now
+                issued = max(now_ms, (row.issued + 1) if row is not None else 0)
+                out.append(HoldingClaim.create(key, manifest=mid, since=since, issued_ms=issued, ttl=ttl))
+            for mid, row in mine.items():
+                if mid not in held and not row.withdrawn:
+                    out.append(HoldingClaim.create(key, manifest=mid, since=row.since,
+                                                   issued_ms=max(now_ms, row.issued + 1), withdrawn=True))
+            return out
+
+        # thousands of signatures (a node back after a day off) would hold the event loop for seconds
+        signed = await asyncio.to_thread(sign_all) if len(held) + len(mine) > 64 else sign_all()
         if not signed:
             return []
         await self._store(signed)

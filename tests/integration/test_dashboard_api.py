@@ -4,10 +4,12 @@ readable paged listing, peers' names. Real node processes, real HTTP (bearer tok
 from __future__ import annotations
 
 import http.cookiejar
+import itertools
 import json
 import os
 import stat
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -226,3 +228,21 @@ def test_two_requests_at_once_share_one_verification_whose_progress_is_readable(
     assert all(body["ok"] and body["chunks_done"] == distinct for _, body in answers)
     listed = a.get("/api/v1/verifications")
     assert len(listed) == 1 and listed[0]["running"] is False
+
+
+def test_charts_keep_their_points_while_no_dashboard_is_open(make_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """With no dashboard open the feed reads only what the charts need (bytes stored and fetched); the page
+    opened later still draws the minutes before it, and the stored bytes include what was published then."""
+    a: NodeProc = make_node("a")
+    _publish(a, tmp_path, 2 << 20)
+    time.sleep(11.0)  # history.STEP_S is 5 s: at least two points, none of them asked for by a page
+    opener, _ = _session(a)
+    with opener.open(a.info["admin_url"] + "/dashboard/events", timeout=30) as resp:
+        first = b""
+        while not first.startswith(b"data:"):
+            first = resp.readline().strip()
+    snapshot = json.loads(first[len(b"data:"):])
+    stored = snapshot["history"]["stored"]
+    assert len(stored) >= 3, stored  # the points taken unwatched, and the one the snapshot added
+    assert stored[-2][1] >= 2 << 20, stored  # the published bytes, counted by an unwatched point
+    assert all(t1 - t0 >= 4.9 for (t0, _), (t1, _) in itertools.pairwise(stored)), stored
