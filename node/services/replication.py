@@ -126,6 +126,7 @@ class ReplicationService(UsesStorage):
         self._tasks: dict[bytes, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._reserved = 0
+        self._fetches_ended = 0  # fetches that ended, for the scheduler: their bytes moved from reserved to used
         self._retry_at: dict[bytes, float] = {}  # manifest id -> monotonic time of its next attempt
         self._delay: dict[bytes, float] = {}
         self.repairing: set[bytes] = set()  # own datasets with chunks lost here, fetched back from replicas
@@ -227,6 +228,11 @@ class ReplicationService(UsesStorage):
     async def _schedule(self) -> None:
         if self.ctx.metrics is not None:
             self.ctx.metrics.replication_queue.set(len(await self.catalog.list_manifests(state=IN_PROGRESS)))
+        # the bytes used, read when first needed and again only once a fetch ended (its bytes moved from
+        # `reserved` to used): reading them for every candidate cost a round over thousands of waiting
+        # datasets a query each
+        used: int | None = None
+        ended_then = self._fetches_ended
         for info in await self._candidates():
             if len(self.active) >= MAX_ACTIVE_DATASETS:
                 return
@@ -236,9 +242,12 @@ class ReplicationService(UsesStorage):
             if missing == 0:
                 await self._complete(info.id, info.raw)
                 continue
+            if used is None or self._fetches_ended != ended_then:
+                used = await self.catalog.quota_used_bytes()  # chunks and the catalog
+                ended_then = self._fetches_ended
             decision = schedule.admit(
                 missing=missing, repairing=info.id in self.repairing, policy=self.datasets.policy(),
-                used=await self.catalog.quota_used_bytes(),  # chunks and the catalog
+                used=used,
                 reserved=self._reserved, space=self._disk_usage(), write_group=STORE_GROUP_BYTES,
                 now=time.monotonic(), full_until=self._full_until)
             if isinstance(decision, schedule.Wait):
@@ -300,6 +309,7 @@ class ReplicationService(UsesStorage):
             await self.catalog.replication_update(manifest.id, int(time.time()), error=str(exc))
         finally:
             self._reserved -= reserved
+            self._fetches_ended += 1
             self.active.pop(manifest.id, None)
             self._tasks.pop(manifest.id, None)
             self._wake.set()
