@@ -22,7 +22,7 @@ What it does, in order (each phase bounded; any failure stops every process and 
    rss_mb_before_fanout, and after it) and idle CPU (utime+stime over --idle-s seconds of quiet after
    the fan-out) per node, averaged;
 6. late joiner: an archive node whose catalog is pre-filled with --manifests signed manifests of 50
-   publishers (its own key and 49 others, signed here the way scripts/bench/sync.py does), and a new
+   publishers (none of them the archive itself, signed here the way scripts/bench/sync.py does), and a new
    node bootstrapped to it; late_join_s is from starting the new node's process to all manifests
    verified and stored there (read from its log, then checked through its API). The pair is kept
    apart from the N nodes (bootstrapped only to each other): otherwise all N would sync the archive
