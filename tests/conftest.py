@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -23,9 +23,12 @@ def nodes(tmp_path: Path) -> Iterator[list[NodeProc]]:
 
 @pytest.fixture
 def make_node(tmp_path: Path, nodes: list[NodeProc]):  # type: ignore[no-untyped-def]
-    def make(name: str, *init_args: str, start: bool = True) -> NodeProc:
+    def make(name: str, *init_args: str, start: bool = True, env: Mapping[str, str] | None = None) -> NodeProc:
+        """`env`: added to the node's environment, at this start and later ones (fault injection)."""
         node = NodeProc.init(tmp_path, name, *init_args)
         nodes.append(node)
+        if env is not None:
+            node.env = dict(env)
         if start:
             node.start()
         return node

@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ class NodeProc:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
+        self.env: dict[str, str] = {}  # added to the node's environment at every start (fault injection)
 
     @classmethod
     def init(cls, base: Path, name: str, *init_args: str) -> NodeProc:
@@ -65,12 +66,17 @@ class NodeProc:
             *init_args)
         return cls(data, base / f"{name}.log")
 
-    def start(self, wait: bool = True, timeout: float = 30.0, extra: tuple[str, ...] = ()) -> NodeProc:
+    def start(self, wait: bool = True, timeout: float = 30.0, extra: tuple[str, ...] = (),
+              env: Mapping[str, str] | None = None) -> NodeProc:
+        """`env`: variables added to this node's environment (e.g. `COMMUNS_FAULT_PAUSE_AT`), kept for its
+        later starts."""
+        if env is not None:
+            self.env = dict(env)
         (self.data / "node.json").unlink(missing_ok=True)
         log = open(self.log_path, "ab")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen([*COMMUNS, "run", "--data", str(self.data), *extra],
-                                     stdout=log, stderr=subprocess.STDOUT, env=env)
+                                     stdout=log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         log.close()
         if wait:
             self.wait_ready(timeout)

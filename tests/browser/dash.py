@@ -39,6 +39,11 @@ def wait_live(page: Any) -> None:
     wait_js(page, "() => document.getElementById('live')?.textContent === 'live'", what="the live stream")
 
 
+def changes(seen: list[Any]) -> list[Any]:
+    """What a page recorded, consecutive repeats left out: for the message of a failed progress check."""
+    return [x for i, x in enumerate(seen) if i == 0 or x != seen[i - 1]]
+
+
 def axe_findings(page: Any, axe_source: str) -> list[dict[str, Any]]:
     """axe-core's serious and critical violations on the page as it is now."""
     # the page's CSP forbids inline scripts (add_script_tag would be refused, as it should be): evaluate

@@ -3,6 +3,7 @@ readable paged listing, peers' names. Real node processes, real HTTP (bearer tok
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import itertools
 import json
@@ -228,6 +229,61 @@ def test_two_requests_at_once_share_one_verification_whose_progress_is_readable(
     assert all(body["ok"] and body["chunks_done"] == distinct for _, body in answers)
     listed = a.get("/api/v1/verifications")
     assert len(listed) == 1 and listed[0]["running"] is False
+
+
+def _events(node: NodeProc) -> Any:
+    """The dashboard's live feed (server-sent events, with the bearer token): an open response and a
+    generator of its `state` events, decoded."""
+    req = urllib.request.Request(node.info["admin_url"] + "/dashboard/events",
+                                 headers={"Authorization": f"Bearer {node.token}"})
+    resp = urllib.request.urlopen(req, timeout=30)
+
+    def states() -> Any:
+        for line in resp:
+            if line.startswith(b"data: "):
+                yield json.loads(line[6:])
+
+    return resp, states()
+
+
+def _progress(event: dict[str, Any]) -> list[tuple[str, int]]:
+    return [(j["state"], j["bytes_done"]) for j in event.get("publishing") or []]
+
+
+def test_a_dashboard_opening_does_not_take_changes_from_the_ones_open(  # type: ignore[no-untyped-def]
+        make_node, tmp_path: Path) -> None:
+    """Every dashboard that opens samples the node for its first event; what that sample found changed must
+    reach the dashboards already open too (it used to count as sent: they never saw it, a job's running
+    state or its end included, until the next change)."""
+    a: NodeProc = make_node("a", env={"COMMUNS_FAULT_PAUSE_AT": "publish-chunk:0.2"})  # ~5 s for 24 MiB
+    src = make_tree(tmp_path / "src" / "survey", 24 << 20, 8)
+    first, events = _events(a)
+    seen: list[tuple[str, int]] = []
+    next(events)
+
+    def follow() -> None:
+        with contextlib.suppress(OSError, ValueError), first:
+            for ev in events:
+                seen.extend(_progress(ev))
+                if any(state == "done" for state, _ in seen):
+                    return
+
+    threading.Thread(target=follow, daemon=True).start()
+    answer: list[tuple[int, Any]] = []
+    publish = threading.Thread(target=lambda: answer.append(
+        a.api("POST", "/api/v1/datasets", {"path": str(src), "title": "Survey", "licence": "CC0-1.0"})))
+    publish.start()
+    newcomers: list[tuple[str, int]] = []
+    while publish.is_alive():  # a dashboard opens every 0.3 s while the publish runs
+        resp, ev = _events(a)
+        newcomers.extend(p for p in _progress(next(ev)) if p[0] != "done")
+        resp.close()
+        time.sleep(0.3)
+    assert answer and answer[0][0] == 201, answer
+    assert len({p for p in newcomers if p[0] == "chunking"}) >= 3, newcomers  # they saw it run
+    wait_for(lambda: any(state == "done" for state, _ in seen), 10, what="the open dashboard to see the publish end")
+    missed = sorted(set(newcomers) - set(seen))
+    assert not missed, f"the open dashboard never got {missed} (it got {sorted(set(seen))})"
 
 
 def test_charts_keep_their_points_while_no_dashboard_is_open(make_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -44,6 +44,7 @@ class Feed:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._slow_at = 0.0
+        self._sampling = asyncio.Lock()  # one sample at a time: each compares with what the one before sent
 
     def start(self) -> None:
         if self._task is None:
@@ -65,18 +66,27 @@ class Feed:
     def unsubscribe(self, q: asyncio.Queue[str]) -> None:
         self.subscribers.discard(q)
 
-    async def snapshot(self) -> dict[str, Any]:
-        """Everything, now (the first event of a new subscriber)."""
-        await self._sample(slow=True)
-        return {**self.state, "history": self.history.series()}
+    async def snapshot(self, new: asyncio.Queue[str] | None = None) -> dict[str, Any]:
+        """Everything, now (the first event of the new subscriber `new`). What this sample found changed
+        counts as sent from now on, so it goes to the other subscribers too: else they would never see it
+        (a job's running state, or its end) until it changed again. Changes queued for `new` before it are
+        older than this: dropped, so that none is applied after it."""
+        async with self._sampling:
+            changed = await self._sample(slow=True)
+            if changed:
+                self._publish(changed, skip=new)
+            while new is not None and not new.empty():
+                new.get_nowait()
+            return {**self.state, "history": self.history.series()}
 
     async def _run(self) -> None:
         while True:
             try:
                 if self.subscribers:
-                    changed = await self._sample(slow=time.monotonic() >= self._slow_at)
-                    if changed:
-                        self._publish(changed)
+                    async with self._sampling:
+                        changed = await self._sample(slow=time.monotonic() >= self._slow_at)
+                        if changed:
+                            self._publish(changed)
                 else:
                     await self._history_point()
             except asyncio.CancelledError:
@@ -87,9 +97,11 @@ class Feed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), FAST_S if self.subscribers else hist.STEP_S)
 
-    def _publish(self, changed: dict[str, Any]) -> None:
+    def _publish(self, changed: dict[str, Any], skip: asyncio.Queue[str] | None = None) -> None:
         data = json.dumps(changed, ensure_ascii=False)
         for q in list(self.subscribers):
+            if q is skip:
+                continue
             if q.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
                     q.get_nowait()
@@ -113,7 +125,8 @@ class Feed:
         self.history.add(time.time(), used, fetched)
 
     async def _sample(self, slow: bool) -> dict[str, Any]:
-        """Read the node's state; return the sections that differ from what was last pushed."""
+        """Read the node's state; return the sections that differ from what was last pushed (and record them
+        as pushed: the caller sends them to every subscriber). Called under `_sampling`."""
         node = self.node
         sections: dict[str, Any] = {}
         overlay = node.overlay
@@ -144,8 +157,8 @@ class Feed:
         sections["status"] = status
         now = time.time()
         # a copy or a publish that started or ended changes the counts and the bytes stored: read them now
-        slow = slow or any(self.last_sent.get(k) != json.dumps(sections.get(k), sort_keys=True, default=str)
-                           for k in ("publishing",)) or _fetches(sections) != _fetches_of(self.last_sent)
+        # (only then: a publish's progress, every sample, would otherwise read the whole catalog every second)
+        slow = slow or _jobs(sections) != _jobs_of(self.last_sent) or _fetches(sections) != _fetches_of(self.last_sent)
         if slow:
             self._slow_at = time.monotonic() + SLOW_S
             # what GET /api/v1/status adds from each service, kept whole so that fields other services add
@@ -179,6 +192,16 @@ class Feed:
                 self.last_sent[key] = text
                 changed[key] = value
         return changed
+
+
+def _jobs(sections: dict[str, Any]) -> list[tuple[int, str]]:
+    """The publishing jobs and their states (not their progress)."""
+    return sorted((j["id"], j["state"]) for j in sections.get("publishing") or [])
+
+
+def _jobs_of(last_sent: dict[str, str]) -> list[tuple[int, str]]:
+    text = last_sent.get("publishing")
+    return _jobs({"publishing": json.loads(text)}) if text else []
 
 
 def _fetches(sections: dict[str, Any]) -> list[str]:

@@ -114,7 +114,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     q = feed.subscribe()
     try:
-        first = json.dumps(await feed.snapshot(), ensure_ascii=False)
+        first = json.dumps(await feed.snapshot(q), ensure_ascii=False)
         await resp.write(f"retry: 2000\nevent: state\ndata: {first}\n\n".encode())
         while True:
             try:
