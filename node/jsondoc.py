@@ -10,3 +10,7 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 
 JsonDict: TypeAlias = dict[str, Any]
+
+# A row read with SQLite's default row factory, as `communs repair` salvages them from a damaged file: its
+# columns are whatever the file held, checked by the code that reads them.
+SqlRow: TypeAlias = tuple[Any, ...]

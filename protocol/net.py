@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 class OverlayError(Exception):
@@ -31,6 +32,23 @@ class Message:
     data: bytes
     sender: str  # the peer that forwarded it to us (ourselves for our own publishes)
     origin: str = ""  # the peer that first published it (the libp2p `from` field)
+
+
+class ByteStream(Protocol):
+    """What a service needs of one overlay stream (the adapter's `Stream` is one): typed, so that the
+    services that speak a protocol of their own are checked without naming the adapter."""
+
+    peer_id: str
+
+    async def read(self, max_bytes: int = 65536, min_bytes: int = 0) -> bytes: ...
+
+    async def write(self, data: bytes | memoryview) -> None: ...
+
+    async def close_write(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def reset(self) -> None: ...
 
 
 # A topic validator: synchronous; returns None to accept or a short reason to reject. It runs in libp2p's

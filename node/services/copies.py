@@ -30,11 +30,12 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from communs.governance import copies as rule
 from communs.governance import policy as policy_mod
+from communs.node.jsondoc import JsonDict
 from communs.node.services import copies_round
 from communs.node.services.claim_gate import MAX_CLAIMS_PER_MESSAGE, AnswerGate, ClaimGate
 from communs.node.services.datasets import COMPLETE, IN_PROGRESS, NOT_WANTED, OWN
@@ -43,6 +44,7 @@ from communs.protocol import encoding, holding, ids, keys
 from communs.protocol.errors import DecodeError, RecordError
 from communs.protocol.holding import Challenge, HoldingClaim
 from communs.protocol.libp2p.gossipguard import TokenBucket
+from communs.protocol.net import ByteStream, Message
 from communs.protocol.records import Manifest
 from communs.storage.catalog import ClaimRow, ManifestInfo
 from communs.storage.errors import StorageError
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
     from communs.node.services.governance import GovernanceService
     from communs.node.services.replication import ReplicationService
     from communs.node.services.storage import StorageService
+    from prometheus_client import Counter, Gauge
 
 log = logging.getLogger("communs.copies")
 
@@ -69,7 +72,7 @@ def _now() -> int:
     return int(time.time())
 
 
-async def read_message(stream: Any, max_bytes: int, timeout: float) -> dict[str, Any] | None:
+async def read_message(stream: ByteStream, max_bytes: int, timeout: float) -> JsonDict | None:
     """One framed map from `stream`, or None at a clean end; DecodeError/TimeoutError otherwise."""
     buf = b""
     async with asyncio.timeout(timeout):
@@ -113,7 +116,7 @@ class CopiesService(UsesStorage):
         self.challenges: collections.Counter[str] = collections.Counter()
         self.counts = self.gate.counts
         self.rng = random.Random()
-        self._metrics: tuple[Any, Any] | None = None
+        self._metrics: tuple[Gauge, Counter] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -162,7 +165,7 @@ class CopiesService(UsesStorage):
     async def stop(self) -> None:
         return None
 
-    async def _changed(self, _what: Any) -> None:
+    async def _changed(self, _what: object) -> None:
         self._claim_wake.set()
 
     # ---- counting --------------------------------------------------------------------------------
@@ -171,7 +174,7 @@ class CopiesService(UsesStorage):
         """Copies per manifest: distinct nodes with a live claim that has not failed a challenge."""
         return await self.catalog.claim_counts(_now(), manifests)
 
-    async def holders(self, manifest_id: bytes) -> dict[str, Any]:
+    async def holders(self, manifest_id: bytes) -> JsonDict:
         """The contract's answer of `GET /api/v1/datasets/{id}/holders`."""
         now = _now()
         rows = await self.catalog.live_claims(now, manifest_id)
@@ -193,7 +196,7 @@ class CopiesService(UsesStorage):
             return {}
         return {m["peer_id"]: m["name"] for m in info.get("members", [])}
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> JsonDict:
         n = self._policy().min_copies
         held = [i for i in await self.catalog.list_manifests() if i.state in (OWN, COMPLETE)]
         counts = await self.counts_by_manifest([i.id for i in held]) if held else {}
@@ -315,7 +318,7 @@ class CopiesService(UsesStorage):
         with contextlib.suppress(asyncio.QueueFull):
             self._incoming.put_nowait(claims)
 
-    async def _consume(self, subscription: Any) -> None:
+    async def _consume(self, subscription: AsyncIterator[Message]) -> None:
         async for _msg in subscription:
             pass  # the validator queued the claims already
 
@@ -350,7 +353,7 @@ class CopiesService(UsesStorage):
 
     # ---- claims sync -------------------------------------------------------------------------------
 
-    async def _answer_claims(self, stream: Any) -> None:
+    async def _answer_claims(self, stream: ByteStream) -> None:
         try:
             request = await read_message(stream, 256, STREAM_TIMEOUT)
             if request is None:
@@ -395,7 +398,7 @@ class CopiesService(UsesStorage):
                 break
         return stored
 
-    def _check_page(self, raws: list[Any], now: float) -> list[list[HoldingClaim]]:
+    def _check_page(self, raws: list[object], now: float) -> list[list[HoldingClaim]]:
         """The claims of one sync page to take in, in groups of at most MAX_CLAIMS_PER_MESSAGE; one bad claim
         costs only itself here, since the peer relays what others signed."""
         groups: list[list[HoldingClaim]] = []
@@ -432,7 +435,7 @@ class CopiesService(UsesStorage):
 
     # ---- proof of holding: answering ---------------------------------------------------------------
 
-    async def _answer_challenge(self, stream: Any) -> None:
+    async def _answer_challenge(self, stream: ByteStream) -> None:
         peer = stream.peer_id
         try:
             request = await read_message(stream, holding.MAX_MESSAGE_BYTES, STREAM_TIMEOUT)
@@ -443,7 +446,7 @@ class CopiesService(UsesStorage):
             answer = {"error": f"refused: {exc}"}
         await stream.write(holding.frame(answer))
 
-    async def answer(self, peer: str, request: dict[str, Any], now: float) -> dict[str, Any]:
+    async def answer(self, peer: str, request: JsonDict, now: float) -> JsonDict:
         """The answer to one challenge from `peer`: {"proof"} or {"error"} in one sentence."""
         if not self.answers.allow(peer, now):
             return {"error": "busy: too many challenges from this peer; try again in a minute"}

@@ -20,8 +20,9 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from communs.node.jsondoc import JsonDict
 from communs.node.runtime.faults import pause_point
 from communs.node.services.storage import StorageService, UsesStorage
 from communs.protocol import ids
@@ -61,7 +62,7 @@ class VerifyJob:
     def running(self) -> bool:
         return self.finished is None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonDict:
         return {
             "id": self.id, "dataset": self.dataset, "version": self.version, "title": self.title,
             "state": self.state, "running": self.running,
@@ -121,7 +122,7 @@ class Verifications(UsesStorage):
         self.jobs: dict[str, VerifyJob] = {}  # manifest id -> its newest verification
         self._running: dict[bytes, asyncio.Task[VerifyJob | None]] = {}
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self) -> list[JsonDict]:
         return [j.to_json() for j in sorted(self.jobs.values(), key=lambda j: j.started)]
 
     async def verify(self, manifest_id: bytes) -> VerifyJob | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from communs.governance.admission import RecordKind, precheck
 from communs.governance.errors import GovernanceError
@@ -26,6 +26,7 @@ from communs.governance.receipts import Receipt
 from communs.governance.records import Ballot, Proposal
 from communs.governance.rotation import Rotation
 from communs.governance.tally import Tally
+from communs.node.jsondoc import JsonDict
 from communs.protocol import ids
 from communs.protocol.errors import RecordError
 from communs.storage.errors import StorageError
@@ -55,7 +56,7 @@ class Submissions:
 
     def __init__(self, gov: GovernanceService) -> None:
         self.gov = gov
-        self.via: dict[str, dict[str, Any]] = {}  # record CID -> {"route", "peer"}
+        self.via: dict[str, JsonDict] = {}  # record CID -> {"route", "peer"}
 
     async def load(self) -> None:
         """The routes stored by earlier runs (the governance service calls this at start)."""
@@ -127,7 +128,7 @@ class Submissions:
         """Count a refused submission (the admin API's own routes refuse outside `submit`)."""
         self._count(route, "refused")
 
-    def annotate(self, doc: dict[str, Any]) -> dict[str, Any]:
+    def annotate(self, doc: JsonDict) -> JsonDict:
         """A proposal's JSON with the route of it and of each of its ballots (None: not known here)."""
         doc["via"] = self.via.get(doc["id"])
         for b in doc.get("ballots", []):

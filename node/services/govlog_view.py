@@ -11,11 +11,11 @@ decoding of its own entries only, never a replay.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from communs.governance.ledger import Entry, Ledger
 from communs.governance.records import Ballot, Genesis, Proposal
 from communs.governance.rotation import Rotation
+from communs.node.jsondoc import JsonDict
 from communs.protocol import ids, keys
 from communs.protocol.errors import RecordError
 
@@ -58,7 +58,7 @@ def member_names(ledger: Ledger) -> dict[bytes, str]:
 
 
 def log_page(ledger: Ledger, node_names: Mapping[bytes, str], before: int | None = None,
-             limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
+             limit: int = DEFAULT_LIMIT) -> JsonDict:
     """Up to `limit` entries with seq below `before` (all when None), newest first, and the cursor of the
     next (older) page: `next_before`, None on the last page."""
     total = len(ledger.entries)
@@ -69,7 +69,7 @@ def log_page(ledger: Ledger, node_names: Mapping[bytes, str], before: int | None
     return {"entries": rows, "total": total, "next_before": start if start > 0 else None}
 
 
-def _who(key: bytes, names: Mapping[bytes, str]) -> dict[str, Any]:
+def _who(key: bytes, names: Mapping[bytes, str]) -> JsonDict:
     return {"peer_id": keys.peer_id(key), "name": names.get(key) or None}
 
 
@@ -92,9 +92,9 @@ def _summary_of(ledger: Ledger, proposal_id: bytes) -> str:
 
 
 def entry_row(ledger: Ledger, entry: Entry, names: Mapping[bytes, str],
-              node_names: Mapping[bytes, str]) -> dict[str, Any]:
+              node_names: Mapping[bytes, str]) -> JsonDict:
     """One entry as a row: seq, kind, at, proposal (id or None), summary, signer {peer_id, name}, outcome."""
-    row: dict[str, Any] = {"seq": entry.seq, "kind": entry.kind, "at": entry.at, "proposal": None}
+    row: JsonDict = {"seq": entry.seq, "kind": entry.kind, "at": entry.at, "proposal": None}
     node = _who(ledger.node, node_names)
     try:
         if entry.kind == "genesis":

@@ -4,14 +4,13 @@ read-only commands work on the folder too)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from communs.governance.kinds import policy_in_words
 from communs.governance.ledger import Ledger
+from communs.node.jsondoc import JsonDict
 from communs.protocol import ids, keys
 
 
-def policy_doc(ledger: Ledger) -> dict[str, Any]:
+def policy_doc(ledger: Ledger) -> JsonDict:
     """The policy in force, its version, the proposal that enacted it and when (GET /api/v1/policy)."""
     state = ledger.current
     doc = state.to_json()
@@ -27,7 +26,7 @@ def policy_doc(ledger: Ledger) -> dict[str, Any]:
     return doc
 
 
-def members_doc(ledger: Ledger, now: int) -> dict[str, Any]:
+def members_doc(ledger: Ledger, now: int) -> JsonDict:
     roster = ledger.current.roster
     return {
         "roster": ids.cid_str(roster.hash),
@@ -38,5 +37,5 @@ def members_doc(ledger: Ledger, now: int) -> dict[str, Any]:
     }
 
 
-def proposals_doc(ledger: Ledger, now: int) -> list[dict[str, Any]]:
+def proposals_doc(ledger: Ledger, now: int) -> list[JsonDict]:
     return [s.to_json(now) for s in ledger.proposals.values()]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from communs.node.jsondoc import JsonDict
 from communs.protocol.records import FileEntry
 
 
@@ -36,7 +36,7 @@ class Stored:
     def deduplicated_bytes(self) -> int:
         return self.bytes - self.new_bytes
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonDict:
         return {"files": self.files, "bytes": self.bytes, "chunks": self.chunks, "new_chunks": self.new_chunks,
                 "new_bytes": self.new_bytes, "deduplicated_bytes": self.deduplicated_bytes}
 

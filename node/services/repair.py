@@ -32,12 +32,12 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from communs.governance.ledger import audit
 from communs.node.config import CATALOG_FILE, ConfigError, load_config
 from communs.node.datadir import RunLock, read_private_key
 from communs.node.folder import DataFolder
+from communs.node.jsondoc import JsonDict, SqlRow
 from communs.protocol import keys
 from communs.protocol.errors import RecordError
 from communs.protocol.records import Manifest
@@ -65,9 +65,9 @@ def check_file(path: Path) -> list[str]:
     return [] if problems == ["ok"] else problems
 
 
-def _salvage(conn: sqlite3.Connection, sql: str) -> tuple[list[Any], bool]:
+def _salvage(conn: sqlite3.Connection, sql: str) -> tuple[list[SqlRow], bool]:
     """The rows a query yields before SQLite hits damage; True when it read them all."""
-    rows: list[Any] = []
+    rows: list[SqlRow] = []
     try:
         cur = conn.execute(sql)
         while (row := cur.fetchone()) is not None:
@@ -93,7 +93,7 @@ def _move_aside(path: Path) -> Path:
     return moved
 
 
-async def repair(root: Path, *, force: bool = False, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+async def repair(root: Path, *, force: bool = False, progress: Callable[[str], None] | None = None) -> JsonDict:
     """Move the damaged catalog aside and rebuild a new one (module docstring); returns what was done."""
     try:
         load_config(root)
@@ -110,7 +110,7 @@ async def repair(root: Path, *, force: bool = False, progress: Callable[[str], N
         lock.release()
 
 
-async def _repair(root: Path, *, force: bool, say: Callable[[str], None]) -> dict[str, Any]:
+async def _repair(root: Path, *, force: bool, say: Callable[[str], None]) -> JsonDict:
     path = root / CATALOG_FILE
     if not path.exists():
         raise RepairError(f"there is no catalog at {path} to repair (the node creates one when it starts)")
@@ -129,7 +129,7 @@ async def _repair(root: Path, *, force: bool, say: Callable[[str], None]) -> dic
     finally:
         conn.close()
     # the governance log: the longest consecutive prefix that re-verifies, written by this node
-    prefix: list[Any] = []
+    prefix: list[SqlRow] = []
     for row in gov:
         if row[0] != len(prefix):
             break
@@ -182,7 +182,7 @@ async def _repair(root: Path, *, force: bool, say: Callable[[str], None]) -> dic
     }
 
 
-async def confirm(root: Path) -> dict[str, Any]:
+async def confirm(root: Path) -> JsonDict:
     """The operator checked that the node's own datasets are back: allow publishing again."""
     try:
         load_config(root)

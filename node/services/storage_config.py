@@ -11,12 +11,16 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from communs.node.folder import STORE_DIR  # noqa: F401 - re-exported
+from communs.node.jsondoc import JsonDict
 from communs.storage.chunkstore import ChunkStore, FsChunkStore
 from communs.storage.errors import StorageError
+
+if TYPE_CHECKING:
+    from communs.storage.s3chunks import S3Settings
 
 BACKENDS = ("fs", "s3")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -44,8 +48,8 @@ class StorageConfig:
     direct_io: bool | None = None
     s3: S3Config | None = None
 
-    def to_doc(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"backend": self.backend}
+    def to_doc(self) -> JsonDict:
+        doc: JsonDict = {"backend": self.backend}
         if self.direct_io is not None:
             doc["direct_io"] = self.direct_io
         if self.s3 is not None:
@@ -89,7 +93,7 @@ _S3_KEYS: dict[str, type] = {"endpoint": str, "bucket": str, "prefix": str, "reg
                              "wait_seconds": int}
 
 
-def parse_storage(section: dict[str, Any]) -> StorageConfig:
+def parse_storage(section: JsonDict) -> StorageConfig:
     """The `[storage]` table as read from TOML, checked."""
     cfg = StorageConfig()
     for key, value in section.items():
@@ -119,7 +123,7 @@ def parse_storage(section: dict[str, Any]) -> StorageConfig:
     return cfg
 
 
-def s3_settings(root: Path, s3: S3Config, *, wait_s: float | None = None) -> Any:
+def s3_settings(root: Path, s3: S3Config, *, wait_s: float | None = None) -> S3Settings:
     """The S3 store's settings with its credentials: `credentials_file` (relative to DIR) when set, else the
     AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY variables."""
     from communs.storage.s3chunks import S3Settings, read_credentials_file
