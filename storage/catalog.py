@@ -238,6 +238,16 @@ def damaged_sentence(path: Path, problem: str) -> str:
             "the chunk store (README: Repairing a damaged catalog)")
 
 
+async def _worker_stopped(conn: aiosqlite.Connection) -> None:
+    """Wait for the worker thread of a connection that failed to open. aiosqlite stops it without waiting
+    (it queues "close and stop" and forgets the future), so the thread could report that to an event loop
+    that has closed meanwhile (asyncio.run returning after the CatalogError): "RuntimeError: Event loop is
+    closed" from the thread, a traceback on stderr after a one-sentence error."""
+    thread = getattr(conn, "_thread", None)  # aiosqlite >= 0.20 runs each connection on its own thread
+    if thread is not None and thread.is_alive():
+        await asyncio.to_thread(thread.join, 10.0)
+
+
 async def quick_check(db: aiosqlite.Connection) -> list[str]:
     """SQLite's `PRAGMA quick_check` (every page and record, without cross-checking index contents: O(size)
     but several times faster than `integrity_check`); an empty list when the file is sound. A check that
@@ -278,9 +288,11 @@ class Catalog:
         path = Path(path)
         if path.exists() and not path.is_file():
             raise CatalogError(f"{path} is not a Communs catalog (it is not a file)")
+        connecting = aiosqlite.connect(path, isolation_level=None)
         try:
-            db = await aiosqlite.connect(path, isolation_level=None)
+            db = await connecting
         except sqlite3.Error as exc:
+            await _worker_stopped(connecting)
             raise CatalogError(f"cannot open the catalog {path}: {exc}") from exc
         try:
             await _prepare(db, path)

@@ -403,7 +403,7 @@ def _paths() -> dict[str, Any]:
         "/api/v1/datasets/{id}/holders": {"get": _op(
             "the nodes that hold this version complete, from signed holding claims, with the last successful "
             "proof-of-holding challenge", _json(_ref("Holders"), "the holders"), "BadRequest", "NotFound",
-            params=mid, tag="datasets")},
+            "Ambiguous", params=mid, tag="datasets")},
         "/api/v1/datasets/{id}/verification": {"post": _op(
             "re-hash every chunk of this version stored here (`communs verify` for one dataset, node running); "
             "corrupt chunks are quarantined and, with missing ones, fetched again from peers. Answers when done; "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -122,6 +124,30 @@ async def test_a_folder_is_refused(tmp_path: Path) -> None:
         await Catalog.open(tmp_path)
     with pytest.raises(CatalogError, match="cannot open"):
         await Catalog.open(tmp_path / "missing" / "catalog.sqlite")
+
+
+def test_a_catalog_that_cannot_be_opened_leaves_no_thread_behind(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiosqlite stops the worker thread of a connection that failed to open without waiting for it; the
+    thread then reported to the event loop after asyncio.run had closed it: "RuntimeError: Event loop is
+    closed" from the thread, a traceback after `communs` said the catalog cannot be opened (and a
+    PytestUnhandledThreadExceptionWarning when a test's loop closed first). Catalog.open waits for it."""
+    from_threads: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: from_threads.append(args.exc_value))
+    before = set(threading.enumerate())
+    left: list[set[threading.Thread]] = []
+
+    async def attempt() -> None:
+        with pytest.raises(CatalogError, match="cannot open"):
+            await Catalog.open(tmp_path / "missing" / "catalog.sqlite")
+        left.append({t for t in set(threading.enumerate()) - before if "_connection_worker_thread" in t.name})
+
+    for _ in range(30):  # before the fix, about one attempt in two
+        asyncio.run(attempt())
+    for thread in set(threading.enumerate()) - before:
+        thread.join(10)
+    assert from_threads == []
+    assert all(not s for s in left), left
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
