@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import importlib.util
+import itertools
 import json
 import os
 import re
@@ -164,20 +165,40 @@ def wire_delta(before: dict[str, dict[Any, tuple[int, int]]], after: dict[str, d
     return out, lost
 
 
-def window(nodes: list[Any], apis: list[Any], seconds: float, pool: Any) -> dict[str, Any]:
-    def read() -> tuple[list[dict[tuple[str, str], float]], list[int], Any, float]:
+def window(nodes: list[Any], apis: list[Any], seconds: float, pool: Any, lag: float) -> dict[str, Any]:
+    """Counters over `seconds`; the claims signed are sampled each second from `lag` s before the window on,
+    for `signed_for_sync`: a claim signed at t reaches each peer's store-order answer at the peer's next ask,
+    t + U(0, lag) (lag = claims_sync_s), so it is weighted by the chance that ask falls in the window."""
+    def signed() -> tuple[float, int]:
+        return time.monotonic(), sum(pool.map(published, apis))
+
+    def read() -> tuple[list[dict[tuple[str, str], float]], Any, float]:
         w = wire(nodes)
         t = time.monotonic()
-        return list(pool.map(claims_bytes, apis)), list(pool.map(published, apis)), w, t
+        return list(pool.map(claims_bytes, apis)), w, t
 
-    b0, p0, w0, t0 = read()
-    time.sleep(seconds)
-    b1, p1, w1, t1 = read()
+    samples = [signed()]
+    while time.monotonic() - samples[0][0] < lag:
+        time.sleep(1.0)
+        samples.append(signed())
+    b0, w0, t0 = read()
+    samples.append(signed())
+    first = samples[-1][1]
+    while time.monotonic() - t0 < seconds:
+        time.sleep(1.0)
+        samples.append(signed())
+    b1, w1, t1 = read()
+    samples.append(signed())
     hours = (t1 - t0) / 3600
+    in_window = samples[-1][1] - first
+    for_sync = 0.0
+    for (ta, p), (tb, q) in itertools.pairwise(samples):
+        t = (ta + tb) / 2
+        for_sync += (q - p) * max(0.0, min(t + lag, t1) - max(t, t0)) / lag
     per_node = {k: statistics.mean(b[k] - a[k] for a, b in zip(b0, b1, strict=True)) / hours for k in CHANNELS}
     wd, lost = wire_delta(w0, w1)
-    return {"seconds": t1 - t0, "bytes": per_node, "signed": sum(p1) - sum(p0), "hours": hours,
-            "wire_sent": statistics.mean(s for s, _ in wd.values()) / hours,
+    return {"seconds": t1 - t0, "bytes": per_node, "signed": in_window, "signed_for_sync": for_sync,
+            "hours": hours, "wire_sent": statistics.mean(s for s, _ in wd.values()) / hours,
             "wire_received": statistics.mean(r for _, r in wd.values()) / hours, "closed": lost}
 
 
@@ -211,7 +232,7 @@ def run(args: argparse.Namespace, fed: Any) -> dict[str, Any]:
         peers = [len(a.get("/api/v1/peers")) for a in apis]
         log(f"measuring {args.window:.0f} s with claim_ttl_s = {args.ttl}, claims_sync_s = {args.sync}; "
             f"peers per node {statistics.mean(peers):.1f}")
-        main = window(nodes, apis, args.window, pool)
+        main = window(nodes, apis, args.window, pool, args.sync)
         base = None
         if args.baseline > 0:
             log("baseline: restarting the nodes with the default claim TTL (a day)")
@@ -226,7 +247,7 @@ def run(args: argparse.Namespace, fed: Any) -> dict[str, Any]:
                 apis[i].call("POST", "/api/v1/peers", {"addr": nodes[j].addr}, timeout=60)
             fedbench.overlay_formed(nodes, apis, pool, 120)
             time.sleep(max(args.warmup, 2 * args.sync + 10))
-            base = window(nodes, apis, args.baseline, pool)
+            base = window(nodes, apis, args.baseline, pool, args.sync)
     claim_bytes, message_bytes = copies.record_sizes(args.ttl)
     # a node's mesh holds D peers at most, and no more than it is connected to
     common = {"nodes": args.nodes, "held": args.held, "ttl": args.ttl, "sync": args.sync,
@@ -234,6 +255,7 @@ def run(args: argparse.Namespace, fed: Any) -> dict[str, Any]:
               "claim_bytes": claim_bytes, "message_bytes": message_bytes}
     assumed = copies.model(**common)
     actual = copies.model(**common, refreshes_per_hour=main["signed"] / main["hours"])
+    lagged = copies.model(**common, refreshes_per_hour=main["signed_for_sync"] / main["hours"])
     b = main["bytes"]
     measured = {
         "gossip_payload_in": b["in", "gossip"], "gossip_payload_out": b["out", "gossip"],
@@ -254,7 +276,9 @@ def run(args: argparse.Namespace, fed: Any) -> dict[str, Any]:
         "measured_over_model_with_signed": {
             "gossip_payload_in": round(b["in", "gossip"] / actual["gossip_payload_in"], 3),
             "gossip_payload_out": round(b["out", "gossip"] / actual["gossip_payload_out"], 3),
-            "sync": round(b["in", "sync_client"] / actual["sync"], 3)},
+            "sync": round(b["in", "sync_client"] / actual["sync"], 3),
+            "sync_vs_claims_signed_a_sync_interval_earlier": round(b["in", "sync_client"] / lagged["sync"], 3)},
+        "claims_signed_per_hour_for_sync": round(main["signed_for_sync"] / main["hours"]),
         "connections_closed_in_window": main["closed"],
     }
     if base is not None:

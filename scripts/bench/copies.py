@@ -7,7 +7,8 @@ issue 15 allows: gossipsub sends each message to about `--degree` mesh peers (D 
 receives each about as often, so each node's gossip traffic per hour is (messages published in the
 federation per hour) x D, both ways; claims sync adds, per node and peer pair every `claims_sync_s`,
 the claims stored since the last ask (here: the refreshes of that interval), plus a request and an
-empty answer's framing. Claims are refreshed every half TTL (12 h by default). No network is run.
+empty answer's framing. Claims are refreshed every half TTL (12 h by default). No network is run here:
+scripts/bench/claims_traffic.py checks `model` against real nodes' counters and wire bytes.
 
 CPU: real work measured in this process: verifying claims as the gossip validator does (decode, checks,
 Ed25519), and answering challenges as the holder does (read 3 chunks of 1 MiB from a real chunk store
