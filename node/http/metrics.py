@@ -33,6 +33,16 @@ class Metrics:
             ["route", "outcome"], registry=r)
         self.api_requests = Counter("communs_api_requests_total", "Admin API requests by status class",
                                     ["status"], registry=r)
+        # Holding claims on the wire (node/services/copies.py), payload bytes: channel "gossip" (direction "in":
+        # messages from others that reached the topic validator, each once; "out": messages this node
+        # published), "sync_client" (this node asking: requests out, answers in) and "sync_server" (this node
+        # answering: requests in, answers out). Not counted: libp2p's envelopes, framing and encryption, and
+        # gossipsub's relaying (a message goes to up to D mesh peers; copies seen before are dropped unread).
+        self.claims_bytes = Counter("communs_claims_bytes_total", "Holding claims bytes by direction and channel",
+                                    ["direction", "channel"], registry=r)
+        for direction in ("in", "out"):
+            for channel in ("gossip", "sync_client", "sync_server"):
+                self.claims_bytes.labels(direction, channel)
         self.sync_records = Counter("communs_sync_records_total", "Manifests learned by catalog sync",
                                     registry=r)
         # what="store": bytes of the chunks stored; "free": bytes free where they are stored; "quota": the

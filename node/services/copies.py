@@ -74,17 +74,22 @@ def _now() -> int:
 
 async def read_message(stream: ByteStream, max_bytes: int, timeout: float) -> JsonDict | None:
     """One framed map from `stream`, or None at a clean end; DecodeError/TimeoutError otherwise."""
+    return (await read_sized(stream, max_bytes, timeout))[0]
+
+
+async def read_sized(stream: ByteStream, max_bytes: int, timeout: float) -> tuple[JsonDict | None, int]:
+    """As `read_message`, with the bytes of the frame (its length prefix included; 0 at a clean end)."""
     buf = b""
     async with asyncio.timeout(timeout):
         while True:
-            value, _ = holding.unframe(buf, max_bytes)
+            value, used = holding.unframe(buf, max_bytes)
             if value is not None:
-                return value
+                return value, used
             data = await stream.read(max_bytes + 16 - len(buf))
             if not data:
                 if buf:
                     raise DecodeError("the stream ended inside a message")
-                return None
+                return None, 0
             buf += data
 
 
@@ -117,6 +122,7 @@ class CopiesService(UsesStorage):
         self.counts = self.gate.counts
         self.rng = random.Random()
         self._metrics: tuple[Gauge, Counter] | None = None
+        self._bytes: Counter | None = None  # communs_claims_bytes_total{direction, channel}, when metrics are on
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -145,6 +151,12 @@ class CopiesService(UsesStorage):
                 Counter("communs_challenges_total", "Proof-of-holding challenges sent, by outcome", ["outcome"],
                         registry=r),
             )
+            self._bytes = self.ctx.metrics.claims_bytes
+
+    def _count(self, direction: str, channel: str, size: int) -> None:
+        """Add `size` bytes of claims traffic (thread-safe: the gossip validator runs in libp2p's thread)."""
+        if self._bytes is not None:
+            self._bytes.labels(direction, channel).inc(size)
 
     async def overlay_ready(self) -> None:
         # at most CHALLENGES_PER_MINUTE, unless the configured mean interval asks for more (tests)
@@ -283,9 +295,11 @@ class CopiesService(UsesStorage):
         self.gate.remember(signed)
         for start in range(0, len(signed), MAX_CLAIMS_PER_MESSAGE):
             batch = signed[start:start + MAX_CLAIMS_PER_MESSAGE]
+            message = encoding.encode([c.encode() for c in batch])
             try:
-                await self.ctx.overlay.publish(self.topic, encoding.encode([c.encode() for c in batch]))
+                await self.ctx.overlay.publish(self.topic, message)
                 self.counts["published"] += len(batch)
+                self._count("out", "gossip", len(message))
             except Exception as exc:
                 log.info("could not publish %d holding claim(s): %s (claims sync will carry them)", len(batch), exc)
         return signed
@@ -300,6 +314,7 @@ class CopiesService(UsesStorage):
         """The claims topic validator (libp2p's thread): nothing invalid, replayed or over rate is relayed."""
         if sender == self.ctx.peer_id:
             return None  # our own message, signed and stored here before it was published
+        self._count("in", "gossip", len(data))  # each message once: libp2p drops copies seen before this
         try:
             fresh = self.check_batch(data, time.time())
         except RecordError as exc:
@@ -355,9 +370,10 @@ class CopiesService(UsesStorage):
 
     async def _answer_claims(self, stream: ByteStream) -> None:
         try:
-            request = await read_message(stream, 256, STREAM_TIMEOUT)
+            request, size = await read_sized(stream, 256, STREAM_TIMEOUT)
             if request is None:
                 return
+            self._count("in", "sync_server", size)
             after = request.get("after")
             if type(after) is not int or after < 0 or set(request) != {"after"}:
                 await stream.write(holding.frame({"error": "a claims request is a map of exactly 'after', an "
@@ -365,8 +381,10 @@ class CopiesService(UsesStorage):
                 return
             rows = await self.catalog.claims_since(after, _now(), holding.MAX_CLAIMS_PER_ANSWER)
             nxt = rows[-1][0] if rows else after
-            await stream.write(holding.frame({"claims": [r for _, r in rows], "next": nxt,
-                                              "more": len(rows) == holding.MAX_CLAIMS_PER_ANSWER}))
+            answer = holding.frame({"claims": [r for _, r in rows], "next": nxt,
+                                    "more": len(rows) == holding.MAX_CLAIMS_PER_ANSWER})
+            self._count("out", "sync_server", len(answer))
+            await stream.write(answer)
         except (DecodeError, TimeoutError) as exc:
             log.debug("claims request from %s refused: %s", stream.peer_id, exc)
 
@@ -377,9 +395,12 @@ class CopiesService(UsesStorage):
         for _ in range(SYNC_PAGES):
             stream = await self.ctx.overlay.open_stream(peer, [holding.CLAIMS_PROTOCOL], timeout=STREAM_TIMEOUT)
             try:
-                await stream.write(holding.frame({"after": cursor}))
+                request = holding.frame({"after": cursor})
+                self._count("out", "sync_client", len(request))
+                await stream.write(request)
                 await stream.close_write()
-                answer = await read_message(stream, holding.MAX_CLAIMS_MESSAGE_BYTES, 30.0)
+                answer, size = await read_sized(stream, holding.MAX_CLAIMS_MESSAGE_BYTES, 30.0)
+                self._count("in", "sync_client", size)
             finally:
                 with contextlib.suppress(Exception):
                     await stream.close()

@@ -7,7 +7,8 @@ issue 15 allows: gossipsub sends each message to about `--degree` mesh peers (D 
 receives each about as often, so each node's gossip traffic per hour is (messages published in the
 federation per hour) x D, both ways; claims sync adds, per node and peer pair every `claims_sync_s`,
 the claims stored since the last ask (here: the refreshes of that interval), plus a request and an
-empty answer's framing. Claims are refreshed every half TTL (12 h by default). No network is run.
+empty answer's framing. Claims are refreshed every half TTL (12 h by default). No network is run here:
+scripts/bench/claims_traffic.py checks `model` against real nodes' counters and wire bytes.
 
 CPU: real work measured in this process: verifying claims as the gossip validator does (decode, checks,
 Ed25519), and answering challenges as the holder does (read 3 chunks of 1 MiB from a real chunk store
@@ -30,6 +31,35 @@ from communs.protocol.ids import digest
 from communs.storage.chunkstore import FsChunkStore
 
 BATCH = 64
+ENVELOPE = 150  # libp2p's envelope of one gossip message (from, seqno, signature, key, topic), estimated
+
+
+def record_sizes(ttl: int) -> tuple[int, int]:
+    """(bytes of one claim, bytes of a gossip message of BATCH claims), measured on claims signed now."""
+    key = keys.SigningKey.generate()
+    now = int(time.time())
+    claims = [HoldingClaim.create(key, manifest=digest(i.to_bytes(4, "big")), since=now, issued_ms=now * 1000 + i,
+                                  ttl=ttl) for i in range(BATCH)]
+    return len(claims[0].encode()), len(encoding.encode([c.encode() for c in claims]))
+
+
+def model(*, nodes: int, held: int, ttl: float, sync: float, degree: float, peers: float, claim_bytes: int,
+          message_bytes: int, refreshes_per_hour: float | None = None) -> dict[str, float]:
+    """Claims bytes per node per hour (module docstring), by part. `refreshes_per_hour`: the claims signed
+    in the federation per hour, if known (else every node re-signs each held claim every ttl/2 s).
+    "payload" parts are what `communs_claims_bytes_total` counts on one node; "wire" adds gossipsub's
+    relaying (each message sent to and received from about D mesh peers) and the envelope."""
+    refreshes = nodes * held * 3600 / (ttl / 2) if refreshes_per_hour is None else refreshes_per_hour
+    per_claim = message_bytes / BATCH  # payload of a full gossip message, per claim
+    syncs_per_hour = peers * 3600 / sync
+    claims_per_sync = refreshes / (3600 / sync)  # every claim of the federation, once per interval and peer
+    return {
+        "refreshes_per_hour": refreshes,
+        "gossip_payload_in": refreshes * (nodes - 1) / nodes * per_claim,  # one copy of each other's message
+        "gossip_payload_out": refreshes / nodes * per_claim,  # this node's own messages
+        "gossip_wire": refreshes * (per_claim + ENVELOPE / BATCH) * degree,  # each way
+        "sync": syncs_per_hour * (claims_per_sync * (claim_bytes + 3) + 40),  # answers received (~ sent)
+    }
 
 
 def main() -> None:
@@ -48,18 +78,10 @@ def main() -> None:
     now = int(time.time())
     claims = [HoldingClaim.create(key, manifest=digest(i.to_bytes(4, "big")), since=now, issued_ms=now * 1000 + i,
                                   ttl=args.ttl) for i in range(BATCH)]
-    claim_bytes = len(claims[0].encode())
-    message = encoding.encode([c.encode() for c in claims])
-    per_claim_gossip = len(message) / BATCH + 150 / BATCH  # + libp2p message envelope (from, seqno, sig, topic)
-
-    # gossip: every node re-signs each held claim every ttl/2 seconds
-    refreshes_per_hour = args.nodes * args.held * 3600 / (args.ttl / 2)
-    gossip_out = refreshes_per_hour * per_claim_gossip * args.degree  # each node forwards each message to D peers
-    gossip_node_hour = gossip_out  # and receives about as much: quoted one way, per node
-    # sync: each peer pair every `sync` s; the claims stored since the last ask, pushed once per pair on average
-    syncs_per_hour = args.peers * 3600 / args.sync
-    claims_per_sync = refreshes_per_hour / (3600 / args.sync)  # every claim of the federation, once per interval
-    sync_node_hour = syncs_per_hour * (claims_per_sync * (claim_bytes + 3) + 40)
+    claim_bytes, message_bytes = record_sizes(args.ttl)
+    m = model(nodes=args.nodes, held=args.held, ttl=args.ttl, sync=args.sync, degree=args.degree, peers=args.peers,
+              claim_bytes=claim_bytes, message_bytes=message_bytes)
+    refreshes_per_hour = m["refreshes_per_hour"]
 
     # CPU: verify as the validator does
     raws = [c.encode() for c in claims] * 8
@@ -91,17 +113,19 @@ def main() -> None:
         store.close()
 
     out = {
-        "claim_bytes": claim_bytes, "gossip_message_bytes_64_claims": len(message),
+        "claim_bytes": claim_bytes, "gossip_message_bytes_64_claims": message_bytes,
         "claims_refreshed_per_hour_federation": round(refreshes_per_hour),
-        "gossip_mb_per_node_hour": round(gossip_node_hour / 1e6, 2),
-        "sync_mb_per_node_hour": round(sync_node_hour / 1e6, 2),
+        "gossip_mb_per_node_hour": round(m["gossip_wire"] / 1e6, 2),
+        "gossip_payload_in_mb_per_node_hour": round(m["gossip_payload_in"] / 1e6, 2),
+        "sync_mb_per_node_hour": round(m["sync"] / 1e6, 2),
         "verify_claim_us": round(verify_us, 1),
         "validator_cpu_s_per_node_hour": round(refreshes_per_hour * verify_us / 1e6, 1),
         "answer_challenge_ms": round(answer_ms, 2), "answer_challenge_cpu_ms": round(answer_cpu_ms, 2),
         "read_only_cpu_ms": round(read_cpu_ms, 2),
         "answer_vs_read_ratio": round(answer_cpu_ms / read_cpu_ms, 2) if read_cpu_ms else None,
         "max_answer_cpu_s_per_peer_minute": round(30 * answer_cpu_ms / 1e3, 2),
-        "note": "bytes calculated from measured record sizes, not run on a network",
+        "note": "bytes calculated from measured record sizes; scripts/bench/claims_traffic.py checks the model "
+                "on a real federation",
     }
     print(json.dumps(out))
 

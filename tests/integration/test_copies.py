@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -106,6 +107,40 @@ def test_holders_are_counted_everywhere_and_stop_counting_when_lost(tmp_path: Pa
     assert "endangered" in out and mid in out, out
     code, body = a.api("GET", "/api/v1/datasets/bnotanid/holders")
     assert code == 400 and "not a usable id" in body["error"], body
+
+
+def claims_bytes(node: NodeProc) -> dict[tuple[str, str], float]:
+    """`communs_claims_bytes_total` of `node`, by (direction, channel)."""
+    _, text = node.api("GET", "/metrics")
+    out = {}
+    for labels, value in re.findall(r"^communs_claims_bytes_total\{(.*)\} (\S+)$", text, re.M):
+        got = dict(re.findall(r'(\w+)="(\w+)"', labels))
+        out[got["direction"], got["channel"]] = float(value)
+    return out
+
+
+def test_claims_traffic_is_counted_in_bytes_on_both_sides(tmp_path: Path, nodes: list[NodeProc]) -> None:
+    a, b = start_all(tmp_path, ["a", "b"], nodes)
+    assert set(claims_bytes(b)) == {(d, c) for d in ("in", "out") for c in ("gossip", "sync_client", "sync_server")}
+    publish(a, tmp_path, "ds", 1000)  # a holds it and claims it; b accepts nothing and holds nothing
+
+    def moved() -> bool:
+        # receivers first, then senders: what one side counted received, the other counted sent before
+        got_b = claims_bytes(b)
+        got_a = claims_bytes(a)
+        again_b = claims_bytes(b)
+        return (200 < got_b["in", "gossip"] <= got_a["out", "gossip"]  # at least one claim of ~220 bytes
+                and 200 < got_b["in", "sync_client"] <= got_a["out", "sync_server"]  # b asked a: a's claims
+                and 0 < got_a["in", "sync_server"] <= again_b["out", "sync_client"]
+                and 0 < got_a["in", "sync_client"] <= again_b["out", "sync_server"])
+
+    wait_for(moved, 60, 0.5, what=f"claims bytes counted on a and b: {claims_bytes(a)} {claims_bytes(b)}")
+    quiet = claims_bytes(b)
+    assert quiet["out", "gossip"] == 0 and claims_bytes(a)["in", "gossip"] == 0, "only a holds: only a publishes"
+    # a's claim is refreshed at half its 8 s life: more gossip, and the sync answers carry it again
+    wait_for(lambda: claims_bytes(b)["in", "gossip"] > quiet["in", "gossip"]
+             and claims_bytes(b)["in", "sync_client"] > quiet["in", "sync_client"] + 200, 30, 0.5,
+             what="a refreshed claim counted again")
 
 
 def test_min_copies_converges_to_n_and_never_dips_below(tmp_path: Path, nodes: list[NodeProc]) -> None:
