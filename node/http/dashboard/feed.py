@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from communs.node.node import Node
+    from communs.storage.catalog import Catalog
 
 log = logging.getLogger("communs.admin")
 
@@ -114,15 +115,19 @@ class Feed:
         """With no dashboard open, only the charts' points: the bytes stored and fetched. Reading the whole
         state (every service's status, each listing the catalog) every `STEP_S` cost an idle node with
         10,000 manifests a tenth of a second of CPU each time, for a page nobody was looking at."""
-        node = self.node
-        catalog = node.storage.catalog if node.storage is not None else None
+        catalog = self.node.storage.catalog if self.node.storage is not None else None
         if catalog is None or catalog.damaged:
             return
+        used, fetched = await self._chart_figures(catalog)
+        self.history.add(time.time(), used, fetched)
+
+    async def _chart_figures(self, catalog: Catalog) -> tuple[int, int]:
+        """What the charts draw: the bytes the storage quota counts, and the bytes fetched from peers so far."""
         used = await catalog.quota_used_bytes()
         fetched = 0
-        if node.metrics is not None:
-            fetched = int(node.metrics.registry.get_sample_value("communs_bytes_fetched_total") or 0)
-        self.history.add(time.time(), used, fetched)
+        if self.node.metrics is not None:
+            fetched = int(self.node.metrics.registry.get_sample_value("communs_bytes_fetched_total") or 0)
+        return used, fetched
 
     async def _sample(self, slow: bool) -> dict[str, Any]:
         """Read the node's state; return the sections that differ from what was last pushed (and record them
@@ -175,11 +180,8 @@ class Feed:
                 sections["governance"] = extras["governance"]
         if slow and catalog is not None and node.datasets is not None:
             quota = node.datasets.policy().storage_quota_bytes
-            used = await catalog.quota_used_bytes()
+            used, fetched = await self._chart_figures(catalog)
             sections["disk"] = {"used": used, "quota": quota}
-            fetched = 0
-            if node.metrics is not None:
-                fetched = int(node.metrics.registry.get_sample_value("communs_bytes_fetched_total") or 0)
             if self.history.add(now, used, fetched):
                 sections["history"] = self.history.series()
         self.state.update({k: v for k, v in sections.items() if k != "history"})
