@@ -246,8 +246,8 @@ class CopiesService(UsesStorage):
         every = max(1.0, min(60.0, self.ttl / 8))
         # The first round waits a little (unless something changed): claims live a day, and a node that was
         # off long enough re-signs everything it holds, which at start competed with the catalog sync for
-        # the one interpreter (scripts/bench/sync.py: 2,000 claims signed and gossiped at start cost the
-        # new node's sync a third of its rate).
+        # the one interpreter (scripts/bench/sync.py: 2,000 claims signed and gossiped at start by the source,
+        # and checked by the new node, were part of what cost that sync a third of its rate).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._claim_wake.wait(), min(every, FIRST_CLAIMS_S))
         while True:
