@@ -49,18 +49,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fedlib = _load("communs_federation_script", REPO / "scripts" / "federation.py")  # node processes, clean-up
-fedbench = _load("communs_federation_bench", REPO / "scripts" / "bench" / "federation.py")  # Api, proc_tree
-copies = _load("communs_copies_bench", REPO / "scripts" / "bench" / "copies.py")  # the model
+_spec = importlib.util.spec_from_file_location("communs_federation_bench", REPO / "scripts" / "bench" / "federation.py")
+assert _spec is not None and _spec.loader is not None
+fedbench: Any = importlib.util.module_from_spec(_spec)  # Api, proc_tree, and its loader for the others
+sys.modules[_spec.name] = fedbench
+_spec.loader.exec_module(fedbench)
+fedlib = fedbench.fedlib  # node processes, clean-up (scripts/federation.py)
+copies = fedbench._load("communs_copies_bench", REPO / "scripts" / "bench" / "copies.py")  # the model
 from communs.node.config import CATALOG_FILE  # noqa: E402
 from communs.node.datadir import open_folder  # noqa: E402
 from communs.node.folder import STORE_DIR  # noqa: E402
